@@ -1,0 +1,136 @@
+"""The host a node pack runs in, passed through context variables instead of ComfyUI's global singletons.
+
+ComfyUI packs reach the host through module-level names (`folder_paths`, `PromptServer.instance`,
+`comfy.utils.ProgressBar`). Our compatible modules answer those calls from `current_host()` and
+`current_scope()`, which the engine sets while it imports packs, builds object_info and calls nodes; two
+engines in one process therefore never see each other's directories or events.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import threading
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from partyflow.config import Home
+from partyflow.nodes.registry import NodeRegistry
+
+CustomEventSink = Callable[[str, Any, "str | None"], None]
+
+
+class RouteTable:
+    """Collects the HTTP routes packs declare (`@PromptServer.instance.routes.get(path)`); the server mounts them."""
+
+    def __init__(self) -> None:
+        self.routes: list[tuple[str, str, Callable[..., Any]]] = []
+
+    def route(self, method: str, path: str, **_: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def decorate(handler: Callable[..., Any]) -> Callable[..., Any]:
+            self.routes.append((method.upper(), path, handler))
+            return handler
+        return decorate
+
+    def get(self, path: str, **kw: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        return self.route("GET", path, **kw)
+
+    def post(self, path: str, **kw: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        return self.route("POST", path, **kw)
+
+    def put(self, path: str, **kw: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        return self.route("PUT", path, **kw)
+
+    def patch(self, path: str, **kw: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        return self.route("PATCH", path, **kw)
+
+    def delete(self, path: str, **kw: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        return self.route("DELETE", path, **kw)
+
+    def __iter__(self) -> Iterator[tuple[str, str, Callable[..., Any]]]:
+        return iter(self.routes)
+
+
+def _drop_custom_event(event: str, data: Any, client_id: str | None) -> None:
+    """Default sink: without a server nobody listens to packs' custom messages."""
+
+
+@dataclass
+class HostContext:
+    """What one engine offers to the packs it loads."""
+
+    home: Home
+    registry: NodeRegistry
+    routes: RouteTable = field(default_factory=RouteTable)
+    emit_custom: CustomEventSink = _drop_custom_event
+    folder_names_and_paths: dict[str, tuple[list[str], set[str]]] = field(default_factory=dict)
+    client_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.folder_names_and_paths:
+            models = self.home.models
+            self.folder_names_and_paths = {
+                name: ([str(models / name)], set()) for name in (
+                    "checkpoints", "configs", "loras", "vae", "text_encoders", "clip", "unet",
+                    "diffusion_models", "clip_vision", "style_models", "embeddings", "diffusers", "vae_approx",
+                    "controlnet", "gligen", "upscale_models", "hypernetworks", "photomaker", "classifiers",
+                    "llm", "gguf")
+            }
+            self.folder_names_and_paths["custom_nodes"] = ([str(self.home.custom_nodes)], set())
+
+
+@dataclass
+class NodeScope:
+    """The node call in progress: where its progress, interrupt checks and client messages go."""
+
+    prompt_id: str
+    node_id: str
+    report_progress: Callable[[float, float, Any], None]
+    interrupt: threading.Event
+    client_id: str | None = None
+    call_index: int = 0  # which call of a list-mapped node this is (GraphBuilder prefixes use it)
+    graph_counter: Iterator[int] = field(default_factory=itertools.count)  # expansion graphs made in this call
+
+
+_HOST: ContextVar[HostContext | None] = ContextVar("partyflow_host", default=None)
+_SCOPE: ContextVar[NodeScope | None] = ContextVar("partyflow_node_scope", default=None)
+
+
+class NoHostError(RuntimeError):
+    """A ComfyUI host function was called outside an engine (for example at import time of a stray module)."""
+
+
+def current_host() -> HostContext:
+    host = _HOST.get()
+    if host is None:
+        raise NoHostError("this ComfyUI host function needs a running partyflow engine; "
+                          "call it from a node loaded by partyflow.Engine")
+    return host
+
+
+def current_host_or_none() -> HostContext | None:
+    return _HOST.get()
+
+
+def current_scope() -> NodeScope | None:
+    return _SCOPE.get()
+
+
+@contextlib.contextmanager
+def host_context(host: HostContext) -> Iterator[HostContext]:
+    token = _HOST.set(host)
+    try:
+        yield host
+    finally:
+        _HOST.reset(token)
+
+
+@contextlib.contextmanager
+def node_scope(scope: NodeScope) -> Iterator[NodeScope]:
+    token = _SCOPE.set(scope)
+    try:
+        yield scope
+    finally:
+        _SCOPE.reset(token)
