@@ -8,6 +8,7 @@ engines in one process therefore never see each other's directories or events.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import threading
@@ -67,6 +68,9 @@ class HostContext:
     emit_custom: CustomEventSink = _drop_custom_event
     folder_names_and_paths: dict[str, tuple[list[str], set[str]]] = field(default_factory=dict)
     client_id: str | None = None
+    loop: asyncio.AbstractEventLoop | None = None  # the engine's loop (`PromptServer.instance.loop`)
+    prompt_handlers: list[Callable[[dict[str, Any]], dict[str, Any]]] = field(default_factory=list)
+    # ^ `PromptServer.instance.add_on_prompt_handler`: each gets the request JSON before it is queued
 
     def __post_init__(self) -> None:
         if not self.folder_names_and_paths:

@@ -29,7 +29,16 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["MigrationStep", "StoreConnection", "StoreError", "migrate", "open_database", "transaction"]
+__all__ = [
+    "MigrationStep",
+    "StoreConnection",
+    "StoreError",
+    "database_file",
+    "migrate",
+    "open_database",
+    "schema_version",
+    "transaction",
+]
 
 logger = logging.getLogger(__name__)
 

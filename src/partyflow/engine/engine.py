@@ -1,0 +1,285 @@
+"""`Engine`: the Python API over packs, validation, execution, the persistent queue and events.
+
+One engine owns one home: its node registry, its output cache, its worker threads and its queue. The CLI
+and the server are thin layers over it; nothing here is global, so tests run several engines side by side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from partyflow.config import Home, Settings, resolve_home
+from partyflow.engine.cache import make_cache
+from partyflow.engine.events import (
+    CustomMessage,
+    Event,
+    EventBus,
+    EventSink,
+    ExecutionCached,
+    ExecutionError,
+    ExecutionInterrupted,
+    ExecutionStart,
+    ExecutionSuccess,
+)
+from partyflow.engine.executor import ExecutionFailure, ExecutionServices, PromptExecution, Status
+from partyflow.engine.queue import PromptQueue, QueueItem
+from partyflow.graph.validate import ValidationResult, validate_prompt
+from partyflow.graph.workflow import apply_overrides, read_workflow_file, to_api_prompt
+from partyflow.nodes.host import HostContext, current_scope, host_context
+from partyflow.nodes.loader import PackLoadResult, load_module_pack, load_packs
+from partyflow.nodes.registry import NodeRegistry
+
+logger = logging.getLogger("partyflow.engine")
+
+BUILTIN_PACKS = ("core",)
+_HISTORY_EVENTS = (ExecutionStart, ExecutionCached, ExecutionSuccess, ExecutionError, ExecutionInterrupted)
+
+
+class PromptValidationError(ValueError):
+    """The prompt was refused; `result` holds every problem in ComfyUI's error JSON shape."""
+
+    def __init__(self, result: ValidationResult) -> None:
+        self.result = result
+        super().__init__("; ".join(result.summary()) or "prompt failed validation")
+
+
+@dataclass
+class RunResult:
+    """What one prompt produced: ui outputs per node (as in history), raw outputs, timings and the failure."""
+
+    prompt_id: str
+    status: Status
+    outputs: dict[str, dict[str, Any]]
+    node_outputs: dict[str, tuple[list[Any], ...]]
+    executed: list[str]
+    cached: list[str]
+    timings: dict[str, float]
+    error: ExecutionFailure | None = None
+    messages: list[list[Any]] = field(default_factory=list)
+    meta: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "success"
+
+    def output(self, node_id: str, index: int = 0) -> Any:
+        """The value of one output of one node (the first item when the node ran over a list)."""
+        values = self.node_outputs[node_id][index]
+        return values[0] if len(values) == 1 else values
+
+    def history_status(self) -> dict[str, Any]:
+        return {"status_str": "success" if self.ok else "error", "completed": self.ok, "messages": self.messages}
+
+
+class Engine:
+    """Load packs from a home and run workflows.
+
+    >>> engine = Engine(home="~/.partyflow")
+    >>> result = engine.run("examples/hello.json")
+    """
+
+    def __init__(self, home: str | os.PathLike[str] | None = None, *, settings: Settings | None = None,
+                 cache: str | None = None, load_custom_nodes: bool = True,
+                 builtin_packs: Sequence[str] = BUILTIN_PACKS, extra_node_paths: Sequence[str | Path] = ()) -> None:
+        self.home = Home(resolve_home(home)).ensure()
+        self.settings = settings or Settings.load(self.home)
+        self.registry = NodeRegistry()
+        self.bus = EventBus()
+        self.host = HostContext(home=self.home, registry=self.registry, emit_custom=self._custom_message)
+        self._pool = ThreadPoolExecutor(max_workers=self.settings.max_workers, thread_name_prefix="partyflow-node")
+        self._services = ExecutionServices(self.registry, self.host, make_cache(cache or self.settings.cache), self._pool)
+        self._running: dict[str, threading.Event] = {}
+        self._loops: dict[str, asyncio.AbstractEventLoop] = {}
+        self._executions: dict[str, PromptExecution] = {}
+        self._queue: PromptQueue | None = None
+        self._queue_lock = threading.Lock()
+        self.pack_results = self._load_packs(builtin_packs, load_custom_nodes, extra_node_paths)
+
+    # ---- packs and discovery ----------------------------------------------------------------------------------
+
+    def _load_packs(self, builtin: Sequence[str], custom: bool, extra: Sequence[str | Path]) -> list[PackLoadResult]:
+        timeout = self.settings.pack_import_timeout
+        results = [load_module_pack(f"partyflow.builtin_nodes.{name}", self.host, timeout=timeout) for name in builtin]
+        directories = [self.home.custom_nodes] if custom else []
+        directories += [Path(p).expanduser() for p in (*self.settings.extra_node_paths, *extra)]
+        results += load_packs(directories, self.host, timeout=timeout)
+        for result in results:
+            if not result.ok:
+                logger.warning("node pack %s failed to load: %s", result.name, result.error)
+        return results
+
+    def object_info(self, class_type: str | None = None) -> dict[str, dict[str, Any]]:
+        with host_context(self.host):
+            return self.registry.object_info(class_type)
+
+    # ---- workflows ----------------------------------------------------------------------------------------------
+
+    def load_workflow(self, workflow: str | os.PathLike[str] | Mapping[str, Any],
+                      overrides: Sequence[str] = ()) -> dict[str, Any]:
+        """An API-format prompt from a file path, an API prompt or a UI workflow (converted with object_info)."""
+        document = read_workflow_file(workflow) if isinstance(workflow, (str, os.PathLike)) else workflow
+        prompt = to_api_prompt(document, self.object_info)
+        return apply_overrides(prompt, overrides) if overrides else prompt
+
+    def validate(self, workflow: str | os.PathLike[str] | Mapping[str, Any], *,
+                 outputs: Iterable[str] | None = None) -> ValidationResult:
+        prompt = self.load_workflow(workflow) if not isinstance(workflow, Mapping) else to_api_prompt(workflow, self.object_info)
+        with host_context(self.host):
+            return validate_prompt(prompt, self.registry, outputs=outputs,
+                                   max_string_length=self.settings.max_string_length)
+
+    def _checked(self, workflow: str | os.PathLike[str] | Mapping[str, Any], outputs: Iterable[str] | None,
+                 strict: bool) -> ValidationResult:
+        result = self.validate(workflow, outputs=outputs)
+        if (strict and not result.ok) or not result.runnable_outputs:
+            raise PromptValidationError(result)
+        return result
+
+    # ---- running ------------------------------------------------------------------------------------------------
+
+    async def run_async(self, workflow: str | os.PathLike[str] | Mapping[str, Any], *, prompt_id: str | None = None,
+                        outputs: Iterable[str] | None = None, extra_data: Mapping[str, Any] | None = None,
+                        sinks: Sequence[EventSink] = (), client_id: str | None = None,
+                        strict: bool = True) -> RunResult:
+        """Validate and run now (not through the queue). Raises PromptValidationError for a refused prompt."""
+        checked = self._checked(workflow, outputs, strict)
+        return await self._execute(checked.prompt, checked.runnable_outputs, prompt_id or str(uuid.uuid4()),
+                                   extra_data, sinks, client_id)
+
+    def run(self, workflow: str | os.PathLike[str] | Mapping[str, Any], **options: Any) -> RunResult:
+        """`run_async` for synchronous callers (not from inside a running event loop)."""
+        return asyncio.run(self.run_async(workflow, **options))
+
+    async def _execute(self, prompt: Mapping[str, Any], outputs: list[str], prompt_id: str,
+                       extra_data: Mapping[str, Any] | None, sinks: Sequence[EventSink],
+                       client_id: str | None) -> RunResult:
+        messages: list[list[Any]] = []
+        bus = self.bus.with_sinks([*sinks, _history_recorder(messages)])
+        interrupt = self._running[prompt_id] = threading.Event()
+        self._loops[prompt_id] = asyncio.get_running_loop()
+        execution = PromptExecution(prompt, prompt_id=prompt_id, outputs=outputs, services=self._services, bus=bus,
+                                    interrupt=interrupt, extra_data=extra_data, client_id=client_id)
+        self._executions[prompt_id] = execution
+        try:
+            outcome = await execution.run()
+        finally:
+            self._running.pop(prompt_id, None)
+            self._loops.pop(prompt_id, None)
+            self._executions.pop(prompt_id, None)
+        return RunResult(prompt_id, outcome.status, outcome.ui, {k: v.outputs for k, v in outcome.results.items()},
+                         outcome.executed, outcome.cached, outcome.timings, outcome.failure, messages, outcome.meta)
+
+    def interrupt(self, prompt_id: str | None = None) -> bool:
+        """Stop the running prompt (or the given one); True if something was running."""
+        targets = [self._running[prompt_id]] if prompt_id in self._running else [] if prompt_id else list(self._running.values())
+        for event in targets:
+            event.set()
+        return bool(targets)
+
+    def subscribe(self, sink: EventSink) -> Callable[[], None]:
+        """Receive every event of every prompt this engine runs; returns the unsubscribe function."""
+        return self.bus.subscribe(sink)
+
+    def _custom_message(self, event: str, data: Any, client_id: str | None) -> None:
+        scope = current_scope()
+        prompt_id = scope.prompt_id if scope else ""
+        message = CustomMessage(prompt_id, event=event, data=data, client_id=client_id or (scope.client_id if scope else None))
+        execution = self._executions.get(prompt_id)
+        loop = self._loops.get(prompt_id)
+        emit = execution.bus.emit if execution is not None else self.bus.emit
+        if loop is not None and loop.is_running() and not _on_loop_thread(loop):
+            loop.call_soon_threadsafe(emit, message)
+        else:
+            emit(message)
+
+    # ---- the persistent queue -------------------------------------------------------------------------------------
+
+    @property
+    def queue(self) -> PromptQueue:
+        with self._queue_lock:
+            if self._queue is None:
+                self._queue = PromptQueue(self.home.state_db, max_history=self.settings.max_history)
+            return self._queue
+
+    def submit(self, workflow: str | os.PathLike[str] | Mapping[str, Any], *, prompt_id: str | None = None,
+               front: bool = False, extra_data: Mapping[str, Any] | None = None,
+               outputs: Iterable[str] | None = None, strict: bool = False) -> QueueItem:
+        """Validate and enqueue durably; the prompt survives a crash and runs when a worker gets to it."""
+        checked = self._checked(workflow, outputs, strict)
+        return self.queue.put(checked.prompt, prompt_id=prompt_id, extra_data=dict(extra_data or {}),
+                              outputs_to_execute=checked.runnable_outputs, front=front)
+
+    async def run_queued(self, item: QueueItem, sinks: Sequence[EventSink] = ()) -> RunResult:
+        """Run a claimed queue item and move it into history, even if execution blew up."""
+        client_id = item.extra_data.get("client_id") if isinstance(item.extra_data, Mapping) else None
+        try:
+            result = await self._execute(item.prompt, item.outputs_to_execute, item.prompt_id, item.extra_data,
+                                         sinks, client_id)
+        except Exception as exc:  # an engine bug must not wedge the queue
+            logger.exception("prompt %s could not run", item.prompt_id)
+            failure = ExecutionFailure("", "", str(exc), type(exc).__name__)
+            result = RunResult(item.prompt_id, "error", {}, {}, [], [], {}, failure,
+                               [["execution_error", {"prompt_id": item.prompt_id, "exception_message": str(exc)}]])
+        self.queue.finish(item, outputs=result.outputs, status=result.history_status(),
+                          meta={**result.meta, "timings": result.timings})
+        return result
+
+    async def serve_queue(self, stop: asyncio.Event, sinks: Sequence[EventSink] = ()) -> None:
+        """Run queued prompts one at a time, in queue order, until `stop` is set."""
+        while not stop.is_set():
+            item = await self.queue.next(stop)
+            if item is None:
+                return
+            await self.run_queued(item, sinks)
+
+    async def drain(self, sinks: Sequence[EventSink] = ()) -> list[RunResult]:
+        """Run everything pending now (including prompts recovered after a crash), then return."""
+        results = []
+        while (item := self.queue.claim()) is not None:
+            results.append(await self.run_queued(item, sinks))
+        return results
+
+    def clear_cache(self) -> None:
+        self._services.cache.clear()
+        self._services.objects.clear()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._queue is not None:
+            self._queue.close()
+            self._queue = None
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _history_recorder(messages: list[list[Any]]) -> EventSink:
+    def record(event: Event) -> None:
+        if isinstance(event, _HISTORY_EVENTS):
+            data = event.to_message()["data"]
+            if isinstance(event, ExecutionCached):
+                data = {"nodes": data["nodes"], "prompt_id": data["prompt_id"], "timestamp": data["timestamp"]}
+            messages.append([event.type, data])
+    return record
+
+
+def _on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+__all__ = ["Engine", "PromptValidationError", "RunResult", "NodeRegistry", "HostContext"]

@@ -1,0 +1,790 @@
+"""Execution of one validated prompt: ready nodes run concurrently, cached ones are skipped.
+
+The executor walks back from the output nodes, marking what must run (a cache hit stops the walk, so a
+cached node's ancestors never run), and then runs every node whose inputs are ready. Async node functions
+are awaited on the loop; sync ones run in worker threads, except classes whose calls have proven to take
+microseconds, which run inline because a thread hop would cost more than the node (see `CallSpeeds`).
+Lazy inputs, list mapping, graph expansion and ExecutionBlocker follow ComfyUI's semantics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import math
+import numbers
+import threading
+import time
+import traceback
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from partyflow.engine.cache import NodeResult, OutputCache, fingerprint, signature
+from partyflow.engine.events import (
+    EventBus,
+    Executed,
+    Executing,
+    ExecutionCached,
+    ExecutionError,
+    ExecutionInterrupted,
+    ExecutionStart,
+    ExecutionSuccess,
+    Progress,
+)
+from partyflow.graph.dynamic import DynamicPrompt
+from partyflow.nodes.host import HostContext, NodeScope, host_context, node_scope
+from partyflow.nodes.protocol import NodeDefinition, NodeDefinitionError
+from partyflow.nodes.registry import NodeRegistry
+from partyflow.nodes.values import ExecutionBlocker, is_link
+
+logger = logging.getLogger("partyflow.executor")
+
+Status = Literal["success", "error", "interrupted"]
+_YIELD_EVERY = 64  # inline nodes run back to back before the loop gets a turn
+
+
+class NodeExecutionError(Exception):
+    """A node that failed: raised, returned the wrong shape, or was fed a blocked input with a message."""
+
+    def __init__(self, message: str, *, exception_type: str = "NodeExecutionError") -> None:
+        super().__init__(message)
+        self.exception_type = exception_type
+
+
+class InterruptedError_(Exception):
+    """Raised inside node code by comfy.model_management's interrupt checks; caught as an interrupt."""
+
+
+@dataclass(frozen=True)
+class ExecutionFailure:
+    """Why a prompt failed: the node, its class, the message for users and the traceback for logs."""
+
+    node_id: str
+    class_type: str
+    message: str
+    exception_type: str
+    traceback: str = ""
+
+    def describe(self) -> str:
+        return f"node {self.node_id} [{self.class_type}] failed: {self.exception_type}: {self.message}"
+
+
+@dataclass
+class ExecutionOutcome:
+    status: Status
+    results: dict[str, NodeResult]
+    ui: dict[str, dict[str, Any]]
+    executed: list[str]
+    cached: list[str]
+    timings: dict[str, float]
+    meta: dict[str, dict[str, Any]]
+    failure: ExecutionFailure | None = None
+    interrupted_node: str | None = None
+
+
+class CallSpeeds:
+    """Learns which sync node classes are so fast that a worker thread would cost more than the call.
+
+    A class runs inline after `streak` consecutive calls under `fast_s`; one inline call over `slow_s`
+    sends it back to the threads. Blocking nodes (I/O, sleeps, models) never qualify, so they keep running
+    concurrently; trivial nodes (string ops, math) stop paying the ~60 us hop.
+    """
+
+    def __init__(self, fast_s: float = 0.0002, slow_s: float = 0.002, streak: int = 5) -> None:
+        self.fast_s, self.slow_s, self.streak = fast_s, slow_s, streak
+        self._fast_runs: dict[type, int] = defaultdict(int)
+        self._lock = threading.Lock()
+
+    def inline(self, cls: type) -> bool:
+        return self._fast_runs.get(cls, 0) >= self.streak
+
+    def record(self, cls: type, seconds: float) -> None:
+        with self._lock:
+            if seconds < self.fast_s:
+                self._fast_runs[cls] += 1
+            elif seconds > self.slow_s or self._fast_runs.get(cls, 0) < self.streak:
+                self._fast_runs[cls] = 0
+
+
+@dataclass
+class ExecutionServices:
+    """What an engine lends each prompt it runs (no globals: two engines never share these)."""
+
+    registry: NodeRegistry
+    host: HostContext
+    cache: OutputCache
+    pool: Executor
+    speeds: CallSpeeds = field(default_factory=CallSpeeds)
+    objects: dict[tuple[str, type], Any] = field(default_factory=dict)  # node instances, as ComfyUI keeps them
+
+
+@dataclass
+class _NodeState:
+    blockers: int = 0
+    expanded: bool = False
+    lazy_checked: int = 0
+    expansion_results: list[tuple[Any, ...]] = field(default_factory=list)
+    ui: dict[str, Any] | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class _Prepared:
+    definition: NodeDefinition
+    instance: Any
+    calls: list[dict[str, Any]]
+
+
+class PromptExecution:
+    """One run of one prompt. Create, `await run()`, read the outcome."""
+
+    def __init__(self, prompt: Mapping[str, Mapping[str, Any]], *, prompt_id: str, outputs: Iterable[str],
+                 services: ExecutionServices, bus: EventBus, interrupt: threading.Event | None = None,
+                 extra_data: Mapping[str, Any] | None = None, client_id: str | None = None) -> None:
+        self.prompt = prompt
+        self.prompt_id = prompt_id
+        self.targets = list(outputs)
+        self.services = services
+        self.bus = bus
+        self.interrupt = interrupt or threading.Event()
+        self.extra_data = dict(extra_data or {})
+        self.client_id = client_id
+        self.dyn = DynamicPrompt(prompt)
+        self._defs: dict[str, NodeDefinition] = {}
+        self._sigs: dict[str, str] = {}
+        self._is_changed: dict[str, str] = {}
+        self.results: dict[str, NodeResult] = {}
+        self._state: dict[str, _NodeState] = {}
+        self._dependents: dict[str, list[str]] = defaultdict(list)
+        self._ready: deque[str] = deque()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._wakeup: asyncio.Event | None = None
+        self._limits: dict[str, asyncio.Semaphore] = {}
+        self.executed: list[str] = []
+        self.cached: list[str] = []
+        self.timings: dict[str, float] = {}
+        self.ui: dict[str, dict[str, Any]] = {}
+        self.failure: ExecutionFailure | None = None
+        self._interrupted_node: str | None = None
+
+    # ---- the run -------------------------------------------------------------------------------------------
+
+    async def run(self) -> ExecutionOutcome:
+        self._loop = asyncio.get_running_loop()
+        self._wakeup = asyncio.Event()
+        self._emit(ExecutionStart(self.prompt_id))
+        with host_context(self.services.host):
+            try:
+                for target in self.targets:
+                    self._need(target)
+            except NodeExecutionError as exc:
+                self._fail(target, exc)
+            if self.cached and self.bus:
+                self._emit(ExecutionCached(self.prompt_id, nodes=list(self.cached)))
+            await self._drive()
+        return self._finish()
+
+    async def _drive(self) -> None:
+        inline_streak = 0
+        while self.failure is None:
+            if self.interrupt.is_set():
+                self._interrupted_node = next(iter(self._tasks), None)
+                break
+            if self._ready:
+                node_id = self._ready.popleft()
+                if self._start(node_id):
+                    inline_streak += 1
+                    if inline_streak >= _YIELD_EVERY:
+                        inline_streak = 0
+                        await asyncio.sleep(0)
+                continue
+            if not self._tasks:
+                self._check_stalled()
+                break
+            inline_streak = 0
+            assert self._wakeup is not None
+            await self._wakeup.wait()
+            self._wakeup.clear()
+        await self._cancel_running()
+
+    def _check_stalled(self) -> None:
+        """Nothing runs and nothing is ready: unless every target is done, the graph cannot make progress."""
+        waiting = [n for n, s in self._state.items() if n not in self.results]
+        if waiting and self.failure is None:
+            self._fail(waiting[0], NodeExecutionError(
+                f"execution cannot proceed: nodes {', '.join(sorted(waiting)[:10])} wait on each other "
+                "(a dependency cycle, probably created by node expansion)", exception_type="DependencyCycleError"))
+
+    async def _cancel_running(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    def _finish(self) -> ExecutionOutcome:
+        status: Status = "success"
+        if self.failure is not None:
+            status = "error"
+            self._emit(ExecutionError(
+                self.prompt_id, node_id=self.failure.node_id, node_type=self.failure.class_type,
+                executed=list(self.executed), exception_message=self.failure.message,
+                exception_type=self.failure.exception_type, traceback=self.failure.traceback.splitlines(True)))
+        elif self.interrupt.is_set() and not all(t in self.results for t in self.targets):
+            status = "interrupted"
+            node_id = self._interrupted_node
+            node_type = self.dyn.get_node(node_id)["class_type"] if node_id else None
+            self._emit(ExecutionInterrupted(self.prompt_id, node_id=node_id, node_type=node_type,
+                                            executed=list(self.executed)))
+        else:
+            self._emit(ExecutionSuccess(self.prompt_id))
+        self.services.cache.end_prompt(self._sigs[n] for n in self.results if n in self._sigs)
+        meta = {n: {"node_id": n, "display_node": self.dyn.get_display_node_id(n),
+                    "parent_node": self.dyn.get_parent_node_id(n), "real_node_id": self.dyn.get_real_node_id(n)}
+                for n in self.ui}
+        return ExecutionOutcome(status, self.results, self.ui, self.executed, self.cached, self.timings, meta,
+                                self.failure, self._interrupted_node)
+
+    # ---- deciding what must run ---------------------------------------------------------------------------
+
+    def _need(self, root: str) -> None:
+        """Mark `root` and the uncached ancestors it waits on as pending (iteratively; chains can be long)."""
+        stack = [root]
+        while stack:
+            node_id = stack.pop()
+            if node_id in self.results or node_id in self._state:
+                continue
+            hit = self.services.cache.get(self._signature(node_id))
+            if hit is not None:
+                self.results[node_id] = hit
+                self.cached.append(node_id)
+                if hit.ui is not None:
+                    self.ui[node_id] = hit.ui
+                self._resolved(node_id)
+                continue
+            state = self._state[node_id] = _NodeState()
+            node = self.dyn.get_node(node_id)
+            definition = self._definition(node_id, node["class_type"])
+            for name, value in node["inputs"].items():
+                if not is_link(value) or value[0] in self.results:
+                    continue
+                spec = definition.inputs.get(name)
+                if spec is not None and spec.lazy:
+                    continue
+                self._wait_for(node_id, state, value[0])
+                stack.append(value[0])
+            if state.blockers == 0:
+                self._ready.append(node_id)
+
+    def _wait_for(self, node_id: str, state: _NodeState, dependency: str) -> None:
+        if not self.dyn.has_node(dependency):
+            raise NodeExecutionError(f"node {node_id} links to node {dependency!r}, which is not in the prompt")
+        state.blockers += 1
+        self._dependents[dependency].append(node_id)
+
+    def _resolved(self, node_id: str) -> None:
+        """`node_id` has its result: unblock whatever waits on it."""
+        for dependent in self._dependents.pop(node_id, ()):
+            state = self._state[dependent]
+            state.blockers -= 1
+            if state.blockers == 0:
+                if state.expanded:
+                    self._complete_expansion(dependent)
+                else:
+                    self._ready.append(dependent)
+
+    def _definition(self, node_id: str, class_type: str) -> NodeDefinition:
+        definition = self._defs.get(class_type)
+        if definition is None:
+            if class_type not in self.services.registry:
+                raise NodeExecutionError(f"node {node_id}: node type {class_type!r} is not installed",
+                                         exception_type="MissingNodeType")
+            try:
+                definition = self.services.registry.definition(class_type)
+            except NodeDefinitionError as exc:
+                raise NodeExecutionError(str(exc), exception_type="NodeDefinitionError") from exc
+            self._defs[class_type] = definition
+        return definition
+
+    def _signature(self, root: str) -> str:
+        """Input signature of `root`, computing its ancestors' first (iteratively)."""
+        if root in self._sigs:
+            return self._sigs[root]
+        stack, entered = [root], set()
+        while stack:
+            node_id = stack[-1]
+            if node_id in self._sigs:
+                stack.pop()
+                continue
+            node = self.dyn.get_node(node_id)
+            missing = [v[0] for v in node["inputs"].values()
+                       if is_link(v) and v[0] not in self._sigs and self.dyn.has_node(v[0])]
+            if missing and node_id not in entered:
+                entered.add(node_id)
+                stack.extend(missing)
+                continue
+            if missing:
+                raise NodeExecutionError(f"node {node_id} is part of a dependency cycle",
+                                         exception_type="DependencyCycleError")
+            self._sigs[node_id] = self._compute_signature(node_id, node)
+            stack.pop()
+        return self._sigs[root]
+
+    def _compute_signature(self, node_id: str, node: Mapping[str, Any]) -> str:
+        class_type = node["class_type"]
+        definition = self._definition(node_id, class_type)
+        parts = [class_type]
+        if definition.not_idempotent or "UNIQUE_ID" in definition.hidden.values():
+            parts.append(f"#{node_id}")
+        if definition.has_is_changed:
+            parts.append(f"?{self._is_changed_value(node_id, node, definition)}")
+        for name in sorted(node["inputs"]):
+            value = node["inputs"][name]
+            if is_link(value):
+                upstream = self._sigs.get(value[0], f"missing:{value[0]}")
+                parts.append(f"{name}>{upstream}:{value[1]}")
+            else:
+                parts.append(f"{name}={fingerprint(value)}")
+        return signature(parts)
+
+    def _is_changed_value(self, node_id: str, node: Mapping[str, Any], definition: NodeDefinition) -> str:
+        """IS_CHANGED with the node's constant inputs; an exception counts as 'always changed' (ComfyUI's rule)."""
+        constants = {k: v for k, v in node["inputs"].items() if not is_link(v)}
+        method = definition.cls.IS_CHANGED
+        try:
+            value = method(**_accepted(method, constants, definition))
+        except Exception as exc:
+            logger.warning("IS_CHANGED of node %s (%s) raised %s: %s; it will re-execute", node_id,
+                           definition.class_type, type(exc).__name__, exc)
+            value = math.nan
+        return fingerprint(value)
+
+    # ---- running one node -------------------------------------------------------------------------------
+
+    def _start(self, node_id: str) -> bool:
+        """Start `node_id`; returns True if it ran inline (finished already)."""
+        try:
+            prepared = self._prepare(node_id)
+        except NodeExecutionError as exc:
+            self._fail(node_id, exc)
+            return True
+        except Exception as exc:
+            self._fail(node_id, exc)
+            return True
+        if prepared is None:
+            return True
+        definition = prepared.definition
+        display = self.dyn.get_display_node_id(node_id)
+        if self.bus:
+            self._emit(Executing(self.prompt_id, node=node_id, display_node=display))
+        if not definition.is_async and definition.concurrency_limit is None and self.services.speeds.inline(definition.cls):
+            started = time.perf_counter()
+            try:
+                with node_scope(self._scope(node_id, 0)):
+                    raw = [getattr(prepared.instance, definition.function)(**kw) for kw in prepared.calls]
+            except BaseException as exc:
+                self._node_failed(node_id, exc)
+                return True
+            seconds = time.perf_counter() - started
+            self.services.speeds.record(definition.cls, seconds / max(1, len(prepared.calls)))
+            self._node_returned(node_id, prepared, raw, seconds)
+            return True
+        self._tasks[node_id] = self._loop.create_task(self._run_async(node_id, prepared))
+        return False
+
+    async def _run_async(self, node_id: str, prepared: _Prepared) -> None:
+        definition = prepared.definition
+        limit = self._limit(definition)
+        try:
+            if limit is not None:
+                await limit.acquire()
+            try:
+                started = time.perf_counter()
+                if definition.is_async:
+                    raw = []
+                    for index, kwargs in enumerate(prepared.calls):
+                        with node_scope(self._scope(node_id, index)):
+                            raw.append(await getattr(prepared.instance, definition.function)(**kwargs))
+                else:
+                    raw = await self._loop.run_in_executor(self.services.pool, self._call_in_thread, node_id, prepared)
+                seconds = time.perf_counter() - started
+            finally:
+                if limit is not None:
+                    limit.release()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self._tasks.pop(node_id, None)
+            self._node_failed(node_id, exc)
+            self._wake()
+            return
+        self._tasks.pop(node_id, None)
+        if not definition.is_async:
+            self.services.speeds.record(definition.cls, seconds / max(1, len(prepared.calls)))
+        if self.failure is None and not self.interrupt.is_set():
+            self._node_returned(node_id, prepared, raw, seconds)
+        self._wake()
+
+    def _call_in_thread(self, node_id: str, prepared: _Prepared) -> list[Any]:
+        function = getattr(prepared.instance, prepared.definition.function)
+        results = []
+        with host_context(self.services.host):
+            for index, kwargs in enumerate(prepared.calls):
+                if self.interrupt.is_set():
+                    raise InterruptedError_("interrupted")
+                with node_scope(self._scope(node_id, index)):
+                    results.append(function(**kwargs))
+        return results
+
+    def _limit(self, definition: NodeDefinition) -> asyncio.Semaphore | None:
+        if definition.concurrency_limit is None:
+            return None
+        group = definition.concurrency_group
+        if group not in self._limits:
+            self._limits[group] = asyncio.Semaphore(definition.concurrency_limit)
+        return self._limits[group]
+
+    def _wake(self) -> None:
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    def _scope(self, node_id: str, call_index: int) -> NodeScope:
+        return NodeScope(prompt_id=self.prompt_id, node_id=node_id, report_progress=self._progress_reporter(node_id),
+                         interrupt=self.interrupt, client_id=self.client_id, call_index=call_index)
+
+    def _progress_reporter(self, node_id: str) -> Callable[[float, float, Any], None]:
+        loop, thread = self._loop, threading.get_ident()
+
+        def report(value: float, total: float, preview: Any = None) -> None:
+            event = Progress(self.prompt_id, node=node_id, value=value, max=total)
+            if threading.get_ident() == thread:
+                self._emit(event)
+            else:
+                loop.call_soon_threadsafe(self._emit, event)
+        return report
+
+    # ---- inputs ---------------------------------------------------------------------------------------------
+
+    def _prepare(self, node_id: str) -> _Prepared | None:
+        """Gather inputs and settle lazy ones; None means the node waits (more inputs) or was blocked."""
+        node = self.dyn.get_node(node_id)
+        definition = self._definition(node_id, node["class_type"])
+        inputs = self._gather_inputs(node_id, node, definition)
+        blocker = _find_blocker(inputs)
+        if blocker is not None:
+            self._blocked(node_id, definition, blocker)
+            return None
+        instance = self._instance(node_id, definition)
+        hidden = self._hidden_values(node_id, definition)
+        calls = _map_calls(definition, inputs, hidden)
+        if definition.has_lazy_inputs and hasattr(instance, "check_lazy_status"):
+            if self._request_lazy(node_id, node, definition, instance, calls):
+                return None
+        return _Prepared(definition, instance, calls)
+
+    def _gather_inputs(self, node_id: str, node: Mapping[str, Any], definition: NodeDefinition) -> dict[str, list[Any]]:
+        inputs: dict[str, list[Any]] = {}
+        for name, value in node["inputs"].items():
+            spec = definition.inputs.get(name)
+            if spec is None:
+                continue
+            if not is_link(value):
+                inputs[name] = [value]
+            elif spec.raw_link:
+                inputs[name] = [list(value)]
+            elif value[0] in self.results:
+                outputs = self.results[value[0]].outputs
+                if not 0 <= value[1] < len(outputs):
+                    raise NodeExecutionError(f"input {name!r} links to output {value[1]} of node {value[0]}, "
+                                             f"which has {len(outputs)} output(s)")
+                inputs[name] = outputs[value[1]]
+            else:
+                inputs[name] = [None]  # a lazy input nobody asked for yet
+        return inputs
+
+    def _hidden_values(self, node_id: str, definition: NodeDefinition) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, kind in definition.hidden.items():
+            if kind == "PROMPT":
+                values[name] = self.prompt
+            elif kind == "UNIQUE_ID":
+                values[name] = node_id
+            elif kind == "EXTRA_PNGINFO":
+                values[name] = self.extra_data.get("extra_pnginfo")
+            elif kind == "DYNPROMPT":
+                values[name] = self.dyn
+            else:
+                values[name] = None
+        return values
+
+    def _instance(self, node_id: str, definition: NodeDefinition) -> Any:
+        key = (self.dyn.get_real_node_id(node_id) if not self.dyn.is_ephemeral(node_id) else node_id, definition.cls)
+        instance = self.services.objects.get(key)
+        if instance is None:
+            instance = self.services.objects[key] = definition.cls()
+        return instance
+
+    def _request_lazy(self, node_id: str, node: Mapping[str, Any], definition: NodeDefinition, instance: Any,
+                      calls: list[dict[str, Any]]) -> bool:
+        """Ask check_lazy_status which unevaluated inputs it needs; queue them. True if the node must wait."""
+        state = self._state[node_id]
+        state.lazy_checked += 1
+        if state.lazy_checked > 1000:
+            raise NodeExecutionError("check_lazy_status keeps asking for inputs that are already evaluated")
+        wanted: list[str] = []
+        for kwargs in calls:
+            with node_scope(self._scope(node_id, 0)):
+                needed = instance.check_lazy_status(**kwargs)
+            if inspect.isawaitable(needed):
+                raise NodeExecutionError("check_lazy_status must be a plain (sync) method in partyflow")
+            wanted.extend(needed or ())
+        pending = []
+        for name in dict.fromkeys(wanted):
+            value = node["inputs"].get(name)
+            if is_link(value) and value[0] not in self.results:
+                pending.append(value[0])
+        for dependency in pending:
+            self._wait_for(node_id, state, dependency)
+        for dependency in pending:
+            self._need(dependency)
+        return bool(pending)
+
+    def _blocked(self, node_id: str, definition: NodeDefinition, blocker: ExecutionBlocker) -> None:
+        if blocker.message is not None:
+            self._fail(node_id, NodeExecutionError(blocker.message, exception_type="ExecutionBlocked"))
+            return
+        self._store(node_id, NodeResult(tuple([blocker] for _ in definition.return_types)), cache=False)
+
+    # ---- results --------------------------------------------------------------------------------------------
+
+    def _node_returned(self, node_id: str, prepared: _Prepared, raw: list[Any], seconds: float) -> None:
+        definition = prepared.definition
+        state = self._state[node_id]
+        state.seconds = seconds
+        try:
+            values, ui, graphs = _normalise(definition, raw)
+        except NodeExecutionError as exc:
+            self._fail(node_id, exc)
+            return
+        self.executed.append(node_id)
+        state.ui = ui
+        if graphs:
+            try:
+                self._expand(node_id, definition, values, graphs)
+            except NodeExecutionError as exc:
+                self._fail(node_id, exc)
+            return
+        self._complete(node_id, definition, _merge_outputs(definition, values, self.results))
+
+    def _complete(self, node_id: str, definition: NodeDefinition, outputs: tuple[list[Any], ...]) -> None:
+        state = self._state[node_id]
+        try:
+            _check_output_types(definition, outputs)
+        except NodeExecutionError as exc:
+            self._fail(node_id, exc)
+            return
+        self.timings[node_id] = state.seconds
+        self._store(node_id, NodeResult(outputs, state.ui), cache=True)
+        if self.bus:
+            self._emit(Executed(self.prompt_id, node=node_id, display_node=self.dyn.get_display_node_id(node_id),
+                                output=state.ui, seconds=state.seconds))
+
+    def _store(self, node_id: str, result: NodeResult, *, cache: bool) -> None:
+        self.results[node_id] = result
+        if result.ui is not None:
+            self.ui[node_id] = result.ui
+        if cache and node_id in self._sigs:
+            self.services.cache.put(self._sigs[node_id], result)
+        self._resolved(node_id)
+
+    def _expand(self, node_id: str, definition: NodeDefinition, values: list[tuple[Any, ...]],
+                graphs: list[Mapping[str, Any]]) -> None:
+        """Insert the returned subgraphs; the node's outputs are resolved once the links it returned are."""
+        display = self.dyn.get_display_node_id(node_id)
+        new_outputs: list[str] = []
+        for graph in graphs:
+            for new_id, info in graph.items():
+                _check_expanded_node(node_id, new_id, info, self.dyn)
+                self.dyn.add_ephemeral_node(new_id, info, node_id, display)
+                if self._definition(new_id, info["class_type"]).output_node:
+                    new_outputs.append(new_id)
+        state = self._state[node_id]
+        state.expanded = True
+        state.expansion_results = values
+        links = {v[0] for result in values for v in result if is_link(v)}
+        for link in links:
+            if link not in self.results:
+                self._wait_for(node_id, state, link)
+        for link in links:
+            self._need(link)
+        for output in new_outputs:
+            self._need(output)
+        if state.blockers == 0:
+            self._complete_expansion(node_id)
+
+    def _complete_expansion(self, node_id: str) -> None:
+        state = self._state[node_id]
+        definition = self._defs[self.dyn.get_node(node_id)["class_type"]]
+        self._complete(node_id, definition, _merge_outputs(definition, state.expansion_results, self.results))
+
+    # ---- failures and events --------------------------------------------------------------------------------
+
+    def _node_failed(self, node_id: str, exc: BaseException) -> None:
+        if _is_interrupt(exc):
+            self.interrupt.set()
+            self._interrupted_node = node_id
+            return
+        self._fail(node_id, exc)
+
+    def _fail(self, node_id: str, exc: BaseException) -> None:
+        if self.failure is not None:
+            return
+        class_type = ""
+        if self.dyn.has_node(node_id):
+            class_type = str(self.dyn.get_node(node_id).get("class_type", ""))
+        exception_type = getattr(exc, "exception_type", None) or f"{type(exc).__module__}.{type(exc).__qualname__}"
+        exception_type = exception_type.removeprefix("builtins.")
+        text = "".join(traceback.format_exception(exc)) if not isinstance(exc, NodeExecutionError) else ""
+        self.failure = ExecutionFailure(node_id, class_type, str(exc) or type(exc).__name__, exception_type, text)
+        if text:
+            logger.error("node %s (%s) failed:\n%s", node_id, class_type, text)
+
+    def _emit(self, event: Any) -> None:
+        if self.bus:
+            self.bus.emit(event)
+
+
+# ---- pure helpers -----------------------------------------------------------------------------------------------
+
+
+def _accepted(method: Any, values: dict[str, Any], definition: NodeDefinition) -> dict[str, Any]:
+    try:
+        params = inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return values
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return values
+    return {k: v for k, v in values.items() if k in params}
+
+
+def _map_calls(definition: NodeDefinition, inputs: dict[str, list[Any]], hidden: dict[str, Any]) -> list[dict[str, Any]]:
+    """ComfyUI's list mapping: one call per item of the longest input, shorter inputs repeating their last."""
+    if definition.input_is_list:
+        call: dict[str, Any] = dict(inputs)
+        call.update({k: [v] for k, v in hidden.items()})
+        return [call]
+    if not inputs:
+        return [dict(hidden)]
+    lengths = [len(v) for v in inputs.values()]
+    count = 0 if min(lengths) == 0 else max(lengths)
+    if count == 1:
+        return [{**{k: v[0] for k, v in inputs.items()}, **hidden}]
+    return [{**{k: v[min(i, len(v) - 1)] for k, v in inputs.items()}, **hidden} for i in range(count)]
+
+
+def _find_blocker(inputs: dict[str, list[Any]]) -> ExecutionBlocker | None:
+    for values in inputs.values():
+        for value in values:
+            if isinstance(value, ExecutionBlocker):
+                return value
+    return None
+
+
+def _normalise(definition: NodeDefinition, raw: list[Any]) -> tuple[list[tuple[Any, ...]], dict[str, Any] | None, list[Mapping[str, Any]]]:
+    """Each call's return value as (outputs tuple), plus the merged ui and any expansion graphs."""
+    arity = len(definition.return_types)
+    values: list[tuple[Any, ...]] = []
+    ui: dict[str, Any] | None = None
+    graphs: list[Mapping[str, Any]] = []
+    for returned in raw:
+        result: Any = returned
+        if isinstance(returned, dict):
+            if "ui" in returned and returned["ui"] is not None:
+                if not isinstance(returned["ui"], Mapping):
+                    raise NodeExecutionError(f"returned a 'ui' of type {type(returned['ui']).__name__}; it must be a dict")
+                ui = ui or {}
+                for key, item in returned["ui"].items():
+                    ui.setdefault(key, []).extend(item if isinstance(item, list) else [item])
+            if returned.get("expand") is not None:
+                if not isinstance(returned["expand"], Mapping):
+                    raise NodeExecutionError("returned an 'expand' that is not an API-format graph (a dict of nodes)")
+                graphs.append(returned["expand"])
+            result = returned.get("result", (None,) * arity)
+        elif result is None and arity == 0:
+            result = ()
+        elif isinstance(result, ExecutionBlocker):
+            result = (result,) * arity
+        if not isinstance(result, (tuple, list)):
+            raise NodeExecutionError(
+                f"{definition.class_type}.{definition.function} returned {type(result).__name__}; it must return a "
+                f"tuple with one value per RETURN_TYPES entry ({arity})", exception_type="ReturnValueError")
+        if len(result) != arity:
+            raise NodeExecutionError(
+                f"{definition.class_type}.{definition.function} returned {len(result)} value(s) but RETURN_TYPES "
+                f"declares {arity} {definition.return_types}", exception_type="ReturnValueError")
+        values.append(tuple(result))
+    return values, ui, graphs
+
+
+def _merge_outputs(definition: NodeDefinition, values: list[tuple[Any, ...]],
+                   results: Mapping[str, NodeResult]) -> tuple[list[Any], ...]:
+    """One list per output slot over all calls; links returned by an expansion read the expanded node's output."""
+    merged: list[list[Any]] = [[] for _ in definition.return_types]
+    for result in values:
+        for index, value in enumerate(result):
+            if is_link(value) and value[0] in results:
+                merged[index].extend(results[value[0]].outputs[value[1]])
+            elif definition.output_is_list[index]:
+                if not isinstance(value, (list, tuple)):
+                    raise NodeExecutionError(
+                        f"output {index} ({definition.return_names[index]}) is declared OUTPUT_IS_LIST but the node "
+                        f"returned {type(value).__name__}", exception_type="ReturnValueError")
+                merged[index].extend(value)
+            else:
+                merged[index].append(value)
+    return tuple(merged)
+
+
+_PRIMITIVE_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "INT": lambda v: isinstance(v, numbers.Integral),
+    "FLOAT": lambda v: isinstance(v, numbers.Real),
+    "STRING": lambda v: isinstance(v, str),
+    "BOOLEAN": lambda v: isinstance(v, bool) or type(v).__name__ == "bool_",
+}
+
+
+def _check_output_types(definition: NodeDefinition, outputs: tuple[list[Any], ...]) -> None:
+    for index, kind in enumerate(definition.return_types):
+        check = _PRIMITIVE_CHECKS.get(kind)
+        if check is None:
+            continue
+        for value in outputs[index]:
+            if value is not None and not isinstance(value, ExecutionBlocker) and not check(value):
+                raise NodeExecutionError(
+                    f"output {index} ({definition.return_names[index]}) is declared {kind} but the node returned "
+                    f"{type(value).__name__} {_short(value)}", exception_type="ReturnValueError")
+
+
+def _check_expanded_node(parent: str, new_id: Any, info: Any, dyn: DynamicPrompt) -> None:
+    if not isinstance(new_id, str) or not isinstance(info, Mapping) or not isinstance(info.get("class_type"), str) \
+            or not isinstance(info.get("inputs", {}), Mapping):
+        raise NodeExecutionError(f"expansion graph entry {new_id!r} is not a node with class_type and inputs")
+    if "inputs" not in info:
+        raise NodeExecutionError(f"expansion graph node {new_id!r} has no inputs")
+    if dyn.has_node(new_id):
+        raise NodeExecutionError(f"expansion by node {parent} produced node id {new_id!r}, which already exists "
+                                 "(use GraphBuilder so expanded ids get a unique prefix)")
+
+
+def _is_interrupt(exc: BaseException) -> bool:
+    return isinstance(exc, InterruptedError_) or type(exc).__name__ == "InterruptProcessingException"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,378 @@
+"""The persistent prompt queue and its history, in ComfyUI's shapes.
+
+Every accepted prompt is a row in SQLite before `put` returns, so a crash loses nothing: a prompt that was running
+when the process died goes back to pending (in its original place) the next time the queue is opened, and `finish`
+moves a prompt into history in the same transaction that removes it from the queue.
+
+One process consumes a given queue file: re-opening recovers *all* running items, and the wake-up that `next`
+waits on is in-process. All methods are safe to call from any thread; listeners run on the thread that made the
+change (a server hops to its event loop with ``loop.call_soon_threadsafe``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from partyflow.store.sqlite import migrate, open_database, transaction
+
+__all__ = ["PromptQueue", "QueueItem"]
+
+logger = logging.getLogger(__name__)
+
+_SCHEMA = [
+    """
+    CREATE TABLE queue_items (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        prompt_id TEXT NOT NULL UNIQUE,
+        number REAL NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'running')),
+        prompt TEXT NOT NULL,
+        extra_data TEXT NOT NULL,
+        outputs_to_execute TEXT NOT NULL
+    );
+    CREATE INDEX queue_items_by_order ON queue_items (state, number, seq);
+    CREATE TABLE queue_history (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        prompt_id TEXT NOT NULL UNIQUE,
+        number REAL NOT NULL,
+        prompt TEXT NOT NULL,
+        extra_data TEXT NOT NULL,
+        outputs_to_execute TEXT NOT NULL,
+        outputs TEXT NOT NULL,
+        status TEXT NOT NULL,
+        meta TEXT NOT NULL,
+        finished_at REAL NOT NULL
+    );
+    -- The last number handed out, so numbers keep rising across restarts and cleared queues.
+    CREATE TABLE queue_counter (id INTEGER PRIMARY KEY CHECK (id = 1), last_number REAL NOT NULL);
+    INSERT INTO queue_counter (id, last_number) VALUES (1, 0);
+    """,
+]
+
+_ITEM_COLUMNS = "number, prompt_id, prompt, extra_data, outputs_to_execute"
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    """One accepted prompt. Lower `number` runs first; ties run in the order they were accepted."""
+
+    number: float
+    prompt_id: str
+    prompt: dict[str, Any]
+    extra_data: dict[str, Any]
+    outputs_to_execute: list[str]
+
+    def as_comfy(self) -> list[Any]:
+        """ComfyUI's queue entry: ``[number, prompt_id, prompt, extra_data, outputs_to_execute]``."""
+        return [self.number, self.prompt_id, self.prompt, self.extra_data, self.outputs_to_execute]
+
+
+class PromptQueue:
+    """Pending and running prompts plus a bounded history, all persisted in one SQLite file."""
+
+    def __init__(self, db_path: Path, *, max_history: int = 10_000) -> None:
+        if max_history < 0:
+            raise ValueError(f"max_history must be zero or more, not {max_history}")
+        self.max_history = max_history
+        self._conn = open_database(Path(db_path))
+        self._listeners: list[Callable[[], None]] = []
+        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        self._signal_lock = threading.Lock()
+        try:
+            migrate(self._conn, "queue", _SCHEMA)
+            self._recover()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the database; the queue cannot be used afterwards."""
+        with self._conn.lock:
+            self._conn.close()
+
+    def __enter__(self) -> PromptQueue:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _recover(self) -> None:
+        """Return items a crashed process left running to pending; their numbers keep their original places."""
+        with transaction(self._conn):
+            recovered = self._conn.execute("UPDATE queue_items SET state = 'pending' WHERE state = 'running'")
+            self._trim_history()
+        if recovered.rowcount:
+            logger.warning("requeued %d prompt(s) left running by an earlier process", recovered.rowcount)
+            self._changed(wake=True)
+
+    # -- the queue ---------------------------------------------------------------------------------------------
+
+    def put(
+        self,
+        prompt: dict[str, Any],
+        *,
+        prompt_id: str | None = None,
+        extra_data: dict[str, Any] | None = None,
+        outputs_to_execute: list[str] | None = None,
+        front: bool = False,
+    ) -> QueueItem:
+        """Accept a prompt; it is durable when this returns. ``front=True`` puts it before every pending prompt.
+
+        Raises ValueError when `prompt_id` is already queued or in history (history is keyed by prompt id).
+        """
+        prompt_id = prompt_id or str(uuid.uuid4())
+        extra_data = {} if extra_data is None else extra_data
+        outputs_to_execute = [] if outputs_to_execute is None else list(outputs_to_execute)
+        encoded = _dump_all(prompt_id, prompt=prompt, extra_data=extra_data, outputs_to_execute=outputs_to_execute)
+        with transaction(self._conn):
+            self._refuse_duplicate(prompt_id)
+            number = self._front_number() if front else self._next_number()
+            self._conn.execute(
+                f"INSERT INTO queue_items ({_ITEM_COLUMNS}) VALUES (?, ?, ?, ?, ?)", (number, prompt_id, *encoded)
+            )
+        self._changed(wake=True)
+        return QueueItem(number, prompt_id, prompt, extra_data, outputs_to_execute)
+
+    def claim(self) -> QueueItem | None:
+        """Mark the first pending item running and return it, or None when nothing is pending."""
+        with transaction(self._conn):
+            row = self._conn.execute(
+                f"SELECT seq, {_ITEM_COLUMNS} FROM queue_items WHERE state = 'pending' ORDER BY number, seq LIMIT 1"
+            ).fetchone()
+            if row is None:
+                return None
+            self._conn.execute("UPDATE queue_items SET state = 'running' WHERE seq = ?", (row[0],))
+        self._changed()
+        return _item(row[1:])
+
+    async def next(self, stop: asyncio.Event | None = None) -> QueueItem | None:
+        """Claim the next item, waiting for a `put` when the queue is empty; None once `stop` is set.
+
+        The claim runs on the event loop on purpose: it is one short transaction, and a claim handed to a thread
+        could complete after this coroutine was cancelled, leaving an item running that nobody executes.
+        """
+        loop = asyncio.get_running_loop()
+        while stop is None or not stop.is_set():
+            waiter = (loop, asyncio.Event())
+            # Register before claiming, so a put landing between the claim and the wait is not missed.
+            with self._signal_lock:
+                self._waiters.add(waiter)
+            try:
+                item = self.claim()
+                if item is not None:
+                    return item
+                await _first_set(waiter[1], stop)
+            finally:
+                with self._signal_lock:
+                    self._waiters.discard(waiter)
+        return None
+
+    def finish(
+        self, item: QueueItem, *, outputs: dict[str, Any], status: dict[str, Any], meta: dict[str, Any] | None = None
+    ) -> None:
+        """Move a running item into history, in one transaction; trims history past `max_history`.
+
+        `status` is ComfyUI's ``{"status_str", "completed", "messages"}``; `outputs` maps node id to its UI dict.
+        Raises ValueError when the item is not running (never claimed, or already finished).
+        """
+        encoded = _dump_all(
+            item.prompt_id,
+            prompt=item.prompt,
+            extra_data=item.extra_data,
+            outputs_to_execute=item.outputs_to_execute,
+            outputs=outputs,
+            status=status,
+            meta=meta or {},
+        )
+        with transaction(self._conn):
+            removed = self._conn.execute(
+                "DELETE FROM queue_items WHERE prompt_id = ? AND state = 'running'", (item.prompt_id,)
+            )
+            if removed.rowcount == 0:
+                raise ValueError(f"prompt {item.prompt_id!r} is not running, so it cannot be finished")
+            self._conn.execute(
+                f"INSERT INTO queue_history ({_ITEM_COLUMNS}, outputs, status, meta, finished_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (item.number, item.prompt_id, *encoded, time.time()),
+            )
+            self._trim_history()
+        self._changed()
+
+    def pending(self) -> list[QueueItem]:
+        """Pending items in the order they will run."""
+        return self._items("pending")
+
+    def running(self) -> list[QueueItem]:
+        return self._items("running")
+
+    def remaining(self) -> int:
+        """Pending plus running items: ComfyUI's ``queue_remaining``."""
+        with transaction(self._conn, write=False):
+            (count,) = self._conn.execute("SELECT COUNT(*) FROM queue_items").fetchone()
+        return count
+
+    def delete(self, prompt_ids: Iterable[str]) -> int:
+        """Remove these prompts if they are still pending; returns how many were removed. Running ones stay."""
+        ids = [(prompt_id,) for prompt_id in prompt_ids]
+        with transaction(self._conn):
+            removed = self._conn.executemany(
+                "DELETE FROM queue_items WHERE prompt_id = ? AND state = 'pending'", ids
+            ).rowcount
+        if removed:
+            self._changed()
+        return removed
+
+    def clear(self) -> int:
+        """Remove every pending prompt; returns how many. Running ones stay."""
+        with transaction(self._conn):
+            removed = self._conn.execute("DELETE FROM queue_items WHERE state = 'pending'").rowcount
+        if removed:
+            self._changed()
+        return removed
+
+    # -- history -----------------------------------------------------------------------------------------------
+
+    def history(
+        self, prompt_id: str | None = None, *, max_items: int | None = None, offset: int = 0
+    ) -> dict[str, dict[str, Any]]:
+        """Finished prompts in ComfyUI's shape, oldest first (newest last), or only `prompt_id` ({} if unknown).
+
+        `offset` skips the oldest entries; a negative offset with `max_items` gives the newest `max_items`, as
+        ComfyUI's ``GET /history?max_items=n`` does.
+        """
+        columns = f"{_ITEM_COLUMNS}, outputs, status, meta"
+        with transaction(self._conn, write=False):
+            if prompt_id is not None:
+                rows = self._conn.execute(
+                    f"SELECT {columns} FROM queue_history WHERE prompt_id = ?", (prompt_id,)
+                ).fetchall()
+            else:
+                if offset < 0:
+                    (count,) = self._conn.execute("SELECT COUNT(*) FROM queue_history").fetchone()
+                    offset = max(count - max_items, 0) if max_items is not None else 0
+                rows = self._conn.execute(
+                    f"SELECT {columns} FROM queue_history ORDER BY seq LIMIT ? OFFSET ?",
+                    (-1 if max_items is None else max_items, offset),
+                ).fetchall()
+        return {row[1]: _history_entry(row) for row in rows}
+
+    def delete_history(self, prompt_ids: Iterable[str]) -> int:
+        ids = [(prompt_id,) for prompt_id in prompt_ids]
+        with transaction(self._conn):
+            return self._conn.executemany("DELETE FROM queue_history WHERE prompt_id = ?", ids).rowcount
+
+    def clear_history(self) -> int:
+        with transaction(self._conn):
+            return self._conn.execute("DELETE FROM queue_history").rowcount
+
+    # -- change signals ----------------------------------------------------------------------------------------
+
+    def add_listener(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` after every queue change (put, claim, finish, delete, clear); returns an unsubscribe."""
+        with self._signal_lock:
+            self._listeners.append(callback)
+
+        def unsubscribe() -> None:
+            with self._signal_lock:
+                if callback in self._listeners:
+                    self._listeners.remove(callback)
+
+        return unsubscribe
+
+    def _changed(self, *, wake: bool = False) -> None:
+        """Tell listeners (and, when an item became claimable, waiting `next` calls) after a committed change."""
+        with self._signal_lock:
+            listeners = list(self._listeners)
+            waiters = list(self._waiters) if wake else []
+        for loop, event in waiters:
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # that loop has closed; its waiter is gone with it
+                pass
+        for callback in listeners:
+            try:
+                callback()
+            except Exception:
+                # The change is committed; a broken listener must not turn it into an error for the caller.
+                logger.exception("queue listener %r failed", callback)
+
+    # -- SQL helpers (called inside a transaction) ---------------------------------------------------------------
+
+    def _items(self, state: str) -> list[QueueItem]:
+        with transaction(self._conn, write=False):
+            rows = self._conn.execute(
+                f"SELECT {_ITEM_COLUMNS} FROM queue_items WHERE state = ? ORDER BY number, seq", (state,)
+            ).fetchall()
+        return [_item(row) for row in rows]
+
+    def _refuse_duplicate(self, prompt_id: str) -> None:
+        for table, where in (("queue_items", "in the queue"), ("queue_history", "in history")):
+            if self._conn.execute(f"SELECT 1 FROM {table} WHERE prompt_id = ?", (prompt_id,)).fetchone():
+                raise ValueError(
+                    f"prompt_id {prompt_id!r} is already {where}; submit with a new prompt_id or none at all"
+                )
+
+    def _next_number(self) -> float:
+        self._conn.execute("UPDATE queue_counter SET last_number = last_number + 1")
+        (number,) = self._conn.execute("SELECT last_number FROM queue_counter").fetchone()
+        return number
+
+    def _front_number(self) -> float:
+        (lowest,) = self._conn.execute("SELECT MIN(number) FROM queue_items WHERE state = 'pending'").fetchone()
+        return self._next_number() if lowest is None else lowest - 1
+
+    def _trim_history(self) -> None:
+        self._conn.execute(
+            "DELETE FROM queue_history WHERE seq <= "
+            "(SELECT seq FROM queue_history ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+            (self.max_history,),
+        )
+
+
+async def _first_set(wake: asyncio.Event, stop: asyncio.Event | None) -> None:
+    if stop is None:
+        await wake.wait()
+        return
+    waits = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiting in waits:
+            waiting.cancel()
+
+
+def _dump_all(prompt_id: str, **fields: Any) -> list[str]:
+    """Encode each field as JSON, in the order given, naming the field that cannot be stored."""
+    encoded = []
+    for name, value in fields.items():
+        try:
+            encoded.append(json.dumps(value, separators=(",", ":")))
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"prompt {prompt_id!r}: {name} cannot be stored as JSON ({exc})") from exc
+    return encoded
+
+
+def _item(row: tuple[Any, ...]) -> QueueItem:
+    number, prompt_id, prompt, extra_data, outputs_to_execute = row
+    return QueueItem(number, prompt_id, json.loads(prompt), json.loads(extra_data), json.loads(outputs_to_execute))
+
+
+def _history_entry(row: tuple[Any, ...]) -> dict[str, Any]:
+    outputs, status, meta = row[5:]
+    return {
+        "prompt": _item(row[:5]).as_comfy(),
+        "outputs": json.loads(outputs),
+        "status": json.loads(status),
+        "meta": json.loads(meta),
+    }

@@ -1,0 +1,81 @@
+"""Reading workflow documents (either ComfyUI format) into API-format prompts, and applying overrides."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from partyflow.graph.errors import WorkflowFormatError
+from partyflow.graph.ui_format import is_ui_workflow, ui_to_api
+
+MAX_WORKFLOW_BYTES = 64 * 1024 * 1024
+
+ObjectInfo = Mapping[str, Mapping[str, Any]]
+
+
+def read_workflow_file(path: str | Path) -> Any:
+    """Parse a JSON workflow file; errors name the file, line and column."""
+    file = Path(path)
+    if not file.is_file():
+        raise WorkflowFormatError("no such workflow file", where=str(file))
+    if file.stat().st_size > MAX_WORKFLOW_BYTES:
+        raise WorkflowFormatError(f"file is larger than {MAX_WORKFLOW_BYTES // (1024 * 1024)} MiB", where=str(file))
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise WorkflowFormatError(f"not UTF-8 text ({exc.reason})", where=str(file)) from None
+    except json.JSONDecodeError as exc:
+        raise WorkflowFormatError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
+                                  where=str(file)) from None
+
+
+def to_api_prompt(document: Any, object_info: Callable[[], ObjectInfo]) -> dict[str, Any]:
+    """An API-format prompt from an API prompt, a `{"prompt": ...}` request body, or a UI workflow.
+
+    The result is not validated; `object_info` is only called for UI workflows.
+    """
+    if isinstance(document, Mapping) and is_ui_workflow(document):
+        return ui_to_api(document, object_info())
+    if isinstance(document, Mapping) and isinstance(document.get("prompt"), Mapping) and "class_type" not in document:
+        return dict(document["prompt"])
+    if isinstance(document, Mapping):
+        return dict(document)
+    raise WorkflowFormatError(f"a workflow is a JSON object, got {type(document).__name__}",
+                              hint="use an API-format prompt or a workflow saved by the editor")
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """`NODE.INPUT=VALUE` -> (node, input, value); VALUE is JSON when it parses as JSON, else a string."""
+    target, sep, raw = text.partition("=")
+    node, dot, name = target.rpartition(".")
+    if not sep or not dot or not node or not name:
+        raise WorkflowFormatError(f"override {text!r} must look like NODE.INPUT=VALUE (for example 3.seed=42)")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return node, name, value
+
+
+def apply_overrides(prompt: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Set node inputs by node id or by a unique node title; returns a new prompt."""
+    result = {k: {**v, "inputs": dict(v.get("inputs", {}))} if isinstance(v, Mapping) else v for k, v in prompt.items()}
+    for text in overrides:
+        node, name, value = parse_override(text)
+        node_id = _find_node(result, node)
+        result[node_id]["inputs"][name] = value
+    return result
+
+
+def _find_node(prompt: Mapping[str, Any], key: str) -> str:
+    if key in prompt:
+        return key
+    titled = [nid for nid, node in prompt.items()
+              if isinstance(node, Mapping) and isinstance(node.get("_meta"), Mapping) and node["_meta"].get("title") == key]
+    if len(titled) == 1:
+        return titled[0]
+    if titled:
+        raise WorkflowFormatError(f"several nodes are titled {key!r} ({', '.join(titled)}); use a node id")
+    raise WorkflowFormatError(f"no node with id or title {key!r}", hint=f"node ids: {', '.join(list(prompt)[:20])}")

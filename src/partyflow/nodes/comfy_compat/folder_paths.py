@@ -1,0 +1,218 @@
+"""ComfyUI's `folder_paths`, answered from the running engine's home.
+
+ComfyUI keeps these directories in module globals; here every call reads `current_host()`, and the
+module-level names packs read directly (`models_dir`, `folder_names_and_paths`, `output_directory`, ...)
+are computed on access (PEP 562). File names that come from workflows are confined to the folder they name:
+a `..` or an absolute path never reaches outside it.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import re
+import time
+from collections.abc import Collection, Iterable
+from typing import Any
+
+from partyflow.nodes.host import HostContext, current_host
+
+supported_pt_extensions: frozenset[str] = frozenset(
+    {".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft"})
+
+_ANNOTATIONS = ("[output]", "[input]", "[temp]")
+
+
+def _host() -> HostContext:
+    return current_host()
+
+
+def get_input_directory() -> str:
+    return str(_host().home.input)
+
+
+def get_output_directory() -> str:
+    return str(_host().home.output)
+
+
+def get_temp_directory() -> str:
+    return str(_host().home.temp)
+
+
+def get_user_directory() -> str:
+    return str(_host().home.user)
+
+
+def get_directory_by_type(type_name: str) -> str | None:
+    """The directory of an `input` / `output` / `temp` file reference; None for anything else."""
+    return _DIRECTORY_GETTERS[type_name]() if type_name in _DIRECTORY_GETTERS else None
+
+
+_DIRECTORY_GETTERS = {"input": get_input_directory, "output": get_output_directory, "temp": get_temp_directory}
+
+_MODULE_VALUES = {
+    "base_path": lambda: str(_host().home.root),
+    "models_dir": lambda: str(_host().home.models),
+    "folder_names_and_paths": lambda: _host().folder_names_and_paths,
+    "input_directory": get_input_directory,
+    "output_directory": get_output_directory,
+    "temp_directory": get_temp_directory,
+    "user_directory": get_user_directory,
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MODULE_VALUES:
+        return _MODULE_VALUES[name]()
+    raise AttributeError(f"module 'folder_paths' has no attribute {name!r}")
+
+
+def confined_join(base: str | os.PathLike[str], relative: str | os.PathLike[str]) -> str | None:
+    """`base/relative` normalised, or None if `relative` would leave `base`.
+
+    The check is on the path's text, not its resolved target: symlinks a user placed inside a models folder
+    keep working, while `..` segments and absolute names from a workflow are refused.
+    """
+    root = os.path.abspath(base)
+    joined = os.path.abspath(os.path.join(root, relative))
+    return joined if os.path.commonpath((root, joined)) == root else None
+
+
+# --- model folders -------------------------------------------------------------------------------------------
+
+def get_folder_paths(folder_name: str) -> list[str]:
+    return list(_host().folder_names_and_paths[folder_name][0])
+
+
+def add_model_folder_path(folder_name: str, full_folder_path: str, is_default: bool = False) -> None:
+    """Register another folder for `folder_name` in this engine (first when `is_default`)."""
+    folders = _host().folder_names_and_paths
+    if folder_name not in folders:
+        folders[folder_name] = ([full_folder_path], set())
+        return
+    paths = folders[folder_name][0]
+    if full_folder_path in paths:
+        paths.remove(full_folder_path)
+    if is_default:
+        paths.insert(0, full_folder_path)
+    else:
+        paths.append(full_folder_path)
+
+
+def filter_files_extensions(files: Collection[str], extensions: Collection[str]) -> list[str]:
+    """The files whose extension is listed (all of them when `extensions` is empty), sorted."""
+    wanted = {e.lower() for e in extensions}
+    return sorted(f for f in files if not wanted or os.path.splitext(f)[1].lower() in wanted)
+
+
+def filter_files_content_types(files: Iterable[str], content_types: Collection[str]) -> list[str]:
+    """The files whose guessed MIME major type (`image`, `video`, `audio`, ...) is listed."""
+    kept = []
+    for name in files:
+        mime, _ = mimetypes.guess_type(name, strict=False)
+        if mime and mime.split("/")[0] in content_types:
+            kept.append(name)
+    return kept
+
+
+def get_filename_list(folder_name: str) -> list[str]:
+    """Every file under the folders registered for `folder_name`, relative and `/`-separated, sorted."""
+    paths, extensions = _host().folder_names_and_paths[folder_name]
+    found: set[str] = set()
+    for folder in paths:
+        found.update(_walk_files(folder))
+    return filter_files_extensions(found, extensions)
+
+
+def _walk_files(folder: str) -> Iterable[str]:
+    seen: set[str] = set()
+    for directory, subdirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(directory)
+        if real in seen:  # a symlink loop
+            subdirs.clear()
+            continue
+        seen.add(real)
+        subdirs[:] = [d for d in subdirs if d != ".git"]
+        relative = os.path.relpath(directory, folder)
+        for name in files:
+            yield name if relative == "." else f"{relative}/{name}".replace(os.sep, "/")
+
+
+def get_full_path(folder_name: str, filename: str) -> str | None:
+    """The first existing file `filename` in the folders of `folder_name`; None if absent or escaping."""
+    folders = _host().folder_names_and_paths.get(folder_name)
+    if folders is None:
+        return None
+    for folder in folders[0]:
+        candidate = confined_join(folder, filename)
+        if candidate is not None and os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def get_full_path_or_raise(folder_name: str, filename: str) -> str:
+    full_path = get_full_path(folder_name, filename)
+    if full_path is None:
+        raise FileNotFoundError(f"Model in folder '{folder_name}' with filename '{filename}' not found.")
+    return full_path
+
+
+# --- input / output files ------------------------------------------------------------------------------------
+
+def annotated_filepath(name: str) -> tuple[str, str | None]:
+    """Split `"name.png [output]"` into the name and the directory its annotation names (None: none)."""
+    for tag in _ANNOTATIONS:
+        if name.endswith(tag):
+            base = name[: -len(tag)]
+            return base[:-1] if base.endswith(" ") else base, get_directory_by_type(tag[1:-1])
+    return name, None
+
+
+def get_annotated_filepath(name: str, default_dir: str | None = None) -> str:
+    """The path of an annotated file name; PermissionError if it leaves its directory."""
+    filename, base = annotated_filepath(name)
+    directory = base or default_dir or get_input_directory()
+    path = confined_join(directory, filename)
+    if path is None:
+        raise PermissionError(f"file name {name!r} leaves the directory {directory}")
+    return path
+
+
+def exists_annotated_filepath(name: str) -> bool:
+    filename, base = annotated_filepath(name)
+    path = confined_join(base or get_input_directory(), filename)
+    return path is not None and os.path.exists(path)
+
+
+def get_save_image_path(filename_prefix: str, output_dir: str, image_width: int = 0,
+                        image_height: int = 0) -> tuple[str, str, int, str, str]:
+    """Where to save the next file: `(folder, filename, counter, subfolder, filename_prefix)`.
+
+    The counter follows the `<filename>_<counter>_` files already there; a prefix that would leave
+    `output_dir` raises PermissionError.
+    """
+    if "%" in filename_prefix:
+        filename_prefix = _expand_variables(filename_prefix, image_width, image_height)
+    normalised = os.path.normpath(filename_prefix)
+    subfolder, filename = os.path.dirname(normalised), os.path.basename(normalised)
+    folder = confined_join(output_dir, subfolder)
+    if folder is None or not filename or filename in (".", ".."):
+        raise PermissionError(f"saving {filename_prefix!r} outside the output folder {output_dir} is not allowed")
+    os.makedirs(folder, exist_ok=True)
+    return folder, filename, _next_counter(folder, filename), subfolder, filename_prefix
+
+
+def _expand_variables(text: str, width: int, height: int) -> str:
+    now = time.localtime()
+    values = {"width": width, "height": height, "year": now.tm_year, "month": f"{now.tm_mon:02}",
+              "day": f"{now.tm_mday:02}", "hour": f"{now.tm_hour:02}", "minute": f"{now.tm_min:02}",
+              "second": f"{now.tm_sec:02}"}
+    for key, value in values.items():
+        text = text.replace(f"%{key}%", str(value))
+    return text
+
+
+def _next_counter(folder: str, filename: str) -> int:
+    pattern = re.compile(re.escape(filename) + r"_(\d+)_")
+    counters = [int(m.group(1)) for entry in os.listdir(folder) if (m := pattern.match(entry))]
+    return max(counters, default=0) + 1
