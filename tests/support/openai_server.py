@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -126,8 +127,9 @@ class OpenAIServer:
         self._script: deque[Reply] = deque()
         self._lock = threading.Lock()
         self.stopping = threading.Event()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._httpd.daemon_threads = True
+        self.failures: list[BaseException] = []  # handler errors other than clients going away
+        self._httpd = _QuietServer(("127.0.0.1", 0), _handler_for(self))
+        self._httpd.failures = self.failures
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="openai-test-server", daemon=True)
 
     @property
@@ -165,6 +167,18 @@ class OpenAIServer:
         with self._lock:
             self.requests.append(request)
             return self._script.popleft() if self._script else None
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """Clients that hang up (timeouts, dropped streams) are part of the tests; anything else is recorded."""
+
+    daemon_threads = True
+    failures: list[BaseException]
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        error = sys.exc_info()[1]
+        if error is not None and not isinstance(error, ConnectionError | TimeoutError):
+            self.failures.append(error)
 
 
 def _handler_for(server: OpenAIServer) -> type[BaseHTTPRequestHandler]:

@@ -455,7 +455,9 @@ _good_link = st.tuples(
     _slot_types,
 ).map(list)
 _good_object_link = _good_link.map(
-    lambda v: dict(zip(("id", "origin_id", "origin_slot", "target_id", "target_slot", "type"), v))
+    lambda v: dict(
+        zip(("id", "origin_id", "origin_slot", "target_id", "target_slot", "type"), v, strict=True)
+    )
 )
 _good_io = st.lists(
     st.fixed_dictionaries(

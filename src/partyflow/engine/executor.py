@@ -494,7 +494,7 @@ class PromptExecution:
             if spec is None:
                 continue
             if not is_link(value):
-                inputs[name] = [value]
+                inputs[name] = [_unwrap(value)]
             elif spec.raw_link:
                 inputs[name] = [list(value)]
             elif value[0] in self.results:
@@ -685,6 +685,13 @@ def _map_calls(definition: NodeDefinition, inputs: dict[str, list[Any]], hidden:
     if count == 1:
         return [{**{k: v[0] for k, v in inputs.items()}, **hidden}]
     return [{**{k: v[min(i, len(v) - 1)] for k, v in inputs.items()}, **hidden} for i in range(count)]
+
+
+def _unwrap(value: Any) -> Any:
+    """A list constant travels as `{"__value__": [...]}` (the frontend's way to tell it from a link)."""
+    if isinstance(value, dict) and len(value) == 1 and "__value__" in value:
+        return value["__value__"]
+    return value
 
 
 def _find_blocker(inputs: dict[str, list[Any]]) -> ExecutionBlocker | None:

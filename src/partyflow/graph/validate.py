@@ -176,9 +176,12 @@ class _Validator:
                 if received is not None:
                     linked_types[spec.name] = received
                 continue
+            wrapped = isinstance(value, Mapping) and len(value) == 1 and "__value__" in value
+            if wrapped:
+                value = value["__value__"]
             converted = self._check_constant(node_id, spec, value, skip_range=spec.name in custom)
             if converted is not _INVALID:
-                inputs[spec.name] = converted
+                inputs[spec.name] = {"__value__": converted} if wrapped else converted
                 constants[spec.name] = converted
         if definition.has_validate_inputs:
             self._custom_validation(node_id, definition, constants, linked_types)

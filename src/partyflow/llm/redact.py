@@ -16,7 +16,7 @@ MIN_SECRET_LENGTH = 4  # shorter "secrets" (placeholders like "x") would mangle 
 
 _PATTERNS = (
     re.compile(r"(?i)(\bbearer\s+)[^\s\"',;]+"),
-    re.compile(r"(?i)(\b(?:api[_-]?key|access[_-]?token|secret|password)[\"']?\s*[:=]\s*[\"']?)"
+    re.compile(r"(?i)(\b(?:api[_-]?key|(?:access[_-]?)?token|secret|password)[\"']?\s*[:=]\s*[\"']?)"
                r"[^\s\"',;&]+"),
     re.compile(r"()\b(?:sk|pk|rk|xai|gsk)-[A-Za-z0-9_\-]{12,}"),
     re.compile(r"()\bAIza[0-9A-Za-z_\-]{20,}"),

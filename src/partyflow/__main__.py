@@ -1,0 +1,3 @@
+from partyflow.cli.main import main
+
+main()

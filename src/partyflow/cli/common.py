@@ -1,0 +1,66 @@
+"""What every command shares: the home option, engine creation and turning errors into exit codes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from partyflow.config import HOME_ENV, ConfigError
+
+EXIT_FAILED = 1    # the workflow ran and failed
+EXIT_INVALID = 2   # the user's input was refused before anything ran
+EXIT_INTERRUPTED = 130
+
+HomeOption = Annotated[
+    Path | None,
+    typer.Option("--home", envvar=HOME_ENV, help="partyflow home directory (default ~/.partyflow)", show_default=False),
+]
+
+
+def consoles() -> tuple[Console, Console]:
+    return Console(), Console(stderr=True)
+
+
+def home_from(ctx: typer.Context, home: Path | None) -> Path | None:
+    """A command's own --home wins over the global one."""
+    if home is not None:
+        return home
+    obj = ctx.find_root().obj
+    return obj.get("home") if isinstance(obj, dict) else None
+
+
+def open_engine(home: Path | None, **options: Any):  # -> Engine (imported lazily: keeps --help fast)
+    from partyflow.engine.engine import Engine
+
+    return Engine(home=home, **options)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Refused input becomes a one-line message and exit code 2, never a traceback."""
+    from partyflow.engine.engine import PromptValidationError
+    from partyflow.graph.errors import WorkflowFormatError
+    from partyflow.store.sqlite import StoreError
+
+    err = Console(stderr=True)
+    try:
+        yield
+    except PromptValidationError as exc:
+        err.print("[bold red]The workflow is not valid:[/]")
+        for line in exc.result.summary():
+            err.print(f"  - {line}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_INVALID) from None
+    except (WorkflowFormatError, ConfigError, StoreError, PermissionError) as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(EXIT_INVALID) from None
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")

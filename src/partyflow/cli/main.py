@@ -1,0 +1,41 @@
+"""The `partyflow` command: one module per command group, wired here."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from partyflow import __version__
+from partyflow.cli import nodes, workflows
+from partyflow.cli.common import HomeOption
+
+app = typer.Typer(name="partyflow", help="Run LLM agent workflows as node graphs (ComfyUI-compatible).",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+app.add_typer(nodes.app, name="nodes")
+workflows.register(app)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"partyflow {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    home: HomeOption = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log pack loading and execution details")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="print the version and exit")] = False,
+) -> None:
+    ctx.obj = {"home": Path(home) if home else None}
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def main() -> None:
+    app()

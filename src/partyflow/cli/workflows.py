@@ -1,0 +1,178 @@
+"""`partyflow run`, `validate` and `convert`: workflows from the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from partyflow.cli.common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_INVALID,
+    HomeOption,
+    home_from,
+    open_engine,
+    print_json,
+    user_errors,
+)
+
+WorkflowArg = Annotated[Path, typer.Argument(help="workflow JSON (API format or saved from the editor)",
+                                             show_default=False)]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+    app.command("validate")(validate)
+    app.command("convert")(convert)
+
+
+def run(
+    ctx: typer.Context,
+    workflow: WorkflowArg,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override an input: NODE.INPUT=VALUE (NODE is an id "
+                                                    "or a unique title; VALUE is JSON or text)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+    cache: Annotated[str | None, typer.Option(help="cache strategy: none, classic or lru:N")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Run a workflow and print what its output nodes produced."""
+    out = Console()
+    with user_errors():
+        engine = open_engine(home_from(ctx, home), cache=cache)
+        prompt = engine.load_workflow(workflow, overrides=set_ or [])
+        result = _run_with_progress(engine, prompt, show=not as_json and sys.stderr.isatty())
+    if as_json:
+        print_json({"prompt_id": result.prompt_id, "status": result.status, "outputs": result.outputs,
+                    "executed": result.executed, "cached": result.cached, "timings": result.timings,
+                    "error": None if result.error is None else {
+                        "node_id": result.error.node_id, "class_type": result.error.class_type,
+                        "message": result.error.message, "exception_type": result.error.exception_type}})
+    else:
+        _print_outputs(out, engine, result)
+    engine.close()
+    if result.status == "interrupted":
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if result.status != "success":
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _run_with_progress(engine: Any, prompt: dict[str, Any], *, show: bool) -> Any:
+    from partyflow.engine.events import Event, Executed, Executing, ExecutionCached
+    from partyflow.engine.events import Progress as NodeProgress
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=Console(stderr=True), transient=True, disable=not show)
+    task = progress.add_task("starting", total=len(prompt))
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, ExecutionCached):
+            progress.update(task, total=max(1, len(prompt) - len(event.nodes)))
+        elif isinstance(event, Executing) and event.node:
+            node = prompt.get(event.node, {})
+            progress.update(task, description=f"{node.get('class_type', event.node)} (#{event.node})")
+        elif isinstance(event, Executed):
+            progress.advance(task)
+        elif isinstance(event, NodeProgress) and event.max:
+            progress.update(task, description=f"#{event.node} {event.value:g}/{event.max:g}")
+
+    async def go() -> Any:
+        loop = asyncio.get_running_loop()
+        with contextlib_suppress_signal(loop, engine):
+            return await engine.run_async(prompt, sinks=[on_event])
+
+    with progress:
+        return asyncio.run(go())
+
+
+class contextlib_suppress_signal:
+    """Ctrl-C interrupts the prompt cleanly (reported as interrupted) instead of killing the process mid-write."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, engine: Any) -> None:
+        self.loop, self.engine = loop, engine
+
+    def __enter__(self) -> None:
+        try:
+            self.loop.add_signal_handler(signal.SIGINT, self.engine.interrupt)
+        except (NotImplementedError, RuntimeError):
+            pass
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.loop.remove_signal_handler(signal.SIGINT)
+        except (NotImplementedError, RuntimeError):
+            pass
+
+
+def _print_outputs(out: Console, engine: Any, result: Any) -> None:
+    err = Console(stderr=True)
+    for node_id, ui in result.outputs.items():
+        texts = ui.get("text") if isinstance(ui, dict) else None
+        if texts:
+            for text in texts:
+                out.print(text if isinstance(text, str) else json.dumps(text, default=str), markup=False, highlight=False)
+        else:
+            out.print(f"[dim]node {node_id}:[/] {json.dumps(ui, default=str)}", highlight=False)
+    if result.error is not None:
+        err.print(f"[bold red]failed:[/] {result.error.describe()}", highlight=False)
+    elif result.status == "interrupted":
+        err.print("[yellow]interrupted[/]")
+    else:
+        seconds = sum(result.timings.values())
+        err.print(f"[dim]{len(result.executed)} node(s) ran, {len(result.cached)} cached, {seconds:.2f}s node time[/]")
+
+
+def validate(
+    ctx: typer.Context,
+    workflow: WorkflowArg,
+    as_json: Annotated[bool, typer.Option("--json", help="print ComfyUI's error JSON")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Check a workflow without running it; lists every problem at once (exit code 2 if any)."""
+    out = Console()
+    with user_errors():
+        engine = open_engine(home_from(ctx, home))
+        result = engine.validate(engine.load_workflow(workflow))
+    engine.close()
+    if as_json:
+        print_json(result.to_json())
+    elif result.ok:
+        out.print(f"[green]valid[/]: {len(result.prompt)} node(s), output node(s) {', '.join(result.outputs)}")
+    else:
+        out.print("[bold red]The workflow is not valid:[/]")
+        for line in result.summary():
+            out.print(f"  - {line}", markup=False, highlight=False)
+    if not result.ok:
+        raise typer.Exit(EXIT_INVALID)
+
+
+def convert(
+    ctx: typer.Context,
+    workflow: WorkflowArg,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write here instead of standard output")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Write the API-format prompt of a workflow (UI workflows are converted with the installed nodes)."""
+    with user_errors():
+        engine = open_engine(home_from(ctx, home))
+        prompt = engine.load_workflow(workflow)
+    engine.close()
+    text = json.dumps(prompt, indent=2, ensure_ascii=False) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+        return
+    temporary = output.with_name(output.name + ".tmp")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        temporary.replace(output)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        Console(stderr=True).print(f"[bold red]error:[/] cannot write {output}: {exc.strerror}")
+        raise typer.Exit(EXIT_INVALID) from None
