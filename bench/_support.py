@@ -24,7 +24,7 @@ from rich.table import Table
 from partyflow.engine.engine import Engine
 
 Prompt = dict[str, dict[str, Any]]
-console = Console()
+console = Console(width=140)  # wide enough for every table, also when piped
 
 
 @contextmanager

@@ -20,9 +20,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypedDict
 
-from _support import Goal, Prompt, engine_with_pack, median_seconds, parse_args, ratio, report_goals, show_table
 from langgraph.graph import END, START, StateGraph
 
+from _support import (
+    Goal,
+    Prompt,
+    engine_with_pack,
+    median_seconds,
+    parse_args,
+    ratio,
+    report_goals,
+    show_table,
+)
 from partyflow.engine.engine import Engine, RunResult
 
 CHAIN = 2000

@@ -111,11 +111,7 @@ class Engine:
         results = [load_module_pack(f"partyflow.builtin_nodes.{name}", self.host, timeout=timeout) for name in builtin]
         directories = [self.home.custom_nodes] if custom else []
         directories += [Path(p).expanduser() for p in (*self.settings.extra_node_paths, *extra)]
-        results += load_packs(directories, self.host, timeout=timeout)
-        for result in results:
-            if not result.ok:
-                logger.warning("node pack %s failed to load: %s", result.name, result.error)
-        return results
+        return results + load_packs(directories, self.host, timeout=timeout)
 
     def object_info(self, class_type: str | None = None) -> dict[str, dict[str, Any]]:
         with host_context(self.host):
@@ -165,7 +161,7 @@ class Engine:
         messages: list[list[Any]] = []
         bus = self.bus.with_sinks([*sinks, _history_recorder(messages)])
         interrupt = self._running[prompt_id] = threading.Event()
-        self._loops[prompt_id] = asyncio.get_running_loop()
+        self._loops[prompt_id] = self.host.loop = asyncio.get_running_loop()
         execution = PromptExecution(prompt, prompt_id=prompt_id, outputs=outputs, services=self._services, bus=bus,
                                     interrupt=interrupt, extra_data=extra_data, client_id=client_id)
         self._executions[prompt_id] = execution

@@ -8,6 +8,7 @@ the original close node's outputs become the last copy's outputs.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from comfy_execution.graph_utils import GraphBuilder, is_link
@@ -59,8 +60,17 @@ def loop_body(dynprompt: Any, open_id: str, close_id: str) -> list[str]:
     return list(body)
 
 
-def copy_loop(dynprompt: Any, open_id: str, close_id: str) -> GraphBuilder:
-    """A GraphBuilder holding a copy of the loop's open node, body and close node (under CLOSE_COPY).
+@dataclass
+class LoopCopy:
+    """The next pass: its graph, and its open and close nodes (GraphBuilder nodes) for setting inputs."""
+
+    graph: GraphBuilder
+    open: Any
+    close: Any
+
+
+def copy_loop(dynprompt: Any, open_id: str, close_id: str) -> LoopCopy:
+    """A copy of the loop's open node, body and close node (the close node under CLOSE_COPY).
 
     Links between body nodes point at the copies; links to nodes outside the loop and constants stay.
     """
@@ -76,7 +86,7 @@ def copy_loop(dynprompt: Any, open_id: str, close_id: str) -> GraphBuilder:
             if is_link(value) and value[0] in local:
                 value = graph.lookup_node(local[value[0]]).out(value[1])
             copy.set_input(name, value)
-    return graph
+    return LoopCopy(graph, graph.lookup_node(local[open_id]), graph.lookup_node(CLOSE_COPY))
 
 
 def _previous_prefix(open_id: str, close_id: str) -> str:
@@ -177,13 +187,11 @@ class WhileLoopClose:
         if iteration + 1 >= max_iterations:
             raise RuntimeError(f"the while loop ran {iteration + 1} passes (max_iterations) and its condition is "
                                "still true; check the condition or raise max_iterations")
-        graph = copy_loop(dynprompt, open_id, unique_id)
-        next_open = graph.lookup_node(open_id)
+        loop = copy_loop(dynprompt, open_id, unique_id)
         for name, value in zip(VALUE_NAMES, current, strict=True):
-            next_open.set_input(name, protect(value))
-        next_open.set_input("iteration", iteration + 1)
-        close = graph.lookup_node(CLOSE_COPY)
-        return {"result": tuple(close.out(i) for i in range(LOOP_VALUES)), "expand": graph.finalize()}
+            loop.open.set_input(name, protect(value))
+        loop.open.set_input("iteration", iteration + 1)
+        return {"result": tuple(loop.close.out(i) for i in range(LOOP_VALUES)), "expand": loop.graph.finalize()}
 
 
 # --- for each ---------------------------------------------------------------------------------------------------
@@ -248,12 +256,11 @@ class ForEachClose:
         results = [*(unprotect(accumulated) or []), result]
         if index + 1 >= total:
             return (results,)
-        link = dynprompt.get_node(unique_id)["inputs"]["flow_control"]
-        graph = copy_loop(dynprompt, link[0], unique_id)
-        graph.lookup_node(link[0]).set_input("index", index + 1)
-        close = graph.lookup_node(CLOSE_COPY)
-        close.set_input("accumulated", protect(results))
-        return {"result": (close.out(0),), "expand": graph.finalize()}
+        open_id = dynprompt.get_node(unique_id)["inputs"]["flow_control"][0]
+        loop = copy_loop(dynprompt, open_id, unique_id)
+        loop.open.set_input("index", index + 1)
+        loop.close.set_input("accumulated", protect(results))
+        return {"result": (loop.close.out(0),), "expand": loop.graph.finalize()}
 
 
 def _position(flow_control: Any) -> tuple[int, int]:
