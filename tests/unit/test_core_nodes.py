@@ -242,6 +242,10 @@ def test_set_by_path_copies_and_creates():
     assert result == {"x": {"y": ["v"]}}
     (result,) = call(json_nodes.JSONSet, data=[1], path="[1]", value=2, create_missing=True)
     assert result == [1, 2]
+    (result,) = call(json_nodes.JSONSet, data={"p": [{}]}, path="p[1].name", value="b", create_missing=True)
+    assert result == {"p": [{}, {"name": "b"}]}
+    with pytest.raises(ValueError, match="cannot go into a list of 1 with 2"):
+        call(json_nodes.JSONSet, data={"p": [{}]}, path="p[2].name", value="b", create_missing=True)
     with pytest.raises(ValueError, match="cannot set path 'x.y'"):
         call(json_nodes.JSONSet, data={}, path="x.y", value=1, create_missing=False)
     with pytest.raises(ValueError, match="cannot set"):

@@ -135,6 +135,9 @@ def _child_for_write(parent: Any, segment: Segment, following: Segment, here: li
         return parent[segment]
     if isinstance(parent, list) and (index := _list_index(parent, segment)) is not None:
         return parent[index]
+    if isinstance(parent, list) and segment == len(parent) and create_missing:
+        parent.append([] if isinstance(following, int) else {})
+        return parent[-1]
     raise KeyError(f"cannot go into {_describe(parent)} with {segment!r} at {format_path(here)}")
 
 

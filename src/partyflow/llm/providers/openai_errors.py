@@ -12,8 +12,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import httpx2
 import openai
+
+try:  # the transport under the `openai` client: httpx2 from openai 3, httpx before
+    import httpx2
+except ImportError:  # pragma: no cover - depends on the installed client
+    import httpx as httpx2  # type: ignore[no-redef]
 
 from partyflow.llm import errors
 
