@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from tests.conftest import install_pack
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,8 +10,9 @@ import sys
 import textwrap
 from pathlib import Path
 
-from partyflow import Engine
 from tests.conftest import install_pack
+
+from partyflow import Engine
 
 WORKER = textwrap.dedent("""
     import asyncio, os, sys

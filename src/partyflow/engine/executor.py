@@ -183,7 +183,7 @@ class PromptExecution:
                     self._need(target)
             except NodeExecutionError as exc:
                 self._fail(target, exc)
-            if self.cached and self.bus:
+            if self.bus:  # sent even when empty, as ComfyUI does
                 self._emit(ExecutionCached(self.prompt_id, nodes=list(self.cached)))
             await self._drive()
         return self._finish()
