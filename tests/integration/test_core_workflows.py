@@ -12,7 +12,7 @@ import pytest
 from partyflow import Engine
 from partyflow.config import Home
 
-PACKS = Path(__file__).parents[1] / "data" / "packs"
+PACKS = Path(__file__).parents[1] / "data" / "core_workflow_packs"  # only the call counter
 CORE = Path(__file__).parents[2] / "src" / "partyflow" / "builtin_nodes" / "core"
 
 
