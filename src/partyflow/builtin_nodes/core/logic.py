@@ -32,7 +32,7 @@ class LazySwitch:
     def check_lazy_status(self, condition, on_true=None, on_false=None):
         """Ask the host for the chosen branch only; the other one never runs."""
         if condition:
-            return ["on_true", "on_false"]
+            return ["on_true"] if on_true is None else []
         return ["on_false"] if on_false is None else []
 
     def run(self, condition, on_true=None, on_false=None):

@@ -253,7 +253,7 @@ class ForEachClose:
                                "raise max_iterations to go through all of them")
         if total == 0:
             return ([],)
-        results = [result]
+        results = [*(unprotect(accumulated) or []), result]
         if index + 1 >= total:
             return (results,)
         open_id = dynprompt.get_node(unique_id)["inputs"]["flow_control"][0]
