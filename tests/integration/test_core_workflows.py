@@ -18,7 +18,8 @@ CORE = Path(__file__).parents[2] / "src" / "partyflow" / "builtin_nodes" / "core
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Engine:
-    engine = Engine(home=tmp_path, load_custom_nodes=False, extra_node_paths=[PACKS], cache="none")
+    engine = Engine(home=tmp_path, load_custom_nodes=False, extra_node_paths=[PACKS], cache="none",
+                    builtin_packs=("core",))
     overridden = [c for c in engine.registry if engine.registry.entry(c).pack != "partyflow.builtin_nodes.core"]
     assert overridden == ["CountCalls"], "another pack replaced core nodes; these tests would test it instead"
     return engine

@@ -271,3 +271,10 @@ def test_validation_refuses_before_anything_runs(semantics):
     assert errors["1"]["errors"][0]["type"] == "value_bigger_than_max"
     assert errors["2"]["errors"][0]["type"] == "bad_linked_input"
     assert pack.CALLS == []
+
+
+def test_long_expansion_loop_does_not_recurse(semantics):
+    engine, pack = semantics
+    result = engine.run({"1": node("CountDown", n=600, total=0), "2": node("Collect", value=["1", 0])})
+    assert result.status == "success", result.error
+    assert result.outputs["2"] == {"value": [600 * 601 // 2]}

@@ -40,7 +40,7 @@ from partyflow.nodes.registry import NodeRegistry
 
 logger = logging.getLogger("partyflow.engine")
 
-BUILTIN_PACKS = ("core",)
+BUILTIN_PACKS = ("core", "llm")
 _HISTORY_EVENTS = (ExecutionStart, ExecutionCached, ExecutionSuccess, ExecutionError, ExecutionInterrupted)
 
 
@@ -268,6 +268,7 @@ def _history_recorder(messages: list[list[Any]]) -> EventSink:
             if isinstance(event, ExecutionCached):
                 data = {"nodes": data["nodes"], "prompt_id": data["prompt_id"], "timestamp": data["timestamp"]}
             messages.append([event.type, data])
+    record.wants = frozenset(_HISTORY_EVENTS)  # type: ignore[attr-defined]
     return record
 
 

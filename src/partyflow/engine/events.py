@@ -114,10 +114,21 @@ EventSink = Callable[[Event], None]
 
 
 class EventBus:
-    """Fans events out to sinks; a failing sink is logged and never breaks execution."""
+    """Fans events out to sinks; a failing sink is logged and never breaks execution.
+
+    A sink may declare `wants` (a collection of Event classes) to receive only those; the executor then skips
+    building per-node events nobody wants, which matters on graphs of thousands of trivial nodes.
+    """
 
     def __init__(self, sinks: Sequence[EventSink] = ()) -> None:
         self._sinks: list[EventSink] = list(sinks)
+
+    def wants(self, event_type: type[Event]) -> bool:
+        for sink in self._sinks:
+            wanted = getattr(sink, "wants", None)
+            if wanted is None or event_type in wanted:
+                return True
+        return False
 
     def subscribe(self, sink: EventSink) -> Callable[[], None]:
         self._sinks.append(sink)
@@ -128,6 +139,9 @@ class EventBus:
 
     def emit(self, event: Event) -> None:
         for sink in tuple(self._sinks):
+            wanted = getattr(sink, "wants", None)
+            if wanted is not None and type(event) not in wanted:
+                continue
             try:
                 sink(event)
             except Exception:

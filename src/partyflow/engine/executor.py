@@ -36,7 +36,7 @@ from partyflow.engine.events import (
     Progress,
 )
 from partyflow.graph.dynamic import DynamicPrompt
-from partyflow.nodes.host import HostContext, NodeScope, host_context, node_scope
+from partyflow.nodes.host import HostContext, NodeScope, enter_scope, host_context, leave_scope, node_scope
 from partyflow.nodes.protocol import NodeDefinition, NodeDefinitionError
 from partyflow.nodes.registry import NodeRegistry
 from partyflow.nodes.values import ExecutionBlocker, is_link
@@ -156,6 +156,7 @@ class PromptExecution:
         self.dyn = DynamicPrompt(prompt)
         self._defs: dict[str, NodeDefinition] = {}
         self._sigs: dict[str, str] = {}
+        self._parsed_links: dict[str, list[tuple[str, str, int]]] = {}
         self._is_changed: dict[str, str] = {}
         self.results: dict[str, NodeResult] = {}
         self._state: dict[str, _NodeState] = {}
@@ -170,6 +171,7 @@ class PromptExecution:
         self.ui: dict[str, dict[str, Any]] = {}
         self.failure: ExecutionFailure | None = None
         self._interrupted_node: str | None = None
+        self._node_events = bus.wants(Executing) or bus.wants(Executed)
 
     # ---- the run -------------------------------------------------------------------------------------------
 
@@ -243,7 +245,7 @@ class PromptExecution:
                                             executed=list(self.executed)))
         else:
             self._emit(ExecutionSuccess(self.prompt_id))
-        self.services.cache.end_prompt(self._sigs[n] for n in self.results if n in self._sigs)
+        self.services.cache.end_prompt(self._sigs.values())  # cached hits' ancestors stay valid too
         meta = {n: {"node_id": n, "display_node": self.dyn.get_display_node_id(n),
                     "parent_node": self.dyn.get_parent_node_id(n), "real_node_id": self.dyn.get_real_node_id(n)}
                 for n in self.ui}
@@ -268,18 +270,25 @@ class PromptExecution:
                 self._resolved(node_id)
                 continue
             state = self._state[node_id] = _NodeState()
-            node = self.dyn.get_node(node_id)
-            definition = self._definition(node_id, node["class_type"])
-            for name, value in node["inputs"].items():
-                if not is_link(value) or value[0] in self.results:
+            definition = self._definition(node_id, self.dyn.get_node(node_id)["class_type"])
+            for name, source, _ in self._links(node_id):
+                if source in self.results:
                     continue
                 spec = definition.inputs.get(name)
                 if spec is not None and spec.lazy:
                     continue
-                self._wait_for(node_id, state, value[0])
-                stack.append(value[0])
+                self._wait_for(node_id, state, source)
+                stack.append(source)
             if state.blockers == 0:
                 self._ready.append(node_id)
+
+    def _links(self, node_id: str) -> list[tuple[str, str, int]]:
+        """(input, source node, output index) of each linked input; parsed once per node and run."""
+        links = self._parsed_links.get(node_id)
+        if links is None:
+            inputs = self.dyn.get_node(node_id)["inputs"]
+            links = self._parsed_links[node_id] = [(k, v[0], v[1]) for k, v in inputs.items() if is_link(v)]
+        return links
 
     def _wait_for(self, node_id: str, state: _NodeState, dependency: str) -> None:
         if not self.dyn.has_node(dependency):
@@ -293,10 +302,7 @@ class PromptExecution:
             state = self._state[dependent]
             state.blockers -= 1
             if state.blockers == 0:
-                if state.expanded:
-                    self._complete_expansion(dependent)
-                else:
-                    self._ready.append(dependent)
+                self._ready.append(dependent)  # an expanded node completes from the loop: no recursion
 
     def _definition(self, node_id: str, class_type: str) -> NodeDefinition:
         definition = self._defs.get(class_type)
@@ -322,8 +328,8 @@ class PromptExecution:
                 stack.pop()
                 continue
             node = self.dyn.get_node(node_id)
-            missing = [v[0] for v in node["inputs"].values()
-                       if is_link(v) and v[0] not in self._sigs and self.dyn.has_node(v[0])]
+            missing = [source for _, source, _ in self._links(node_id)
+                       if source not in self._sigs and self.dyn.has_node(source)]
             if missing and node_id not in entered:
                 entered.add(node_id)
                 stack.extend(missing)
@@ -368,6 +374,9 @@ class PromptExecution:
 
     def _start(self, node_id: str) -> bool:
         """Start `node_id`; returns True if it ran inline (finished already)."""
+        if self._state[node_id].expanded:
+            self._complete_expansion(node_id)
+            return True
         try:
             prepared = self._prepare(node_id)
         except NodeExecutionError as exc:
@@ -380,16 +389,19 @@ class PromptExecution:
             return True
         definition = prepared.definition
         display = self.dyn.get_display_node_id(node_id)
-        if self.bus:
+        if self._node_events:
             self._emit(Executing(self.prompt_id, node=node_id, display_node=display))
         if not definition.is_async and definition.concurrency_limit is None and self.services.speeds.inline(definition.cls):
+            function = getattr(prepared.instance, definition.function)
+            token = enter_scope(self._scope(node_id, 0))
             started = time.perf_counter()
             try:
-                with node_scope(self._scope(node_id, 0)):
-                    raw = [getattr(prepared.instance, definition.function)(**kw) for kw in prepared.calls]
+                raw = [function(**kwargs) for kwargs in prepared.calls]
             except BaseException as exc:
                 self._node_failed(node_id, exc)
                 return True
+            finally:
+                leave_scope(token)
             seconds = time.perf_counter() - started
             self.services.speeds.record(definition.cls, seconds / max(1, len(prepared.calls)))
             self._node_returned(node_id, prepared, raw, seconds)
@@ -410,9 +422,10 @@ class PromptExecution:
                     for index, kwargs in enumerate(prepared.calls):
                         with node_scope(self._scope(node_id, index)):
                             raw.append(await getattr(prepared.instance, definition.function)(**kwargs))
+                    seconds = time.perf_counter() - started
                 else:
-                    raw = await self._loop.run_in_executor(self.services.pool, self._call_in_thread, node_id, prepared)
-                seconds = time.perf_counter() - started
+                    raw, seconds = await self._loop.run_in_executor(self.services.pool, self._call_in_thread, node_id,
+                                                                    prepared)
             finally:
                 if limit is not None:
                     limit.release()
@@ -430,16 +443,18 @@ class PromptExecution:
             self._node_returned(node_id, prepared, raw, seconds)
         self._wake()
 
-    def _call_in_thread(self, node_id: str, prepared: _Prepared) -> list[Any]:
+    def _call_in_thread(self, node_id: str, prepared: _Prepared) -> tuple[list[Any], float]:
+        """Runs in a worker thread; times only the calls, so waiting in the pool's queue is not held against them."""
         function = getattr(prepared.instance, prepared.definition.function)
         results = []
+        started = time.perf_counter()
         with host_context(self.services.host):
             for index, kwargs in enumerate(prepared.calls):
                 if self.interrupt.is_set():
                     raise InterruptedError_("interrupted")
                 with node_scope(self._scope(node_id, index)):
                     results.append(function(**kwargs))
-        return results
+        return results, time.perf_counter() - started
 
     def _limit(self, definition: NodeDefinition) -> asyncio.Semaphore | None:
         if definition.concurrency_limit is None:
@@ -590,7 +605,7 @@ class PromptExecution:
             return
         self.timings[node_id] = state.seconds
         self._store(node_id, NodeResult(outputs, state.ui), cache=True)
-        if self.bus:
+        if self._node_events:
             self._emit(Executed(self.prompt_id, node=node_id, display_node=self.dyn.get_display_node_id(node_id),
                                 output=state.ui, seconds=state.seconds))
 

@@ -93,7 +93,7 @@ class _Validator:
     def _read_nodes(self) -> None:
         for key, node in self.raw.items():
             node_id = str(key)
-            if not isinstance(node, Mapping):
+            if not _is_mapping(node):
                 self._add(node_id, NodeIssue("invalid_node", "Node must be an object with class_type and inputs",
                                              f"got {type(node).__name__}"))
                 self.prompt[node_id] = {"class_type": "", "inputs": {}}
@@ -101,14 +101,14 @@ class _Validator:
             class_type = node.get("class_type")
             inputs = node.get("inputs", {})
             entry: dict[str, Any] = {"class_type": class_type if isinstance(class_type, str) else "",
-                                     "inputs": dict(inputs) if isinstance(inputs, Mapping) else {}}
-            if isinstance(node.get("_meta"), Mapping):
+                                     "inputs": dict(inputs) if _is_mapping(inputs) else {}}
+            if _is_mapping(node.get("_meta")):
                 entry["_meta"] = dict(node["_meta"])
             self.prompt[node_id] = entry
             if not isinstance(class_type, str) or not class_type:
                 self._add(node_id, NodeIssue("invalid_node", "Node has no class_type",
                                              "every node needs a string class_type naming its node class"))
-            elif not isinstance(inputs, Mapping):
+            elif not _is_mapping(inputs):
                 self._add(node_id, NodeIssue("invalid_node", "Node inputs must be an object",
                                              f"got {type(inputs).__name__}"))
             elif class_type not in self.registry:
@@ -176,7 +176,7 @@ class _Validator:
                 if received is not None:
                     linked_types[spec.name] = received
                 continue
-            wrapped = isinstance(value, Mapping) and len(value) == 1 and "__value__" in value
+            wrapped = isinstance(value, dict) and len(value) == 1 and "__value__" in value
             if wrapped:
                 value = value["__value__"]
             converted = self._check_constant(node_id, spec, value, skip_range=spec.name in custom)
@@ -266,7 +266,9 @@ class _Validator:
                                          f"{definition.class_type} - {verdict}"))
 
     def _check_cycles(self, order: list[str]) -> None:
-        """Iterative three-colour DFS over the needed nodes; every node on a cycle gets an error."""
+        """Every node on a cycle gets an error; a cheap topological pass proves most prompts acyclic first."""
+        if self._acyclic(order):
+            return
         colour: dict[str, int] = {}
         for start in order:
             if start in colour:
@@ -292,6 +294,24 @@ class _Validator:
                     path.append(child)
                     stack.append((child, iter(self._links_from(child))))
 
+    def _acyclic(self, order: list[str]) -> bool:
+        """Kahn's algorithm over the needed nodes: True when every node can be ordered."""
+        pending = {node_id: len(self._links_from(node_id)) for node_id in order}
+        consumers: dict[str, list[str]] = {}
+        for node_id in order:
+            for source in self._links_from(node_id):
+                consumers.setdefault(source, []).append(node_id)
+        ready = [node_id for node_id, count in pending.items() if count == 0]
+        done = 0
+        while ready:
+            node_id = ready.pop()
+            done += 1
+            for consumer in consumers.get(node_id, ()):
+                pending[consumer] -= 1
+                if pending[consumer] == 0:
+                    ready.append(consumer)
+        return done == len(order)
+
     def _links_from(self, node_id: str) -> list[str]:
         return [v[0] for v in self.prompt[node_id]["inputs"].values() if is_link(v) and v[0] in self.prompt]
 
@@ -302,7 +322,7 @@ class _Validator:
 
     def _result(self, outputs: list[str]) -> ValidationResult:
         node_errors: dict[str, dict[str, Any]] = {}
-        dependents = self._outputs_depending_on(outputs)
+        dependents = self._outputs_depending_on(outputs) if self.issues else {}
         for node_id, issues in self.issues.items():
             node_errors[node_id] = {"errors": [i.to_json() for i in issues],
                                     "dependent_outputs": dependents.get(node_id, []),
@@ -323,6 +343,10 @@ class _Validator:
 
 
 _INVALID = object()
+
+
+def _is_mapping(value: Any) -> bool:
+    return type(value) is dict or isinstance(value, Mapping)  # the ABC check is slow on the hot path
 
 
 def _convert(kind: str, value: Any) -> Any:

@@ -13,7 +13,7 @@ import contextlib
 import itertools
 import threading
 from collections.abc import Callable, Iterator
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,6 +129,15 @@ def host_context(host: HostContext) -> Iterator[HostContext]:
         yield host
     finally:
         _HOST.reset(token)
+
+
+def enter_scope(scope: NodeScope) -> Token[NodeScope | None]:
+    """`node_scope` without a context manager, for the executor's hot path; pair with `leave_scope`."""
+    return _SCOPE.set(scope)
+
+
+def leave_scope(token: Token[NodeScope | None]) -> None:
+    _SCOPE.reset(token)
 
 
 @contextlib.contextmanager

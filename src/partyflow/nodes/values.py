@@ -23,5 +23,8 @@ class ExecutionBlocker:
 
 def is_link(value: Any) -> bool:
     """A reference `[node_id, output_index]` to another node's output, as in API-format prompts."""
+    kind = type(value)
+    if kind is list or kind is tuple:  # the hot path: executors ask this for every input of every node
+        return len(value) == 2 and type(value[0]) is str and type(value[1]) is int
     return (isinstance(value, (list, tuple)) and len(value) == 2 and isinstance(value[0], str)
             and isinstance(value[1], int) and not isinstance(value[1], bool))

@@ -1,22 +1,32 @@
 """A `ChatModel` over a transformers causal LM saved in a folder under the home's `models/llm/` (extra `local`).
 
 torch and transformers are imported when the model is first used, never at import time, so the CLI stays fast
-and a missing extra is reported for the provider that needs it. One lock per provider serialises generation:
-a model on one device serves one request at a time.
+and a missing extra is reported for the provider that needs it. Each loaded model carries its own lock: a model
+on one device serves one generation at a time, even when several providers (or a `ModelManager`) share it.
+
+Sampling with a temperature uses the Gumbel-max trick with a private `torch.Generator`, so a seeded request gives
+the same reply whatever other threads do with torch's global random state.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib
+import random
 import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from partyflow.config import Home, resolve_home
 from partyflow.llm.config import ProviderConfig
-from partyflow.llm.errors import BadResponseError, MissingExtraError, ProviderConfigError
+from partyflow.llm.errors import (
+    BadResponseError,
+    ContextOverflowError,
+    MissingExtraError,
+    ProviderConfigError,
+)
 from partyflow.llm.providers.openai_wire import message_dict
 from partyflow.llm.toolcall_parse import parse_tool_calls
 from partyflow.llm.types import (
@@ -30,71 +40,148 @@ from partyflow.llm.types import (
     UserMessage,
 )
 
-DEFAULT_MAX_NEW_TOKENS = 512
+if TYPE_CHECKING:
+    from partyflow.llm.models import ModelManager
 
+DEFAULT_MAX_NEW_TOKENS = 512
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+
+
+# --- loading ---------------------------------------------------------------------------------------------------
+
+@dataclass(eq=False)
+class LocalModel:
+    """A loaded tokenizer and model; `lock` makes the model serve one generation at a time."""
+
+    path: Path
+    tokenizer: Any
+    model: Any
+    device: str
+    dtype: str
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the weights: parameter count times element size (buffers included)."""
+        tensors = [*self.model.parameters(), *self.model.buffers()]
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+    @property
+    def max_positions(self) -> int | None:
+        """The context window from the model's config, None when the architecture does not say."""
+        config = self.model.config
+        for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+            if isinstance(value := getattr(config, name, None), int):
+                return value
+        return None
+
+
+def load_local_model(path: Path, *, device: str = "auto", dtype: str = "auto",
+                     provider: str | None = None) -> LocalModel:
+    """Load the tokenizer and model in `path`; errors name the provider and the folder."""
+    if not (path / "config.json").is_file():
+        raise ProviderConfigError(
+            f"{path} is not a transformers model folder (no config.json)", provider=provider,
+            hint="Point 'path' at a folder written by save_pretrained, under the home's models/llm/")
+    torch = _import("torch", provider)
+    transformers = _import("transformers", provider)
+    device = pick_device(torch, device)
+    dtype = pick_dtype(torch, device, dtype, provider)
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+        model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+    except Exception as exc:  # transformers raises many types for a broken folder; all mean the same to a user
+        raise ProviderConfigError(f"cannot load the model in {path}: {exc}", provider=provider,
+                                  hint="Check that the folder holds a complete model and tokenizer") from None
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise ProviderConfigError(f"the tokenizer in {path} has no chat template", provider=provider,
+                                  hint="Use an instruct/chat model, or add a chat_template to its tokenizer")
+    return LocalModel(path=path, tokenizer=tokenizer, model=model.to(device).eval(), device=device, dtype=dtype)
+
+
+def pick_device(torch: Any, device: str = "auto") -> str:
+    """`auto` is CUDA, then Apple's MPS, then the CPU; anything else is taken as given."""
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    return "mps" if mps is not None and mps.is_available() else "cpu"
+
+
+def pick_dtype(torch: Any, device: str, dtype: str = "auto", provider: str | None = None) -> str:
+    """`auto` is half precision on CUDA (bfloat16 where supported) and float32 elsewhere, where half is slow."""
+    if dtype not in DTYPES:
+        raise ProviderConfigError(f"unknown dtype {dtype!r}", provider=provider, hint=f"Use one of: {', '.join(DTYPES)}")
+    if dtype != "auto":
+        return dtype
+    if device.startswith("cuda"):
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    return "float32"
+
+
+def model_folder(path: Path) -> bool:
+    """Whether `path` looks like a transformers model folder (for `partyflow models list`)."""
+    return (path / "config.json").is_file()
+
+
+# --- the provider ----------------------------------------------------------------------------------------------
 
 class TransformersProvider:
-    """A local model, loaded on first use; `device` is `auto` (CUDA, then MPS, then CPU) unless given."""
+    """A local model, loaded on first use (or borrowed from a `ModelManager`, which may unload it between calls).
+
+    `generate_options` are passed to every `generate` call (for example `repetition_penalty`, or a
+    `logits_processor` list that constrains the output); request settings take precedence over them.
+    """
 
     def __init__(self, config: ProviderConfig, *, home: Home | None = None, device: str = "auto",
+                 dtype: str = "auto", manager: ModelManager | None = None,
+                 generate_options: Mapping[str, Any] | None = None,
                  environ: Mapping[str, str] | None = None) -> None:
         del environ  # accepted for a uniform `create(...)` signature; local models need no key
         self.config = config
         self.name = config.name
         self.path = config.model_path(home or Home(resolve_home()))
         self.default_model = config.model or self.path.name
-        self._device = device
-        self._lock = threading.Lock()
-        self._loaded: tuple[Any, Any, Any] | None = None  # (torch, tokenizer, model)
+        self.device = device
+        self.dtype = dtype
+        self._manager = manager
+        self._generate_options = dict(generate_options or {})
+        self._load_lock = threading.Lock()
+        self._own: LocalModel | None = None
 
     def __repr__(self) -> str:
         return f"TransformersProvider(name={self.name!r}, path={str(self.path)!r})"
 
     def chat(self, request: ChatRequest) -> ChatResponse:
-        torch, tokenizer, model = self._load()
-        with self._lock:
-            inputs = self._encode(tokenizer, model, request)
-            with torch.inference_mode():
-                output = model.generate(**inputs, **self._sampling(tokenizer, request))
-        prompt_length = inputs["input_ids"].shape[1]
-        new_tokens = output[0, prompt_length:]
-        text = tokenizer.decode(new_tokens, skip_special_tokens=True)
-        finish = self._finish(len(new_tokens), request)
-        return self._response(request, text, finish, prompt_length, len(new_tokens))
+        local = self.model()
+        with local.lock:
+            run = self._prepare(local, request)
+            output = run.generate()
+        return self._response(request, run.decode(output), run.finish(output), run.prompt_tokens,
+                              run.completion_tokens(output))
 
     async def achat(self, request: ChatRequest) -> ChatResponse:
         return await asyncio.to_thread(self.chat, request)
 
     def stream(self, request: ChatRequest) -> Iterator[ChatChunk]:
-        torch, tokenizer, model = self._load()
-        streamer_class = importlib.import_module("transformers").TextIteratorStreamer
-        streamer = streamer_class(tokenizer, skip_prompt=True, skip_special_tokens=True)
-        with self._lock:
-            inputs = self._encode(tokenizer, model, request)
-            failure: list[BaseException] = []
-
-            def generate() -> None:
-                try:
-                    with torch.inference_mode():
-                        model.generate(**inputs, **self._sampling(tokenizer, request), streamer=streamer)
-                except BaseException as exc:  # reported to the caller below, after the stream ends
-                    failure.append(exc)
-                    streamer.end()
-
-            worker = threading.Thread(target=generate, name=f"generate-{self.name}", daemon=True)
-            worker.start()
-            pieces = []
-            for piece in streamer:
-                pieces.append(piece)
-                if piece and not request.tools:  # with tools, text may turn out to be a call: hold it back
-                    yield ChatChunk(text=piece)
-            worker.join()
-        if failure:
-            raise BadResponseError(f"generation failed: {failure[0]}", provider=self.name, model=self.default_model)
-        text = "".join(pieces)
-        completion_tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"])
-        response = self._response(request, text, self._finish(completion_tokens, request),
-                                  inputs["input_ids"].shape[1], completion_tokens)
+        """Text as it is generated; with tools, text is held back until the end (it may turn out to be a call)."""
+        local = self.model()
+        with local.lock:
+            run = self._prepare(local, request)
+            streamer = _import("transformers", self.name).TextIteratorStreamer(
+                local.tokenizer, skip_prompt=True, skip_special_tokens=True)
+            worker = _Worker(run, streamer)
+            try:
+                worker.start()
+                for piece in streamer:
+                    if piece and not request.tools:
+                        yield ChatChunk(text=piece)
+            finally:
+                worker.stop()  # a consumer that stops early must not leave the model generating
+            output = worker.result(self.name, self.default_model)
+        response = self._response(request, run.decode(output), run.finish(output), run.prompt_tokens,
+                                  run.completion_tokens(output))
         if request.tools and response.text:
             yield ChatChunk(text=response.text)
         yield ChatChunk(response=response)
@@ -102,52 +189,51 @@ class TransformersProvider:
     async def astream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         iterator = self.stream(request)
         done = object()
-        while (piece := await asyncio.to_thread(next, iterator, done)) is not done:
-            yield piece  # type: ignore[misc]
+        try:
+            while (piece := await asyncio.to_thread(next, iterator, done)) is not done:
+                yield piece  # type: ignore[misc]
+        finally:
+            await asyncio.to_thread(iterator.close)
 
     def close(self) -> None:
-        """Drop the model so its memory can be reclaimed."""
-        with self._lock:
-            self._loaded = None
+        """Drop this provider's own model so its memory can be reclaimed (a manager's models stay its business)."""
+        with self._load_lock:
+            self._own = None
+
+    def model(self) -> LocalModel:
+        """The loaded model: from the manager when there is one, else loaded once and kept."""
+        if self._manager is not None:
+            return self._from_manager(self._manager)
+        with self._load_lock:
+            if self._own is None:
+                self._own = self._loader(self.path)
+            return self._own
 
     # --- internals ---------------------------------------------------------------------------------------------
 
-    def _load(self) -> tuple[Any, Any, Any]:
-        with self._lock:
-            if self._loaded is None:
-                self._loaded = self._load_now()
-            return self._loaded
+    def _from_manager(self, manager: ModelManager) -> LocalModel:
+        from partyflow.llm.models import estimate_bytes
 
-    def _load_now(self) -> tuple[Any, Any, Any]:
-        if not (self.path / "config.json").is_file():
-            raise ProviderConfigError(
-                f"{self.path} is not a transformers model folder (no config.json)", provider=self.name,
-                hint="Point 'path' at a folder written by save_pretrained, under the home's models/llm/")
         torch = _import("torch", self.name)
-        transformers = _import("transformers", self.name)
-        device = self._pick_device(torch)
-        try:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(self.path)
-            model = transformers.AutoModelForCausalLM.from_pretrained(
-                self.path, torch_dtype=torch.float16 if device == "cuda" else torch.float32)
-        except (OSError, ValueError) as exc:
-            raise ProviderConfigError(f"cannot load the model in {self.path}: {exc}", provider=self.name,
-                                      hint="Check that the folder holds a complete model and tokenizer") from None
-        if getattr(tokenizer, "chat_template", None) is None:
-            raise ProviderConfigError(f"the tokenizer in {self.path} has no chat template", provider=self.name,
-                                      hint="Use an instruct/chat model, or add a chat_template to its tokenizer")
-        return torch, tokenizer, model.to(device).eval()
+        device = pick_device(torch, self.device)
+        dtype = pick_dtype(torch, device, self.dtype, self.name)
+        return manager.get(self.default_model, self.path, self._loader, variant=f"{device}/{dtype}",
+                           estimate_bytes=estimate_bytes(self.path, dtype))
 
-    def _pick_device(self, torch: Any) -> str:
-        if self._device != "auto":
-            return self._device
-        if torch.cuda.is_available():
-            return "cuda"
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
+    def _loader(self, path: Path) -> LocalModel:
+        return load_local_model(path, device=self.device, dtype=self.dtype, provider=self.name)
 
-    def _encode(self, tokenizer: Any, model: Any, request: ChatRequest) -> Any:
+    def _prepare(self, local: LocalModel, request: ChatRequest) -> _Generation:
+        inputs = self._encode(local, request)
+        prompt_tokens = int(inputs["input_ids"].shape[1])
+        max_new = self._max_new_tokens(local, request, prompt_tokens)
+        processors = [*(self._generate_options.get("logits_processor") or ()), *_samplers(request)]
+        options = {**self._generate_options, **_options(local, request, max_new),
+                   "logits_processor": _import("transformers", self.name).LogitsProcessorList(processors)}
+        return _Generation(local=local, inputs=inputs, options=options, prompt_tokens=prompt_tokens,
+                           max_new_tokens=max_new, stop=request.stop)
+
+    def _encode(self, local: LocalModel, request: ChatRequest) -> Any:
         if any(isinstance(part, ImagePart) for m in request.messages if isinstance(m, UserMessage)
                and not isinstance(m.content, str) for part in m.content):
             raise ProviderConfigError("this local provider takes text only; the request has images",
@@ -159,28 +245,27 @@ class TransformersProvider:
                 message["content"] = "".join(p.get("text", "") for p in message["content"])
         tools = [{"type": "function", "function": {"name": t.name, "description": t.description,
                                                    "parameters": t.parameters}} for t in request.tools]
-        encoded = tokenizer.apply_chat_template(messages, tools=tools or None, add_generation_prompt=True,
-                                                return_tensors="pt", return_dict=True)
-        return encoded.to(model.device)
+        try:
+            encoded = local.tokenizer.apply_chat_template(messages, tools=tools or None, add_generation_prompt=True,
+                                                          return_tensors="pt", return_dict=True)
+        except Exception as exc:  # a Jinja error in the model's own template
+            raise BadResponseError(f"the chat template of {local.path} failed: {exc}", provider=self.name,
+                                   model=self.default_model,
+                                   hint="The model's chat template does not accept these messages") from None
+        return encoded.to(local.device)
 
-    def _sampling(self, tokenizer: Any, request: ChatRequest) -> dict[str, Any]:
-        options: dict[str, Any] = {"max_new_tokens": request.max_tokens or DEFAULT_MAX_NEW_TOKENS,
-                                   "pad_token_id": tokenizer.pad_token_id or tokenizer.eos_token_id}
-        if request.temperature:
-            options.update(do_sample=True, temperature=request.temperature)
-            if request.top_p is not None:
-                options["top_p"] = request.top_p
-        else:
-            options["do_sample"] = False
-        if request.stop:
-            options.update(stop_strings=list(request.stop), tokenizer=tokenizer)
-        if request.seed is not None:
-            importlib.import_module("torch").manual_seed(request.seed)
-        return options
-
-    def _finish(self, completion_tokens: int, request: ChatRequest) -> FinishReason:
-        limit = request.max_tokens or DEFAULT_MAX_NEW_TOKENS
-        return FinishReason.LENGTH if completion_tokens >= limit else FinishReason.STOP
+    def _max_new_tokens(self, local: LocalModel, request: ChatRequest, prompt_tokens: int) -> int:
+        """The completion budget; an unset max_tokens shrinks to what is left of the context window."""
+        wanted = request.max_tokens or DEFAULT_MAX_NEW_TOKENS
+        window = local.max_positions
+        if window is None:
+            return wanted
+        room = window - prompt_tokens
+        if room <= 0 or (request.max_tokens is not None and wanted > room):
+            raise ContextOverflowError(
+                f"the prompt has {prompt_tokens} tokens and {wanted} more were asked for, but the context "
+                f"window is {window}", provider=self.name, model=request.model or self.default_model)
+        return min(wanted, room)
 
     def _response(self, request: ChatRequest, text: str, finish: FinishReason, prompt_tokens: int,
                   completion_tokens: int) -> ChatResponse:
@@ -195,13 +280,155 @@ class TransformersProvider:
                             usage=usage)
 
 
-def _import(module: str, provider: str) -> Any:
+@dataclass
+class _Generation:
+    """One prepared `generate` call and how to read its output."""
+
+    local: LocalModel
+    inputs: Any
+    options: dict[str, Any]
+    prompt_tokens: int
+    max_new_tokens: int
+    stop: tuple[str, ...]
+
+    def generate(self, **more: Any) -> Any:
+        torch = importlib.import_module("torch")
+        with torch.inference_mode():
+            return self.local.model.generate(**self.inputs, **self.options, **more)[0, self.prompt_tokens:]
+
+    def completion_tokens(self, new_tokens: Any) -> int:
+        return int(new_tokens.shape[0])
+
+    def decode(self, new_tokens: Any) -> str:
+        text = self.local.tokenizer.decode(new_tokens, skip_special_tokens=True)
+        return _cut_at_stop(text, self.stop)
+
+    def finish(self, new_tokens: Any) -> FinishReason:
+        """LENGTH only when the budget ran out; an end token or a stop string on the last step is STOP."""
+        count = int(new_tokens.shape[0])
+        if count < self.max_new_tokens or int(new_tokens[-1]) in self._end_ids():
+            return FinishReason.STOP
+        raw = self.local.tokenizer.decode(new_tokens, skip_special_tokens=True)
+        return FinishReason.STOP if _cut_at_stop(raw, self.stop) != raw else FinishReason.LENGTH
+
+    def _end_ids(self) -> set[int]:
+        return _as_set(self.local.model.generation_config.eos_token_id) | _as_set(self.local.tokenizer.eos_token_id)
+
+
+class _Worker:
+    """Runs a generation in a thread feeding a streamer; `stop` cancels it between tokens and waits for it."""
+
+    def __init__(self, run: _Generation, streamer: Any) -> None:
+        self._run = run
+        self._streamer = streamer
+        self._cancel = _Cancel()
+        self._output: Any = None
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="partyflow-generate", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._cancel.event.set()
+        self._thread.join()
+
+    def result(self, provider: str, model: str) -> Any:
+        if self._failure is not None:
+            raise BadResponseError(f"generation failed: {self._failure}", provider=provider, model=model,
+                                   hint="See the log for the traceback") from self._failure
+        return self._output
+
+    def _main(self) -> None:
+        try:
+            self._output = self._run.generate(streamer=self._streamer, stopping_criteria=[self._cancel])
+        except BaseException as exc:  # reported by `result`, in the caller's thread
+            self._failure = exc
+            self._streamer.end()
+
+
+@dataclass(eq=False)
+class _Cancel:
+    """A stopping criterion that ends generation once `event` is set."""
+
+    event: threading.Event = field(default_factory=threading.Event)
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        torch = importlib.import_module("torch")
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Cancel:
+        return self  # generate deep-copies its criteria; the copy must still see our event
+
+
+@dataclass(eq=False)
+class _GumbelSampler:
+    """Samples from softmax(logits / temperature), top-p filtered, by making greedy search pick the sample.
+
+    Adding Gumbel noise to log-probabilities and taking the argmax draws exactly from the distribution; the noise
+    comes from our own generator, so a seed reproduces a reply without touching torch's global random state.
+    """
+
+    temperature: float
+    top_p: float | None
+    generator: Any
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        torch = importlib.import_module("torch")
+        logits = scores.float() / self.temperature
+        if self.top_p is not None and self.top_p < 1:
+            logits = _top_p(torch, logits, self.top_p)
+        uniform = torch.rand(logits.shape, generator=self.generator, device="cpu").to(logits.device)
+        gumbel = -torch.log(-torch.log(uniform.clamp(1e-10, 1.0 - 1e-7)))
+        return torch.log_softmax(logits, dim=-1) + gumbel
+
+
+def _top_p(torch: Any, logits: Any, top_p: float) -> Any:
+    """Keep the smallest set of most likely tokens whose probability reaches `top_p`."""
+    ordered, order = torch.sort(logits, descending=True, dim=-1)
+    probs = torch.softmax(ordered, dim=-1)
+    drop = (torch.cumsum(probs, dim=-1) - probs) >= top_p
+    return logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+
+
+def _options(local: LocalModel, request: ChatRequest, max_new_tokens: int) -> dict[str, Any]:
+    """generate's settings for a request; sampling is done by `_samplers`, so generate itself is greedy."""
+    options: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": False,
+                               "pad_token_id": _pad_id(local.tokenizer)}
+    if request.stop:
+        options.update(stop_strings=list(request.stop), tokenizer=local.tokenizer)
+    return options
+
+
+def _samplers(request: ChatRequest) -> list[_GumbelSampler]:
+    """A sampler for requests with a temperature, seeded by the request's seed (or at random)."""
+    if not request.temperature:
+        return []
+    torch = importlib.import_module("torch")
+    seed = request.seed if request.seed is not None else random.SystemRandom().randrange(2**63)
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    return [_GumbelSampler(request.temperature, request.top_p, generator)]
+
+
+def _pad_id(tokenizer: Any) -> int | None:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def _as_set(value: int | list[int] | None) -> set[int]:
+    if value is None:
+        return set()
+    return set(value) if isinstance(value, list | tuple) else {value}
+
+
+def _cut_at_stop(text: str, stop: tuple[str, ...]) -> str:
+    """The text before the first stop string (generate keeps the stop string; the OpenAI protocol does not)."""
+    cuts = [i for s in stop if (i := text.find(s)) >= 0]
+    return text[:min(cuts)] if cuts else text
+
+
+def _import(module: str, provider: str | None) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError:
         raise MissingExtraError("local", module, provider=provider) from None
 
-
-def model_folder(path: Path) -> bool:
-    """Whether `path` looks like a transformers model folder (for `partyflow models list`)."""
-    return (path / "config.json").is_file()
