@@ -9,12 +9,13 @@ from typing import Annotated
 import typer
 
 from partyflow import __version__
-from partyflow.cli import nodes, workflows
+from partyflow.cli import models, nodes, workflows
 from partyflow.cli.common import HomeOption
 
 app = typer.Typer(name="partyflow", help="Run LLM agent workflows as node graphs (ComfyUI-compatible).",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 app.add_typer(nodes.app, name="nodes")
+app.add_typer(models.app, name="models")
 workflows.register(app)
 
 

@@ -1,0 +1,153 @@
+"""`partyflow models`: the providers configured in the home's config.toml, and a round trip to check one."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, home_from, print_json
+from partyflow.config import ConfigError, Home, resolve_home
+
+app = typer.Typer(help="Model providers: list them, test one.", no_args_is_help=True)
+
+_EXTRAS = {"transformers": ("transformers", "local"), "llamacpp": ("llama_cpp", "gguf")}  # type -> (module, extra)
+_DIAGNOSES = (  # most specific first: ContextOverflowError is an InvalidRequestError
+    ("AuthError", "authentication failed"),
+    ("ModelNotFoundError", "model or endpoint not found"),
+    ("RateLimitError", "rate limited"),
+    ("RequestTimeoutError", "timed out"),
+    ("ProviderConnectionError", "cannot reach the server"),
+    ("BadResponseError", "malformed reply"),
+    ("ServerError", "the provider failed"),
+    ("ContextOverflowError", "the prompt does not fit the context window"),
+    ("InvalidRequestError", "request rejected"),
+)
+
+
+@contextlib.contextmanager
+def config_errors() -> Iterator[None]:
+    """A config problem is one escaped line and exit 2 (its hints quote `[providers.NAME]`, which is not markup)."""
+    try:
+        yield
+    except ConfigError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(EXIT_INVALID) from None
+
+
+def _home(ctx: typer.Context, home: Path | None) -> Home:
+    return Home(resolve_home(home_from(ctx, home)))
+
+
+def usability(config: Any, home: Home, environ: Mapping[str, str] = os.environ) -> tuple[bool, str]:
+    """Whether a provider can be used now, without calling it, and why not: a key variable, a path, an extra."""
+    if config.type == "openai_compat":
+        if not config.api_key_env:
+            return True, "no key needed"
+        if environ.get(config.api_key_env, "").strip():
+            return True, f"${config.api_key_env} is set"
+        return False, f"${config.api_key_env} is not set"
+    from partyflow.llm import ProviderConfigError
+
+    try:
+        path = config.model_path(home)
+    except ProviderConfigError as exc:
+        return False, exc.message
+    if not path.exists():
+        return False, f"{path} does not exist"
+    module, extra = _EXTRAS[config.type]
+    if importlib.util.find_spec(module) is None:
+        return False, f"needs pip install 'partyflow[{extra}]'"
+    return True, f"{path} exists"
+
+
+@app.command("list")
+def list_models(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    home: HomeOption = None,
+) -> None:
+    """List every configured provider and whether it is usable (key variable set, model path present)."""
+    from partyflow.llm import ProvidersConfig
+
+    with config_errors():
+        where = _home(ctx, home)
+        providers = ProvidersConfig.load(where)
+    rows = []
+    for name in sorted(providers):
+        config = providers.get(name)
+        usable, reason = usability(config, where)
+        rows.append({"name": name, "type": config.type, "endpoint": config.base_url or config.path or "(default)",
+                     "model": config.model or "", "usable": usable, "reason": reason})
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        Console(stderr=True).print(f"no providers configured: add a [providers.NAME] table to {where.config_file}",
+                                   highlight=False)
+        return
+    table = Table("name", "type", "base_url / path", "default model", "usable", "why")
+    for row in rows:
+        table.add_row(row["name"], row["type"], row["endpoint"], row["model"] or "-",
+                      "[green]yes[/]" if row["usable"] else "[red]no[/]", row["reason"])
+    Console().print(table)
+
+
+@app.command("test")
+def test_model(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="a provider name from config.toml", show_default=False)],
+    prompt: Annotated[str, typer.Option(help="what to send")] = "Reply with one short friendly sentence.",
+    model: Annotated[str | None, typer.Option(help="a model other than the provider's default")] = None,
+    timeout: Annotated[float | None, typer.Option(help="seconds to wait (default: the provider's timeout)",
+                                                  min=0.1)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Send one prompt to a provider and show the model, the reply and the timing, or what went wrong."""
+    from partyflow.llm import ChatRequest, LLMError, ProvidersConfig, UserMessage
+    from partyflow.llm.providers import create
+
+    with config_errors():
+        where = _home(ctx, home)
+        config = ProvidersConfig.load(where).get(name)
+        if timeout is not None:
+            config = config.model_copy(update={"timeout": timeout})
+        provider = create(name, config, **({} if config.type == "openai_compat" else {"home": where}))
+    err = Console(stderr=True)
+    started = time.perf_counter()
+    try:
+        with config_errors(), err.status(f"asking {name}...", spinner="dots"):
+            response = provider.chat(ChatRequest(messages=(UserMessage(content=prompt),), model=model))
+    except LLMError as exc:
+        err.print(f"[bold red]{_diagnosis(exc)}:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(EXIT_FAILED) from None
+    finally:
+        provider.close()
+    seconds = time.perf_counter() - started
+    usage = response.usage
+    result = {"provider": name, "model": response.model, "reply": response.text, "seconds": round(seconds, 3),
+              "prompt_tokens": usage.prompt_tokens if usage else None,
+              "completion_tokens": usage.completion_tokens if usage else None}
+    if as_json:
+        print_json(result)
+        return
+    console = Console(highlight=False)
+    console.print(f"[bold]model[/]  {escape(response.model)} ({escape(name)})")
+    console.print(f"[bold]reply[/]  {escape(response.text)}")
+    tokens = f", {usage.prompt_tokens} prompt + {usage.completion_tokens} completion tokens" if usage else ""
+    console.print(f"[bold]time[/]   {seconds:.2f} s{tokens}")
+
+
+def _diagnosis(exc: Exception) -> str:
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return next((text for name, text in _DIAGNOSES if name in names), "the call failed")
