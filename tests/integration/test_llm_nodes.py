@@ -294,3 +294,18 @@ def test_api_key_never_leaves_the_provider(engine: Engine, server: OpenAIServer,
     }
     for place, data in places.items():
         assert KEY.encode() not in data, f"the API key leaked into the {place}"
+
+
+@pytest.mark.parametrize("reply, expected", [
+    ('{"a": 1}', {"a": 1}),
+    ("Here you go:\n```json\n[1, 2, 3]\n```", [1, 2, 3]),
+    ("```\n{\"fenced\": true}\n```\nand later {\"other\": 1}", {"fenced": True}),
+    ("Use {name} placeholders; the answer is {\"name\": \"Ada\"}.", {"name": "Ada"}),
+    ("```python\nprint('no json')\n```\nAnswer: {\"ok\": true}", {"ok": True}),
+], ids=["bare", "json-fence", "fence-first", "prose-braces", "json-after-code"])
+def test_parse_json_from_reply_finds_the_json(engine: Engine, reply: str, expected: Any) -> None:
+    result = engine.run({"reply": node("MultilineText", value=reply),
+                         "parse": node("ParseJSONFromReply", reply=["reply", 0]),
+                         "show": node("DisplayValue", value=["parse", 0])})
+    assert result.ok, result.error
+    assert result.output("parse") == expected

@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
+from tests.support.tiny_model import TinyModelSpec, build_tiny_model
 
 from partyflow.config import Home
-from tests.support.tiny_model import TinyModelSpec, build_tiny_model
 
 
 @pytest.fixture(scope="session")

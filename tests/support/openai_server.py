@@ -173,6 +173,7 @@ class _QuietServer(ThreadingHTTPServer):
     """Clients that hang up (timeouts, dropped streams) are part of the tests; anything else is recorded."""
 
     daemon_threads = True
+    request_queue_size = 128  # dozens of concurrent clients (the 32-chat-node tests) must not be reset
     failures: list[BaseException]
 
     def handle_error(self, request: Any, client_address: Any) -> None:

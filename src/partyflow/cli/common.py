@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from partyflow.config import HOME_ENV, ConfigError
 
@@ -58,7 +59,7 @@ def user_errors() -> Iterator[None]:
             err.print(f"  - {line}", markup=False, highlight=False)
         raise typer.Exit(EXIT_INVALID) from None
     except (WorkflowFormatError, ConfigError, StoreError, PermissionError) as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(EXIT_INVALID) from None
 
 

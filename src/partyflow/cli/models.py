@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -17,6 +17,9 @@ from rich.table import Table
 
 from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, home_from, print_json
 from partyflow.config import ConfigError, Home, resolve_home
+
+if TYPE_CHECKING:  # partyflow.llm is imported only by the commands that need it: `--help` stays fast
+    from partyflow.llm import ProviderConfig
 
 app = typer.Typer(help="Model providers: list them, test one.", no_args_is_help=True)
 
@@ -48,7 +51,7 @@ def _home(ctx: typer.Context, home: Path | None) -> Home:
     return Home(resolve_home(home_from(ctx, home)))
 
 
-def usability(config: Any, home: Home, environ: Mapping[str, str] = os.environ) -> tuple[bool, str]:
+def usability(config: ProviderConfig, home: Home, environ: Mapping[str, str] = os.environ) -> tuple[bool, str]:
     """Whether a provider can be used now, without calling it, and why not: a key variable, a path, an extra."""
     if config.type == "openai_compat":
         if not config.api_key_env:
