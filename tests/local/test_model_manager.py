@@ -9,14 +9,12 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("torch")  # the `local` extra is part of the test install; this only names it
-
-from partyflow.config import Home  # noqa: E402
-from partyflow.llm.config import ProvidersConfig  # noqa: E402
-from partyflow.llm.models import ModelManager, estimate_bytes, parameter_count  # noqa: E402
-from partyflow.llm.providers import create  # noqa: E402
-from partyflow.llm.providers.transformers_local import LocalModel, load_local_model  # noqa: E402
-from partyflow.llm.types import ChatRequest, UserMessage  # noqa: E402
+from partyflow.config import Home
+from partyflow.llm.config import ProvidersConfig
+from partyflow.llm.models import ModelManager, estimate_bytes, parameter_count
+from partyflow.llm.providers import create
+from partyflow.llm.providers.transformers_local import LocalModel, load_local_model
+from partyflow.llm.types import ChatRequest, UserMessage
 
 HELLO = ChatRequest(messages=(UserMessage(content="Hello"),), max_tokens=3, temperature=0)
 

@@ -16,16 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch  # the `local` extra is part of the test install: no skipping
 
-torch = pytest.importorskip("torch")  # the `local` extra is part of the test install; this only names it
-
-from partyflow.config import Home  # noqa: E402
-from partyflow.llm.config import ProvidersConfig  # noqa: E402
-from partyflow.llm.errors import BadResponseError, ContextOverflowError, ProviderConfigError  # noqa: E402
-from partyflow.llm.models import ModelManager  # noqa: E402
-from partyflow.llm.providers import create  # noqa: E402
-from partyflow.llm.providers.transformers_local import TransformersProvider  # noqa: E402
-from partyflow.llm.types import (  # noqa: E402
+from partyflow.config import Home
+from partyflow.llm.config import ProvidersConfig
+from partyflow.llm.errors import BadResponseError, ContextOverflowError, ProviderConfigError
+from partyflow.llm.models import ModelManager
+from partyflow.llm.providers import create
+from partyflow.llm.providers.transformers_local import TransformersProvider
+from partyflow.llm.types import (
     AssistantMessage,
     ChatRequest,
     FinishReason,
