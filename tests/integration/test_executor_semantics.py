@@ -278,3 +278,23 @@ def test_long_expansion_loop_does_not_recurse(semantics):
     result = engine.run({"1": node("CountDown", n=600, total=0), "2": node("Collect", value=["1", 0])})
     assert result.status == "success", result.error
     assert result.outputs["2"] == {"value": [600 * 601 // 2]}
+
+
+def test_async_node_failing_after_a_suspension_is_reported(semantics):
+    engine, _ = semantics
+    result = engine.run({"1": node("AsyncRaiseLater", value=3), "2": node("Collect", value=["1", 0])})
+    assert result.status == "error"
+    assert (result.error.node_id, result.error.message) == ("1", "late boom 3")
+
+
+def test_interrupt_cancels_a_suspended_async_node(semantics):
+    engine, pack = semantics
+
+    def interrupt_when_started(event: Event) -> None:
+        if isinstance(event, Executing) and event.node == "1":
+            engine.interrupt()
+
+    result = engine.run({"1": node("AsyncWaitForever", value=1), "2": node("Collect", value=["1", 0])},
+                        sinks=[interrupt_when_started])
+    assert result.status == "interrupted"
+    assert pack.AsyncWaitForever.CANCELLED == ["cancelled"]

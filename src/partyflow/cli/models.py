@@ -19,9 +19,12 @@ from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, home_fro
 from partyflow.config import ConfigError, Home, resolve_home
 
 if TYPE_CHECKING:  # partyflow.llm is imported only by the commands that need it: `--help` stays fast
-    from partyflow.llm import ProviderConfig
+    from rich.progress import TaskID
 
-app = typer.Typer(help="Model providers: list them, test one.", no_args_is_help=True)
+    from partyflow.llm import ProviderConfig
+    from partyflow.llm.pull import PullResult
+
+app = typer.Typer(help="Model providers: list them, test one, pull model files.", no_args_is_help=True)
 
 _EXTRAS = {"transformers": ("transformers", "local"), "llamacpp": ("llama_cpp", "gguf")}  # type -> (module, extra)
 _DIAGNOSES = (  # most specific first: ContextOverflowError is an InvalidRequestError
@@ -154,3 +157,94 @@ def test_model(
 def _diagnosis(exc: Exception) -> str:
     names = {cls.__name__ for cls in type(exc).__mro__}
     return next((text for name, text in _DIAGNOSES if name in names), "the call failed")
+
+
+@app.command("pull")
+def pull_model(
+    ctx: typer.Context,
+    source: Annotated[str, typer.Argument(help="https://.../NAME.gguf, hf:ORG/REPO[@REV] (a model folder) or "
+                                               "hf:ORG/REPO[@REV]/FILE.gguf", show_default=False)],
+    name: Annotated[str | None, typer.Option("--name", help="the name under models/ (default: from the source)",
+                                             show_default=False)] = None,
+    sha256: Annotated[str | None, typer.Option("--sha256", help="expected sha256 of the file (hex)",
+                                               show_default=False)] = None,
+    force: Annotated[bool, typer.Option("--force", help="download again even if the model is there")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Download a GGUF file into models/gguf/ or a model folder into models/llm/, resuming and checking sha256.
+
+    hf: names use $PARTYFLOW_HF_ENDPOINT (default https://huggingface.co) and $HF_TOKEN for gated repos.
+    """
+    from partyflow.llm.pull import PullError, PullSourceError, pull
+
+    err = Console(stderr=True)
+    with config_errors():
+        where = _home(ctx, home).ensure()
+    try:
+        with _ProgressBars(err) as bars:
+            result = pull(source, where, name=name, sha256=sha256, force=force, progress=bars)
+    except PullError as exc:
+        err.print(f"[bold red]pull failed:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(EXIT_INVALID if isinstance(exc, PullSourceError) else EXIT_FAILED) from None
+    if as_json:
+        print_json(_pull_json(result))
+        return
+    _print_pull(result, Console(highlight=False))
+
+
+def _pull_json(result: PullResult) -> dict[str, object]:
+    return {"source": result.source, "kind": result.kind, "path": str(result.target), "skipped": result.skipped,
+            "bytes": result.bytes, "files": [{"name": f.name, "bytes": f.bytes, "sha256": f.sha256,
+                                              "verified_by": f.verified_by or None,
+                                              "resumed_from": f.resumed_from} for f in result.files]}
+
+
+def _print_pull(result: PullResult, console: Console) -> None:
+    if result.skipped:
+        console.print(f"already there: {escape(str(result.target))} (use --force to download again)")
+        return
+    unverified = [f.name for f in result.files if not f.verified_by]
+    check = ("sha256 verified" if not unverified
+             else f"[yellow]not verified[/] (no checksum offered for {escape(', '.join(unverified))})")
+    console.print(f"[bold green]pulled[/] {escape(result.source)} -> {escape(str(result.target))} "
+                  f"({len(result.files)} file{'s' if len(result.files) != 1 else ''}, "
+                  f"{result.bytes / 1e6:.1f} MB, {check})")
+
+
+class _ProgressBars:
+    """`PullProgress` as rich progress bars on stderr, one per file; a resumed file starts where it stopped."""
+
+    def __init__(self, console: Console) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                  TransferSpeedColumn(), TimeRemainingColumn(), console=console, transient=False)
+        self._tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> _ProgressBars:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._progress.stop()
+
+    def start(self, name: str, total: int | None, done: int) -> None:
+        task = self._tasks.get(name)
+        if task is None:
+            self._tasks[name] = self._progress.add_task(escape(name), total=total, completed=done)
+        else:
+            self._progress.update(task, total=total, completed=done)
+
+    def advance(self, name: str, nbytes: int) -> None:
+        self._progress.advance(self._tasks[name], nbytes)
+
+    def finish(self, name: str) -> None:
+        self._progress.refresh()

@@ -32,7 +32,7 @@ from partyflow.engine.events import (
 )
 from partyflow.engine.executor import ExecutionFailure, ExecutionServices, PromptExecution, Status
 from partyflow.engine.queue import PromptQueue, QueueItem
-from partyflow.graph.validate import ValidationResult, validate_prompt
+from partyflow.graph.validate import PromptValidator, ValidationResult
 from partyflow.graph.workflow import apply_overrides, read_workflow_file, to_api_prompt
 from partyflow.nodes.host import HostContext, current_scope, host_context
 from partyflow.nodes.loader import PackLoadResult, load_module_pack, load_packs
@@ -97,6 +97,7 @@ class Engine:
         self.host = HostContext(home=self.home, registry=self.registry, emit_custom=self._custom_message)
         self._pool = ThreadPoolExecutor(max_workers=self.settings.max_workers, thread_name_prefix="partyflow-node")
         self._services = ExecutionServices(self.registry, self.host, make_cache(cache or self.settings.cache), self._pool)
+        self._validator = PromptValidator(self.registry, max_string_length=self.settings.max_string_length)
         self._running: dict[str, threading.Event] = {}
         self._loops: dict[str, asyncio.AbstractEventLoop] = {}
         self._executions: dict[str, PromptExecution] = {}
@@ -130,8 +131,7 @@ class Engine:
                  outputs: Iterable[str] | None = None) -> ValidationResult:
         prompt = self.load_workflow(workflow) if not isinstance(workflow, Mapping) else to_api_prompt(workflow, self.object_info)
         with host_context(self.host):
-            return validate_prompt(prompt, self.registry, outputs=outputs,
-                                   max_string_length=self.settings.max_string_length)
+            return self._validator.validate(prompt, outputs=outputs)
 
     def _checked(self, workflow: str | os.PathLike[str] | Mapping[str, Any], outputs: Iterable[str] | None,
                  strict: bool) -> ValidationResult:

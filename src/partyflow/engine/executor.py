@@ -23,7 +23,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from partyflow.engine.cache import NodeResult, OutputCache, fingerprint, signature
+from partyflow.engine.cache import NoCache, NodeResult, OutputCache, fingerprint, signature
 from partyflow.engine.events import (
     EventBus,
     Executed,
@@ -120,6 +120,9 @@ class ExecutionServices:
     pool: Executor
     speeds: CallSpeeds = field(default_factory=CallSpeeds)
     objects: dict[tuple[str, type], Any] = field(default_factory=dict)  # node instances, as ComfyUI keeps them
+    # (prompt, signatures) of the last run: an identical prompt object (the validator hands back the same one for
+    # an unchanged workflow) without IS_CHANGED nodes has the same signatures, so they are not hashed again
+    signature_memo: tuple[Mapping[str, Any], dict[str, str]] | None = None
 
 
 @dataclass
@@ -163,6 +166,7 @@ class PromptExecution:
         self._dependents: dict[str, list[str]] = defaultdict(list)
         self._ready: deque[str] = deque()
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._suspended: dict[str, _Suspended] = {}
         self._wakeup: asyncio.Event | None = None
         self._limits: dict[str, asyncio.Semaphore] = {}
         self.executed: list[str] = []
@@ -172,6 +176,7 @@ class PromptExecution:
         self.failure: ExecutionFailure | None = None
         self._interrupted_node: str | None = None
         self._node_events = bus.wants(Executing) or bus.wants(Executed)
+        self._caching = not isinstance(services.cache, NoCache)  # `none` never needs a signature
 
     # ---- the run -------------------------------------------------------------------------------------------
 
@@ -181,6 +186,7 @@ class PromptExecution:
         self._emit(ExecutionStart(self.prompt_id))
         with host_context(self.services.host):
             try:
+                self._recall_signatures()
                 for target in self.targets:
                     self._need(target)
             except NodeExecutionError as exc:
@@ -228,6 +234,9 @@ class PromptExecution:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
+        for rest in self._suspended.values():  # cancelled before their Task took over: cancel them directly
+            rest.cancel()
+        self._suspended.clear()
 
     def _finish(self) -> ExecutionOutcome:
         status: Status = "success"
@@ -246,11 +255,24 @@ class PromptExecution:
         else:
             self._emit(ExecutionSuccess(self.prompt_id))
         self.services.cache.end_prompt(self._sigs.values())  # cached hits' ancestors stay valid too
+        self._remember_signatures()
         meta = {n: {"node_id": n, "display_node": self.dyn.get_display_node_id(n),
                     "parent_node": self.dyn.get_parent_node_id(n), "real_node_id": self.dyn.get_real_node_id(n)}
                 for n in self.ui}
         return ExecutionOutcome(status, self.results, self.ui, self.executed, self.cached, self.timings, meta,
                                 self.failure, self._interrupted_node)
+
+    def _recall_signatures(self) -> None:
+        memo = self.services.signature_memo
+        if memo is not None and memo[0] is self.prompt:
+            self._sigs.update(memo[1])
+
+    def _remember_signatures(self) -> None:
+        volatile = any(d.has_is_changed for d in self._defs.values())
+        if not self._caching or volatile or self.failure is not None:
+            self.services.signature_memo = None
+            return
+        self.services.signature_memo = (self.prompt, {n: s for n, s in self._sigs.items() if n in self.prompt})
 
     # ---- deciding what must run ---------------------------------------------------------------------------
 
@@ -261,7 +283,7 @@ class PromptExecution:
             node_id = stack.pop()
             if node_id in self.results or node_id in self._state:
                 continue
-            hit = self.services.cache.get(self._signature(node_id))
+            hit = self.services.cache.get(self._signature(node_id)) if self._caching else None
             if hit is not None:
                 self.results[node_id] = hit
                 self.cached.append(node_id)
@@ -406,8 +428,48 @@ class PromptExecution:
             self.services.speeds.record(definition.cls, seconds / max(1, len(prepared.calls)))
             self._node_returned(node_id, prepared, raw, seconds)
             return True
+        if definition.is_async and definition.concurrency_limit is None and len(prepared.calls) == 1:
+            return self._start_eagerly(node_id, prepared)
         self._tasks[node_id] = self._loop.create_task(self._run_async(node_id, prepared))
         return False
+
+    def _start_eagerly(self, node_id: str, prepared: _Prepared) -> bool:
+        """Run an async node's first step now: one that never suspends finishes without a Task or a loop turn."""
+        token = enter_scope(self._scope(node_id, 0))
+        started = time.perf_counter()
+        try:
+            coroutine = getattr(prepared.instance, prepared.definition.function)(**prepared.calls[0])
+            try:
+                first = coroutine.send(None)
+            except StopIteration as stop:
+                self._node_returned(node_id, prepared, [stop.value], time.perf_counter() - started)
+                return True
+            rest = self._suspended[node_id] = _Suspended(coroutine, first)
+            self._tasks[node_id] = self._loop.create_task(self._finish_eagerly(node_id, prepared, rest, started))
+            return False
+        except BaseException as exc:
+            self._node_failed(node_id, exc)
+            return True
+        finally:
+            leave_scope(token)
+
+    async def _finish_eagerly(self, node_id: str, prepared: _Prepared, rest: _Suspended, started: float) -> None:
+        try:
+            try:
+                value = await rest
+            finally:
+                self._suspended.pop(node_id, None)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self._tasks.pop(node_id, None)
+            self._node_failed(node_id, exc)
+            self._wake()
+            return
+        self._tasks.pop(node_id, None)
+        if self.failure is None and not self.interrupt.is_set():
+            self._node_returned(node_id, prepared, [value], time.perf_counter() - started)
+        self._wake()
 
     async def _run_async(self, node_id: str, prepared: _Prepared) -> None:
         definition = prepared.definition
@@ -675,6 +737,47 @@ class PromptExecution:
 
 
 # ---- pure helpers -----------------------------------------------------------------------------------------------
+
+
+class _Suspended:
+    """A coroutine that already ran its first step, made awaitable again so a Task can drive the rest.
+
+    It hands every value the coroutine yields (futures, or None for a bare reschedule) to the awaiting Task and
+    passes results, exceptions and cancellation back in, exactly as `await coroutine` would have.
+    """
+
+    def __init__(self, coroutine: Any, first: Any) -> None:
+        self._coroutine, self._first = coroutine, first
+
+    def cancel(self) -> None:
+        """Deliver the cancellation a Task would have, when the Task never got to run."""
+        try:
+            self._coroutine.throw(asyncio.CancelledError())
+        except (asyncio.CancelledError, StopIteration):
+            pass
+        except BaseException:
+            logger.exception("an async node raised while being cancelled")
+        finally:
+            self._coroutine.close()
+
+    def __await__(self) -> Any:
+        coroutine, value = self._coroutine, self._first
+        while True:
+            try:
+                sent = yield value
+            except GeneratorExit:
+                coroutine.close()
+                raise
+            except BaseException as exc:
+                try:
+                    value = coroutine.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    value = coroutine.send(sent)
+                except StopIteration as stop:
+                    return stop.value
 
 
 def _accepted(method: Any, values: dict[str, Any], definition: NodeDefinition) -> dict[str, Any]:

@@ -126,8 +126,10 @@ class PromptQueue:
         extra_data: dict[str, Any] | None = None,
         outputs_to_execute: list[str] | None = None,
         front: bool = False,
+        number: float | None = None,
     ) -> QueueItem:
-        """Accept a prompt; it is durable when this returns. ``front=True`` puts it before every pending prompt.
+        """Accept a prompt; it is durable when this returns. ``front=True`` puts it before every pending prompt;
+        an explicit `number` (ComfyUI's POST /prompt field) places it by that number instead.
 
         Raises ValueError when `prompt_id` is already queued or in history (history is keyed by prompt id).
         """
@@ -137,7 +139,8 @@ class PromptQueue:
         encoded = _dump_all(prompt_id, prompt=prompt, extra_data=extra_data, outputs_to_execute=outputs_to_execute)
         with transaction(self._conn):
             self._refuse_duplicate(prompt_id)
-            number = self._front_number() if front else self._next_number()
+            if number is None:
+                number = self._front_number() if front else self._next_number()
             self._conn.execute(
                 f"INSERT INTO queue_items ({_ITEM_COLUMNS}) VALUES (?, ?, ?, ?, ?)", (number, prompt_id, *encoded)
             )

@@ -66,6 +66,68 @@ def validate_prompt(prompt: Any, registry: NodeRegistry, *, outputs: Iterable[st
     return _Validator(prompt, registry, max_string_length).run(outputs)
 
 
+@dataclass
+class _Memo:
+    snapshot: dict[Any, Any]
+    outputs: tuple[str, ...] | None
+    classes: dict[str, tuple[type, Mapping[str, Any]]]
+    result: ValidationResult
+
+
+class PromptValidator:
+    """Validation for one registry that remembers the last valid prompt.
+
+    Re-queuing an unchanged workflow is common (and what LangGraph amortises by compiling a graph once), so an
+    identical prompt whose node classes declare the same INPUT_TYPES as before gets the same result without
+    another pass. Classes with VALIDATE_INPUTS are always re-checked: their verdict may depend on the world.
+    """
+
+    def __init__(self, registry: NodeRegistry, *, max_string_length: int = DEFAULT_MAX_STRING) -> None:
+        self.registry = registry
+        self.max_string_length = max_string_length
+        self._memo: _Memo | None = None
+
+    def validate(self, prompt: Any, *, outputs: Iterable[str] | None = None) -> ValidationResult:
+        wanted = tuple(str(o) for o in outputs) if outputs is not None else None
+        memo = self._memo
+        if memo is not None and memo.outputs == wanted and prompt == memo.snapshot and self._unchanged(memo.classes):
+            return memo.result
+        result = validate_prompt(prompt, self.registry, outputs=wanted, max_string_length=self.max_string_length)
+        self._memo = self._remember(prompt, wanted, result)
+        return result
+
+    def _remember(self, prompt: Any, wanted: tuple[str, ...] | None, result: ValidationResult) -> _Memo | None:
+        if not result.ok or not isinstance(prompt, dict):
+            return None
+        classes: dict[str, tuple[type, Mapping[str, Any]]] = {}
+        for class_type in {node["class_type"] for node in result.prompt.values()}:
+            definition = self.registry.definition(class_type)
+            if definition.has_validate_inputs:
+                return None
+            classes[class_type] = (definition.cls, definition.raw_input_types)
+        return _Memo(_snapshot(prompt), wanted, classes, result)
+
+    def _unchanged(self, classes: dict[str, tuple[type, Mapping[str, Any]]]) -> bool:
+        for class_type, (cls, raw) in classes.items():
+            if class_type not in self.registry or self.registry.entry(class_type).cls is not cls:
+                return False
+            try:
+                if self.registry.definition(class_type).raw_input_types != raw:
+                    return False
+            except NodeDefinitionError:
+                return False
+        return True
+
+
+def _snapshot(value: Any) -> Any:
+    """A copy of a JSON-like value deep enough that later edits by the caller cannot reach it."""
+    if type(value) is dict:
+        return {k: _snapshot(v) for k, v in value.items()}
+    if type(value) is list:
+        return [_snapshot(v) for v in value]
+    return value
+
+
 def _prompt_error(kind: str, message: str, details: str = "", **extra: Any) -> ValidationResult:
     return ValidationResult(prompt={}, outputs=[], error=NodeIssue(kind, message, details, extra))
 
@@ -101,7 +163,7 @@ class _Validator:
             class_type = node.get("class_type")
             inputs = node.get("inputs", {})
             entry: dict[str, Any] = {"class_type": class_type if isinstance(class_type, str) else "",
-                                     "inputs": dict(inputs) if _is_mapping(inputs) else {}}
+                                     "inputs": _snapshot(dict(inputs)) if _is_mapping(inputs) else {}}
             if _is_mapping(node.get("_meta")):
                 entry["_meta"] = dict(node["_meta"])
             self.prompt[node_id] = entry

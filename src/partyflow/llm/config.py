@@ -34,6 +34,7 @@ ENV_PREFIX = "PARTYFLOW_PROVIDERS__"
 ProviderType = Literal["openai_compat", "transformers", "llamacpp"]
 _LOCAL_TYPES = ("transformers", "llamacpp")
 _REMOTE_ONLY_FIELDS = ("base_url", "api_key_env", "extra_headers")
+_LLAMACPP_ONLY_FIELDS = ("n_ctx", "n_threads", "n_gpu_layers", "chat_format")
 _SECRET_FIELDS = ("api_key", "key", "token", "secret", "password")
 
 
@@ -54,6 +55,11 @@ class ProviderConfig(BaseModel):
     timeout: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=2, ge=0, le=20)
     extra_headers: dict[str, str] = Field(default_factory=dict, repr=False)  # may carry credentials
+    # llamacpp only (None: the provider's default; see partyflow.llm.providers.llamacpp)
+    n_ctx: int | None = Field(default=None, ge=0)  # context window in tokens; 0: the model's trained length
+    n_threads: int | None = Field(default=None, ge=1)  # CPU threads for generation and prompt processing
+    n_gpu_layers: int | None = Field(default=None, ge=-1)  # layers offloaded to a GPU; -1: all
+    chat_format: str | None = None  # a template embedded in the GGUF, or a llama-cpp-python format name
 
     @field_validator("base_url")
     @classmethod
@@ -72,6 +78,10 @@ class ProviderConfig(BaseModel):
                     raise ValueError(f"'{name}' does not apply to a {self.type!r} provider")
         elif self.path:
             raise ValueError("'path' applies only to local providers (transformers, llamacpp)")
+        if self.type != "llamacpp":
+            for name in _LLAMACPP_ONLY_FIELDS:
+                if getattr(self, name) is not None:
+                    raise ValueError(f"'{name}' applies only to a 'llamacpp' provider")
         return self
 
     def api_key(self, environ: Mapping[str, str] | None = None) -> str | None:

@@ -306,7 +306,38 @@ class Report:
         return (steps,)
 
 
+class AsyncRaiseLater:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"value": ("INT", {"default": 0})}}
+    RETURN_TYPES = ("INT",)
+    FUNCTION = "run"
+
+    async def run(self, value):
+        await asyncio.sleep(0)
+        raise ValueError(f"late boom {value}")
+
+
+class AsyncWaitForever:
+    CANCELLED: list[str] = []
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"value": ("INT", {"default": 0})}}
+    RETURN_TYPES = ("INT",)
+    FUNCTION = "run"
+
+    async def run(self, value):
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            AsyncWaitForever.CANCELLED.append("cancelled")
+            raise
+        return (value,)
+
+
 NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in (
+    AsyncRaiseLater, AsyncWaitForever,
     Const, AddOne, AsyncAddOne, Collect, LazySwitch, MakeList, SumList, Pair, Block, Changed, Validated,
     TypedInput, MeetAtBarrier, OneAtATime, WaitForInterrupt, Raise, WrongArity, WrongType, Hidden, CountDown, Report)}
 NODE_DISPLAY_NAME_MAPPINGS = {"Const": "Constant"}

@@ -1,0 +1,44 @@
+"""Error answers in ComfyUI's JSON shape, so clients that parse `error.message` keep working for every refusal."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+
+def error_body(kind: str, message: str, details: str = "", **extra: Any) -> dict[str, Any]:
+    """`{"error": {...}, "node_errors": {}}`: the body ComfyUI's POST /prompt answers a refused prompt with."""
+    return {"error": {"type": kind, "message": message, "details": details, "extra_info": extra}, "node_errors": {}}
+
+
+def json_error(status: int, kind: str, message: str, details: str = "", **extra: Any) -> web.Response:
+    return web.json_response(error_body(kind, message, details, **extra), status=status)
+
+
+def bad_request(message: str, details: str = "", *, kind: str = "invalid_request") -> web.Response:
+    return json_error(400, kind, message, details)
+
+
+def not_found(message: str, details: str = "") -> web.Response:
+    return json_error(404, "not_found", message, details)
+
+
+def forbidden(message: str, details: str = "") -> web.Response:
+    return json_error(403, "forbidden", message, details)
+
+
+async def read_json(request: web.Request, *, default: Any = None) -> Any:
+    """The request body as JSON; an empty body gives `default`. Raises `BadJSON` with a user-facing reason."""
+    raw = await request.read()
+    if not raw.strip():
+        return default
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadJSON(f"the request body is not valid JSON: {exc}") from None
+
+
+class BadJSON(ValueError):
+    """A body that does not parse; handlers turn it into a 400."""

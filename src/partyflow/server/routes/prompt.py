@@ -1,0 +1,226 @@
+"""POST/GET /prompt, /queue, /history, /interrupt, /free: accepting prompts and managing the queue."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from partyflow.graph.validate import ValidationResult, validate_prompt
+from partyflow.nodes.host import host_context
+from partyflow.server.context import context
+from partyflow.server.errors import BadJSON, bad_request, error_body, read_json
+from partyflow.server.routes import Route
+
+logger = logging.getLogger("partyflow.server")
+
+
+def _refuse(kind: str, message: str, details: str = "", **extra: Any) -> web.Response:
+    return web.json_response(error_body(kind, message, details, **extra), status=400)
+
+
+async def get_prompt(request: web.Request) -> web.Response:
+    remaining = context(request).engine.queue.remaining()
+    return web.json_response({"exec_info": {"queue_remaining": remaining}})
+
+
+async def post_prompt(request: web.Request) -> web.Response:
+    ctx = context(request)
+    if not ctx.accepting:
+        return web.json_response(error_body("server_shutting_down", "The server is shutting down",
+                                            "queue the prompt again once it is back"), status=503)
+    try:
+        body = await read_json(request)
+    except BadJSON as exc:
+        return _refuse("invalid_prompt", "Invalid request body", str(exc))
+    if not isinstance(body, dict):
+        return _refuse("invalid_prompt", "The request body must be a JSON object", f"got {type(body).__name__}")
+    for handler in ctx.engine.host.prompt_handlers:  # packs' add_on_prompt_handler, as ComfyUI runs them
+        try:
+            with host_context(ctx.engine.host):
+                changed = handler(body)
+            if isinstance(changed, dict):
+                body = changed
+        except Exception:
+            logger.exception("prompt handler %r failed; continuing without it", handler)
+    if "prompt" not in body:
+        return _refuse("no_prompt", "No prompt provided", "No prompt provided")
+    parsed = _options(body)
+    if isinstance(parsed, web.Response):
+        return parsed
+    prompt_id, number, front, extra_data, targets = parsed
+    result = _validate(ctx.engine, body["prompt"], targets)
+    runnable = result.runnable_outputs
+    if not runnable:
+        if result.error is None:
+            return _refuse("prompt_no_outputs", "Prompt has no outputs")
+        return web.json_response(result.to_json(), status=400)
+    try:
+        item = ctx.engine.queue.put(result.prompt, prompt_id=prompt_id, extra_data=extra_data,
+                                    outputs_to_execute=runnable, front=front, number=number)
+    except ValueError as exc:
+        return _refuse("invalid_prompt", "Prompt refused", str(exc))
+    except TypeError as exc:  # a value that JSON cannot store (NaN is fine; this is about exotic types)
+        return _refuse("invalid_prompt", "Prompt cannot be stored", str(exc))
+    ctx.metrics.prompts_queued.inc()
+    return web.json_response({"prompt_id": item.prompt_id, "number": item.number, "node_errors": result.node_errors})
+
+
+def _options(body: dict[str, Any]) -> tuple[str, float | None, bool, dict[str, Any], list[str] | None] | web.Response:
+    prompt_id = body.get("prompt_id")
+    if prompt_id is None:
+        prompt_id = str(uuid.uuid4())
+    elif not isinstance(prompt_id, str) or not prompt_id.strip() or len(prompt_id) > 200:
+        return _refuse("invalid_prompt", "prompt_id must be a non-empty string (up to 200 characters)")
+    number = body.get("number")
+    if number is not None:
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or number != number \
+                or abs(number) == float("inf"):
+            return _refuse("invalid_prompt", "number must be a finite number", f"got {number!r}")
+        number = float(number)
+    front = body.get("front", False)
+    extra_data = body.get("extra_data", {})
+    if extra_data is None:
+        extra_data = {}
+    if not isinstance(extra_data, dict):
+        return _refuse("invalid_prompt", "extra_data must be an object", f"got {type(extra_data).__name__}")
+    extra_data = dict(extra_data)
+    if "client_id" in body:
+        client_id = body["client_id"]
+        if client_id is not None and not isinstance(client_id, str):
+            return _refuse("invalid_prompt", "client_id must be a string", f"got {type(client_id).__name__}")
+        extra_data["client_id"] = client_id
+    targets = body.get("partial_execution_targets")
+    if targets is not None:
+        if not isinstance(targets, list) or not all(isinstance(t, (str, int)) for t in targets):
+            return _refuse("invalid_prompt", "partial_execution_targets must be a list of node ids")
+        targets = [str(t) for t in targets]
+    return prompt_id, number, bool(front), extra_data, targets
+
+
+def _validate(engine: Any, prompt: Any, targets: list[str] | None) -> ValidationResult:
+    try:
+        with host_context(engine.host):
+            return validate_prompt(prompt, engine.registry, outputs=targets,
+                                   max_string_length=engine.settings.max_string_length)
+    except Exception as exc:  # a pack's VALIDATE_INPUTS or INPUT_TYPES blew up: the user's prompt is still refused
+        logger.exception("validation raised")
+        from partyflow.graph.errors import NodeIssue
+
+        return ValidationResult(prompt={}, outputs=[], error=NodeIssue(
+            "exception_during_validation", "Exception during validation", f"{type(exc).__name__}: {exc}"))
+
+
+async def get_queue(request: web.Request) -> web.Response:
+    queue = context(request).engine.queue
+    return web.json_response({"queue_running": [i.as_comfy() for i in queue.running()],
+                              "queue_pending": [i.as_comfy() for i in queue.pending()]})
+
+
+async def post_queue(request: web.Request) -> web.Response:
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    queue = context(request).engine.queue
+    if body.get("clear"):
+        queue.clear()
+    if "delete" in body:
+        ids = _ids(body["delete"])
+        if ids is None:
+            return bad_request("delete must be a list of prompt ids")
+        queue.delete(ids)
+    return web.Response(status=200)
+
+
+async def get_history(request: web.Request) -> web.Response:
+    try:
+        max_items = int(request.query["max_items"]) if "max_items" in request.query else None
+        offset = int(request.query.get("offset", -1))
+    except ValueError:
+        return bad_request("max_items and offset must be integers")
+    if max_items is not None and max_items < 0:
+        return bad_request("max_items must not be negative")
+    queue = context(request).engine.queue
+    return web.json_response(queue.history(max_items=max_items, offset=offset))
+
+
+async def get_history_item(request: web.Request) -> web.Response:
+    return web.json_response(context(request).engine.queue.history(request.match_info["prompt_id"]))
+
+
+async def post_history(request: web.Request) -> web.Response:
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    queue = context(request).engine.queue
+    if body.get("clear"):
+        queue.clear_history()
+    if "delete" in body:
+        ids = _ids(body["delete"])
+        if ids is None:
+            return bad_request("delete must be a list of prompt ids")
+        queue.delete_history(ids)
+    return web.Response(status=200)
+
+
+async def post_interrupt(request: web.Request) -> web.Response:
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    ctx = context(request)
+    prompt_id = body.get("prompt_id")
+    current = ctx.worker.current
+    if prompt_id is None:
+        if current is not None:
+            ctx.engine.interrupt(current.prompt_id)
+    elif isinstance(prompt_id, str):
+        if current is not None and current.prompt_id == prompt_id:
+            ctx.engine.interrupt(prompt_id)
+    else:
+        return bad_request("prompt_id must be a string")
+    return web.Response(status=200)
+
+
+async def post_free(request: web.Request) -> web.Response:
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    ctx = context(request)
+    if body.get("unload_models") or body.get("free_memory"):
+        if ctx.worker.current is None:
+            ctx.engine.clear_cache()
+        else:
+            ctx.worker.free_requested = True  # between prompts, as ComfyUI does
+    return web.Response(status=200)
+
+
+async def _body(request: web.Request) -> Mapping[str, Any] | web.Response:
+    try:
+        body = await read_json(request, default={})
+    except BadJSON as exc:
+        return bad_request("Invalid request body", str(exc))
+    if not isinstance(body, dict):
+        return bad_request("The request body must be a JSON object")
+    return body
+
+
+def _ids(value: Any) -> list[str] | None:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        return None
+    return value
+
+
+ROUTES: list[Route] = [
+    ("GET", "/prompt", get_prompt),
+    ("POST", "/prompt", post_prompt),
+    ("GET", "/queue", get_queue),
+    ("POST", "/queue", post_queue),
+    ("GET", "/history", get_history),
+    ("GET", "/history/{prompt_id}", get_history_item),
+    ("POST", "/history", post_history),
+    ("POST", "/interrupt", post_interrupt),
+    ("POST", "/free", post_free),
+]
