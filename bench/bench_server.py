@@ -26,7 +26,6 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
-from typing import Any
 
 import aiohttp
 from _support import Goal, Prompt, parse_args, ratio, report_goals, show_table

@@ -71,10 +71,8 @@ def test_channels_priority_cache_and_offline(home: Home, tmp_path: Path) -> None
     archive = _zip_bytes()
     low = tmp_path / "low"
     low.mkdir()
-    (low / "custom-node-list.json").write_text(json.dumps(_ours("https://unused.invalid/t.zip", archive, "1.0.0")))
-    with serve({"/cat/custom-node-list.json": _ours("PLACEHOLDER", archive, "1.2.0")}) as server:
-        pass  # only to learn a free URL shape; the real server below serves the archive too
-    routes = {}
+    (low / "custom-node-list.json").write_text(json.dumps(_ours("https://unused.invalid/t.zip", b"old", "1.0.0")))
+    routes: dict = {}
     with serve(routes) as server:
         routes["/cat/custom-node-list.json"] = _ours(f"{server.url}/tidy.zip", archive, "1.2.0")
         routes["/cat/extension-node-map.json"] = {"https://example.org/tidy": [["TidyNode"], {"title_aux": "t"}]}

@@ -185,12 +185,12 @@ def pull_model(
         with _ProgressBars(err) as bars:
             result = pull(source, where, name=name, sha256=sha256, force=force, progress=bars)
     except PullError as exc:
-        err.print(f"[bold red]pull failed:[/] {escape(str(exc))}", highlight=False)
+        err.print(f"[bold red]pull failed:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_INVALID if isinstance(exc, PullSourceError) else EXIT_FAILED) from None
     if as_json:
         print_json(_pull_json(result))
         return
-    _print_pull(result, Console(highlight=False))
+    _print_pull(result, Console(highlight=False, soft_wrap=True))
 
 
 def _pull_json(result: PullResult) -> dict[str, object]:

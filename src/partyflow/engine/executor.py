@@ -96,18 +96,17 @@ class CallSpeeds:
 
     def __init__(self, fast_s: float = 0.0002, slow_s: float = 0.002, streak: int = 5) -> None:
         self.fast_s, self.slow_s, self.streak = fast_s, slow_s, streak
-        self._fast_runs: dict[type, int] = defaultdict(int)
-        self._lock = threading.Lock()
+        self._fast_runs: dict[type, int] = {}
 
     def inline(self, cls: type) -> bool:
         return self._fast_runs.get(cls, 0) >= self.streak
 
     def record(self, cls: type, seconds: float) -> None:
-        with self._lock:
-            if seconds < self.fast_s:
-                self._fast_runs[cls] += 1
-            elif seconds > self.slow_s or self._fast_runs.get(cls, 0) < self.streak:
-                self._fast_runs[cls] = 0
+        """Lock-free on purpose: a lost update between threads only delays or repeats learning by one call."""
+        if seconds < self.fast_s:
+            self._fast_runs[cls] = self._fast_runs.get(cls, 0) + 1
+        elif seconds > self.slow_s or self._fast_runs.get(cls, 0) < self.streak:
+            self._fast_runs[cls] = 0
 
 
 @dataclass
@@ -585,6 +584,8 @@ class PromptExecution:
         return inputs
 
     def _hidden_values(self, node_id: str, definition: NodeDefinition) -> dict[str, Any]:
+        if not definition.hidden:
+            return {}
         values: dict[str, Any] = {}
         for name, kind in definition.hidden.items():
             if kind == "PROMPT":
@@ -876,8 +877,8 @@ def _merge_outputs(definition: NodeDefinition, values: list[tuple[Any, ...]],
 
 
 _PRIMITIVE_CHECKS: dict[str, Callable[[Any], bool]] = {
-    "INT": lambda v: isinstance(v, numbers.Integral),
-    "FLOAT": lambda v: isinstance(v, numbers.Real),
+    "INT": lambda v: type(v) is int or isinstance(v, numbers.Integral),  # exact type first: ABC checks are slow
+    "FLOAT": lambda v: type(v) is float or type(v) is int or isinstance(v, numbers.Real),
     "STRING": lambda v: isinstance(v, str),
     "BOOLEAN": lambda v: isinstance(v, bool) or type(v).__name__ == "bool_",
 }

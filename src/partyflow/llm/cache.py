@@ -15,7 +15,13 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import closing
 from pathlib import Path
 
+from partyflow.config import Home
 from partyflow.llm.types import ChatChunk, ChatModel, ChatRequest, ChatResponse, ToolCallDelta
+
+CACHE_FILE = "llm_cache.sqlite"
+"""The home's response cache, beside state.sqlite rather than in it: cached replies are bulk, reproducible data
+that must not contend for the write lock of the queue and history, and deleting the file is a safe way to clear
+it."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS llm_responses (
@@ -79,6 +85,11 @@ class ResponseCache:
                 db.execute(_SCHEMA)
             self._ready = True
         return closing(db)
+
+
+def home_cache(home: Home) -> ResponseCache:
+    """The response cache every provider and node of `home` shares (across runs and processes)."""
+    return ResponseCache(home.root / CACHE_FILE)
 
 
 class CachedChatModel:

@@ -7,6 +7,7 @@
     model = "deepseek-chat"
     price_input_per_1k = 0.00027
     price_output_per_1k = 0.0011
+    cache = true                          # answer repeated deterministic requests from the response cache
 
 Any field of any provider can be set or overridden from the environment as
 `PARTYFLOW_PROVIDERS__<NAME>__<FIELD>=value`, for example `PARTYFLOW_PROVIDERS__DEEPSEEK__TIMEOUT=30`. NAME matches
@@ -54,6 +55,7 @@ class ProviderConfig(BaseModel):
     price_output_per_1k: float | None = Field(default=None, ge=0)
     timeout: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=2, ge=0, le=20)
+    cache: bool = False  # opt-in: deterministic requests answered from the home's response cache (llm/cache.py)
     extra_headers: dict[str, str] = Field(default_factory=dict, repr=False)  # may carry credentials
     # llamacpp only (None: the provider's default; see partyflow.llm.providers.llamacpp)
     n_ctx: int | None = Field(default=None, ge=0)  # context window in tokens; 0: the model's trained length

@@ -170,11 +170,17 @@ class Catalog:
         """The entry a user means by `name` (id, title or repository name, any case)."""
         key = name.casefold()
         hits = [e for e in self.entries if key in e.aliases]
-        if version is not None:
-            versioned = [e for e in hits if e.version == version]
-            hits = versioned or [e for e in hits if e.version is None and e.install_type in ("git-clone", "cnr")]
         if not hits:
             raise UnknownPackError(name, self.suggest(name), where="catalog")
+        if version is not None:
+            # git refs and registry versions need not be listed; archives must be the listed version
+            versioned = [e for e in hits if e.version == version]
+            hits = versioned or [e for e in hits if e.install_type in ("git-clone", "cnr")]
+            if not hits:
+                listed = sorted({e.version for e in self.entries if key in e.aliases and e.version},
+                                key=_version_key)
+                raise CatalogError(f"pack {name!r} has no version {version!r} in any channel",
+                                   pack=name, hint=f"listed: {', '.join(listed) or 'none'}", user_error=True)
         return max(hits, key=lambda e: (e.priority, _version_key(e.version)))
 
     def suggest(self, name: str, n: int = 5) -> list[str]:

@@ -183,6 +183,21 @@ class DependencyReport:
                 "installed": self.installed, "changed": {k: list(v) for k, v in self.changed.items()},
                 "conflicts": [str(c) for c in self.conflicts], "skipped": self.skipped, "offline": self.offline}
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], *, home: Home) -> DependencyReport:
+        """Rebuild a report recorded in a journal, so a crashed install's dependencies can still be undone."""
+        python = str(data.get("python") or sys.executable)
+        return cls(pack=str(data.get("pack", "")), python=python, tool=str(data.get("tool", "")),
+                   requirements=list(data.get("requirements", ())), installed=dict(data.get("installed", {})),
+                   changed={k: (v[0], v[1]) for k, v in dict(data.get("changed", {})).items()},
+                   skipped=list(data.get("skipped", ())), offline=bool(data.get("offline", True)),
+                   _installer=Installer.for_home(home, python))
+
+
+def rollback_json(data: Mapping[str, Any], *, home: Home) -> None:
+    """Undo a recorded DependencyReport (`to_json()` output): the journal's dependency rollback hook."""
+    DependencyReport.from_json(data, home=home).rollback()
+
 
 def find_uv() -> str | None:
     """The uv binary: the one the `uv` Python package ships (a pinned dependency), else one on PATH."""

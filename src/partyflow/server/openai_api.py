@@ -15,12 +15,14 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from partyflow.engine.engine import Engine, PromptValidationError, RunResult
 from partyflow.engine.events import CustomMessage, Event
+from partyflow.server.context import CONTEXT
 from partyflow.server.published import (
     BadRequest,
     Catalog,
@@ -33,12 +35,12 @@ from partyflow.server.published import (
     stream_node,
     usage_from,
 )
+from partyflow.server.users import DEFAULT_USER, UnknownUser
 
 logger = logging.getLogger("partyflow.server.openai")
 
 STREAM_EVENT = "partyflow.llm.stream"
 USER_HEADER = "comfy-user"
-DEFAULT_USER = "default"
 
 
 class WorkflowFailed(RuntimeError):
@@ -57,10 +59,10 @@ class OpenAIRoutes:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.catalog = Catalog(engine.home.user)
+        self.catalog = Catalog()
 
     def _models(self, request: web.Request) -> dict[str, Publication]:
-        return self.catalog.models(request.headers.get(USER_HEADER) or DEFAULT_USER)
+        return self.catalog.models(_workflows_dir(request, self.engine))
 
     async def list_models(self, request: web.Request) -> web.Response:
         try:
@@ -221,6 +223,18 @@ class InputNames:
 
 async def _event(response: web.StreamResponse, payload: dict[str, Any]) -> None:
     await response.write(f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode())
+
+
+def _workflows_dir(request: web.Request, engine: Engine) -> Path:
+    """The requesting user's saved workflows, chosen by the core app's user store (the `comfy-user` header)."""
+    header = request.headers.get(USER_HEADER)
+    server = request.app.get(CONTEXT)
+    if server is None:  # mounted on a bare app (tests of this module alone): single-user
+        return engine.home.user / DEFAULT_USER / "workflows"
+    try:
+        return server.users.directory(server.users.user_for(header)) / "workflows"
+    except (UnknownUser, PermissionError) as exc:
+        raise BadRequest(str(exc), param=USER_HEADER) from None
 
 
 def _safe_output(result: RunResult, node_id: str, index: int) -> Any:

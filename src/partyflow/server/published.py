@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -27,7 +26,6 @@ from typing import Any
 
 logger = logging.getLogger("partyflow.server.published")
 
-USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 ROLES = ("system", "developer", "user", "assistant", "tool")
 REQUEST_OPTIONS = ("temperature", "max_tokens", "seed")  # copied onto the input node when it declares them
 CHARS_PER_TOKEN = 4  # the estimate used when a workflow reports no usage
@@ -123,21 +121,15 @@ def _endpoint(marker: Mapping[str, Any], key: str, slot: str, where: str, *, req
 
 
 class Catalog:
-    """Published workflows of each user, re-read only when a file changes (one instance per app, no globals)."""
+    """Published workflows, re-read only when a file changes (one instance per app, no globals)."""
 
-    def __init__(self, user_root: Path) -> None:
-        self.user_root = user_root
+    def __init__(self) -> None:
         self._seen: dict[Path, tuple[int, int, Publication | None]] = {}
 
-    def workflows_dir(self, user: str) -> Path:
-        if not USER_NAME.match(user):
-            raise BadRequest(f"invalid user name {user!r}", param="comfy-user")
-        return self.user_root / user / "workflows"
-
-    def models(self, user: str) -> dict[str, Publication]:
-        """model name -> publication; on a name clash the first file in path order wins (and a warning is logged)."""
+    def models(self, root: Path) -> dict[str, Publication]:
+        """model name -> publication for the workflows under `root` (a user's `workflows/` folder); on a name
+        clash the first file in path order wins (and a warning is logged)."""
         found: dict[str, Publication] = {}
-        root = self.workflows_dir(user)
         for path in sorted(root.rglob("*.json")) if root.is_dir() else ():
             publication = self._load(path)
             if publication is None:

@@ -55,8 +55,8 @@ class Tool:
 
     @property
     def is_async(self) -> bool:
-        return inspect.iscoroutinefunction(self.fn) or inspect.iscoroutinefunction(
-            getattr(self.fn, "__call__", None))
+        call = type(self.fn).__call__ if not inspect.isroutine(self.fn) else None
+        return inspect.iscoroutinefunction(self.fn) or inspect.iscoroutinefunction(call)
 
     def check(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
         """The arguments to call `fn` with; raises `ArgumentError` naming what the model got wrong."""

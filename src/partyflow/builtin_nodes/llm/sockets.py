@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 LLM_MODEL = "LLM_MODEL"
 """A `ModelHandle`: which configured provider and model to call."""
@@ -21,15 +22,36 @@ EMBEDDINGS = "EMBEDDINGS"
 
 
 @dataclass(frozen=True)
+class LocalModelSpec:
+    """A model file or folder chosen by a local loader node, and how to run it.
+
+    `options` are keyword settings for the provider (device and dtype, or context size and threads), kept as
+    pairs so the spec stays hashable and picklable.
+    """
+
+    type: Literal["transformers", "llamacpp"]
+    path: str
+    options: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
 class ModelHandle:
     """A provider name and an optional model: never a key, so workflows, caches and history can hold it safely.
 
-    The provider is created from the home's config when a node calls it, so a changed config or key takes
-    effect on the next run and nothing secret is pickled with node outputs.
+    An API handle names a provider of config.toml, created when a node calls it, so a changed config or key
+    takes effect on the next run and nothing secret is pickled with node outputs. A local handle (`local` set)
+    names a model under models/ instead, and may carry the provider that already loaded it (`live`): the
+    weights then stay loaded as long as the loader's output is cached, as ComfyUI's model loaders do. `live` is
+    left out of comparisons and pickles; a handle unpickled elsewhere loads the model again on first use.
     """
 
     provider: str
     model: str | None = None
+    local: LocalModelSpec | None = None
+    live: Any = field(default=None, compare=False, repr=False)
 
     def __str__(self) -> str:
         return f"{self.provider}/{self.model or '(default model)'}"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "live": None}

@@ -1,0 +1,164 @@
+"""Discovery routes: object_info, models, embeddings, extensions, system_stats, features, i18n, metrics, and the
+panels recent frontends ask for that partyflow has nothing for yet (answered with empty values, not 404s)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from partyflow import __version__
+from partyflow.server.context import context
+from partyflow.server.errors import not_found
+from partyflow.server.routes import Route
+
+
+async def get_object_info(request: web.Request) -> web.Response:
+    engine = context(request).engine
+    info = await asyncio.to_thread(engine.object_info)  # INPUT_TYPES may scan model folders
+    return web.json_response(info)
+
+
+async def get_object_info_class(request: web.Request) -> web.Response:
+    engine = context(request).engine
+    name = request.match_info["class_type"]
+    return web.json_response(await asyncio.to_thread(engine.object_info, name))
+
+
+def _folders(request: web.Request) -> dict[str, tuple[list[str], set[str]]]:
+    return context(request).engine.host.folder_names_and_paths
+
+
+def _files(directories: list[str], extensions: set[str]) -> list[str]:
+    found: set[str] = set()
+    for directory in directories:
+        root = Path(directory)
+        if not root.is_dir():
+            continue
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            for name in filenames:
+                if name.startswith(".") or (extensions and Path(name).suffix.lower() not in extensions):
+                    continue
+                found.add((Path(dirpath) / name).relative_to(root).as_posix())
+    return sorted(found)
+
+
+async def get_models(request: web.Request) -> web.Response:
+    return web.json_response(sorted(_folders(request)))
+
+
+async def get_model_folder(request: web.Request) -> web.Response:
+    folder = request.match_info["folder"]
+    entry = _folders(request).get(folder)
+    if entry is None:
+        return not_found(f"no model folder {folder!r}", "GET /models lists the folders")
+    return web.json_response(await asyncio.to_thread(_files, list(entry[0]), set(entry[1])))
+
+
+async def get_embeddings(request: web.Request) -> web.Response:
+    entry = _folders(request).get("embeddings")
+    names = await asyncio.to_thread(_files, list(entry[0]), set(entry[1])) if entry else []
+    return web.json_response([name.rsplit(".", 1)[0] for name in names])
+
+
+async def get_extensions(request: web.Request) -> web.Response:
+    """The .js files of every pack's WEB_DIRECTORY, as URLs under /extensions/<pack>/."""
+    directories = context(request).engine.registry.web_directories
+
+    def scan() -> list[str]:
+        urls = []
+        for pack, directory in sorted(directories.items()):
+            for path in sorted(Path(directory).rglob("*.js")):
+                urls.append(f"/extensions/{pack}/{path.relative_to(directory).as_posix()}")
+        return urls
+
+    return web.json_response(await asyncio.to_thread(scan))
+
+
+def _memory() -> tuple[int, int]:
+    try:
+        pages, free, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_AVPHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+        return pages * size, free * size
+    except (ValueError, OSError, AttributeError):
+        return 0, 0
+
+
+def _frontend_version() -> str:
+    try:
+        return metadata.version("comfyui-frontend-package")
+    except metadata.PackageNotFoundError:
+        return ""
+
+
+async def get_system_stats(request: web.Request) -> web.Response:
+    total, free = _memory()
+    return web.json_response({
+        "system": {
+            "os": os.name, "platform": platform.platform(), "python_version": sys.version,
+            "comfyui_version": __version__, "partyflow_version": __version__,
+            "required_frontend_version": _frontend_version(), "embedded_python": False,
+            "pytorch_version": "", "argv": sys.argv, "ram_total": total, "ram_free": free,
+        },
+        "devices": [{"name": "cpu", "type": "cpu", "index": None, "vram_total": total, "vram_free": free,
+                     "torch_vram_total": 0, "torch_vram_free": 0}],
+    })
+
+
+async def get_features(request: web.Request) -> web.Response:
+    return web.json_response(server_features(context(request).config.max_upload_bytes))
+
+
+def server_features(max_upload_bytes: int) -> dict[str, Any]:
+    return {"supports_preview_metadata": False, "max_upload_size": max_upload_bytes}
+
+
+async def get_i18n(request: web.Request) -> web.Response:
+    return web.json_response({})
+
+
+async def get_jobs(request: web.Request) -> web.Response:
+    try:
+        limit = int(request.query.get("limit", 100))
+        offset = int(request.query.get("offset", 0))
+    except ValueError:
+        limit, offset = 100, 0
+    return web.json_response({"jobs": [], "pagination": {"offset": offset, "limit": limit, "total": 0,
+                                                         "has_more": False}})
+
+
+async def empty_object(request: web.Request) -> web.Response:
+    return web.json_response({})
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    ctx = context(request)
+    remaining = ctx.engine.queue.remaining()
+    ctx.metrics.prompts_pending.set(max(remaining - (1 if ctx.worker.current else 0), 0))
+    body, content_type = ctx.metrics.render()
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = content_type
+    return response
+
+
+ROUTES: list[Route] = [
+    ("GET", "/object_info", get_object_info),
+    ("GET", "/object_info/{class_type}", get_object_info_class),
+    ("GET", "/models", get_models),
+    ("GET", "/models/{folder}", get_model_folder),
+    ("GET", "/embeddings", get_embeddings),
+    ("GET", "/extensions", get_extensions),
+    ("GET", "/system_stats", get_system_stats),
+    ("GET", "/features", get_features),
+    ("GET", "/i18n", get_i18n),
+    ("GET", "/jobs", get_jobs),
+    ("GET", "/workflow_templates", empty_object),
+    ("GET", "/global_subgraphs", empty_object),
+    ("GET", "/experiment/models", empty_object),
+]

@@ -1,0 +1,64 @@
+"""GET /ws?clientId=...: ComfyUI's WebSocket. Sends `status` on connect; the hub and worker send the rest."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+
+from aiohttp import WSMsgType, web
+
+from partyflow.server.context import context
+from partyflow.server.routes.info import server_features
+from partyflow.server.worker import status_message
+
+logger = logging.getLogger("partyflow.server.ws")
+
+MAX_INCOMING_BYTES = 1024 * 1024
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+
+async def websocket(request: web.Request) -> web.WebSocketResponse:
+    ctx = context(request)
+    client_id = request.query.get("clientId", "")
+    if not _CLIENT_ID.match(client_id):
+        client_id = uuid.uuid4().hex
+    ws = web.WebSocketResponse(heartbeat=30, max_msg_size=MAX_INCOMING_BYTES)
+    await ws.prepare(request)
+    transport = request.transport
+
+    def abort() -> None:
+        if transport is not None:
+            transport.abort()
+
+    client = ctx.hub.attach(client_id, ws, abort)
+    try:
+        ctx.hub.send_to(client, status_message(ctx.engine.queue.remaining(), sid=client_id))
+        current = ctx.worker.current
+        if current is not None and ctx.worker.last_node and current.extra_data.get("client_id") == client_id:
+            # A client reconnecting mid-prompt learns which node is running, as ComfyUI tells it.
+            ctx.hub.send_to(client, {"type": "executing", "data": {
+                "node": ctx.worker.last_node, "display_node": ctx.worker.last_node, "prompt_id": current.prompt_id}})
+        async for message in ws:
+            if message.type == WSMsgType.TEXT:
+                _incoming(ctx, client, message.data)
+            elif message.type == WSMsgType.ERROR:
+                break
+    finally:
+        ctx.hub.detach(client)
+    return ws
+
+
+def _incoming(ctx: object, client: object, text: str) -> None:
+    """Clients announce their feature flags; we answer with ours. Anything else is ignored, as in ComfyUI."""
+    try:
+        message = json.loads(text)
+    except ValueError:
+        return
+    if isinstance(message, dict) and message.get("type") == "feature_flags":
+        from partyflow.server.context import ServerContext
+        from partyflow.server.hub import Client
+
+        assert isinstance(ctx, ServerContext) and isinstance(client, Client)
+        ctx.hub.send_to(client, {"type": "feature_flags", "data": server_features(ctx.config.max_upload_bytes)})
