@@ -7,6 +7,8 @@ then a workflow loaded and queued through the page's own app, and the Show Text 
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -76,7 +78,16 @@ def page(server: LiveServer) -> Iterator[Any]:
         (ARTIFACTS / "failed_requests.txt").write_text("\n".join(failures) + "\n", encoding="utf-8")
 
 
+def skip_first_run_tour(url: str) -> None:
+    """A fresh user gets the templates browser as a modal on first load; a returning user does not."""
+    request = urllib.request.Request(f"{url}/api/settings", data=json.dumps({"Comfy.TutorialCompleted": True}).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert answer.status == 200
+
+
 def test_editor_boots_runs_a_workflow_and_shows_the_text(server: LiveServer, page: Any) -> None:
+    skip_first_run_tour(server.url)
     page.goto(server.url + "/")
     try:
         page.wait_for_function("() => window.app?.graph && document.querySelector('canvas#graph-canvas')",
@@ -91,10 +102,11 @@ def test_editor_boots_runs_a_workflow_and_shows_the_text(server: LiveServer, pag
     assert {"partyflow/text", "partyflow/display", "partyflow/llm"} <= ours, categories
 
     # The node library sidebar lists our top-level category.
-    page.get_by_role("button", name="Node Library").first.click()
+    library = page.get_by_role("button", name="Node Library")
+    library.click()
     page.get_by_text("partyflow", exact=True).first.wait_for(timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "node_library.png"))
-    page.get_by_role("button", name="Node Library").first.click()
+    library.click()
 
     page.evaluate("async (workflow) => { await window.app.loadGraphData(workflow); }", workflow())
     page.evaluate("async () => { await window.app.queuePrompt(0, 1); }")

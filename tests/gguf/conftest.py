@@ -5,25 +5,24 @@ from __future__ import annotations
 import os
 
 import pytest
-from tests.support.tiny_gguf import TinyGGUF, build_tiny_gguf
-
-from partyflow.config import Home
 
 pytest.importorskip("llama_cpp", reason="the gguf extra (llama-cpp-python) is not installed")
 pytest.importorskip("gguf", reason="the gguf extra (gguf) is not installed")
 
+from tests.support.tiny_gguf import TinyGGUF, build_tiny_gguf  # noqa: E402 - needs the gguf package
+
+from partyflow.config import Home  # noqa: E402
+
 
 @pytest.fixture(scope="session")
 def gguf_home(tmp_path_factory: pytest.TempPathFactory) -> Home:
-    """A home whose `models/gguf/tiny.gguf` is the tiny Llama of `tests.support.tiny_model`, converted."""
-    os.environ["HF_HUB_OFFLINE"] = "1"  # a stray hub lookup must fail loudly, not download
-    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-    home = Home(tmp_path_factory.mktemp("gguf-home")).ensure()
-    build_tiny_gguf(home.models / "gguf" / "tiny.gguf", source=tmp_path_factory.mktemp("tiny-hf") / "tiny")
-    return home
+    return Home(tmp_path_factory.mktemp("gguf-home")).ensure()
 
 
 @pytest.fixture(scope="session")
-def tiny_gguf(gguf_home: Home) -> TinyGGUF:
-    return TinyGGUF(gguf=gguf_home.models / "gguf" / "tiny.gguf",
-                    source=next(gguf_home.root.parent.glob("tiny-hf*")) / "tiny")
+def tiny_gguf(gguf_home: Home, tmp_path_factory: pytest.TempPathFactory) -> TinyGGUF:
+    """`models/gguf/tiny.gguf`: the tiny Llama of `tests.support.tiny_model`, converted (its source kept aside)."""
+    os.environ["HF_HUB_OFFLINE"] = "1"  # a stray hub lookup must fail loudly, not download
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    return build_tiny_gguf(gguf_home.models / "gguf" / "tiny.gguf",
+                           source=tmp_path_factory.mktemp("tiny-hf") / "tiny")

@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 from aiohttp import web
@@ -14,6 +15,8 @@ from tests.server_openai.workflows import chat_workflow, echo_workflow, save
 from tests.support.openai_server import OpenAIServer
 
 from partyflow import Engine
+from partyflow.server.app import create_app
+from partyflow.server.config import ServerConfig
 from partyflow.server.openai_api import openai_extension
 
 KEY_ENV = "PARTYFLOW_TEST_OPENAI_API_KEY"
@@ -46,10 +49,11 @@ timeout = 20
     return home
 
 
+TOKEN = "server-token-0123456789"
+
+
 def make_app(engine: Engine) -> web.Application:
-    app = web.Application()
-    openai_extension(engine)(app)
-    return app
+    return create_app(engine, ServerConfig(port=0, token=TOKEN), extensions=[openai_extension(engine)])
 
 
 @pytest.fixture
@@ -64,7 +68,15 @@ def server(home: Path) -> Iterator[LiveServer]:
 
 @pytest.fixture
 def client(server: LiveServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=30)
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key=TOKEN, max_retries=0, timeout=30)
+
+
+def test_the_servers_token_applies(server: LiveServer) -> None:
+    stranger = openai.OpenAI(base_url=f"{server.url}/v1", api_key="wrong-token-000", max_retries=0, timeout=30)
+    with pytest.raises(openai.AuthenticationError):
+        stranger.models.list()
+    with pytest.raises(openai.AuthenticationError):
+        stranger.chat.completions.create(model="echo", messages=[{"role": "user", "content": "x"}])
 
 
 def test_lists_published_workflows_only(client: openai.OpenAI) -> None:
@@ -140,11 +152,9 @@ def test_bad_bodies_are_400s_in_openai_shape(client: openai.OpenAI, body: dict, 
     assert isinstance(caught.value.body, dict) and caught.value.body["type"] == "invalid_request_error"
 
 
-def test_body_that_is_not_json(client: openai.OpenAI, server: LiveServer) -> None:
-    import httpx
-
+def test_body_that_is_not_json(server: LiveServer) -> None:
     answer = httpx.post(f"{server.url}/v1/chat/completions", content=b"{not json", timeout=10,
-                        headers={"Content-Type": "application/json"})
+                        headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"})
     assert answer.status_code == 400
     assert json.loads(answer.text)["error"]["type"] == "invalid_request_error"
 

@@ -42,7 +42,7 @@ def chat_workflow(model: str = "assistant", provider: str = "loop") -> dict[str,
     """API Model Loader -> LLM Chat -> Show Text; the chat node's history input takes earlier turns."""
     nodes = [
         ui_node(1, "APIModelLoader", [provider, ""], outputs=[("model", "LLM_MODEL", [1])]),
-        ui_node(2, "LLMChat", ["You are terse.", "", 0.0, 0, -1, False, "", True],
+        ui_node(2, "LLMChat", ["You are terse.", "", 0.0, 0, -1, False, "", True, False],
                 inputs=[("model", "LLM_MODEL", 1), ("history", "LLM_HISTORY", None), ("tools", "TOOL", None)],
                 outputs=[("text", "STRING", [2]), ("history", "LLM_HISTORY", []), ("tool_calls", "JSON", []),
                          ("usage", "JSON", [])]),

@@ -15,11 +15,20 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tests.support.tiny_model import CHAT_TEMPLATE, END, PAD, SPECIAL_TOKENS, TinyModelSpec, build_tiny_model
+
+# Named templates next to the default one, as tool-using models ship them (`tokenizer.chat_template.NAME`):
+# `plain` drops the system prompt, `broken` fails the way a template refuses messages it cannot render.
+NAMED_TEMPLATES = {
+    "plain": "{%- for m in messages if m.role != 'system' %}<|{{ m.role }}|>{{ m.content }}<|end|>{%- endfor %}"
+             "{%- if add_generation_prompt %}<|assistant|>{%- endif %}",
+    "broken": "{{ raise_exception('this template renders no conversation') }}",
+}
 
 
 @dataclass(frozen=True)
@@ -30,19 +39,22 @@ class TinyGGUF:
     source: Path
 
 
-def build_tiny_gguf(target: Path, spec: TinyModelSpec = TinyModelSpec(), *, source: Path | None = None) -> TinyGGUF:
+def build_tiny_gguf(target: Path, spec: TinyModelSpec = TinyModelSpec(), *, source: Path | None = None,
+                    named_templates: Mapping[str, str] = NAMED_TEMPLATES) -> TinyGGUF:
     """Build the tiny transformers model (in `source`, next to `target` by default) and write it as `target`."""
     source = source or target.with_suffix(".hf")
     build_tiny_model(source, spec)
-    convert_to_gguf(source, target)
+    convert_to_gguf(source, target, named_templates)
     return TinyGGUF(gguf=target, source=source)
 
 
-def convert_to_gguf(folder: Path, target: Path) -> Path:
-    """Write the Llama saved in `folder` (by `save_pretrained`) as an all-float32 GGUF file at `target`."""
+def convert_to_gguf(folder: Path, target: Path, named_templates: Mapping[str, str] = NAMED_TEMPLATES) -> Path:
+    """Write the Llama saved in `folder` (by `save_pretrained`) as an all-float32 GGUF file at `target`,
+    with the tokenizer's chat template as the default and `named_templates` beside it."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import gguf
     from transformers import AutoTokenizer, LlamaForCausalLM
+
+    import gguf
 
     model = LlamaForCausalLM.from_pretrained(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -51,6 +63,8 @@ def convert_to_gguf(folder: Path, target: Path) -> Path:
     try:
         _add_hyperparameters(writer, model.config, folder.name)
         _add_tokenizer(writer, tokenizer)
+        writer.add_chat_template([{"name": "default", "template": CHAT_TEMPLATE},
+                                  *({"name": name, "template": text} for name, text in named_templates.items())])
         for name, array in _gguf_tensors(model).items():
             writer.add_tensor(name, array)
         writer.write_header_to_file()
@@ -104,7 +118,6 @@ def _add_tokenizer(writer: Any, tokenizer: Any) -> None:
     writer.add_pad_token_id(pad)
     writer.add_add_bos_token(False)
     writer.add_add_eos_token(False)
-    writer.add_chat_template(CHAT_TEMPLATE)
 
 
 def _merges(tokenizer: Any) -> list[str]:

@@ -9,14 +9,17 @@ from typing import Annotated
 import typer
 
 from partyflow import __version__
-from partyflow.cli import models, nodes, workflows
+from partyflow.cli import audit, models, nodes, nodes_catalog, serve, snapshot, workflows  # noqa: F401 (nodes_catalog: adds to `nodes`)
 from partyflow.cli.common import HomeOption
 
 app = typer.Typer(name="partyflow", help="Run LLM agent workflows as node graphs (ComfyUI-compatible).",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 app.add_typer(nodes.app, name="nodes")
 app.add_typer(models.app, name="models")
+app.add_typer(audit.app, name="audit")
+app.add_typer(snapshot.app, name="snapshot")
 workflows.register(app)
+serve.register(app)
 
 
 def _version(value: bool) -> None:

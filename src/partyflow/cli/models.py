@@ -162,8 +162,9 @@ def _diagnosis(exc: Exception) -> str:
 @app.command("pull")
 def pull_model(
     ctx: typer.Context,
-    source: Annotated[str, typer.Argument(help="https://.../NAME.gguf, hf:ORG/REPO[@REV] (a model folder) or "
-                                               "hf:ORG/REPO[@REV]/FILE.gguf", show_default=False)],
+    source: Annotated[str, typer.Argument(help="https://.../NAME.gguf, hf:ORG/REPO (a model folder; "
+                                               "hf:ORG/REPO@REVISION for a branch, tag or commit) or "
+                                               "hf:ORG/REPO/FILE.gguf", show_default=False)],
     name: Annotated[str | None, typer.Option("--name", help="the name under models/ (default: from the source)",
                                              show_default=False)] = None,
     sha256: Annotated[str | None, typer.Option("--sha256", help="expected sha256 of the file (hex)",

@@ -40,7 +40,7 @@ from partyflow.nodes.registry import NodeRegistry
 
 logger = logging.getLogger("partyflow.engine")
 
-BUILTIN_PACKS = ("core", "llm")
+BUILTIN_PACKS = ("core", "llm", "agents")
 _HISTORY_EVENTS = (ExecutionStart, ExecutionCached, ExecutionSuccess, ExecutionError, ExecutionInterrupted)
 
 

@@ -52,7 +52,7 @@ def archive_format(path: Path) -> str | None:
             return "zip"
         if tarfile.is_tarfile(path):
             return "tar"
-    except OSError:
+    except (OSError, EOFError, tarfile.TarError, zlib.error):  # a damaged compressed stream
         return None
     return None
 

@@ -430,3 +430,58 @@ def _version_key(version: str | None) -> tuple[int, Any]:
         return (1, Version(version))
     except Exception:  # noqa: BLE001 - an unparsable version sorts before any parsable one
         return (0, (version,))
+
+
+# ---- outdated packs ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Outdated:
+    name: str
+    installed: str
+    latest: str
+    source: str
+
+
+def outdated(home: Home, *, catalog: Catalog | None = None, check_git: bool = False,
+             git_timeout: float = 20.0) -> list[Outdated]:
+    """Managed packs with a newer catalog version; with `check_git`, also git packs that follow a branch whose
+    remote head moved (asks each remote: network)."""
+    from partyflow.manager.packs import PackManager
+
+    catalog = catalog if catalog is not None else load(home)
+    by_ref: dict[str, CatalogEntry] = {}
+    for entry in catalog.latest().values():
+        for url in (entry.reference, *entry.files):
+            by_ref.setdefault(_norm_url(url), entry)
+    found = []
+    for pack in PackManager(home).installed():
+        record = pack.record
+        if record is None:
+            continue
+        entry = None
+        if record.catalog:
+            try:
+                entry = catalog.find(record.catalog)
+            except UnknownPackError:
+                entry = None
+        entry = entry or by_ref.get(_norm_url(record.source.location))
+        if entry is not None and entry.version and record.version \
+                and _version_key(entry.version) > _version_key(record.version):
+            found.append(Outdated(pack.name, record.version, entry.version, entry.channel))
+        elif check_git and record.source.kind == "git" and record.ref_kind == "branch" and record.commit:
+            head = _remote_head(record.source.location, record.version or "HEAD", git_timeout)
+            if head and head != record.commit:
+                found.append(Outdated(pack.name, record.commit[:12], head[:12], record.source.location))
+    return found
+
+
+def _remote_head(url: str, ref: str, timeout: float) -> str | None:
+    import subprocess
+
+    try:
+        done = subprocess.run(["git", "ls-remote", url, ref], capture_output=True, text=True, timeout=timeout,
+                              check=False, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    line = done.stdout.split("\n", 1)[0]
+    return line.split("\t", 1)[0] if done.returncode == 0 and line else None

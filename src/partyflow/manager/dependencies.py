@@ -178,13 +178,13 @@ class DependencyReport:
                 self._installer.install(pins, offline=False)
         self.installed, self.changed = {}, {}
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {"pack": self.pack, "python": self.python, "tool": self.tool, "requirements": self.requirements,
                 "installed": self.installed, "changed": {k: list(v) for k, v in self.changed.items()},
                 "conflicts": [str(c) for c in self.conflicts], "skipped": self.skipped, "offline": self.offline}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any], *, home: Home) -> DependencyReport:
+    def from_dict(cls, data: Mapping[str, Any], *, home: Home) -> DependencyReport:
         """Rebuild a report recorded in a journal, so a crashed install's dependencies can still be undone."""
         python = str(data.get("python") or sys.executable)
         return cls(pack=str(data.get("pack", "")), python=python, tool=str(data.get("tool", "")),
@@ -194,9 +194,9 @@ class DependencyReport:
                    _installer=Installer.for_home(home, python))
 
 
-def rollback_json(data: Mapping[str, Any], *, home: Home) -> None:
-    """Undo a recorded DependencyReport (`to_json()` output): the journal's dependency rollback hook."""
-    DependencyReport.from_json(data, home=home).rollback()
+def rollback(data: Mapping[str, Any], *, home: Home) -> None:
+    """Undo a recorded DependencyReport (`to_dict()` output): the journal's dependency rollback hook."""
+    DependencyReport.from_dict(data, home=home).rollback()
 
 
 def find_uv() -> str | None:
@@ -276,9 +276,18 @@ def find_conflicts(plan: Mapping[str, str], installed: Mapping[str, str],
     return conflicts
 
 
+def target_python(home: Home, python: str | None = None) -> str:
+    """The interpreter whose environment packs run in: the argument, else `[manager] python` in config.toml
+    (pointing the manager at a ComfyUI install's venv), else the one running partyflow."""
+    if python:
+        return python
+    return str(Settings.load(home).raw.get("manager", {}).get("python") or sys.executable)
+
+
 def install_requirements(requirements: Sequence[str], *, home: Home, pack: str = "", allow_conflicts: bool = False,
-                         python: str = sys.executable, reinstall: bool = False) -> DependencyReport:
+                         python: str | None = None, reinstall: bool = False) -> DependencyReport:
     """Resolve, check for conflicts, then install `requirements` into `python`'s environment."""
+    python = target_python(home, python)
     installer = Installer.for_home(home, python)
     report = DependencyReport(pack=pack, python=python, tool=installer.tool, requirements=list(requirements),
                               _installer=installer)
@@ -302,8 +311,9 @@ def install_requirements(requirements: Sequence[str], *, home: Home, pack: str =
 
 
 def install_for_pack(pack_dir: Path, *, home: Home, allow_conflicts: bool = False,
-                     python: str = sys.executable, reinstall: bool = False) -> DependencyReport:
-    """Install a pack's requirements.txt and pyproject dependencies, refusing conflicts unless allowed."""
+                     python: str | None = None, reinstall: bool = False) -> DependencyReport:
+    """Install a pack's requirements.txt and pyproject dependencies, refusing conflicts unless allowed.
+    `python` defaults to `target_python(home)`."""
     requirements, skipped = read_requirements(pack_dir)
     report = install_requirements(requirements, home=home, pack=pack_dir.name, allow_conflicts=allow_conflicts,
                                   python=python, reinstall=reinstall)

@@ -86,7 +86,13 @@ class Operation:
         self.file.unlink(missing_ok=True)
 
     def abort(self, rollback_dependencies: DependencyRollback | None = None) -> None:
-        """Undo an operation that has not committed (its staging folder goes; the home was never touched)."""
+        """Undo an operation that has not committed (its staging folder goes; the home was never touched).
+
+        After commit there is no undo: a plan that failed half way (a full disk, say) stays journaled and the next
+        operation's recovery finishes it.
+        """
+        if self.entry.phase == "commit":
+            return
         _roll_back(self.entry, rollback_dependencies)
         self.file.unlink(missing_ok=True)
 

@@ -44,6 +44,7 @@ class PackRecord:
     updated_at: str | None = None
     single_file: bool = False
     install_script: str | None = None     # None | "ran" | "skipped"
+    catalog: str | None = None            # the catalog name it was installed by, so update asks the catalog again
     dependencies: dict[str, Any] | None = field(default=None)
 
     def to_dict(self) -> dict[str, Any]:

@@ -103,6 +103,14 @@ class FetchedPack:
     commit: str | None = None       # git: the checked-out commit
     ref_kind: str | None = None     # git: branch | tag | commit
     archive_sha256: str | None = None
+    ref: str | None = None          # git: the branch or tag checked out, or the commit as asked for
+
+    @property
+    def version(self) -> str | None:
+        """The version to record: the git ref (None for a bare HEAD), else the spec's label."""
+        if self.spec.kind == "git":
+            return None if self.ref in (None, "HEAD") else self.ref
+        return self.spec.version
 
 
 # --- naming a source -----------------------------------------------------------------------------------------
@@ -205,7 +213,7 @@ def fetch(spec: SourceSpec, workdir: Path, *, limits: ArchiveLimits = ArchiveLim
         progress(f"cloning {spec.describe()}", None, None)
         dest = workdir / name
         revision = gitsource.clone(spec.location, dest, spec.version)
-        return FetchedPack(dest, name, spec, revision.commit, revision.kind)
+        return FetchedPack(dest, name, spec, revision.commit, revision.kind, ref=revision.ref)
     if spec.kind == "dir":
         return _copy_local(spec, Path(spec.location), workdir, name, progress)
     if spec.kind == "url":

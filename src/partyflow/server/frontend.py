@@ -70,12 +70,16 @@ def frontend_extension(root: Path | None = None) -> Callable[[web.Application], 
     async def no_templates(request: web.Request) -> web.Response:
         return web.json_response([])
 
+    async def no_logos(request: web.Request) -> web.Response:
+        return web.json_response({})
+
     def install(app: web.Application) -> None:
         app.router.add_get("/", index)
         if templates is not None:
             app.router.add_static("/templates", templates, follow_symlinks=False)
         else:
             app.router.add_get("/templates/index.json", no_templates)
+            app.router.add_get("/templates/index_logo.json", no_logos)
         app.router.add_static("/", static, follow_symlinks=False)
 
     return install

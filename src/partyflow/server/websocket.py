@@ -9,7 +9,8 @@ import uuid
 
 from aiohttp import WSMsgType, web
 
-from partyflow.server.context import context
+from partyflow.server.context import ServerContext, context
+from partyflow.server.hub import Client
 from partyflow.server.routes.info import server_features
 from partyflow.server.worker import status_message
 
@@ -50,15 +51,11 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
-def _incoming(ctx: object, client: object, text: str) -> None:
+def _incoming(ctx: ServerContext, client: Client, text: str) -> None:
     """Clients announce their feature flags; we answer with ours. Anything else is ignored, as in ComfyUI."""
     try:
         message = json.loads(text)
     except ValueError:
         return
     if isinstance(message, dict) and message.get("type") == "feature_flags":
-        from partyflow.server.context import ServerContext
-        from partyflow.server.hub import Client
-
-        assert isinstance(ctx, ServerContext) and isinstance(client, Client)
         ctx.hub.send_to(client, {"type": "feature_flags", "data": server_features(ctx.config.max_upload_bytes)})

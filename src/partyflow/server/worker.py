@@ -97,7 +97,9 @@ class QueueWorker:
             self.current = None
             self._routes.pop(item.prompt_id, None)
         self.metrics.prompts_finished.labels(status_label(result.status)).inc()
-        # After run_queued wrote history, so a client that reads /history on this message finds the result.
+        # After run_queued wrote history, so a client that reads /history on this message finds the result;
+        # and after the status that history write caused, the order ComfyUI sends them in.
+        self._flush_status()
         if client_id is not None:
             self.hub.send(Executing(item.prompt_id).to_message(), client_id)
 
@@ -144,9 +146,13 @@ class QueueWorker:
             return
         self._status_scheduled = True
         try:
-            loop.call_soon_threadsafe(self._broadcast_status)
+            loop.call_soon_threadsafe(self._flush_status)
         except RuntimeError:  # the loop closed during shutdown
             self._status_scheduled = False
+
+    def _flush_status(self) -> None:
+        if self._status_scheduled:
+            self._broadcast_status()
 
     def _broadcast_status(self) -> None:
         self._status_scheduled = False

@@ -6,10 +6,10 @@ Tools come from Python functions (`function_tool`), from workflows (`workflow_to
 
 from partyflow.tools.base import Tool, ToolError, ToolFunction, result_text
 from partyflow.tools.functions import arguments_model, function_tool, parse_docstring
-from partyflow.tools.validate import ArgumentError, check_arguments
+from partyflow.tools.validate import ArgumentError, check_arguments, check_json
 from partyflow.tools.workflow import WorkflowRunner, find_interface, workflow_tool
 
 __all__ = [
-    "ArgumentError", "Tool", "ToolError", "ToolFunction", "WorkflowRunner", "arguments_model", "check_arguments",
+    "ArgumentError", "Tool", "ToolError", "ToolFunction", "WorkflowRunner", "arguments_model", "check_arguments", "check_json",
     "find_interface", "function_tool", "parse_docstring", "result_text", "workflow_tool",
 ]

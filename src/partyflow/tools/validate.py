@@ -28,6 +28,11 @@ def check_arguments(schema: Mapping[str, Any], arguments: Mapping[str, Any]) -> 
     _check(schema, arguments, "arguments")
 
 
+def check_json(schema: Mapping[str, Any], value: Any, where: str = "the value") -> None:
+    """Raise `ArgumentError` when `value` does not fit `schema` (structured output is checked with this)."""
+    _check(schema, value, where)
+
+
 def _check(schema: Any, value: Any, where: str) -> None:
     if not isinstance(schema, Mapping):
         return

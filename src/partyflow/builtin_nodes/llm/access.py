@@ -1,8 +1,12 @@
 """From a `ModelHandle` to a live provider, built from the home's config.toml for one node call.
 
 The home is found the way any ComfyUI pack finds its host's folders (`folder_paths.base_path`), so this pack needs
-nothing from the engine. Providers are opened per call and closed after: no connection, key or event loop
-outlives the call that used it.
+nothing from the engine. API providers are opened per call and closed after: no connection, key or event loop
+outlives the call that used it. A local handle brings the provider its loader made (loading weights is the
+expensive part), which is left open for the next call.
+
+The response cache is opt-in, per provider (`cache = true` in its table) or per call (the Chat node's `cache`
+input); cached replies live in the home's `llm_cache.sqlite`, shared by every run and process of that home.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import folder_paths
 
 from partyflow.config import Home
 from partyflow.llm import ProviderConfig, ProviderConfigError, ProvidersConfig
+from partyflow.llm.cache import CachedChatModel, home_cache
 from partyflow.llm.providers import create
 
 from .sockets import ModelHandle
@@ -44,17 +49,32 @@ def provider_config(name: str) -> ProviderConfig:
 
 
 @asynccontextmanager
-async def open_provider(handle: ModelHandle) -> AsyncIterator[Any]:
-    """The provider named by `handle`, closed (its connections too) when the block ends."""
+async def open_provider(handle: ModelHandle, *, cache: bool = False) -> AsyncIterator[Any]:
+    """The provider `handle` names, closed (its connections too) when the block ends unless its loader owns it.
+
+    With `cache` (or the provider's own `cache = true`), deterministic requests go through the response cache.
+    """
     if not isinstance(handle, ModelHandle):
         raise TypeError(f"expected a model from a model loader node, got {type(handle).__name__}")
+    provider, owned, cache = _provider_for(handle, cache)
+    try:
+        yield CachedChatModel(provider, home_cache(current_home())) if cache else provider
+    finally:
+        if owned:
+            await _close(provider)
+
+
+def _provider_for(handle: ModelHandle, cache: bool) -> tuple[Any, bool, bool]:
+    """(provider, whether this call must close it, whether to cache) for an API or a local handle."""
+    if handle.local is not None:
+        if handle.live is not None:
+            return handle.live, False, cache
+        from .local import create_local  # a handle unpickled without its loaded model: load it for this call
+
+        return create_local(handle), True, cache
     config = provider_config(handle.provider)
     options: dict[str, Any] = {} if config.type == "openai_compat" else {"home": current_home()}
-    provider = create(handle.provider, config, **options)
-    try:
-        yield provider
-    finally:
-        await _close(provider)
+    return create(handle.provider, config, **options), True, cache or config.cache
 
 
 async def _close(provider: Any) -> None:

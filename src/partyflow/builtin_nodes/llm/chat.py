@@ -135,19 +135,23 @@ class Chat:
                 "json_schema": ("STRING", {"default": "", "multiline": True,
                                            "tooltip": "A JSON Schema the reply must match (implies JSON mode)."}),
                 "stream": ("BOOLEAN", {"default": True, "tooltip": "Show the reply in the UI while it is written."}),
+                "cache": ("BOOLEAN", {"default": False, "tooltip": (
+                    "Reuse the stored reply when this exact request was answered before, in any run (only for "
+                    "deterministic requests: temperature 0 or a fixed seed). Off: the provider's cache setting.")}),
             },
             "hidden": {"unique_id": "UNIQUE_ID"},
         }
 
     async def chat(self, model, system_prompt, user_prompt, history=None, tools=None, temperature=0.7,
-                   max_tokens=0, seed=-1, json_mode=False, json_schema="", stream=True, unique_id=None):
+                   max_tokens=0, seed=-1, json_mode=False, json_schema="", stream=True, cache=False,
+                   unique_id=None):
         messages = build_messages(system_prompt, user_prompt, history)
         request = ChatRequest(
             messages=messages, model=model.model, tools=to_tools(tools),
             response_format=response_format(json_mode, json_schema),
             temperature=temperature if temperature >= 0 else None, max_tokens=max_tokens or None,
             seed=seed if seed >= 0 else None)
-        async with open_provider(model) as provider:
+        async with open_provider(model, cache=cache) as provider:
             response = await (_streamed(provider, request, unique_id) if stream else provider.achat(request))
         return (response.text, dump_messages([*messages, response.message]), tool_calls_json(response.tool_calls),
                 usage_json(response))

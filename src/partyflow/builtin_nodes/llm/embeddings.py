@@ -35,7 +35,8 @@ class Embeddings:
         texts = [line for line in text.splitlines() if line.strip()] if one_per_line else [text]
         if not texts or not any(t.strip() for t in texts):
             raise ValueError("nothing to embed: the text is empty")
-        chosen = embedding_model.strip() or provider_config(model.provider).embedding_model or model.model
+        configured = provider_config(model.provider).embedding_model if model.local is None else None
+        chosen = embedding_model.strip() or configured or model.model
         async with open_provider(model) as provider:
             if not hasattr(provider, "aembed"):
                 raise ValueError(f"provider {model.provider!r} does not offer embeddings")

@@ -93,6 +93,7 @@ class LoadedGGUF:
     path: Path
     llama: Any
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    handlers: dict[str | None, Any] = field(default_factory=dict, repr=False)  # chat_format -> handler, under lock
 
     @property
     def nbytes(self) -> int:
@@ -118,11 +119,10 @@ def load_gguf(path: Path, settings: LlamaSettings = LlamaSettings(), *, provider
         options.update(n_threads=settings.n_threads, n_threads_batch=settings.n_threads)
     try:
         llama = llama_cpp.Llama(**options)
-    except Exception as exc:  # llama-cpp-python raises ValueError or RuntimeError for a file llama.cpp refuses
-        raise ProviderConfigError(
-            f"llama.cpp cannot load the GGUF file {path} ({exc})", provider=provider,
-            hint="The file may be truncated or corrupt (download it again), or need a newer llama-cpp-python",
-        ) from None
+    except Exception:  # llama-cpp-python raises ValueError or RuntimeError, and llama.cpp says why only in its log
+        reason, hint = _load_failure(path)
+        raise ProviderConfigError(f"llama.cpp cannot load the GGUF file {path}: {reason}", provider=provider,
+                                  hint=hint) from None
     return LoadedGGUF(path=path, llama=llama)
 
 
@@ -138,6 +138,23 @@ def check_gguf_file(path: Path, provider: str | None = None) -> None:
         raise ProviderConfigError(f"{path} is not a GGUF file (it does not start with {GGUF_MAGIC!r})",
                                   provider=provider,
                                   hint="Use a .gguf file; convert other formats with llama.cpp's convert_hf_to_gguf")
+
+
+def _load_failure(path: Path) -> tuple[str, str]:
+    """Why llama.cpp refused a file that starts like a GGUF, told apart with the `gguf` package's own reader:
+    a header that does not parse means a damaged file; one that does, a model this llama.cpp does not support."""
+    try:
+        reader = importlib.import_module("gguf").GGUFReader(path)
+    except ImportError:
+        return "the file is corrupt or not supported", "Download it again, or upgrade llama-cpp-python"
+    except Exception:  # the reader fails in many ways on a damaged file; all mean the same to a user
+        return ("its header or tensor table is damaged (a truncated or corrupt file)",
+                "Download or convert the file again")
+    architecture = reader.fields.get("general.architecture")
+    contents = getattr(architecture, "contents", None)  # older gguf packages lack it
+    name = contents() if callable(contents) else "unknown"
+    return (f"its header is intact (architecture {name!r}) but this llama.cpp build does not accept it",
+            "Upgrade llama-cpp-python (pip install -U 'partyflow[gguf]'), or check the file's architecture")
 
 
 def gguf_file(path: Path) -> bool:
@@ -250,6 +267,7 @@ class LlamaCppProvider:
 
     def _prepare(self, loaded: LoadedGGUF, request: ChatRequest) -> _Run:
         model = request.model or self.default_model
+        extra = self._extra(request, model)
         tools = () if request.tool_choice == "none" else request.tools
         rendered = self._render(loaded, request, tools)
         prompt_tokens = len(rendered.prompt)
@@ -257,7 +275,7 @@ class LlamaCppProvider:
         grammar = _tool_grammar(import_llama_cpp(self.name), tools, request.tool_choice, self.name, model)
         arguments = {"prompt": rendered.prompt, "max_tokens": max_new, "stop": rendered.stop,
                      "stopping_criteria": rendered.stopping_criteria, "grammar": grammar or rendered.grammar,
-                     **_sampling(request), **self._extra(request, model)}
+                     **_sampling(request), **extra}
         return _Run(arguments=arguments, prompt_tokens=prompt_tokens, max_new_tokens=max_new,
                     tool_names=tuple(tool.name for tool in tools), model=model)
 
@@ -286,8 +304,15 @@ class LlamaCppProvider:
                                   "GGUF's own template (leave chat_format unset)")
 
     def _handler(self, loaded: LoadedGGUF) -> Any:
-        """The chat handler: a template embedded in the GGUF, else a format llama-cpp-python knows by name."""
+        """The chat handler for this provider's format, compiled once per loaded model (callers hold its lock)."""
         chat_format = self.config.chat_format
+        if chat_format not in loaded.handlers:
+            loaded.handlers[chat_format] = self._new_handler(loaded, chat_format)
+        return loaded.handlers[chat_format]
+
+    def _new_handler(self, loaded: LoadedGGUF, chat_format: str | None) -> Any:
+        """A template embedded in the GGUF (the default one, or the one `chat_format` names), else a format
+        llama-cpp-python knows by name."""
         key = _EMBEDDED_TEMPLATE if chat_format is None else f"{_EMBEDDED_TEMPLATE}.{chat_format}"
         import_llama_cpp(self.name)
         formats = importlib.import_module("llama_cpp.llama_chat_format")
@@ -311,12 +336,13 @@ class LlamaCppProvider:
         wanted = request.max_tokens or DEFAULT_MAX_NEW_TOKENS
         window = loaded.n_ctx
         room = window - prompt_tokens
-        if room <= 0 or (request.max_tokens is not None and wanted > room):
-            raise ContextOverflowError(
-                f"the prompt has {prompt_tokens} tokens and {wanted} more were asked for, but the context "
-                f"window is {window}", provider=self.name, model=request.model or self.default_model,
-                hint="Shorten the conversation, lower max_tokens, or raise n_ctx in the provider's config")
-        return min(wanted, room)
+        if room > 0 and (request.max_tokens is None or wanted <= room):
+            return min(wanted, room)
+        asked = f" and {wanted} more were asked for" if room > 0 else ""
+        raise ContextOverflowError(f"the prompt has {prompt_tokens} tokens{asked}, but the context window is {window}",
+                                   provider=self.name, model=request.model or self.default_model,
+                                   hint="Shorten the conversation, lower max_tokens, or raise n_ctx in the "
+                                   "provider's config")
 
     def _extra(self, request: ChatRequest, model: str) -> dict[str, Any]:
         unknown = sorted(set(request.extra) - SAMPLER_OPTIONS)
@@ -376,7 +402,7 @@ class _Rendered:
                    stopping_criteria=arguments.get("stopping_criteria"), grammar=arguments.get("grammar"))
 
 
-class _Captured(Exception):  # noqa: N818 - a control-flow signal, not an error
+class _Captured(Exception):
     """Raised by `_CompletionCapture` to carry the handler's completion arguments out of the handler."""
 
     def __init__(self, arguments: dict[str, Any]) -> None:

@@ -9,12 +9,15 @@ Retry-After the same way, and can be tested without waiting.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import ssl
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any, NoReturn
 
+import httpx
 import openai
 
 from partyflow.llm.config import ProviderConfig
@@ -29,6 +32,13 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 NO_KEY = "no-key"  # sent to servers that need none (local ones); the client insists on some value
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """httpx's default TLS settings, built once: loading the CA bundle takes ~15 ms, and each client would
+    otherwise load it again (twice), which serialises 32 Chat nodes opening their providers at once."""
+    return httpx.create_ssl_context()
 
 
 class OpenAICompatProvider:
@@ -185,14 +195,16 @@ class OpenAICompatProvider:
 
     def _sync(self) -> openai.OpenAI:
         if self._client is None:
-            self._client = openai.OpenAI(**self._client_options())
+            self._client = openai.OpenAI(**self._client_options(),
+                                         http_client=openai.DefaultHttpxClient(verify=tls_context()))
         return self._client
 
     def _async(self) -> openai.AsyncOpenAI:
         loop = asyncio.get_running_loop()
         client = self._async_clients.get(loop)
         if client is None:
-            client = self._async_clients[loop] = openai.AsyncOpenAI(**self._client_options())
+            client = self._async_clients[loop] = openai.AsyncOpenAI(
+                **self._client_options(), http_client=openai.DefaultAsyncHttpxClient(verify=tls_context()))
         return client
 
     def _site(self, model: str | None) -> CallSite:

@@ -1,0 +1,102 @@
+"""`partyflow audit`: read, verify and export the manager's tamper-evident log."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, home_from, print_json
+
+if TYPE_CHECKING:
+    from partyflow.manager.audit import AuditLog
+
+app = typer.Typer(help="The audit log of node-pack changes: show, verify, export.", no_args_is_help=True)
+
+
+@contextlib.contextmanager
+def _log(ctx: typer.Context, home: Path | None) -> Iterator[AuditLog]:
+    from partyflow.config import Home, resolve_home
+    from partyflow.manager.audit import AuditLog
+    from partyflow.store.sqlite import StoreError
+
+    try:
+        log = AuditLog(Home(resolve_home(home_from(ctx, home))))
+    except StoreError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(EXIT_INVALID) from None
+    with log:
+        yield log
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    pack: Annotated[str | None, typer.Option(help="only records about this pack")] = None,
+    limit: Annotated[int | None, typer.Option(help="only the newest N records", min=1)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    home: HomeOption = None,
+) -> None:
+    """List audit records, oldest first."""
+    with _log(ctx, home) as log:
+        entries = log.entries(pack=pack, limit=limit)
+    if as_json:
+        print_json([asdict(e) for e in entries])
+        return
+    table = Table("#", "when", "who", "action", "pack", "version", "result", "error")
+    for e in entries:
+        result = {"ok": "[green]ok[/]", "failed": "[red]failed[/]", "refused": "[yellow]refused[/]"}.get(
+            e.result, e.result)
+        table.add_row(str(e.id), e.at[:19], escape(e.actor), e.action, escape(e.pack or ""), escape(e.version or ""),
+                      result, escape(e.error or ""))
+    Console().print(table)
+
+
+@app.command("verify")
+def verify(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Check the hash chain; exit code 1 and the first tampered record when it is broken."""
+    with _log(ctx, home) as log:
+        outcome = log.verify()
+    if as_json:
+        print_json(asdict(outcome))
+    elif outcome.ok:
+        Console().print(f"[green]audit log intact[/]: {outcome.records} records, head {outcome.head[:16]}",
+                        highlight=False)
+    else:
+        Console(stderr=True).print(f"[bold red]audit log tampered[/] at record {outcome.first_bad_id}: "
+                                   f"{escape(outcome.reason or '')}", highlight=False)
+    if not outcome.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command("export")
+def export(
+    ctx: typer.Context,
+    fmt: Annotated[str, typer.Option("--format", help="json or csv")] = "json",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write to this file (default stdout)")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Write every record, with its hashes, as JSON or CSV."""
+    if fmt not in ("json", "csv"):
+        Console(stderr=True).print(f"[bold red]error:[/] --format must be json or csv, got {escape(fmt)!r}",
+                                   highlight=False)
+        raise typer.Exit(EXIT_INVALID)
+    with _log(ctx, home) as log:
+        if output is None:
+            log.export(sys.stdout, fmt)  # type: ignore[arg-type]
+            return
+        with open(output, "w", encoding="utf-8", newline="") as handle:
+            count = log.export(handle, fmt)  # type: ignore[arg-type]
+    Console(stderr=True).print(f"exported {count} records to {output}", highlight=False)

@@ -1,0 +1,107 @@
+"""`nodes doctor` and `nodes fix`: find packs that do not load and why, and repair their dependencies.
+
+Each pack is imported in its own child process (the same check an install runs), so one that crashes or hangs
+cannot hide the others' results; packs are checked in parallel. A failed import is explained by comparing the
+pack's declared requirements with the environment, the most common cause after a Python upgrade or a manual
+`pip install`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from partyflow.config import Home
+from partyflow.manager.audit import AuditLog
+from partyflow.manager.dependencies import (
+    DependencyError,
+    DependencyReport,
+    install_for_pack,
+    installed_packages,
+    missing_requirements,
+    target_python,
+)
+from partyflow.manager.errors import ManagerError
+
+_NO_MODULE = re.compile(r"No module named '([^']+)'")
+
+
+@dataclass(frozen=True)
+class PackHealth:
+    name: str
+    enabled: bool
+    ok: bool
+    seconds: float | None = None
+    node_types: tuple[str, ...] = ()
+    error: str | None = None
+    missing_module: str | None = None
+    missing_requirements: tuple[str, ...] = ()
+    hints: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "enabled": self.enabled, "ok": self.ok, "seconds": self.seconds,
+                "node_types": list(self.node_types), "error": self.error, "missing_module": self.missing_module,
+                "missing_requirements": list(self.missing_requirements), "hints": list(self.hints)}
+
+
+def diagnose(home: Home, *, include_disabled: bool = False, timeout: float = 60.0,
+             workers: int | None = None) -> list[PackHealth]:
+    """Import every enabled pack (and disabled ones on request) in a subprocess; report failures, missing
+    dependencies and import time."""
+    from partyflow.manager.packs import PackManager
+
+    packs = [p for p in PackManager(home).installed() if p.enabled or include_disabled]
+    installed = installed_packages(target_python(home))
+
+    def check(pack: Any) -> PackHealth:
+        return _check(pack, home, installed, timeout)
+
+    with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 2)) as pool:
+        return list(pool.map(check, packs))
+
+
+def fix(name: str, home: Home, *, allow_conflicts: bool = False) -> DependencyReport:
+    """Reinstall a pack's dependencies (uv's/pip's reinstall), refusing conflicts as an install would;
+    recorded in the audit log."""
+    from partyflow.manager.packs import PackManager
+
+    pack = PackManager(home).info(name)
+    with AuditLog(home) as audit:
+        if pack.single_file:
+            audit.record("fix", result="unchanged", pack=pack.name, details={"message": "single-file pack"})
+            return DependencyReport(pack=pack.name, python=target_python(home), tool="")
+        try:
+            report = install_for_pack(pack.path, home=home, allow_conflicts=allow_conflicts, reinstall=True)
+        except ManagerError as exc:
+            audit.record("fix", result="refused" if exc.user_error else "failed", pack=pack.name, error=str(exc))
+            raise
+        audit.record("fix", result="ok", pack=pack.name, details=report.to_dict())
+    return report
+
+
+def _check(pack: Any, home: Home, installed: dict[str, str], timeout: float) -> PackHealth:
+    from partyflow.manager.verify import VerifyError, verify_pack
+
+    try:
+        missing = tuple(missing_requirements(pack.path, installed)) if pack.path.is_dir() else ()
+    except DependencyError as exc:
+        missing = (f"(requirements unreadable: {exc})",)
+    try:
+        verified = verify_pack(pack.path, home.root, timeout=timeout)
+    except VerifyError as exc:
+        error = str(exc)
+        module = _NO_MODULE.search(error)
+        hints = []
+        if missing:
+            hints.append(f"run 'partyflow nodes fix {pack.name}' to install: {', '.join(missing)}")
+        elif module:
+            hints.append(f"the pack imports {module.group(1)!r} but does not declare it in requirements.txt")
+        return PackHealth(pack.name, pack.enabled, False, error=error,
+                          missing_module=module.group(1) if module else None, missing_requirements=missing,
+                          hints=tuple(hints))
+    hints = (f"declared but not installed: {', '.join(missing)}",) if missing else ()
+    return PackHealth(pack.name, pack.enabled, True, seconds=verified.seconds, node_types=verified.node_types,
+                      missing_requirements=missing, hints=hints)

@@ -1,0 +1,87 @@
+"""`create_app`: the ComfyUI-compatible HTTP/WebSocket server over one `Engine`.
+
+Why aiohttp rather than FastAPI: ComfyUI node packs register aiohttp handlers on `PromptServer.instance.routes` and
+read aiohttp's `web.Request` inside them, so mounting those routes unchanged needs aiohttp's request objects; a
+second framework would mean adapting every pack's handler. aiohttp also gives us WebSockets with back-pressure and
+multipart uploads with size limits in the same stack.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+
+from aiohttp import web
+
+from partyflow.engine.engine import Engine
+from partyflow.server.config import ServerConfig
+from partyflow.server.context import CONTEXT, ENGINE, ServerContext
+from partyflow.server.hub import ClientHub
+from partyflow.server.metrics import Metrics
+from partyflow.server.routes import add_routes, files, info, packs, prompt, userdata
+from partyflow.server.security import error_middleware, origin_middleware, token_middleware
+from partyflow.server.users import UserStore
+from partyflow.server.websocket import websocket
+from partyflow.server.worker import QueueWorker
+
+logger = logging.getLogger("partyflow.server")
+
+Extension = Callable[[web.Application], None]
+
+
+def create_app(engine: Engine, config: ServerConfig, *, extensions: Sequence[Extension] = (),
+               metrics: Metrics | None = None) -> web.Application:
+    """The app for `engine`: ComfyUI's routes and WebSocket, packs' routes, /metrics, then each extension's routes.
+
+    The queue worker starts with the app and stops with it (graceful: see `QueueWorker.stop`). The engine stays
+    the caller's to close. Raises `ServerConfigError` for an unsafe config (a public address without a token).
+    """
+    config.check()
+    middlewares = [error_middleware]
+    if config.token:
+        middlewares.append(token_middleware(config.token))
+    middlewares.append(origin_middleware(config))
+    app = web.Application(middlewares=middlewares, client_max_size=config.max_upload_bytes)
+
+    metrics = metrics or Metrics()
+    hub = ClientHub(max_pending_bytes=config.ws_max_pending_bytes,
+                    max_pending_messages=config.ws_max_pending_messages,
+                    on_count=metrics.ws_clients.set, on_drop=lambda reason: metrics.ws_dropped.labels(reason).inc())
+    ctx = ServerContext(engine=engine, config=config, metrics=metrics, hub=hub,
+                        users=UserStore(engine.home.user, multi_user=config.multi_user),
+                        worker=QueueWorker(engine, hub, metrics))
+    app[CONTEXT] = ctx
+    app[ENGINE] = engine
+
+    add_routes(app, [*prompt.ROUTES, *info.ROUTES, *files.ROUTES, *userdata.ROUTES,
+                     ("GET", "/ws", websocket)])
+    for method, path, handler in files.STATIC_ROUTES:
+        app.router.add_route(method, path, handler)
+    app.router.add_get("/metrics", info.get_metrics)
+    packs.mount_pack_routes(app, engine.host)
+    for extension in extensions:
+        extension(app)
+
+    app.cleanup_ctx.append(_lifecycle)
+    app.on_shutdown.append(_on_shutdown)
+    return app
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    ctx = app[CONTEXT]
+    ctx.worker.start()
+    yield
+    await _stop(ctx)
+
+
+async def _on_shutdown(app: web.Application) -> None:
+    """Runs before the server waits for open requests: stop the worker and close sockets so nothing lingers."""
+    await _stop(app[CONTEXT])
+
+
+async def _stop(ctx: ServerContext) -> None:
+    if not ctx.accepting:
+        return
+    ctx.accepting = False
+    await ctx.worker.stop(ctx.config.shutdown_grace_s)
+    await ctx.hub.close_all()

@@ -1,0 +1,52 @@
+"""Running an app until SIGTERM/SIGINT, then shutting down gracefully (what `partyflow serve` calls)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Sequence
+
+from aiohttp import web
+
+from partyflow.engine.engine import Engine
+from partyflow.server.app import Extension, create_app
+from partyflow.server.config import ServerConfig
+
+logger = logging.getLogger("partyflow.server")
+
+
+async def serve(engine: Engine, config: ServerConfig, *, extensions: Sequence[Extension] = (),
+                on_ready: Callable[[str], None] = lambda url: None) -> None:
+    """Listen until a stop signal; on SIGTERM the running prompt finishes (or is re-queued) before returning."""
+    app = create_app(engine, config, extensions=extensions)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2.0,
+                           access_log=logging.getLogger("partyflow.access"))
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        site = web.TCPSite(runner, config.host, config.port)
+        await site.start()
+        url = bound_url(runner, config)
+        logger.info("partyflow listening on %s", url)
+        on_ready(url)
+        await stop.wait()
+        logger.info("stopping: finishing the running prompt (up to %.0fs)", config.shutdown_grace_s)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await runner.cleanup()
+    logger.info("stopped")
+
+
+def bound_url(runner: web.AppRunner, config: ServerConfig) -> str:
+    """The URL clients use; with port 0 the port the OS picked."""
+    for address in runner.addresses:
+        if isinstance(address, tuple):
+            host = address[0]
+            host = f"[{host}]" if ":" in host else host
+            return f"http://{host}:{address[1]}"
+    return f"http://{config.host}:{config.port}"
