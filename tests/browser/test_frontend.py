@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import playwright.sync_api as playwright_api  # a dev dependency: the browser test never skips
 import pytest
 from tests.server_openai.live_server import LiveServer
 
@@ -21,8 +22,6 @@ from partyflow.server.app import create_app
 from partyflow.server.config import ServerConfig
 from partyflow.server.frontend import frontend_extension
 
-playwright_api = pytest.importorskip("playwright.sync_api")
-
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -30,7 +29,8 @@ ARTIFACTS = Path(__file__).parent / "artifacts"
 MESSAGE = "hello from partyflow"
 BOOT_TIMEOUT_MS = 90_000  # 2 shared cores: the 120 MB editor takes a while to parse on a cold start
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
+if not CHROMIUM.exists():
+    raise RuntimeError("Debian's chromium is required for the browser tests: apt-get install -y chromium")
 
 
 def workflow() -> dict[str, Any]:

@@ -62,7 +62,7 @@ def test_catalog_commands(home: Home, target: str) -> None:
     code, out = run(home, "nodes", "refresh", "--json")
     assert code == 0 and out == {"cm": {"ok": True, "error": None}}
     code, out = run(home, "nodes", "available", "impact", "--json")
-    assert code == 0 and [e["id"] for e in out] == ["comfyui-impact-pack"]
+    assert code == 0 and "comfyui-impact-pack" in [e["id"] for e in out] and len(out) < 5
     code, out = run(home, "nodes", "which", "SAMLoader", "Unknown", "--json")
     assert out == {"SAMLoader": "comfyui-impact-pack", "Unknown": None}
     code, out = run(home, "nodes", "install", "comfyui-impact-pak", "--json")
