@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import openai
+
 from _support import Goal, parse_args, ratio, report_goals, show_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support, when run as a script

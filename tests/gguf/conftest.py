@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import os
 
+import llama_cpp  # noqa: F401
 import pytest
-
-pytest.importorskip("llama_cpp", reason="the gguf extra (llama-cpp-python) is not installed")
-pytest.importorskip("gguf", reason="the gguf extra (gguf) is not installed")
-
 from tests.support.tiny_gguf import TinyGGUF, build_tiny_gguf  # noqa: E402 - needs the gguf package
 
+import gguf  # noqa: F401  the gguf extra is part of the test install: these tests never skip
 from partyflow.config import Home  # noqa: E402
 
 

@@ -81,10 +81,9 @@ def provider(gguf_home: Home, tiny_gguf: TinyGGUF, shared: ModelManager) -> Llam
 # --- the tiny GGUF itself --------------------------------------------------------------------------------------
 
 def test_the_converted_gguf_computes_the_transformers_models_logits(tiny_gguf: TinyGGUF) -> None:
-    torch = pytest.importorskip("torch")
+    import llama_cpp
+    import torch
     from transformers import LlamaForCausalLM
-
-    llama_cpp = pytest.importorskip("llama_cpp")
     llama = llama_cpp.Llama(model_path=str(tiny_gguf.gguf), n_ctx=64, logits_all=True, verbose=False)
     ids = llama.tokenize(b"The weather in Paris is sunny and warm.", add_bos=False)
     llama.eval(ids)

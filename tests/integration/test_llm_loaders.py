@@ -135,3 +135,23 @@ def test_gguf_loader_settings_reach_the_llamacpp_provider(engine: Engine, monkey
         provider = local.create_local(ModelHandle("gguf:tiny.gguf", None, spec))
     assert type(provider).__name__ == "LlamaCppProvider"
     assert provider.config.n_ctx == 1024 and provider.config.n_threads == 3
+
+
+def test_gguf_loader_chat_display_runs_a_tiny_gguf(tmp_path: Path) -> None:
+    pytest.importorskip("llama_cpp")
+    pytest.importorskip("gguf")
+    pytest.importorskip("partyflow.llm.providers.llamacpp")
+    from tests.support.tiny_gguf import build_tiny_gguf
+
+    home = tmp_path / "home"
+    build_tiny_gguf(home / "models" / "gguf" / "tiny.gguf", source=tmp_path / "source")
+    engine = Engine(home=home, load_custom_nodes=False)
+    try:
+        result = engine.run({"model": node("GGUFModelLoader", gguf_file="tiny.gguf", n_ctx=256, threads=1),
+                             "chat": chat("Hello, how are you?"), "show": node("DisplayText", text=["chat", 0])})
+    finally:
+        engine.close()
+    assert result.ok, result.error
+    usage = result.output("chat", 3)
+    assert usage["provider"] == "gguf:tiny.gguf" and usage["completion_tokens"] >= 1
+    assert result.outputs["show"] == {"text": [result.output("chat")]}

@@ -213,7 +213,7 @@ def test_create_builds_a_provider_from_configuration(server):
     assert server.requests[0].headers["authorization"] == "Bearer no-key"
 
 
-def test_create_explains_unknown_names_missing_keys_and_unavailable_types(server):
+def test_create_explains_unknown_names_and_missing_keys(server):
     config = ProvidersConfig.from_mapping({"providers": {
         "remote": {"type": "openai_compat", "base_url": server.url, "api_key_env": "NOT_SET_ANYWHERE"},
         "gguf": {"type": "llamacpp", "path": "m.gguf"},
@@ -222,8 +222,7 @@ def test_create_explains_unknown_names_missing_keys_and_unavailable_types(server
         create("nope", config)
     with pytest.raises(errors.ProviderConfigError, match=r"\$NOT_SET_ANYWHERE is not set"):
         create("remote", config, environ={})
-    with pytest.raises(errors.ProviderConfigError, match="'llamacpp' is not available"):
-        create("gguf", config)
+    assert create("gguf", config).path.name == "m.gguf"  # creating imports nothing heavy: errors come on first use
 
 
 def test_missing_model_is_a_config_error(make):

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from tests.server.live import LiveServer, run
 
 from partyflow.server import ServerConfig, ServerConfigError, create_app
 from partyflow.server.logs import JsonFormatter, RedactSecrets
-from tests.server.live import LiveServer, run
 
 TOKEN = "s3cret-token-value"
 
@@ -148,6 +148,14 @@ def test_origin_and_host_checks(server: LiveServer) -> None:
                 await http.ws_connect(server.ws_url("x"), headers=evil)
 
     run(scenario())
+
+
+def test_system_stats_hides_a_token_given_on_the_command_line() -> None:
+    from partyflow.server.routes.info import _safe_argv
+
+    argv = ["partyflow", "serve", "--token", TOKEN, f"--token={TOKEN}", "--port", "1"]
+    assert TOKEN not in " ".join(_safe_argv(argv, TOKEN))
+    assert _safe_argv(argv, TOKEN)[-2:] == ["--port", "1"]
 
 
 def test_logs_never_contain_the_token() -> None:

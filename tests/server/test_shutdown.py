@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import requests
+from tests.server.live import make_home
 
 from partyflow.engine.queue import PromptQueue
-from tests.server.live import make_home
 
 TOKEN = "shutdown-test-token"
 

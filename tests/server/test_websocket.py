@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 
 from comfy_api_simplified import ComfyApiWrapper
-
 from tests.server.live import LiveServer, finished, hello_prompt, receive_until, run
 
 

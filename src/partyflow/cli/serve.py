@@ -41,6 +41,8 @@ def serve(
     front_end_root: Annotated[Path | None, typer.Option("--front-end-root", help="serve this frontend build "
                                                          "(a folder with index.html) instead of the installed "
                                                          "comfyui-frontend-package")] = None,
+    trusted_host: Annotated[list[str] | None, typer.Option("--trusted-host", help="another Host name a loopback "
+                                                           "server answers (e.g. behind a local proxy)")] = None,
     home: HomeOption = None,
 ) -> None:
     """Serve ComfyUI's HTTP/WebSocket API (clients, node packs' routes and /metrics) until SIGTERM."""
@@ -59,7 +61,8 @@ def serve(
     try:
         config = ServerConfig(host=listen, port=port, token=token or None, insecure=insecure,
                               max_upload_bytes=int(max_upload_mb * 1024 * 1024), multi_user=multi_user,
-                              log_format=fmt, shutdown_grace_s=shutdown_grace).check()
+                              log_format=fmt, shutdown_grace_s=shutdown_grace,
+                              trusted_hosts=tuple(trusted_host or ())).check()
     except ServerConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_INVALID) from None

@@ -25,6 +25,7 @@ def run_install_script(pack_dir: Path, log_file: Path, *, home_root: Path, timeo
     with open(log_file, "ab") as log:
         log.write(f"--- {name}: {sys.executable} install.py\n".encode())
         log.flush()
+        start = log.tell()
         process = subprocess.Popen([sys.executable, "install.py"], cwd=pack_dir, env=env, stdout=log,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         try:
@@ -35,6 +36,8 @@ def run_install_script(pack_dir: Path, log_file: Path, *, home_root: Path, timeo
             raise ManagerError(f"{name}: install.py did not finish within {timeout:g} seconds", pack=name,
                                hint=f"its output is in {log_file}") from None
     if code != 0:
-        tail = log_file.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
+        with open(log_file, "rb") as log:
+            log.seek(start)
+            tail = log.read().decode("utf-8", "replace").strip().splitlines()[-3:]
         raise ManagerError(f"{name}: install.py failed with exit code {code}: {' | '.join(tail)}", pack=name,
                            hint=f"full output in {log_file}")

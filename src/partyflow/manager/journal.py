@@ -63,13 +63,15 @@ class Operation:
         self.op_id, self.workdir = paths.new_workdir()
         self.entry = JournalEntry(self.op_id, action, pack, str(self.workdir))
         self.file = paths.journal / f"{self.op_id}.json"
+        self.dependency_report: Any = None  # the live report (with its rollback), while the process lives
         self._write()
 
     def _write(self) -> None:
         atomic_write_json(self.file, asdict(self.entry))
 
-    def note_dependencies(self, data: dict[str, Any]) -> None:
-        """Remember what the dependency step installed, so a crash before commit can undo it."""
+    def note_dependencies(self, report: Any, data: dict[str, Any]) -> None:
+        """Remember what the dependency step installed, so a failure or a crash before commit can undo it."""
+        self.dependency_report = report
         self.entry.dependencies = data
         self._write()
 

@@ -226,7 +226,6 @@ class PackManager:
                                hint="use 'partyflow nodes update' or 'enable', or pass --name to install it "
                                     "under another name")
         operation = Operation(self.paths, "install", pack_name)
-        report: Any = None
         try:
             fetched = fetch(spec, operation.workdir, limits=self.limits, progress=self.progress)
             checkpoint("fetched")
@@ -241,7 +240,7 @@ class PackManager:
             checkpoint("verified")
             operation.commit([(fetched.path, target_path)], put={pack_name: record.to_dict()})
         except BaseException:
-            _abort(operation, report, self.home)
+            _abort(operation, self.home)
             raise
         return OperationResult("install", pack_name, True,
                                f"installed {pack_name} from {spec.describe()}"
@@ -271,7 +270,7 @@ class PackManager:
             self.progress(f"resolving dependencies of {pack.name}", None, None)
             report = _install_dependencies(pack, self.home, allow_conflicts)
             if report is not None:
-                operation.note_dependencies(_report_dict(report) or {})
+                operation.note_dependencies(report, _report_dict(report) or {})
                 checkpoint("dependencies")
         if script == "ran":
             self.progress(f"running {pack.name}/install.py", None, None)
@@ -312,7 +311,6 @@ class PackManager:
             return OperationResult("update", name, False, f"{name} is pinned at {old.ref_kind} {old.version}; "
                                    "pass NAME@VERSION to move it", old)
         operation = Operation(self.paths, "update", name)
-        report: Any = None
         try:
             fetched, spec = self._fetch_update(pack, old, version, operation.workdir)
             new_hash = tree_hash(fetched.path)
@@ -330,7 +328,7 @@ class PackManager:
             operation.commit([(pack.path, operation.workdir / "previous"), (fetched.path, pack.path)],
                              put={name: record.to_dict()})
         except BaseException:
-            _abort(operation, report, self.home)
+            _abort(operation, self.home)
             raise
         was = old.commit[:12] if old.commit else old.version or old.content_hash[:19]
         now = record.commit[:12] if record.commit else record.version or record.content_hash[:19]
@@ -502,9 +500,10 @@ def _dependency_rollback(home: Home) -> Callable[[dict[str, Any]], None] | None:
     return lambda data: module.rollback(data, home=home)
 
 
-def _abort(operation: Operation, report: Any, home: Home) -> None:
+def _abort(operation: Operation, home: Home) -> None:
     """Undo an uncommitted operation: dependency changes first (the report knows them), then the staging folder."""
-    if report is not None and callable(getattr(report, "rollback", None)):
+    report = operation.dependency_report
+    if operation.entry.phase == "prepare" and report is not None and callable(getattr(report, "rollback", None)):
         try:
             report.rollback()
         finally:

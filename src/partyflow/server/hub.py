@@ -8,6 +8,7 @@ without bound; ComfyUI clients reconnect and re-read the queue state. All method
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections import deque
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
 logger = logging.getLogger("partyflow.server.ws")
 
@@ -77,8 +78,15 @@ class ClientHub:
     def send_to(self, client: Client, message: dict[str, Any]) -> None:
         self._enqueue(client, json.dumps(message, default=str, ensure_ascii=False))
 
-    async def close_all(self) -> None:
+    async def close_all(self, timeout: float = 1.0) -> None:
+        """Say goodbye (close code 1001, going away) to every client, then drop whoever has not answered."""
         clients = list(self._clients.values())
+
+        async def goodbye(client: Client) -> None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.ws.close(code=WSCloseCode.GOING_AWAY), timeout)
+
+        await asyncio.gather(*(goodbye(c) for c in clients))
         for client in clients:
             self.detach(client)
         writers = [c.writer for c in clients if c.writer is not None]

@@ -97,14 +97,28 @@ def _frontend_version() -> str:
         return ""
 
 
+def _safe_argv(argv: list[str], token: str | None) -> list[str]:
+    """sys.argv without the API token (it may have been given as --token on the command line)."""
+    out, hide_next = [], False
+    for arg in argv:
+        if hide_next or (token and token in arg):
+            out.append("***" if hide_next or arg == token else arg.replace(token or "", "***"))
+            hide_next = False
+            continue
+        hide_next = arg == "--token"
+        out.append("--token=***" if arg.startswith("--token=") else arg)
+    return out
+
+
 async def get_system_stats(request: web.Request) -> web.Response:
     total, free = _memory()
+    argv = _safe_argv(sys.argv, context(request).config.token)
     return web.json_response({
         "system": {
             "os": os.name, "platform": platform.platform(), "python_version": sys.version,
             "comfyui_version": __version__, "partyflow_version": __version__,
             "required_frontend_version": _frontend_version(), "embedded_python": False,
-            "pytorch_version": "", "argv": sys.argv, "ram_total": total, "ram_free": free,
+            "pytorch_version": "", "argv": argv, "ram_total": total, "ram_free": free,
         },
         "devices": [{"name": "cpu", "type": "cpu", "index": None, "vram_total": total, "vram_free": free,
                      "torch_vram_total": 0, "torch_vram_free": 0}],

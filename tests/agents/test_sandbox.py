@@ -1,0 +1,67 @@
+"""The Python code tool in real child processes: output, limits and refusals."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from partyflow.tools.builtin import SandboxLimits, python_tool, run_python
+
+FAST = SandboxLimits(wall_seconds=5, cpu_seconds=1, memory_bytes=256 * 1024 * 1024)
+
+
+def run(code: str, **options: object) -> dict[str, object]:
+    return asyncio.run(run_python(code, limits=options.pop("limits", FAST), **options))  # type: ignore[arg-type]
+
+
+def test_runs_code_and_captures_output() -> None:
+    result = run("import math\nprint(math.factorial(5))\nimport sys\nprint('warn', file=sys.stderr)")
+    assert result["exit_code"] == 0 and result["stdout"] == "120\n" and "warn" in result["stderr"]
+    failed = run("raise ValueError('boom')")
+    assert failed["exit_code"] == 1 and "ValueError: boom" in failed["stderr"]
+
+
+def test_network_is_refused() -> None:
+    result = run("import socket\nsocket.create_connection(('127.0.0.1', 9), timeout=1)")
+    assert result["exit_code"] == 1 and "network access is not allowed" in result["stderr"]
+
+
+def test_writes_outside_the_work_folder_are_refused(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    target = tmp_path / "outside.txt"
+    result = run(f"open('inside.txt', 'w').write('ok')\nopen({str(target)!r}, 'w').write('bad')", workdir=work)
+    assert (work / "inside.txt").read_text() == "ok"
+    assert not target.exists() and "PermissionError" in result["stderr"]
+    removed = run(f"import os\nos.remove({str(work / 'inside.txt')!r})\nos.mkdir('/tmp-escape-x')", workdir=work)
+    assert "PermissionError" in removed["stderr"] and not Path("/tmp-escape-x").exists()
+
+
+def test_processes_and_native_code_are_refused() -> None:
+    assert "PermissionError" in run("import subprocess\nsubprocess.run(['true'])")["stderr"]
+    assert "PermissionError" in run("import os\nos.system('true')")["stderr"]
+    assert "PermissionError" in run("import ctypes\nctypes.CDLL(None)")["stderr"]
+
+
+def test_memory_limit() -> None:
+    result = run("x = bytearray(1024 * 1024 * 1024)")
+    assert result["exit_code"] == 1 and "MemoryError" in result["stderr"]
+
+
+def test_time_limit_stops_a_busy_loop() -> None:
+    result = run("while True:\n    pass", limits=SandboxLimits(wall_seconds=3, cpu_seconds=1))
+    assert result["timed_out"] is True and result["exit_code"] != 0
+
+
+def test_secrets_in_the_environment_do_not_reach_the_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    result = run("import os\nprint(sorted(os.environ))")
+    assert "OPENAI_API_KEY" not in result["stdout"]
+
+
+def test_the_tool_wraps_it(tmp_path: Path) -> None:
+    tool = python_tool(workdir=tmp_path, limits=FAST)
+    assert tool.name == "run_python" and "code" in tool.parameters["required"]
+    result = asyncio.run(tool.invoke({"code": "print(6 * 7)"}))
+    assert result["stdout"] == "42\n"
