@@ -298,3 +298,14 @@ def test_interrupt_cancels_a_suspended_async_node(semantics):
                         sinks=[interrupt_when_started])
     assert result.status == "interrupted"
     assert pack.AsyncWaitForever.CANCELLED == ["cancelled"]
+
+
+def test_cached_output_nodes_show_their_result_again(semantics):
+    engine, _ = semantics
+    engine.run(chain_prompt())
+    events: list[Event] = []
+    engine.run(chain_prompt(), sinks=[events.append])
+    replayed = [e for e in events if isinstance(e, Executed)]
+    assert [(e.node, e.output) for e in replayed] == [("4", {"value": [3]})]
+    kinds = [type(e) for e in events]
+    assert kinds.index(ExecutionCached) < kinds.index(Executed)

@@ -97,8 +97,21 @@ def test_killed_uninstall_and_disable(paused: Starter, home: Home, sources: Path
     PackManager(home).install(str(write_pack(sources / "gone", "1")))
     PackManager(home).install(str(write_pack(sources / "sleepy", "1")))
     kill_at(paused, api(home, "uninstall('gone')"), step)
+    PackManager(home).recover()
     kill_at(paused, api(home, "disable('sleepy')"), step)
     PackManager(home).recover()
     assert consistent(home, "gone") is None
     assert not (home.custom_nodes / "sleepy").exists() and (home.disabled_nodes / "sleepy").is_dir()
+    assert_settled(home)
+
+
+def test_killed_during_recovery(paused: Starter, home: Home, sources: Path) -> None:
+    """Recovery itself is interrupted (the next operation pauses while finishing the first); a later run ends it."""
+    src = write_pack(sources / "twice", "1")
+    PackManager(home).install(str(src))
+    write_pack(src, "2")
+    kill_at(paused, api(home, "update('twice')"), "moved-0")
+    kill_at(paused, api(home, "recover()"), "moved-1")
+    PackManager(home).recover()
+    assert consistent(home, "twice") == "2"
     assert_settled(home)

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from partyflow.agents.loop import Agent
 from partyflow.agents.record import AgentResult, Step, usage_json
-from partyflow.llm import ChatModel, ChatRequest, LLMError, ResponseFormat, SystemMessage, Usage, UserMessage
+from partyflow.llm import ChatModel, ChatRequest, LLMError, SystemMessage, Usage, UserMessage
 
 TableStop = Literal["max_turns", "stop_phrase", "moderator", "error"]
 DONE = "DONE"
@@ -110,19 +110,16 @@ class RoundTable:
 
     async def _moderate(self, topic: str, transcript: Sequence[Turn], default: Agent,
                         ) -> tuple[Agent | None, str, Usage]:
-        names = [m.name for m in self.members]
         roster = "\n".join(f"- {m.name}" + (f": {m.system_prompt[:200]}" if m.system_prompt else "")
                            for m in self.members)
         said = "\n\n".join(f"{t.speaker}: {t.text}" for t in transcript) or "(nobody has spoken yet)"
         system = (f"You moderate a discussion among:\n{roster}\nDecide who speaks next, or end the discussion "
                   f'when it has reached a conclusion. Answer with only JSON: {{"next": "<name>"}} or '
                   f'{{"next": "{DONE}"}}.' + (f"\n{self.moderator_prompt}" if self.moderator_prompt else ""))
-        schema = {"type": "object", "properties": {"next": {"type": "string", "enum": [*names, DONE]}},
-                  "required": ["next"]}
+        # Plain text plus a lenient reading rather than a response_format: see `router.classify` for why.
         request = ChatRequest(messages=(SystemMessage(content=system),
                                         UserMessage(content=f"Topic: {topic}\n\nTranscript:\n{said}")),
-                              model=self.moderator_model, temperature=0,
-                              response_format=ResponseFormat.from_schema(schema, name="next_speaker", strict=False))
+                              model=self.moderator_model, temperature=0)
         assert self.moderator is not None
         response = await self.moderator.achat(request)
         choice = _next_name(response.text)

@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from partyflow.llm import ChatModel, ChatRequest, ResponseFormat, SystemMessage, Usage, UserMessage
+from partyflow.llm import ChatModel, ChatRequest, SystemMessage, Usage, UserMessage
 
 
 @dataclass(frozen=True)
@@ -56,10 +56,9 @@ async def classify(model: ChatModel, text: str, categories: Sequence[Category], 
     system = ("Classify the user's message into exactly one of these categories:\n" + listing +
               '\nAnswer with only a JSON object: {"category": "<name>"}.' +
               (f"\n{instructions}" if instructions.strip() else ""))
-    schema = {"type": "object", "properties": {"category": {"type": "string", "enum": [c.name for c in categories]}},
-              "required": ["category"], "additionalProperties": False}
+    # No response_format: many servers lack JSON-schema mode, and providers refuse a non-JSON reply to one,
+    # while a lenient reading of a plain reply ("I think billing.") still routes correctly.
     request = ChatRequest(messages=(SystemMessage(content=system), UserMessage(content=text)), model=model_name,
-                          response_format=ResponseFormat.from_schema(schema, name="intent", strict=False),
                           temperature=0)
     response = await model.achat(request)
     index = match_category(response.text, categories)

@@ -192,6 +192,11 @@ class PromptExecution:
                 self._fail(target, exc)
             if self.bus:  # sent even when empty, as ComfyUI does
                 self._emit(ExecutionCached(self.prompt_id, nodes=list(self.cached)))
+            if self._node_events:  # cached results are shown again, as ComfyUI re-sends them
+                for node_id in self.cached:
+                    if node_id in self.ui:
+                        self._emit(Executed(self.prompt_id, node=node_id,
+                                            display_node=self.dyn.get_display_node_id(node_id), output=self.ui[node_id]))
             await self._drive()
         return self._finish()
 

@@ -12,6 +12,7 @@ wholly new.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -22,6 +23,8 @@ from partyflow.manager.provenance import RecordStore, atomic_write_json, fsync_d
 from partyflow.manager.staging import ManagerPaths, checkpoint, remove_path
 
 __all__ = ["JournalEntry", "Operation", "Recovered", "recover"]
+
+logger = logging.getLogger(__name__)
 
 DependencyRollback = Callable[[dict[str, Any]], None]
 
@@ -100,21 +103,34 @@ class Operation:
 
 
 def _roll_forward(paths: ManagerPaths, entry: JournalEntry) -> None:
-    for index, (source, destination) in enumerate(entry.moves):
-        src, dst = Path(source), Path(destination)
+    for index in range(_first_pending(entry.moves), len(entry.moves)):
+        src, dst = (Path(p) for p in entry.moves[index])
         if os.path.lexists(src):
             if os.path.lexists(dst):
-                remove_path(dst)  # only possible for a stale leftover: the plan put nothing there yet
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(src, dst)
-            fsync_dir(dst.parent)
-            if src.parent != dst.parent:
-                fsync_dir(src.parent)
+                # Impossible for our plans unless something else wrote there meanwhile: keep what is there
+                # rather than delete files we did not make; the staged copy is cleaned up with the workdir.
+                logger.warning("recovery: %s already exists; leaving it and not moving %s there", dst, src)
+            else:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(src, dst)
+                fsync_dir(dst.parent)
+                if src.parent != dst.parent:
+                    fsync_dir(src.parent)
         checkpoint(f"moved-{index}")
     if entry.put or entry.delete:
         RecordStore(paths.records).apply(entry.put, entry.delete)
     checkpoint("recorded")
     remove_path(Path(entry.workdir))
+
+
+def _first_pending(moves: list[tuple[str, str]]) -> int:
+    """Index of the first rename not yet done. A plan may move A away and then B into A's place, so "A exists"
+    alone cannot tell; the last move whose source is gone and whose destination exists marks the progress."""
+    for index in range(len(moves) - 1, -1, -1):
+        src, dst = moves[index]
+        if not os.path.lexists(src) and os.path.lexists(dst):
+            return index + 1
+    return 0
 
 
 def _roll_back(entry: JournalEntry, rollback_dependencies: DependencyRollback | None) -> None:

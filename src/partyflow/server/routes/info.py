@@ -147,6 +147,10 @@ async def get_jobs(request: web.Request) -> web.Response:
                                                          "has_more": False}})
 
 
+async def empty_list(request: web.Request) -> web.Response:
+    return web.json_response([])
+
+
 async def empty_object(request: web.Request) -> web.Response:
     return web.json_response({})
 
@@ -174,5 +178,5 @@ ROUTES: list[Route] = [
     ("GET", "/jobs", get_jobs),
     ("GET", "/workflow_templates", empty_object),
     ("GET", "/global_subgraphs", empty_object),
-    ("GET", "/experiment/models", empty_object),
+    ("GET", "/experiment/models", empty_list),  # the frontend calls .filter() on it
 ]

@@ -14,15 +14,15 @@ WORKDIR = os.path.realpath(os.getcwd())
 MEMORY, CPU, FILE_SIZE = (int(v) for v in sys.argv[1:4])
 
 
-def _limit(kind, value):
+def _limit(kind, value, hard=None):
     try:
-        resource.setrlimit(kind, (value, value))
+        resource.setrlimit(kind, (value, value if hard is None else hard))
     except (ValueError, OSError):
         pass
 
 
 _limit(resource.RLIMIT_AS, MEMORY)
-_limit(resource.RLIMIT_CPU, CPU)
+_limit(resource.RLIMIT_CPU, CPU, CPU + 1)  # SIGXCPU at the soft limit, SIGKILL a second later
 _limit(resource.RLIMIT_FSIZE, FILE_SIZE)
 _limit(resource.RLIMIT_CORE, 0)
 _limit(resource.RLIMIT_NOFILE, 64)
