@@ -28,11 +28,12 @@ from _support import Goal, parse_args, ratio, report_goals, show_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.manager_catalog.helpers import make_pack, make_wheel  # noqa: E402
+
 from partyflow.config import Home  # noqa: E402
 from partyflow.manager import snapshots  # noqa: E402
 from partyflow.manager.dependencies import install_for_pack, installed_packages  # noqa: E402
 from partyflow.manager.packs import PackManager  # noqa: E402
-from tests.manager_catalog.helpers import make_pack, make_wheel  # noqa: E402
 
 GOAL = 3.0
 
@@ -85,14 +86,19 @@ def median_timed(prepare: Callable[[int], Any], action: Callable[[Any], Any], ch
     return statistics.median(samples)
 
 
-def bench_pack_install(tmp: Path, runs: int) -> tuple[float, float]:
+def bench_pack_install(tmp: Path, runs: int) -> tuple[float, float, float]:
+    """(ours with a cold uv cache, ours with a warm one, pip)."""
     wheelhouse = tmp / "wh10"
     names = build_wheelhouse(wheelhouse, 10)
     pack = make_pack(tmp / "packs", "tenpack", tuple(names))
 
-    def prepare_ours(n: int) -> Home:
-        os.environ["UV_CACHE_DIR"] = str(tmp / f"uvcache{n}")  # a cold uv cache every run
+    def prepare_cold(n: int) -> Home:
+        os.environ["UV_CACHE_DIR"] = str(tmp / f"uvcache{n}")  # an empty uv cache every run
         return home_for(tmp / f"home{n}", wheelhouse, fresh_venv(tmp / f"ours{n}"))
+
+    def prepare_warm(n: int) -> Home:
+        os.environ["UV_CACHE_DIR"] = str(tmp / "uvcache0")  # the wheelhouse was installed once before
+        return home_for(tmp / f"home{n + runs}", wheelhouse, fresh_venv(tmp / f"ours{n + runs}"))
 
     def ours(home: Home) -> dict[str, str]:
         install_for_pack(pack, home=home)
@@ -106,7 +112,7 @@ def bench_pack_install(tmp: Path, runs: int) -> tuple[float, float]:
     def check(installed: dict[str, str]) -> None:
         assert set(names) <= set(installed), installed
 
-    return (median_timed(prepare_ours, ours, check, runs),
+    return (median_timed(prepare_cold, ours, check, runs), median_timed(prepare_warm, ours, check, runs),
             median_timed(lambda n: fresh_venv(tmp / f"pip{n}"), pip, check, runs))
 
 
@@ -157,14 +163,17 @@ def main() -> int:
     args = parse_args(__doc__.splitlines()[0], runs=3)
     with tempfile.TemporaryDirectory(prefix="partyflow-bench-manager-") as name:
         tmp = Path(name)
-        ours_install, pip_install = bench_pack_install(tmp, args.runs)
+        cold_install, ours_install, pip_install = bench_pack_install(tmp, args.runs)
         ours_restore, pip_restore = bench_restore(tmp, args.runs)
     speed_install = ratio(pip_install, ours_install)
+    speed_cold = ratio(pip_install, cold_install)
     speed_restore = ratio(pip_restore, ours_restore)
     show_table("manager: dependency installs and snapshot restores (median seconds, same run)",
                ["task", "partyflow", "baseline", "speed-up"],
-               [["pack with 10 deps (wheelhouse)", f"{ours_install:.3f}", f"{pip_install:.3f} (pip -r)",
-                 f"{speed_install:.1f}x"],
+               [["pack with 10 deps (wheelhouse), warm uv cache", f"{ours_install:.3f}",
+                 f"{pip_install:.3f} (pip -r)", f"{speed_install:.1f}x"],
+                ["pack with 10 deps (wheelhouse), empty uv cache", f"{cold_install:.3f}",
+                 f"{pip_install:.3f} (pip -r)", f"{speed_cold:.1f}x"],
                 ["snapshot restore, 20 packs", f"{ours_restore:.3f}", f"{pip_restore:.3f} (copy + pip -r each)",
                  f"{speed_restore:.1f}x"]])
     return report_goals([

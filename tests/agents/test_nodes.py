@@ -22,8 +22,8 @@ MODEL = node("APIModelLoader", provider="default", model="")
 
 def agent_prompt(**inputs: Any) -> dict[str, Any]:
     return {"model": MODEL, "tools": node("CalculatorTool"),
-            "agent": node("Agent", model=["model", 0], system_prompt="Be exact.", task="What is 6*7?",
-                          tools=["tools", 0], **inputs),
+            "agent": node("Agent", **{"model": ["model", 0], "system_prompt": "Be exact.", "task": "What is 6*7?",
+                                      "tools": ["tools", 0], **inputs}),
             "show": node("DisplayText", text=["agent", 0])}
 
 

@@ -247,3 +247,43 @@ def test_git_unknown_version_and_unreachable_remote(tmp_path: Path, git_remote: 
     other.mkdir()
     with pytest.raises(GitError, match="git clone failed"):
         fetch(SourceSpec("git", str(tmp_path / "nowhere.git")), other)
+
+
+def test_url_sources_over_loopback_http(tmp_path: Path) -> None:
+    import functools
+    import hashlib
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    served = tmp_path / "served"
+    served.mkdir()
+    archive = make_zip(served / "webpack-1.2.zip", {"webpack/__init__.py": INIT})
+    (served / "tool.py").write_text(INIT)
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            """No request log in the test output."""
+
+    handler = functools.partial(Quiet, directory=str(served))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+        spec = spec_from_text(f"{base}/webpack-1.2.zip@1.2")
+        assert spec == SourceSpec("url", f"{base}/webpack-1.2.zip", "1.2")
+        work = tmp_path / "w1"
+        work.mkdir()
+        fetched = fetch(SourceSpec("url", spec.location, "1.2", digest, "webpack"), work)
+        assert (fetched.path / "__init__.py").is_file() and fetched.archive_sha256 == digest
+        assert not (work / ".download").exists()
+        work2 = tmp_path / "w2"
+        work2.mkdir()
+        assert fetch(SourceSpec("url", f"{base}/tool.py"), work2).path == work2 / "tool.py"
+        work3 = tmp_path / "w3"
+        work3.mkdir()
+        with pytest.raises(SourceError, match="cannot download"):
+            fetch(SourceSpec("url", f"{base}/missing.zip"), work3)
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -145,6 +145,8 @@ class _Run:
             if agent._format is None:
                 return self.finish("error", str(exc))
             self.record(None, time.perf_counter() - started, note=f"reply was not JSON: {exc}")
+            if len(self.steps) >= self.limits.max_steps:
+                return self.finish("invalid_output", f"the final answer is not JSON: {exc}")
             self.messages.append(UserMessage(content=self.schema_reminder("your reply was not valid JSON")))
             return None
         except LLMError as exc:

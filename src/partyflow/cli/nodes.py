@@ -84,8 +84,10 @@ def info(
     engine.close()
     if entry is None:
         close = [n for n in known if class_type.lower() in n.lower()][:5]
+        close += _close_packs(ctx, home, class_type)
         hint = f" (did you mean: {', '.join(close)}?)" if close else ""
-        Console(stderr=True).print(f"[bold red]error:[/] no node class {class_type!r}{hint}", highlight=False)
+        Console(stderr=True).print(f"[bold red]error:[/] no node class {class_type!r} and no pack of that name{hint}",
+                                   highlight=False)
         raise typer.Exit(EXIT_INVALID)
     if as_json:
         print_json(entry)
@@ -261,6 +263,14 @@ def _show_pack(ctx: typer.Context, home: Path | None, name: str, as_json: bool) 
         if value:
             console.print(f"  {key:15} {escape(value)}", highlight=False)
     return True
+
+
+def _close_packs(ctx: typer.Context, home: Path | None, name: str) -> list[str]:
+    import difflib
+
+    with _manager(ctx, home, False, progress=False) as manager:
+        names = [p.name for p in manager.installed()]
+    return [f"pack {n}" for n in difflib.get_close_matches(name, names, n=3, cutoff=0.6)]
 
 
 def _version_text(pack: InstalledPack) -> str:

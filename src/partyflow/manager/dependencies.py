@@ -10,6 +10,7 @@ failed pack install can take it back.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import json
 import os
@@ -251,14 +252,32 @@ def protected_packages(home: Home) -> dict[str, SpecifierSet]:
 
 def installed_packages(python: str = sys.executable) -> dict[str, str]:
     """{canonical name: version} of the distributions in `python`'s environment (needs no pip there)."""
-    if python == sys.executable:
-        return _dists_here()
-    code = ("import importlib.metadata as m, json; print(json.dumps("
-            "{d.metadata['Name']: d.version for d in m.distributions() if d.metadata['Name']}))")
-    result = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=120, check=False)
-    if result.returncode != 0:
-        raise DependencyError(f"cannot list the packages of {python}: {result.stderr.strip()[-300:]}")
-    return {canonicalize_name(k): v for k, v in json.loads(result.stdout).items()}
+    return {canonicalize_name(d.metadata["Name"]): d.version for d in _distributions(python)}
+
+
+def already_satisfied(requirements: Sequence[str], python: str = sys.executable) -> bool:
+    """Whether the environment satisfies `requirements` and, transitively, their own requirements: then there
+    is nothing to resolve or install (the common case for a restore, or packs sharing dependencies)."""
+    info = _interpreter(python)
+    dists = {canonicalize_name(d.metadata["Name"]): d for d in _distributions(python)}
+    pending = [(Requirement(r), "") for r in requirements]
+    seen: set[tuple[str, str]] = set()
+    while pending:
+        req, extra = pending.pop()
+        if req.marker is not None and not req.marker.evaluate({**info["markers"], "extra": extra}):
+            continue
+        if req.url:
+            return False  # a direct reference: let the resolver decide
+        name = canonicalize_name(req.name)
+        dist = dists.get(name)
+        if dist is None or not _satisfies(dist.version, req.specifier):
+            return False
+        for wanted in ("", *sorted(req.extras)):
+            if (name, wanted) in seen:
+                continue
+            seen.add((name, wanted))
+            pending.extend((Requirement(r), wanted) for r in dist.requires or ())
+    return True
 
 
 def find_conflicts(plan: Mapping[str, str], installed: Mapping[str, str],
@@ -291,7 +310,7 @@ def install_requirements(requirements: Sequence[str], *, home: Home, pack: str =
     installer = Installer.for_home(home, python)
     report = DependencyReport(pack=pack, python=python, tool=installer.tool, requirements=list(requirements),
                               _installer=installer)
-    if not requirements:
+    if not requirements or (not reinstall and already_satisfied(requirements, python)):
         return report
     before = installed_packages(python)
     plan, offline = installer.plan(requirements, reinstall=reinstall)
@@ -382,13 +401,38 @@ def _parse_pip_report(stdout: str) -> dict[str, str]:
             for item in report.get("install", [])}
 
 
-def _dists_here() -> dict[str, str]:
-    found = {}
-    for dist in importlib.metadata.distributions():
+_INFO_SCRIPT = """
+import json, os, platform, sys
+impl = sys.implementation
+version = f"{impl.version.major}.{impl.version.minor}.{impl.version.micro}"
+print(json.dumps({"path": [p for p in sys.path if p], "markers": {
+    "implementation_name": impl.name, "implementation_version": version, "os_name": os.name,
+    "platform_machine": platform.machine(), "platform_release": platform.release(),
+    "platform_system": platform.system(), "platform_version": platform.version(),
+    "python_full_version": platform.python_version(), "python_version": ".".join(platform.python_version_tuple()[:2]),
+    "platform_python_implementation": platform.python_implementation(), "sys_platform": sys.platform}}))
+"""
+
+
+@functools.lru_cache(maxsize=32)
+def _interpreter(python: str) -> dict[str, Any]:
+    """sys.path and marker values of an interpreter: asked once (a fact about that binary), then read in-process."""
+    result = subprocess.run([python, "-c", _INFO_SCRIPT], capture_output=True, text=True, timeout=120, check=False)
+    if result.returncode != 0:
+        raise DependencyError(f"cannot inspect the interpreter {python}: {result.stderr.strip()[-300:]}")
+    return json.loads(result.stdout)
+
+
+def _distributions(python: str) -> list[importlib.metadata.Distribution]:
+    """The target environment's distributions, read from its sys.path here (no subprocess after the first)."""
+    path = None if python == sys.executable else _interpreter(python)["path"]
+    dists = importlib.metadata.distributions() if path is None else importlib.metadata.distributions(path=path)
+    found: dict[str, importlib.metadata.Distribution] = {}
+    for dist in dists:
         name = dist.metadata["Name"]
-        if name:
-            found[canonicalize_name(name)] = dist.version
-    return found
+        if name and canonicalize_name(name) not in found:  # the first on sys.path wins, as at import time
+            found[canonicalize_name(name)] = dist
+    return list(found.values())
 
 
 def _satisfies(version: str, spec: SpecifierSet) -> bool:

@@ -157,7 +157,8 @@ def recover(paths: ManagerPaths, rollback_dependencies: DependencyRollback | Non
                 outcome = "rolled back"
             file.unlink(missing_ok=True)
             done.append(Recovered(entry.op_id, entry.action, entry.pack, outcome))
-        for stray in paths.journal.glob(".*.json.*"):  # temp files of an interrupted atomic write
+    for folder in (paths.journal, paths.root):  # temp files of an interrupted atomic write
+        for stray in folder.glob(".*.json.*") if folder.is_dir() else ():
             stray.unlink(missing_ok=True)
     staging = paths.staging
     if staging.is_dir():

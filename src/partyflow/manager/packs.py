@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from partyflow.config import Home, resolve_home
+from partyflow.config import ConfigError, Home, resolve_home
 from partyflow.manager import gitsource
 from partyflow.manager.archives import ArchiveLimits
 from partyflow.manager.audit import AuditLog
@@ -181,6 +181,9 @@ class PackManager:
                 audit.record(action, result="refused" if exc.user_error else "failed", pack=exc.pack or label,
                              error=str(exc), actor=self.actor)
                 raise
+            except ConfigError as exc:
+                audit.record(action, result="refused", pack=label, error=str(exc), actor=self.actor)
+                raise ManagerError(str(exc), pack=label, user_error=True) from exc
             except Exception as exc:
                 audit.record(action, result="failed", pack=label, error=f"{type(exc).__name__}: {exc}",
                              actor=self.actor)

@@ -223,7 +223,10 @@ def fetch(spec: SourceSpec, workdir: Path, *, limits: ArchiveLimits = ArchiveLim
             dest = workdir / f"{name}.py"
             os.replace(download, dest)
             return FetchedPack(dest, name, spec, archive_sha256=digest)
-        return _unpack(spec, download, workdir, name, limits, progress)
+        try:
+            return _unpack(spec, download, workdir, name, limits, progress)
+        finally:
+            download.unlink(missing_ok=True)
     archive = Path(spec.location)
     if not archive.is_file():
         raise SourceError(f"no such archive: {archive}", user_error=True)
