@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from _support import Goal, parse_args, ratio, report_goals, show_table
+from _support import Goal, console, parse_args, ratio, report_goals, show_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -32,7 +32,14 @@ import openai  # noqa: E402
 from tests.support.openai_server import OpenAIServer, Reply, chat_completion  # noqa: E402
 
 from partyflow.agents import Agent, AgentLimits  # noqa: E402
-from partyflow.llm import ProviderConfig  # noqa: E402
+from partyflow.llm import (  # noqa: E402
+    AssistantMessage,
+    ChatRequest,
+    ChatResponse,
+    ProviderConfig,
+    ToolCall,
+    Usage,
+)
 from partyflow.llm.providers import create  # noqa: E402
 from partyflow.tools import function_tool  # noqa: E402
 
@@ -105,6 +112,40 @@ def make_langgraph(url: str) -> Callable[[], Awaitable[Any]]:
     return run
 
 
+class InProcessModel:
+    """The same 10-step script without HTTP: isolates the loop's own cost from the provider's wire handling."""
+
+    name = "in-process"
+    default_model = "tiny-chat"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def achat(self, request: ChatRequest) -> ChatResponse:
+        self.calls += 1
+        step = self.calls % STEPS
+        message = (AssistantMessage(tool_calls=(ToolCall(id=f"call_{step}", name="tick", arguments=json.dumps(
+            {"n": step})),)) if step else AssistantMessage(content="done"))
+        return ChatResponse(message=message, model="tiny-chat", provider=self.name, usage=Usage(prompt_tokens=7))
+
+
+async def loop_alone(runs: int) -> float:
+    """Seconds per step of the partyflow loop with an in-process model (median over `runs` batches of 20 runs)."""
+    async def tick(n: int) -> int:
+        """Tick."""
+        return n
+
+    agent = Agent(InProcessModel(), tools=[function_tool(tick)],  # type: ignore[arg-type]
+                  limits=AgentLimits(max_steps=STEPS + 1, max_repeats=99))
+    samples = []
+    for _ in range(runs + 1):
+        started = time.perf_counter()
+        for _ in range(20):
+            await agent.run(TASK)
+        samples.append((time.perf_counter() - started) / (20 * STEPS))
+    return statistics.median(samples[1:])
+
+
 async def timed(server: OpenAIServer, action: Callable[[], Awaitable[Any]]) -> float:
     script(server)
     gc.collect()
@@ -169,6 +210,7 @@ def main() -> int:
     with OpenAIServer() as server:
         medians = asyncio.run(overhead(server, args.runs))
         waits = asyncio.run(parallel(server))
+    alone = asyncio.run(loop_alone(args.runs))
     raw = medians["raw"]
     per_step = {name: (medians[name] - raw) / STEPS for name in ("partyflow", "langgraph")}
     show_table(
@@ -176,6 +218,8 @@ def main() -> int:
         ["stack", "run (ms)", "raw model calls (ms)", "overhead / step (ms)", "overhead vs partyflow"],
         [[name, f"{medians[name] * 1e3:.1f}", f"{raw * 1e3:.1f}", f"{per_step[name] * 1e3:.3f}",
           f"{ratio(per_step[name], per_step['partyflow']):.1f}x"] for name in ("partyflow", "langgraph")])
+    console.print(f"partyflow loop alone (in-process model, no HTTP): {alone * 1e6:.0f} us/step; the rest of "
+                  "partyflow's overhead is the provider's request/response conversion (partyflow.llm).")
     show_table(f"Parallel tool calls: {PARALLEL} tools x {WAIT * 1e3:.0f} ms in one step",
                ["tools", "tool phase (ms)", "/ one wait", "whole run incl. 2 model calls (ms)",
                 "sequential bound (ms)"],

@@ -54,9 +54,13 @@ def test_agent_node_remembers_sessions(engine: Engine, server: OpenAIServer, hom
     assert run(engine, second).ok
     roles = [(m["role"], m.get("content")) for m in sent_messages(server)]
     assert roles[1:] == [("user", "I am Ada."), ("assistant", "Nice to meet you, Ada."), ("user", "Who am I?")]
+    server.script(text("Still Ada."))
+    again = run(engine, agent_prompt(session_id="s-1", task="Who am I?"))
+    assert again.output("agent") == "Still Ada."  # not a cached answer: the session has grown since
+    assert len(sent_messages(server)) == 6
     load = {"load": node("LoadMemory", session_id="s-1"), "show": node("DisplayValue", value=["load", 2])}
     loaded = run(engine, load)
-    assert loaded.output("load", 2)["messages"] == 4
+    assert loaded.output("load", 2)["messages"] == 6
     cleared = run(engine, {"clear": node("ClearMemory", session_id="s-1")})
     assert cleared.output("clear") is True
     assert (home / "state.sqlite").exists()

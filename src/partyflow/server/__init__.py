@@ -1,9 +1,26 @@
-"""The ComfyUI-compatible HTTP/WebSocket server: `create_app(engine, ServerConfig(...))`."""
+"""The ComfyUI-compatible HTTP/WebSocket server: `create_app(engine, ServerConfig(...))`.
+
+Names are imported on first use, so the CLI can read the server's settings without importing aiohttp.
+"""
 
 from __future__ import annotations
 
-from partyflow.server.app import create_app
-from partyflow.server.config import ServerConfig, ServerConfigError
-from partyflow.server.context import CONTEXT, ENGINE, ServerContext
+import importlib
+from typing import Any
 
-__all__ = ["CONTEXT", "ENGINE", "ServerConfig", "ServerConfigError", "ServerContext", "create_app"]
+_EXPORTS = {
+    "create_app": "partyflow.server.app",
+    "ServerConfig": "partyflow.server.config",
+    "ServerConfigError": "partyflow.server.config",
+    "CONTEXT": "partyflow.server.context",
+    "ENGINE": "partyflow.server.context",
+    "ServerContext": "partyflow.server.context",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'partyflow.server' has no attribute {name!r}")

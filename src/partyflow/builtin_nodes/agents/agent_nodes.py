@@ -90,6 +90,12 @@ class AgentNode:
             "hidden": {"unique_id": "UNIQUE_ID"},
         }
 
+    @classmethod
+    def IS_CHANGED(cls, session_id="", **_):
+        """With memory the answer depends on the stored session, not only the inputs: never reuse a cached run.
+        A linked session id may not be known yet here, so anything but an empty widget counts as memory."""
+        return "" if session_id == "" else float("nan")
+
     async def run(self, model, system_prompt, task, tools=None, session_id="", memory_window=20, history=None,
                   output_schema="", max_steps=10, max_tokens=0, max_cost=0.0, timeout=0.0, tool_timeout=60.0,
                   temperature=-1.0, fail_on_error=True, unique_id=None):
