@@ -40,10 +40,20 @@ def list_nodes(
     category: Annotated[str | None, typer.Option(help="only this category (and its subcategories)")] = None,
     installed: Annotated[bool, typer.Option("--installed", help="list installed packs instead of classes")] = False,
     disabled: Annotated[bool, typer.Option("--disabled", help="list disabled packs only")] = False,
+    available: Annotated[bool, typer.Option("--available", help="list packs the catalogs offer")] = False,
+    outdated: Annotated[bool, typer.Option("--outdated", help="list installed packs with a newer version")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     home: HomeOption = None,
 ) -> None:
-    """List node classes by category (and any pack that failed to load), or packs with --installed/--disabled."""
+    """List node classes by category (and any pack that failed to load), or packs with a pack flag."""
+    if available or outdated:
+        from partyflow.cli import nodes_catalog
+
+        if available:
+            nodes_catalog.available(ctx, None, refresh=False, as_json=as_json, home=home)
+        else:
+            nodes_catalog.outdated(ctx, git=False, as_json=as_json, home=home)
+        return
     if installed or disabled:
         _list_packs(ctx, home, disabled_only=disabled, as_json=as_json)
         return
