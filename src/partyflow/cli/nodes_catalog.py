@@ -68,7 +68,7 @@ def available(
         return
     if not entries:
         Console(stderr=True).print("no packs available: add channels under [manager] in config.toml and run "
-                                   "'partyflow nodes refresh'")
+                                   "'partyflow nodes refresh'", markup=False)
         return
     table = Table("id", "title", "version", "type", "channel")
     for e in entries:
