@@ -191,7 +191,7 @@ def _report_refresh(results: dict[str, str | None], as_json: bool) -> None:
         return
     err = Console(stderr=True)
     if not results:
-        err.print("no channels configured: add [manager] channels = [{name, url, priority}] to config.toml")
+        err.print("no channels configured: add [manager] channels = [{name, url, priority}] to config.toml", markup=False)
     for name, error in results.items():
         if error:
             err.print(f"[yellow]channel {escape(name)}: {escape(error)} (keeping the cached copy)[/]",
