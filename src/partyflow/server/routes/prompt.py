@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Mapping
@@ -59,8 +60,10 @@ async def post_prompt(request: web.Request) -> web.Response:
             return _refuse("prompt_no_outputs", "Prompt has no outputs")
         return web.json_response(result.to_json(), status=400)
     try:
-        item = ctx.engine.queue.put(result.prompt, prompt_id=prompt_id, extra_data=extra_data,
-                                    outputs_to_execute=runnable, front=front, number=number)
+        # the durable write waits for fsync: off the event loop, so WebSocket clients are not held up by it
+        item = await asyncio.to_thread(ctx.engine.queue.put, result.prompt, prompt_id=prompt_id,
+                                       extra_data=extra_data, outputs_to_execute=runnable, front=front,
+                                       number=number)
     except ValueError as exc:
         return _refuse("invalid_prompt", "Prompt refused", str(exc))
     except TypeError as exc:  # a value that JSON cannot store (NaN is fine; this is about exotic types)
