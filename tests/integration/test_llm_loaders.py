@@ -10,9 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-pytest.importorskip("transformers")
-
+import transformers  # noqa: F401  the local extra is part of the test install
 from tests.support.tiny_model import TinyModelSpec, build_tiny_model  # noqa: E402
 
 from partyflow import Engine  # noqa: E402
@@ -124,7 +122,6 @@ def test_gguf_loader_names_the_extra_when_llama_cpp_is_missing(engine: Engine,
 
 
 def test_gguf_loader_settings_reach_the_llamacpp_provider(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("partyflow.llm.providers.llamacpp")
     from partyflow.builtin_nodes.llm import local
     from partyflow.builtin_nodes.llm.sockets import LocalModelSpec, ModelHandle
 
@@ -138,9 +135,6 @@ def test_gguf_loader_settings_reach_the_llamacpp_provider(engine: Engine, monkey
 
 
 def test_gguf_loader_chat_display_runs_a_tiny_gguf(tmp_path: Path) -> None:
-    pytest.importorskip("llama_cpp")
-    pytest.importorskip("gguf")
-    pytest.importorskip("partyflow.llm.providers.llamacpp")
     from tests.support.tiny_gguf import build_tiny_gguf
 
     home = tmp_path / "home"

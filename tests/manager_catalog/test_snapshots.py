@@ -82,7 +82,8 @@ def test_reads_comfyui_manager_snapshots(home: Home, tmp_path: Path) -> None:
     assert snap.packs["my_node"].single_file
     assert snap.python == {"numpy": "1.26.4", "torch": "2.3.0+cu121"}
     yaml_path = tmp_path / "cm.yaml"
-    yaml = pytest.importorskip("yaml")
+    import yaml
+
     yaml_path.write_text(yaml.safe_dump({"custom_nodes": cm}))
     assert snapshots.load(yaml_path).packs.keys() == snap.packs.keys()
     with pytest.raises(snapshots.SnapshotError):

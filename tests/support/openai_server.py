@@ -192,6 +192,7 @@ def _handler_for(server: OpenAIServer) -> type[BaseHTTPRequestHandler]:
 class _Handler(BaseHTTPRequestHandler):
     owner: OpenAIServer
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # small SSE chunks would otherwise wait for delayed ACKs (~40 ms)
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet: pytest shows failures, not access logs
         pass

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from partyflow import __version__
-from partyflow.cli import audit, models, nodes, nodes_catalog, serve, snapshot, workflows  # noqa: F401 (nodes_catalog: adds to `nodes`)
+from partyflow.cli import audit, mcp, models, nodes, nodes_catalog, serve, snapshot, workflows  # noqa: F401 (nodes_catalog: adds to `nodes`)
 from partyflow.cli.common import HomeOption
 
 app = typer.Typer(name="partyflow", help="Run LLM agent workflows as node graphs (ComfyUI-compatible).",
@@ -20,6 +20,7 @@ app.add_typer(audit.app, name="audit")
 app.add_typer(snapshot.app, name="snapshot")
 workflows.register(app)
 serve.register(app)
+mcp.register(app)
 
 
 def _version(value: bool) -> None:

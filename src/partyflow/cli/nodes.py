@@ -139,6 +139,8 @@ def install(
     name: Annotated[str | None, typer.Option(help="install under this folder name")] = None,
     allow_conflicts: AllowConflicts = False,
     skip_install_script: SkipScript = False,
+    isolate: Annotated[bool, typer.Option("--isolate", help="give the pack its own virtual environment and run its "
+                                                            "nodes in a worker process of it")] = False,
     yes: YesOption = False,
     as_json: JsonOption = False,
     home: HomeOption = None,
@@ -146,7 +148,7 @@ def install(
     """Install a node pack: fetch, check it imports, then activate it atomically."""
     with _manager(ctx, home, as_json) as manager:
         _report(manager.install(target, name=name, allow_conflicts=allow_conflicts,
-                                skip_install_script=skip_install_script), as_json)
+                                skip_install_script=skip_install_script, isolate=isolate), as_json)
 
 
 @app.command("uninstall")

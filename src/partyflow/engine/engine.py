@@ -35,6 +35,7 @@ from partyflow.engine.queue import PromptQueue, QueueItem
 from partyflow.graph.validate import PromptValidator, ValidationResult
 from partyflow.graph.workflow import apply_overrides, read_workflow_file, to_api_prompt
 from partyflow.nodes.host import HostContext, current_scope, host_context
+from partyflow.nodes.isolation.loading import IsolatedPacks
 from partyflow.nodes.loader import PackLoadResult, load_module_pack, load_packs
 from partyflow.nodes.registry import NodeRegistry
 
@@ -112,7 +113,9 @@ class Engine:
         results = [load_module_pack(f"partyflow.builtin_nodes.{name}", self.host, timeout=timeout) for name in builtin]
         directories = [self.home.custom_nodes] if custom else []
         directories += [Path(p).expanduser() for p in (*self.settings.extra_node_paths, *extra)]
-        return results + load_packs(directories, self.host, timeout=timeout)
+        # isolated packs (issue 6, item 8): packs marked isolated in provenance load through a worker process
+        self._isolated = IsolatedPacks(self.home, self.host, timeout=timeout)
+        return results + load_packs(directories, self.host, timeout=timeout, load_elsewhere=self._isolated.load)
 
     def object_info(self, class_type: str | None = None) -> dict[str, dict[str, Any]]:
         with host_context(self.host):
@@ -251,6 +254,9 @@ class Engine:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        isolated = getattr(self, "_isolated", None)  # isolated packs (issue 6, item 8): stop their workers
+        if isolated is not None:
+            isolated.close()
         if self._queue is not None:
             self._queue.close()
             self._queue = None

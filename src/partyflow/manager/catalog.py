@@ -8,6 +8,7 @@ channel is cached under the home so listing and installs from cached archives wo
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import json
@@ -257,7 +258,9 @@ def refresh(home: Home, *, timeout: float = FETCH_TIMEOUT) -> dict[str, str | No
         target = cache_dir(home) / channel.name
         try:
             data = fetch_bytes(_file_url(channel.url, CATALOG_FILE), timeout=timeout)
-            parse_catalog(_json(data, channel.name), channel=channel.name)
+            document = _json(data, channel.name)
+            parse_catalog(document, channel=channel.name)
+            _check_signatures(home, channel.name, document)
             _write_atomic(target / CATALOG_FILE, data)
             results[channel.name] = None
         except (OSError, CatalogError) as exc:
@@ -284,7 +287,9 @@ def load(home: Home, *, refresh_missing: bool = True) -> Catalog:
         if not (base / CATALOG_FILE).exists():
             continue
         data = _json((base / CATALOG_FILE).read_bytes(), channel.name)
-        entries.extend(parse_catalog(data, channel=channel.name, priority=channel.priority))
+        _check_signatures(home, channel.name, data)
+        entries.extend(_absolute_files(parse_catalog(data, channel=channel.name, priority=channel.priority),
+                                       data, channel.url))
         if (base / NODE_MAP_FILE).exists():
             node_data.update(_json((base / NODE_MAP_FILE).read_bytes(), channel.name))
     return Catalog(entries=tuple(entries), node_map=NodeMap.from_json(node_data))
@@ -365,6 +370,29 @@ def fetch_bytes(url: str, *, timeout: float = FETCH_TIMEOUT, limit: int = 512 * 
     if len(data) > limit:
         raise CatalogError(f"{url}: larger than {limit} bytes; refusing it")
     return data
+
+
+def _check_signatures(home: Home, channel: str, document: Any) -> None:
+    """Signed catalogs (signing.py): a signature present must verify against the home's keyring, and with
+    `[manager] require_signed_catalogs` (or a channel's `require_signature`) one must be present."""
+    from partyflow.manager.signing import SignatureError, check_channel
+
+    try:
+        check_channel(home, channel, document)
+    except SignatureError as exc:
+        raise CatalogError(f"channel {channel}: {exc.message}", hint=exc.hint, user_error=True) from exc
+
+
+def _absolute_files(entries: list[CatalogEntry], document: Any, channel_url: str) -> list[CatalogEntry]:
+    """Our format may list archives relative to the catalog (a mirror that moves between hosts keeps working);
+    they resolve against the channel's URL. ComfyUI-Manager's lists are left as they are."""
+    if not isinstance(document, Mapping) or document.get("format") != OUR_FORMAT:
+        return entries
+    base = _file_url(channel_url, CATALOG_FILE)
+    if "://" not in base:
+        base = Path(base).expanduser().absolute().as_uri()
+    return [dataclasses.replace(e, files=tuple(urllib.parse.urljoin(base, f) for f in e.files))
+            if e.install_type == "archive" else e for e in entries]
 
 
 def _file_url(channel_url: str, filename: str) -> str:

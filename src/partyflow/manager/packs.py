@@ -131,11 +131,14 @@ class PackManager:
     # --- operations ----------------------------------------------------------------------------------------
 
     def install(self, target: str | SourceSpec, *, name: str | None = None, allow_conflicts: bool = False,
-                skip_install_script: bool = False) -> OperationResult:
-        """Install from a path, archive, URL (each with an optional @VERSION) or a catalog name, or a SourceSpec."""
+                skip_install_script: bool = False, isolate: bool = False) -> OperationResult:
+        """Install from a path, archive, URL (each with an optional @VERSION) or a catalog name, or a SourceSpec.
+
+        `isolate`: give the pack its own virtual environment and run its nodes in a worker process of it.
+        """
         label = target.describe() if isinstance(target, SourceSpec) else target
         return self._run("install", name or label, lambda: self._install(target, name, allow_conflicts,
-                                                                        skip_install_script))
+                                                                        skip_install_script, isolate))
 
     def uninstall(self, name: str) -> OperationResult:
         """Remove a pack (enabled or disabled). Python packages it brought stay: others may share them."""
@@ -215,7 +218,7 @@ class PackManager:
     # --- install -------------------------------------------------------------------------------------------
 
     def _install(self, target: str | SourceSpec, name: str | None, allow_conflicts: bool,
-                 skip_install_script: bool) -> OperationResult:
+                 skip_install_script: bool, isolate: bool = False) -> OperationResult:
         spec, catalog_name = self._resolve_target(target, name)
         if not self.trusted:
             risk = Risk.MIDDLE if catalog_name else (Risk.HIGH_PLUS if spec.kind in ("git", "url") else Risk.HIGH)
@@ -229,20 +232,30 @@ class PackManager:
                                hint="use 'partyflow nodes update' or 'enable', or pass --name to install it "
                                     "under another name")
         operation = Operation(self.paths, "install", pack_name)
+        staged_env = None
         try:
             fetched = fetch(spec, operation.workdir, limits=self.limits, progress=self.progress)
             checkpoint("fetched")
-            report, node_types, script = self._prepare(fetched.path, operation, allow_conflicts, skip_install_script)
+            if isolate:  # isolated packs (issue 6, item 8)
+                staged_env, (report, node_types, script) = self._prepare_isolated(fetched.path, pack_name,
+                                                                                  skip_install_script)
+            else:
+                report, node_types, script = self._prepare(fetched.path, operation, allow_conflicts,
+                                                           skip_install_script)
             record = PackRecord(
                 name=pack_name, source=spec, content_hash=tree_hash(fetched.path), installed_at=_now(),
                 version=fetched.version,
                 commit=fetched.commit, ref_kind=fetched.ref_kind, archive_sha256=fetched.archive_sha256,
                 single_file=fetched.path.is_file(), install_script=script, catalog=catalog_name,
-                dependencies=_report_dict(report))
+                dependencies=_report_dict(report), isolated=isolate)
             target_path = self.paths.enabled_path(pack_name, record.single_file)
             checkpoint("verified")
             operation.commit([(fetched.path, target_path)], put={pack_name: record.to_dict()})
+            if staged_env is not None:
+                staged_env.activate()
         except BaseException:
+            if staged_env is not None:
+                staged_env.discard()
             _abort(operation, self.home)
             raise
         return OperationResult("install", pack_name, True,
@@ -283,6 +296,20 @@ class PackManager:
         verified = verify_pack(pack, self.home.root, timeout=self.verify_timeout)
         return report, verified.node_types, script
 
+    def _prepare_isolated(self, pack: Path, name: str, skip_install_script: bool) -> tuple[Any, tuple[Any, ...]]:
+        """Isolated packs (issue 6, item 8): a staged venv with the pack's requirements, the pack imported in it."""
+        from partyflow.manager.isolated_env import prepare_isolated
+
+        script = self._check_install_script(pack, skip_install_script)
+        if script == "ran":
+            raise ManagerError(f"{name} has an install.py; for an isolated pack it would run with partyflow's own "
+                               "Python and change partyflow's environment", pack=name, user_error=True,
+                               hint="pass --skip-install-script (its requirements.txt is still installed into the "
+                                    "pack's own environment)")
+        self.progress(f"creating the environment of {name} and installing its requirements", None, None)
+        staged = prepare_isolated(pack, name, self.home, timeout=self.verify_timeout)
+        return staged, (staged.report, staged.node_types, script)
+
     def _check_install_script(self, pack: Path, skip: bool) -> str | None:
         if not (pack.is_dir() and (pack / "install.py").is_file()):
             return None
@@ -314,6 +341,7 @@ class PackManager:
             return OperationResult("update", name, False, f"{name} is pinned at {old.ref_kind} {old.version}; "
                                    "pass NAME@VERSION to move it", old)
         operation = Operation(self.paths, "update", name)
+        staged_env = None
         try:
             fetched, spec = self._fetch_update(pack, old, version, operation.workdir)
             new_hash = tree_hash(fetched.path)
@@ -321,7 +349,12 @@ class PackManager:
                 operation.abort()
                 return OperationResult("update", name, False, f"{name} is up to date", old)
             checkpoint("fetched")
-            report, node_types, script = self._prepare(fetched.path, operation, allow_conflicts, skip_install_script)
+            if old.isolated:  # isolated packs (issue 6, item 8)
+                staged_env, (report, node_types, script) = self._prepare_isolated(fetched.path, name,
+                                                                                  skip_install_script)
+            else:
+                report, node_types, script = self._prepare(fetched.path, operation, allow_conflicts,
+                                                           skip_install_script)
             record = dataclasses.replace(
                 old, source=spec, content_hash=new_hash, updated_at=_now(),
                 version=fetched.version,
@@ -330,7 +363,11 @@ class PackManager:
             checkpoint("verified")
             operation.commit([(pack.path, operation.workdir / "previous"), (fetched.path, pack.path)],
                              put={name: record.to_dict()})
+            if staged_env is not None:
+                staged_env.activate()
         except BaseException:
+            if staged_env is not None:
+                staged_env.discard()
             _abort(operation, self.home)
             raise
         was = old.commit[:12] if old.commit else old.version or old.content_hash[:19]
@@ -370,6 +407,10 @@ class PackManager:
         except BaseException:
             operation.abort()
             raise
+        if pack.record is not None and pack.record.isolated:  # isolated packs (issue 6, item 8): drop its venv
+            from partyflow.manager.isolated_env import remove_isolated
+
+            remove_isolated(self.home, name)
         return OperationResult("uninstall", name, True, f"uninstalled {name}", pack.record)
 
     def _set_enabled(self, name: str, enabled: bool) -> OperationResult:

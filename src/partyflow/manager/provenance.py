@@ -46,6 +46,7 @@ class PackRecord:
     install_script: str | None = None     # None | "ran" | "skipped"
     catalog: str | None = None            # the catalog name it was installed by, so update asks the catalog again
     dependencies: dict[str, Any] | None = field(default=None)
+    isolated: bool = False                # runs in its own venv (<home>/venvs/<name>) through a worker process
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

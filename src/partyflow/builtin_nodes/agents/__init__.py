@@ -4,9 +4,9 @@ Written only against ComfyUI's node interface and the `partyflow.agents`, `party
 `partyflow.llm` libraries. Models come in on LLM_MODEL links from the LLM pack's loader (a provider name, no key).
 """
 
-from . import agent_nodes, memory_nodes, party_nodes, tool_nodes
+from . import agent_nodes, mcp_nodes, memory_nodes, party_nodes, tool_nodes
 
-_MODULES = (agent_nodes, tool_nodes, memory_nodes, party_nodes)
+_MODULES = (agent_nodes, tool_nodes, memory_nodes, party_nodes, mcp_nodes)
 
 NODE_CLASS_MAPPINGS = {name: cls for module in _MODULES for name, cls in module.NODE_CLASS_MAPPINGS.items()}
 NODE_DISPLAY_NAME_MAPPINGS = {name: title for module in _MODULES

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import folder_paths
+from server import PromptServer
 
 from partyflow.config import Home
 from partyflow.llm import ChatModel, ProvidersConfig
 from partyflow.llm.providers import create
 from partyflow.tools import Tool
-from server import PromptServer
 
 CATEGORY = "partyflow/agents"
 LLM_MODEL = "LLM_MODEL"

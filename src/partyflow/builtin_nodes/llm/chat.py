@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from pydantic import ValidationError
+from server import PromptServer
 
 from partyflow.llm import (
     ChatRequest,
@@ -22,7 +23,6 @@ from partyflow.llm import (
     dump_messages,
     load_messages,
 )
-from server import PromptServer
 
 from .access import open_provider
 from .sockets import JSON, LLM_HISTORY, LLM_MODEL, TOOL

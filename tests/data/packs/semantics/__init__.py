@@ -9,7 +9,6 @@ import comfy.model_management as model_management
 import comfy.utils
 from comfy_execution.graph import ExecutionBlocker
 from comfy_execution.graph_utils import GraphBuilder
-
 from server import PromptServer
 
 CALLS: list[str] = []        # every execution, by class name: tests read it to count runs

@@ -5,7 +5,6 @@ import os
 import threading
 
 import comfy.model_management
-
 from server import PromptServer
 
 WEB_DIRECTORY = "./web"

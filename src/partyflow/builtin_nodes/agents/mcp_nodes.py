@@ -1,0 +1,140 @@
+"""MCP nodes: the tools of an MCP server for Agent nodes, a resource as text, a prompt as messages.
+
+The server is a name configured in config.toml (`[mcp.servers.NAME]`, where secrets are named, never written), a
+URL (streamable HTTP) or a command line (stdio). The tools this pack outputs hold only that configuration and open
+a connection for each call, so they survive caching and run wherever the agent runs (see partyflow.tools.mcp).
+The SDK is imported when a node runs, not when the pack loads: it takes half a second, which every engine start
+(including each workflow-tool run) would otherwise pay.
+"""
+
+from __future__ import annotations
+
+import json
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from .common import CATEGORY, LLM_HISTORY, TOOL, chain, current_home
+
+MCP_CATEGORY = f"{CATEGORY}/mcp"
+_SERVER_TIP = ("A server name from config.toml ([mcp.servers.NAME]), a URL (streamable HTTP) or a command line "
+               "(stdio, e.g. 'uvx mcp-server-fetch').")
+
+
+if TYPE_CHECKING:
+    from partyflow.tools.mcp import MCPServerConfig
+
+
+def mcp_library() -> ModuleType:
+    """`partyflow.tools.mcp`, or an error that says how to install the SDK."""
+    try:
+        import partyflow.tools.mcp as library
+    except ModuleNotFoundError as exc:
+        if exc.name != "mcp" and not (exc.name or "").startswith("mcp."):
+            raise
+        raise RuntimeError("the MCP nodes need the 'mcp' package: pip install 'partyflow[mcp]'") from None
+    return library
+
+
+def server_input() -> dict[str, Any]:
+    return {"server": ("STRING", {"default": "", "tooltip": _SERVER_TIP})}
+
+
+def timeout_input() -> dict[str, Any]:
+    return {"timeout": ("FLOAT", {"default": 60.0, "min": 1.0, "max": 86_400.0,
+                                  "tooltip": "Seconds each request to an inline server may take (a configured "
+                                             "server uses its own 'timeout')."})}
+
+
+def resolve_server(server: str, timeout: float = 60.0) -> MCPServerConfig:
+    """A configured server by name, else the text as a URL or command line."""
+    library, text = mcp_library(), server.strip()
+    if text and " " not in text and "/" not in text and ":" not in text:
+        # a bare word is a configured name; one that is not configured is far more likely misspelt than a
+        # command to start, so it gets the error listing the configured servers
+        return library.configured_server(current_home(), text)
+    return library.inline_server(text, timeout=timeout)
+
+
+class MCPTools:
+    DESCRIPTION = ("Offer the tools of an MCP server to Agent nodes. Each tool call connects to the server; the "
+                   "list of tools is read when this node runs.")
+    CATEGORY = MCP_CATEGORY
+    RETURN_TYPES = (TOOL,)
+    RETURN_NAMES = ("tools",)
+    FUNCTION = "make"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": server_input(),
+            "optional": {
+                "only": ("STRING", {"default": "", "tooltip": "Offer only these tools (comma-separated names as "
+                                                              "the server calls them); empty: all."}),
+                "prefix": ("STRING", {"default": "", "tooltip": "Put before each tool name, to tell apart tools "
+                                                                "of several servers (e.g. 'docs_')."}),
+                **timeout_input(),
+                "tools": (TOOL, {"tooltip": "More tools to offer alongside these."}),
+            },
+        }
+
+    async def make(self, server, only="", prefix="", timeout=60.0, tools=None):
+        config = resolve_server(server, timeout)
+        names = [name for name in only.split(",") if name.strip()] or None
+        return (chain(tools, await mcp_library().load_tools(config, prefix=prefix.strip(), only=names)),)
+
+
+class MCPResource:
+    DESCRIPTION = "Read a resource of an MCP server (by URI) as text."
+    CATEGORY = MCP_CATEGORY
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("text",)
+    FUNCTION = "read"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {**server_input(), "uri": ("STRING", {"default": "", "tooltip": "The resource's URI, "
+                                                                  "as `partyflow mcp list NAME` shows it."})},
+                "optional": timeout_input()}
+
+    async def read(self, server, uri, timeout=60.0):
+        if not uri.strip():
+            raise ValueError("give the URI of the resource to read")
+        async with mcp_library().connect(resolve_server(server, timeout)) as connection:
+            return (await connection.read_resource(uri.strip()),)
+
+
+class MCPPrompt:
+    DESCRIPTION = ("Get a prompt of an MCP server, filled with arguments: its text, and its messages as a history "
+                   "for Chat or Agent nodes.")
+    CATEGORY = MCP_CATEGORY
+    RETURN_TYPES = ("STRING", LLM_HISTORY)
+    RETURN_NAMES = ("text", "messages")
+    FUNCTION = "get"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {**server_input(), "name": ("STRING", {"default": ""}),
+                             "arguments": ("STRING", {"default": "{}", "multiline": True,
+                                                      "tooltip": "A JSON object of the prompt's arguments."})},
+                "optional": timeout_input()}
+
+    async def get(self, server, name, arguments="{}", timeout=60.0):
+        values = _string_object(arguments)
+        async with mcp_library().connect(resolve_server(server, timeout)) as connection:
+            prompt = await connection.get_prompt(name.strip(), values)
+        return (prompt.text, prompt.messages)
+
+
+def _string_object(text: str) -> dict[str, str]:
+    """Prompt arguments are strings in MCP: numbers and booleans given as JSON are sent as their JSON text."""
+    try:
+        value = json.loads(text or "{}")
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"the prompt arguments are not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise ValueError("the prompt arguments must be a JSON object")
+    return {key: item if isinstance(item, str) else json.dumps(item) for key, item in value.items()}
+
+
+NODE_CLASS_MAPPINGS = {"MCPTools": MCPTools, "MCPResource": MCPResource, "MCPPrompt": MCPPrompt}
+NODE_DISPLAY_NAME_MAPPINGS = {"MCPTools": "MCP Tools", "MCPResource": "MCP Resource", "MCPPrompt": "MCP Prompt"}

@@ -1,0 +1,453 @@
+"""One pass over a Python module that records the facts every rule needs: each call with its resolved name, the
+labels of the data it receives, the scope it runs in and whether that code runs at import time.
+
+Why a shared pass: the rules ask flow questions ("does decoded data reach exec?", "is a credential read followed
+by a network call?"). A small forward data-flow (labels follow assignments, calls and f-strings inside a scope,
+module-level names are visible to functions) answers them once, so each rule stays a few lines of policy. It is
+deliberately approximate: it never runs code, it over-approximates through calls, and it does not follow data across
+modules.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from partyflow.security.scanner import indicators as ind
+
+__all__ = ["CallFact", "ModuleFacts", "Scope", "analyse", "fold_string", "is_install_script"]
+
+Labels = frozenset[str]
+_EMPTY: Labels = frozenset()
+
+DECODERS = frozenset({
+    "base64.b64decode", "base64.b32decode", "base64.b16decode", "base64.b85decode", "base64.a85decode",
+    "base64.decodebytes", "base64.urlsafe_b64decode", "base64.standard_b64decode", "base64.decodestring",
+    "binascii.a2b_base64", "binascii.unhexlify", "binascii.a2b_hex", "bytes.fromhex", "bytearray.fromhex",
+    "codecs.decode", "zlib.decompress", "gzip.decompress", "bz2.decompress", "lzma.decompress", "marshal.loads",
+    "chr", "zlib.decompressobj",
+})
+NETWORK_FETCH = frozenset({
+    "urllib.request.urlopen", "urllib.request.urlretrieve", "urllib.urlopen", "urllib.urlretrieve", "urllib2.urlopen",
+    "requests.get", "requests.post", "requests.put", "requests.patch", "requests.delete", "requests.head",
+    "requests.request", "requests.options", "httpx.get", "httpx.post", "httpx.put", "httpx.patch", "httpx.delete",
+    "httpx.request", "httpx.stream", "httpx.head", "wget.download", "socket.create_connection",
+    "urllib3.request", "aiohttp.request", "websocket.create_connection", "websockets.connect",
+    "smtplib.SMTP.sendmail", "paramiko.SSHClient",
+})
+HTTP_CLIENTS = frozenset({
+    "requests.Session", "requests.session", "httpx.Client", "httpx.AsyncClient", "aiohttp.ClientSession",
+    "urllib3.PoolManager", "http.client.HTTPConnection", "http.client.HTTPSConnection", "httplib.HTTPConnection",
+    "httplib.HTTPSConnection", "socket.socket", "ftplib.FTP", "ftplib.FTP_TLS", "smtplib.SMTP", "smtplib.SMTP_SSL",
+    "urllib.request.build_opener", "telnetlib.Telnet", "xmlrpc.client.ServerProxy",
+})
+CLIENT_METHODS = frozenset({
+    "get", "post", "put", "patch", "delete", "head", "options", "request", "send", "sendall", "sendto", "connect",
+    "connect_ex", "urlopen", "stream", "open", "storbinary", "storlines", "retrbinary", "sendmail", "send_message",
+    "getresponse", "fetch", "ws_connect",
+})
+ENV_GETTERS = frozenset({"os.getenv", "os.environ.get", "os.environ.setdefault", "os.environ.pop", "os.getenvb"})
+ENV_DUMPERS = frozenset({"os.environ.copy", "os.environ.items", "os.environ.keys", "os.environ.values"})
+HOME_CALLS = frozenset({"pathlib.Path.home", "os.path.expanduser", "pathlib.Path.expanduser", "Path.home"})
+SITE_CALLS = frozenset({"site.getsitepackages", "site.getusersitepackages", "sysconfig.get_paths",
+                        "sysconfig.get_path", "distutils.sysconfig.get_python_lib"})
+TEMP_CALLS = frozenset({"tempfile.mkdtemp", "tempfile.gettempdir", "tempfile.mkstemp", "tempfile.NamedTemporaryFile",
+                        "tempfile.TemporaryDirectory"})
+_INSTALL_SCRIPTS = frozenset({"install.py", "setup.py", "prestartup_script.py"})
+
+
+def is_install_script(relpath: str) -> bool:
+    """install.py (ComfyUI-Manager runs it), setup.py and prestartup_script.py run as scripts, not imports."""
+    return relpath.replace("\\", "/").rsplit("/", 1)[-1].lower() in _INSTALL_SCRIPTS
+
+
+@dataclass
+class Scope:
+    """A function body (or the module body) and what it does with secrets."""
+
+    name: str
+    import_time: bool
+    secret_env_keys: dict[str, int] = field(default_factory=dict)    # name -> first line
+    cred_reads: list[tuple[int, str]] = field(default_factory=list)  # (line, literal) of credential paths
+    env_dumps: list[int] = field(default_factory=list)
+    calls: list[CallFact] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CallFact:
+    node: ast.Call
+    name: str                     # resolved dotted name; "?.method" when the receiver is unknown
+    scope: Scope
+    import_time: bool
+    args: tuple[Labels, ...]      # labels per positional argument
+    kwargs: dict[str, Labels]
+    receiver: Labels              # labels of `x` in `x.method(...)`
+    all_args: Labels              # every argument's labels together
+
+    @property
+    def line(self) -> int:
+        return self.node.lineno
+
+    @property
+    def method(self) -> str:
+        return self.name.rsplit(".", 1)[-1]
+
+    def arg(self, index: int, keyword: str | None = None) -> ast.expr | None:
+        if len(self.node.args) > index and not isinstance(self.node.args[index], ast.Starred):
+            return self.node.args[index]
+        for kw in self.node.keywords:
+            if kw.arg == keyword and keyword is not None:
+                return kw.value
+        return None
+
+    def arg_labels(self, index: int, keyword: str | None = None) -> Labels:
+        if len(self.args) > index:
+            return self.args[index]
+        return self.kwargs.get(keyword or "", _EMPTY)
+
+    def keyword(self, name: str) -> ast.expr | None:
+        return next((kw.value for kw in self.node.keywords if kw.arg == name), None)
+
+
+@dataclass
+class ModuleFacts:
+    relpath: str
+    source: str
+    tree: ast.Module
+    install_script: bool
+    aliases: dict[str, str]
+    scopes: list[Scope]
+    calls: list[CallFact]
+    strings: list[tuple[int, str]]   # every string literal with its line
+
+    def line_text(self, line: int) -> str:
+        lines = self.source.splitlines()
+        return lines[line - 1].strip()[:160] if 0 < line <= len(lines) else ""
+
+    def resolve(self, node: ast.expr) -> str:
+        return _resolve(node, self.aliases)
+
+
+def analyse(tree: ast.Module, source: str, relpath: str) -> ModuleFacts:
+    aliases = _aliases(tree)
+    facts = ModuleFacts(relpath, source, tree, is_install_script(relpath), aliases, [], [], [])
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            facts.strings.append((getattr(node, "lineno", 0), node.value))
+    _Walker(facts).run()
+    return facts
+
+
+def fold_string(node: ast.expr) -> str | None:
+    """The value of an expression made only of string literals ('a' + 'b', f'{"x"}', ''.join([...]), s[::-1])."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str | bytes):
+        value = node.value
+        return value.decode("latin-1") if isinstance(value, bytes) else value
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = fold_string(node.left), fold_string(node.right)
+        return None if left is None or right is None else left + right
+    if isinstance(node, ast.JoinedStr):
+        parts = [fold_string(v.value if isinstance(v, ast.FormattedValue) else v) for v in node.values]
+        return None if any(p is None for p in parts) else "".join(p or "" for p in parts)
+    if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Slice):
+        inner = fold_string(node.value)
+        s = node.slice
+        step = s.step.value if isinstance(s.step, ast.Constant) and isinstance(s.step.value, int) else None
+        if inner is not None and s.lower is None and s.upper is None and step == -1:
+            return inner[::-1]
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "join" \
+            and len(node.args) == 1 and isinstance(node.args[0], ast.List | ast.Tuple):
+        sep = fold_string(node.func.value)
+        parts = [fold_string(e) for e in node.args[0].elts]
+        if sep is not None and all(p is not None for p in parts):
+            return sep.join(p or "" for p in parts)
+    return None
+
+
+# --- name resolution ---------------------------------------------------------------------------------------------
+
+def _aliases(tree: ast.Module) -> dict[str, str]:
+    """Local name -> dotted origin, from every import in the module (`import subprocess as sp`, `from os import
+    system`). Imports inside functions count too: an approximation that favours finding things."""
+    names: dict[str, str] = {"Path": "pathlib.Path"}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname:
+                    names[alias.asname] = alias.name
+                else:
+                    names.setdefault(alias.name.split(".")[0], alias.name.split(".")[0])
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                names[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    return names
+
+
+def _resolve(node: ast.expr, aliases: dict[str, str]) -> str:
+    if isinstance(node, ast.Name):
+        name = aliases.get(node.id, node.id)
+        return name.removeprefix("builtins.").removeprefix("__builtins__.")
+    if isinstance(node, ast.Attribute):
+        base = _resolve(node.value, aliases)
+        name = f"{base}.{node.attr}" if base and not base.startswith("?") else f"?.{node.attr}"
+        return name.removeprefix("builtins.").removeprefix("__builtins__.")
+    if isinstance(node, ast.Call):
+        func = _resolve(node.func, aliases)
+        first = node.args[0] if node.args else None
+        if func in ("__import__", "importlib.import_module") and isinstance(first, ast.Constant) \
+                and isinstance(first.value, str):
+            return first.value
+        if func == "getattr" and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant) \
+                and isinstance(node.args[1].value, str):
+            base = _resolve(node.args[0], aliases)
+            return f"{base}.{node.args[1].value}" if base and not base.startswith("?") else f"?.{node.args[1].value}"
+        if func in ("pathlib.Path", "pathlib.PurePath"):
+            return "pathlib.Path()"
+    return ""
+
+
+# --- the walk ----------------------------------------------------------------------------------------------------
+
+class _Walker:
+    def __init__(self, facts: ModuleFacts) -> None:
+        self.facts = facts
+        self.functions: dict[str, list[ast.FunctionDef | ast.AsyncFunctionDef]] = {}
+        for node in ast.walk(facts.tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                self.functions.setdefault(node.name, []).append(node)
+
+    def run(self) -> None:
+        module = Scope("<module>", import_time=True)
+        main = Scope("<main>", import_time=self.facts.install_script)
+        self.facts.scopes += [module, main]
+        env: dict[str, Labels] = {}
+        self._block(self.facts.tree.body, module, env, main)
+        reached = self._reached_at_import(module)
+        for name, defs in self.functions.items():
+            for fn in defs:
+                scope = Scope(name, import_time=name in reached)
+                self.facts.scopes.append(scope)
+                local = dict(env)
+                for arg in [*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs, fn.args.vararg,
+                            fn.args.kwarg]:
+                    if arg is not None and arg.arg not in ("self", "cls"):
+                        local[arg.arg] = frozenset({ind.PARAM})
+                self._block(fn.body, scope, local, None)
+
+    def _reached_at_import(self, module: Scope) -> set[str]:
+        """Functions that run when the module is imported: called at module level (directly, as a thread target or
+        a registered callback), and whatever those call."""
+        todo = [c for c in module.calls]
+        names: set[str] = set()
+        frontier: list[str] = []
+        for call in todo:
+            for candidate in [call.name, *(_resolve(a, {}) for a in call.node.args),
+                              *(_resolve(k.value, {}) for k in call.node.keywords)]:
+                if candidate in self.functions and candidate not in names:
+                    names.add(candidate)
+                    frontier.append(candidate)
+        while frontier:
+            current = frontier.pop()
+            for fn in self.functions[current]:
+                for node in ast.walk(fn):
+                    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+                            and node.func.id in self.functions and node.func.id not in names:
+                        names.add(node.func.id)
+                        frontier.append(node.func.id)
+        return names
+
+    # statements, in order, so labels flow forward
+    def _block(self, body: Iterable[ast.stmt], scope: Scope, env: dict[str, Labels], main: Scope | None) -> None:
+        for stmt in body:
+            if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
+                for deco in stmt.decorator_list:
+                    self._expr(deco, scope, env)
+                continue
+            if isinstance(stmt, ast.ClassDef):
+                self._block(stmt.body, scope, env, main)
+                continue
+            if main is not None and isinstance(stmt, ast.If) and _is_main_guard(stmt.test):
+                self._block(stmt.body, main, env, None)
+                self._block(stmt.orelse, scope, env, main)
+                continue
+            if isinstance(stmt, ast.Assign):
+                labels = self._expr(stmt.value, scope, env)
+                for target in stmt.targets:
+                    self._bind(target, labels, env)
+            elif isinstance(stmt, ast.AnnAssign | ast.AugAssign):
+                labels = self._expr(stmt.value, scope, env) if stmt.value is not None else _EMPTY
+                if isinstance(stmt, ast.AugAssign):
+                    labels |= self._expr(stmt.target, scope, env)
+                self._bind(stmt.target, labels, env)
+            elif isinstance(stmt, ast.For | ast.AsyncFor):
+                self._bind(stmt.target, self._expr(stmt.iter, scope, env), env)
+                self._block(stmt.body, scope, env, main)
+                self._block(stmt.orelse, scope, env, main)
+            elif isinstance(stmt, ast.With | ast.AsyncWith):
+                for item in stmt.items:
+                    labels = self._expr(item.context_expr, scope, env)
+                    if item.optional_vars is not None:
+                        self._bind(item.optional_vars, labels, env)
+                self._block(stmt.body, scope, env, main)
+            elif isinstance(stmt, ast.If | ast.While):
+                self._expr(stmt.test, scope, env)
+                self._block(stmt.body, scope, env, main)
+                self._block(stmt.orelse, scope, env, main)
+            elif isinstance(stmt, ast.Try | ast.TryStar):
+                self._block(stmt.body, scope, env, main)
+                for handler in stmt.handlers:
+                    self._block(handler.body, scope, env, main)
+                self._block(stmt.orelse, scope, env, main)
+                self._block(stmt.finalbody, scope, env, main)
+            elif isinstance(stmt, ast.Match):
+                self._expr(stmt.subject, scope, env)
+                for case in stmt.cases:
+                    self._block(case.body, scope, env, main)
+            else:
+                for child in ast.iter_child_nodes(stmt):
+                    if isinstance(child, ast.expr):
+                        self._expr(child, scope, env)
+
+    def _bind(self, target: ast.expr, labels: Labels, env: dict[str, Labels]) -> None:
+        if isinstance(target, ast.Name):
+            env[target.id] = labels
+        elif isinstance(target, ast.Attribute):
+            key = ast.unparse(target)
+            env[key] = env.get(key, _EMPTY) | labels
+        elif isinstance(target, ast.Tuple | ast.List):
+            for element in target.elts:
+                self._bind(element, labels, env)
+        elif isinstance(target, ast.Starred):
+            self._bind(target.value, labels, env)
+        elif isinstance(target, ast.Subscript):
+            self._bind(target.value, labels | self._labels_only(target.value, env), env)
+
+    def _labels_only(self, node: ast.expr, env: dict[str, Labels]) -> Labels:
+        if isinstance(node, ast.Name):
+            return env.get(node.id, _EMPTY)
+        return _EMPTY
+
+    # expressions: labels of the value, recording every call on the way
+    def _expr(self, node: ast.expr | None, scope: Scope, env: dict[str, Labels]) -> Labels:
+        if node is None:
+            return _EMPTY
+        if isinstance(node, ast.Constant):
+            return ind.string_labels(node.value) if isinstance(node.value, str) else _EMPTY
+        if isinstance(node, ast.Name):
+            resolved = self.facts.aliases.get(node.id, "")
+            if resolved == "os.environ":
+                scope.env_dumps.append(node.lineno)
+                return frozenset({ind.ENV_DUMP})
+            return env.get(node.id, _EMPTY)
+        if isinstance(node, ast.Attribute):
+            name = _resolve(node, self.facts.aliases)
+            if name == "os.environ":
+                scope.env_dumps.append(node.lineno)
+                return frozenset({ind.ENV_DUMP})
+            key = ast.unparse(node) if isinstance(node.value, ast.Name) else None
+            own = env.get(key, _EMPTY) if key else _EMPTY
+            return own | self._expr(node.value, scope, env)
+        if isinstance(node, ast.Subscript):
+            if _resolve(node.value, self.facts.aliases) == "os.environ":
+                return self._env_read(node.slice, scope, env, node.lineno)
+            return self._expr(node.value, scope, env) | self._expr(node.slice, scope, env)
+        if isinstance(node, ast.Call):
+            return self._call(node, scope, env)
+        if isinstance(node, ast.Lambda):
+            return _EMPTY
+        if isinstance(node, ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp):
+            inner = dict(env)
+            for gen in node.generators:
+                self._bind(gen.target, self._expr(gen.iter, scope, inner), inner)
+                for cond in gen.ifs:
+                    self._expr(cond, scope, inner)
+            if isinstance(node, ast.DictComp):
+                return self._expr(node.key, scope, inner) | self._expr(node.value, scope, inner)
+            return self._expr(node.elt, scope, inner)
+        if isinstance(node, ast.NamedExpr):
+            labels = self._expr(node.value, scope, env)
+            self._bind(node.target, labels, env)
+            return labels
+        labels: set[str] = set()
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.expr):
+                labels |= self._expr(child, scope, env)
+            elif isinstance(child, ast.keyword):
+                labels |= self._expr(child.value, scope, env)
+        return frozenset(labels)
+
+    def _env_read(self, key: ast.expr | None, scope: Scope, env: dict[str, Labels], line: int) -> Labels:
+        if isinstance(key, ast.Constant) and isinstance(key.value, str):
+            if ind.home_env_name(key.value):
+                return frozenset({ind.USER_HOME})
+            if ind.is_secret_env_name(key.value):
+                scope.secret_env_keys.setdefault(key.value, line)
+                return frozenset({ind.SECRET_ENV})
+            return _EMPTY
+        if key is not None:
+            self._expr(key, scope, env)
+        return _EMPTY  # a computed name: configuration indirection, one key at a time
+
+    def _call(self, node: ast.Call, scope: Scope, env: dict[str, Labels]) -> Labels:
+        name = _resolve(node.func, self.facts.aliases)
+        receiver = _EMPTY
+        if isinstance(node.func, ast.Attribute) and not name.startswith("os.environ."):
+            receiver = self._expr(node.func.value, scope, env)
+        elif not isinstance(node.func, ast.Name | ast.Attribute):
+            receiver = self._expr(node.func, scope, env)
+        if name in ENV_GETTERS:
+            labels = self._env_read(node.args[0] if node.args else None, scope, env, node.lineno)
+            for extra in node.args[1:]:
+                labels |= self._expr(extra, scope, env)
+            self._record(node, name, scope, (labels,), {}, receiver, labels)
+            return labels
+        args = tuple(self._expr(a, scope, env) for a in node.args)
+        kwargs = {kw.arg or "**": self._expr(kw.value, scope, env) for kw in node.keywords}
+        everything = frozenset().union(*args, *kwargs.values())
+        self._record(node, name, scope, args, kwargs, receiver, everything)
+        result = set(everything | receiver)
+        method = name.rsplit(".", 1)[-1]
+        if name in DECODERS or (method == "decode" and _rot_or_b64(node)):
+            result.add(ind.DECODED)
+        if name in NETWORK_FETCH or (ind.HTTP_CLIENT in receiver and method in CLIENT_METHODS):
+            result.add(ind.NETWORK)
+        if name in HTTP_CLIENTS:
+            result.add(ind.HTTP_CLIENT)
+        if name in ENV_DUMPERS:
+            scope.env_dumps.append(node.lineno)
+            result.add(ind.ENV_DUMP)
+        if name in HOME_CALLS or name.endswith("Path.home") or name == "pathlib.Path().home":
+            result.add(ind.USER_HOME)
+        if name in SITE_CALLS:
+            result.add(ind.SITE_PACKAGES)
+        if name in TEMP_CALLS:
+            result.add(ind.TEMP)
+        if ind.CRED_PATH in everything | receiver:
+            text = next((s for a in node.args for s in _literals(a) if ind.CRED_PATH in ind.string_labels(s)), "")
+            scope.cred_reads.append((node.lineno, text or ast.unparse(node)[:80]))
+        return frozenset(result)
+
+    def _record(self, node: ast.Call, name: str, scope: Scope, args: tuple[Labels, ...], kwargs: dict[str, Labels],
+                receiver: Labels, everything: Labels) -> None:
+        fact = CallFact(node, name, scope, scope.import_time, args, kwargs, receiver, everything)
+        scope.calls.append(fact)
+        self.facts.calls.append(fact)
+
+
+def _is_main_guard(test: ast.expr) -> bool:
+    return isinstance(test, ast.Compare) and isinstance(test.left, ast.Name) and test.left.id == "__name__" \
+        and any(isinstance(c, ast.Constant) and c.value == "__main__" for c in test.comparators)
+
+
+def _rot_or_b64(node: ast.Call) -> bool:
+    """`x.decode("rot13")`/`"base64"`/`"hex"`-style codec decodes (plain utf-8 decoding is not obfuscation)."""
+    codec = node.args[1] if len(node.args) > 1 else node.args[0] if node.args else None
+    return isinstance(codec, ast.Constant) and isinstance(codec.value, str) \
+        and codec.value.lower().replace("_", "").replace("-", "") in ("rot13", "base64", "hex", "zlib", "bz2")
+
+
+def _literals(node: ast.AST) -> Iterator[str]:
+    for child in ast.walk(node):
+        if isinstance(child, ast.Constant) and isinstance(child.value, str):
+            yield child.value
