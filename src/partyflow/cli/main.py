@@ -10,6 +10,11 @@ import typer
 
 from partyflow import __version__
 from partyflow.cli import audit, mcp, models, nodes, nodes_catalog, serve, snapshot, workflows  # noqa: F401 (nodes_catalog: adds to `nodes`)
+from partyflow.cli import backup as backup_cli  # issue 6 items 6-7
+from partyflow.cli import bundle as bundle_cli  # issue 6 items 1-3
+from partyflow.cli import keys as keys_cli  # issue 6 items 1-3
+from partyflow.cli import mirror as mirror_cli  # issue 6 items 1-3
+from partyflow.cli import report as report_cli  # issue 6 items 6-7
 from partyflow.cli.common import HomeOption
 
 app = typer.Typer(name="partyflow", help="Run LLM agent workflows as node graphs (ComfyUI-compatible).",
@@ -18,8 +23,13 @@ app.add_typer(nodes.app, name="nodes")
 app.add_typer(models.app, name="models")
 app.add_typer(audit.app, name="audit")
 app.add_typer(snapshot.app, name="snapshot")
+app.add_typer(keys_cli.app, name="keys")  # issue 6, item 1
+app.add_typer(bundle_cli.app, name="bundle")  # issue 6, item 2
+app.add_typer(mirror_cli.app, name="mirror")  # issue 6, item 3
 workflows.register(app)
 serve.register(app)
+report_cli.register(app)  # issue 6, item 6
+app.add_typer(backup_cli.app, name="backup")  # issue 6, item 7
 mcp.register(app)
 
 

@@ -30,7 +30,8 @@ from partyflow.engine.events import (
     ExecutionStart,
     ExecutionSuccess,
 )
-from partyflow.engine.executor import ExecutionFailure, ExecutionServices, PromptExecution, Status
+from partyflow.engine.executor import ExecutionServices, PromptExecution, Status
+from partyflow.engine.failures import ExecutionFailure
 from partyflow.engine.queue import PromptQueue, QueueItem
 from partyflow.graph.validate import PromptValidator, ValidationResult
 from partyflow.graph.workflow import apply_overrides, read_workflow_file, to_api_prompt

@@ -13,7 +13,6 @@ import asyncio
 import inspect
 import logging
 import math
-import numbers
 import threading
 import time
 import traceback
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from partyflow.engine.cache import NoCache, NodeResult, OutputCache, fingerprint, signature
+from partyflow.engine.calls import CallSpeeds, Suspended, accepted, find_blocker, map_calls, unwrap
 from partyflow.engine.events import (
     EventBus,
     Executed,
@@ -35,6 +35,8 @@ from partyflow.engine.events import (
     ExecutionSuccess,
     Progress,
 )
+from partyflow.engine.failures import ExecutionFailure, NodeExecutionError, NodeInterrupted, is_interrupt
+from partyflow.engine.returns import check_expanded_node, check_output_types, merge_outputs, normalise
 from partyflow.graph.dynamic import DynamicPrompt
 from partyflow.nodes.host import HostContext, NodeScope, enter_scope, host_context, leave_scope, node_scope
 from partyflow.nodes.protocol import NodeDefinition, NodeDefinitionError
@@ -45,32 +47,6 @@ logger = logging.getLogger("partyflow.executor")
 
 Status = Literal["success", "error", "interrupted"]
 _YIELD_EVERY = 64  # inline nodes run back to back before the loop gets a turn
-
-
-class NodeExecutionError(Exception):
-    """A node that failed: raised, returned the wrong shape, or was fed a blocked input with a message."""
-
-    def __init__(self, message: str, *, exception_type: str = "NodeExecutionError") -> None:
-        super().__init__(message)
-        self.exception_type = exception_type
-
-
-class InterruptedError_(Exception):
-    """Raised inside node code by comfy.model_management's interrupt checks; caught as an interrupt."""
-
-
-@dataclass(frozen=True)
-class ExecutionFailure:
-    """Why a prompt failed: the node, its class, the message for users and the traceback for logs."""
-
-    node_id: str
-    class_type: str
-    message: str
-    exception_type: str
-    traceback: str = ""
-
-    def describe(self) -> str:
-        return f"node {self.node_id} [{self.class_type}] failed: {self.exception_type}: {self.message}"
 
 
 @dataclass
@@ -84,29 +60,6 @@ class ExecutionOutcome:
     meta: dict[str, dict[str, Any]]
     failure: ExecutionFailure | None = None
     interrupted_node: str | None = None
-
-
-class CallSpeeds:
-    """Learns which sync node classes are so fast that a worker thread would cost more than the call.
-
-    A class runs inline after `streak` consecutive calls under `fast_s`; one inline call over `slow_s`
-    sends it back to the threads. Blocking nodes (I/O, sleeps, models) never qualify, so they keep running
-    concurrently; trivial nodes (string ops, math) stop paying the ~60 us hop.
-    """
-
-    def __init__(self, fast_s: float = 0.0002, slow_s: float = 0.002, streak: int = 5) -> None:
-        self.fast_s, self.slow_s, self.streak = fast_s, slow_s, streak
-        self._fast_runs: dict[type, int] = {}
-
-    def inline(self, cls: type) -> bool:
-        return self._fast_runs.get(cls, 0) >= self.streak
-
-    def record(self, cls: type, seconds: float) -> None:
-        """Lock-free on purpose: a lost update between threads only delays or repeats learning by one call."""
-        if seconds < self.fast_s:
-            self._fast_runs[cls] = self._fast_runs.get(cls, 0) + 1
-        elif seconds > self.slow_s or self._fast_runs.get(cls, 0) < self.streak:
-            self._fast_runs[cls] = 0
 
 
 @dataclass
@@ -165,7 +118,7 @@ class PromptExecution:
         self._dependents: dict[str, list[str]] = defaultdict(list)
         self._ready: deque[str] = deque()
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._suspended: dict[str, _Suspended] = {}
+        self._suspended: dict[str, Suspended] = {}
         self._wakeup: asyncio.Event | None = None
         self._limits: dict[str, asyncio.Semaphore] = {}
         self.executed: list[str] = []
@@ -389,7 +342,7 @@ class PromptExecution:
         constants = {k: v for k, v in node["inputs"].items() if not is_link(v)}
         method = definition.cls.IS_CHANGED
         try:
-            value = method(**_accepted(method, constants, definition))
+            value = method(**accepted(method, constants, definition))
         except Exception as exc:
             logger.warning("IS_CHANGED of node %s (%s) raised %s: %s; it will re-execute", node_id,
                            definition.class_type, type(exc).__name__, exc)
@@ -448,7 +401,7 @@ class PromptExecution:
             except StopIteration as stop:
                 self._node_returned(node_id, prepared, [stop.value], time.perf_counter() - started)
                 return True
-            rest = self._suspended[node_id] = _Suspended(coroutine, first)
+            rest = self._suspended[node_id] = Suspended(coroutine, first)
             self._tasks[node_id] = self._loop.create_task(self._finish_eagerly(node_id, prepared, rest, started))
             return False
         except BaseException as exc:
@@ -457,7 +410,7 @@ class PromptExecution:
         finally:
             leave_scope(token)
 
-    async def _finish_eagerly(self, node_id: str, prepared: _Prepared, rest: _Suspended, started: float) -> None:
+    async def _finish_eagerly(self, node_id: str, prepared: _Prepared, rest: Suspended, started: float) -> None:
         try:
             try:
                 value = await rest
@@ -517,7 +470,7 @@ class PromptExecution:
         with host_context(self.services.host):
             for index, kwargs in enumerate(prepared.calls):
                 if self.interrupt.is_set():
-                    raise InterruptedError_("interrupted")
+                    raise NodeInterrupted("interrupted")
                 with node_scope(self._scope(node_id, index)):
                     results.append(function(**kwargs))
         return results, time.perf_counter() - started
@@ -556,13 +509,13 @@ class PromptExecution:
         node = self.dyn.get_node(node_id)
         definition = self._definition(node_id, node["class_type"])
         inputs = self._gather_inputs(node_id, node, definition)
-        blocker = _find_blocker(inputs)
+        blocker = find_blocker(inputs)
         if blocker is not None:
             self._blocked(node_id, definition, blocker)
             return None
         instance = self._instance(node_id, definition)
         hidden = self._hidden_values(node_id, definition)
-        calls = _map_calls(definition, inputs, hidden)
+        calls = map_calls(definition, inputs, hidden)
         if definition.has_lazy_inputs and hasattr(instance, "check_lazy_status"):
             if self._request_lazy(node_id, node, definition, instance, calls):
                 return None
@@ -575,7 +528,7 @@ class PromptExecution:
             if spec is None:
                 continue
             if not is_link(value):
-                inputs[name] = [_unwrap(value)]
+                inputs[name] = [unwrap(value)]
             elif spec.raw_link:
                 inputs[name] = [list(value)]
             elif value[0] in self.results:
@@ -650,7 +603,7 @@ class PromptExecution:
         state = self._state[node_id]
         state.seconds = seconds
         try:
-            values, ui, graphs = _normalise(definition, raw)
+            values, ui, graphs = normalise(definition, raw)
         except NodeExecutionError as exc:
             self._fail(node_id, exc)
             return
@@ -662,12 +615,12 @@ class PromptExecution:
             except NodeExecutionError as exc:
                 self._fail(node_id, exc)
             return
-        self._complete(node_id, definition, _merge_outputs(definition, values, self.results))
+        self._complete(node_id, definition, merge_outputs(definition, values, self.results))
 
     def _complete(self, node_id: str, definition: NodeDefinition, outputs: tuple[list[Any], ...]) -> None:
         state = self._state[node_id]
         try:
-            _check_output_types(definition, outputs)
+            check_output_types(definition, outputs)
         except NodeExecutionError as exc:
             self._fail(node_id, exc)
             return
@@ -692,7 +645,7 @@ class PromptExecution:
         new_outputs: list[str] = []
         for graph in graphs:
             for new_id, info in graph.items():
-                _check_expanded_node(node_id, new_id, info, self.dyn)
+                check_expanded_node(node_id, new_id, info, self.dyn)
                 self.dyn.add_ephemeral_node(new_id, info, node_id, display)
                 if self._definition(new_id, info["class_type"]).output_node:
                     new_outputs.append(new_id)
@@ -713,12 +666,12 @@ class PromptExecution:
     def _complete_expansion(self, node_id: str) -> None:
         state = self._state[node_id]
         definition = self._defs[self.dyn.get_node(node_id)["class_type"]]
-        self._complete(node_id, definition, _merge_outputs(definition, state.expansion_results, self.results))
+        self._complete(node_id, definition, merge_outputs(definition, state.expansion_results, self.results))
 
     # ---- failures and events --------------------------------------------------------------------------------
 
     def _node_failed(self, node_id: str, exc: BaseException) -> None:
-        if _is_interrupt(exc):
+        if is_interrupt(exc):
             self.interrupt.set()
             self._interrupted_node = node_id
             return
@@ -742,180 +695,3 @@ class PromptExecution:
             self.bus.emit(event)
 
 
-# ---- pure helpers -----------------------------------------------------------------------------------------------
-
-
-class _Suspended:
-    """A coroutine that already ran its first step, made awaitable again so a Task can drive the rest.
-
-    It hands every value the coroutine yields (futures, or None for a bare reschedule) to the awaiting Task and
-    passes results, exceptions and cancellation back in, exactly as `await coroutine` would have.
-    """
-
-    def __init__(self, coroutine: Any, first: Any) -> None:
-        self._coroutine, self._first = coroutine, first
-
-    def cancel(self) -> None:
-        """Deliver the cancellation a Task would have, when the Task never got to run."""
-        try:
-            self._coroutine.throw(asyncio.CancelledError())
-        except (asyncio.CancelledError, StopIteration):
-            pass
-        except BaseException:
-            logger.exception("an async node raised while being cancelled")
-        finally:
-            self._coroutine.close()
-
-    def __await__(self) -> Any:
-        coroutine, value = self._coroutine, self._first
-        while True:
-            try:
-                sent = yield value
-            except GeneratorExit:
-                coroutine.close()
-                raise
-            except BaseException as exc:
-                try:
-                    value = coroutine.throw(exc)
-                except StopIteration as stop:
-                    return stop.value
-            else:
-                try:
-                    value = coroutine.send(sent)
-                except StopIteration as stop:
-                    return stop.value
-
-
-def _accepted(method: Any, values: dict[str, Any], definition: NodeDefinition) -> dict[str, Any]:
-    try:
-        params = inspect.signature(method).parameters
-    except (TypeError, ValueError):
-        return values
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return values
-    return {k: v for k, v in values.items() if k in params}
-
-
-def _map_calls(definition: NodeDefinition, inputs: dict[str, list[Any]], hidden: dict[str, Any]) -> list[dict[str, Any]]:
-    """ComfyUI's list mapping: one call per item of the longest input, shorter inputs repeating their last."""
-    if definition.input_is_list:
-        call: dict[str, Any] = dict(inputs)
-        call.update({k: [v] for k, v in hidden.items()})
-        return [call]
-    if not inputs:
-        return [dict(hidden)]
-    lengths = [len(v) for v in inputs.values()]
-    count = 0 if min(lengths) == 0 else max(lengths)
-    if count == 1:
-        return [{**{k: v[0] for k, v in inputs.items()}, **hidden}]
-    return [{**{k: v[min(i, len(v) - 1)] for k, v in inputs.items()}, **hidden} for i in range(count)]
-
-
-def _unwrap(value: Any) -> Any:
-    """A list constant travels as `{"__value__": [...]}` (the frontend's way to tell it from a link)."""
-    if isinstance(value, dict) and len(value) == 1 and "__value__" in value:
-        return value["__value__"]
-    return value
-
-
-def _find_blocker(inputs: dict[str, list[Any]]) -> ExecutionBlocker | None:
-    for values in inputs.values():
-        for value in values:
-            if isinstance(value, ExecutionBlocker):
-                return value
-    return None
-
-
-def _normalise(definition: NodeDefinition, raw: list[Any]) -> tuple[list[tuple[Any, ...]], dict[str, Any] | None, list[Mapping[str, Any]]]:
-    """Each call's return value as (outputs tuple), plus the merged ui and any expansion graphs."""
-    arity = len(definition.return_types)
-    values: list[tuple[Any, ...]] = []
-    ui: dict[str, Any] | None = None
-    graphs: list[Mapping[str, Any]] = []
-    for returned in raw:
-        result: Any = returned
-        if isinstance(returned, dict):
-            if "ui" in returned and returned["ui"] is not None:
-                if not isinstance(returned["ui"], Mapping):
-                    raise NodeExecutionError(f"returned a 'ui' of type {type(returned['ui']).__name__}; it must be a dict")
-                ui = ui or {}
-                for key, item in returned["ui"].items():
-                    ui.setdefault(key, []).extend(item if isinstance(item, list) else [item])
-            if returned.get("expand") is not None:
-                if not isinstance(returned["expand"], Mapping):
-                    raise NodeExecutionError("returned an 'expand' that is not an API-format graph (a dict of nodes)")
-                graphs.append(returned["expand"])
-            result = returned.get("result", (None,) * arity)
-        elif result is None and arity == 0:
-            result = ()
-        elif isinstance(result, ExecutionBlocker):
-            result = (result,) * arity
-        if not isinstance(result, (tuple, list)):
-            raise NodeExecutionError(
-                f"{definition.class_type}.{definition.function} returned {type(result).__name__}; it must return a "
-                f"tuple with one value per RETURN_TYPES entry ({arity})", exception_type="ReturnValueError")
-        if len(result) != arity:
-            raise NodeExecutionError(
-                f"{definition.class_type}.{definition.function} returned {len(result)} value(s) but RETURN_TYPES "
-                f"declares {arity} {definition.return_types}", exception_type="ReturnValueError")
-        values.append(tuple(result))
-    return values, ui, graphs
-
-
-def _merge_outputs(definition: NodeDefinition, values: list[tuple[Any, ...]],
-                   results: Mapping[str, NodeResult]) -> tuple[list[Any], ...]:
-    """One list per output slot over all calls; links returned by an expansion read the expanded node's output."""
-    merged: list[list[Any]] = [[] for _ in definition.return_types]
-    for result in values:
-        for index, value in enumerate(result):
-            if is_link(value) and value[0] in results:
-                merged[index].extend(results[value[0]].outputs[value[1]])
-            elif definition.output_is_list[index]:
-                if not isinstance(value, (list, tuple)):
-                    raise NodeExecutionError(
-                        f"output {index} ({definition.return_names[index]}) is declared OUTPUT_IS_LIST but the node "
-                        f"returned {type(value).__name__}", exception_type="ReturnValueError")
-                merged[index].extend(value)
-            else:
-                merged[index].append(value)
-    return tuple(merged)
-
-
-_PRIMITIVE_CHECKS: dict[str, Callable[[Any], bool]] = {
-    "INT": lambda v: type(v) is int or isinstance(v, numbers.Integral),  # exact type first: ABC checks are slow
-    "FLOAT": lambda v: type(v) is float or type(v) is int or isinstance(v, numbers.Real),
-    "STRING": lambda v: isinstance(v, str),
-    "BOOLEAN": lambda v: isinstance(v, bool) or type(v).__name__ == "bool_",
-}
-
-
-def _check_output_types(definition: NodeDefinition, outputs: tuple[list[Any], ...]) -> None:
-    for index, kind in enumerate(definition.return_types):
-        check = _PRIMITIVE_CHECKS.get(kind)
-        if check is None:
-            continue
-        for value in outputs[index]:
-            if value is not None and not isinstance(value, ExecutionBlocker) and not check(value):
-                raise NodeExecutionError(
-                    f"output {index} ({definition.return_names[index]}) is declared {kind} but the node returned "
-                    f"{type(value).__name__} {_short(value)}", exception_type="ReturnValueError")
-
-
-def _check_expanded_node(parent: str, new_id: Any, info: Any, dyn: DynamicPrompt) -> None:
-    if not isinstance(new_id, str) or not isinstance(info, Mapping) or not isinstance(info.get("class_type"), str) \
-            or not isinstance(info.get("inputs", {}), Mapping):
-        raise NodeExecutionError(f"expansion graph entry {new_id!r} is not a node with class_type and inputs")
-    if "inputs" not in info:
-        raise NodeExecutionError(f"expansion graph node {new_id!r} has no inputs")
-    if dyn.has_node(new_id):
-        raise NodeExecutionError(f"expansion by node {parent} produced node id {new_id!r}, which already exists "
-                                 "(use GraphBuilder so expanded ids get a unique prefix)")
-
-
-def _is_interrupt(exc: BaseException) -> bool:
-    return isinstance(exc, InterruptedError_) or type(exc).__name__ == "InterruptProcessingException"
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."

@@ -392,7 +392,7 @@ def _absolute_files(entries: list[CatalogEntry], document: Any, channel_url: str
     if "://" not in base:
         base = Path(base).expanduser().absolute().as_uri()
     return [dataclasses.replace(e, files=tuple(urllib.parse.urljoin(base, f) for f in e.files))
-            if e.install_type == "archive" else e for e in entries]
+            if e.install_type in ("archive", "copy") else e for e in entries]
 
 
 def _file_url(channel_url: str, filename: str) -> str:

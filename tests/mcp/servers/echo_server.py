@@ -1,4 +1,5 @@
-"""A real MCP server for the tests, written with the official SDK: tools add/echo/slow/crash, a resource, a prompt.
+"""A real MCP server for the tests, written with the official SDK: tools add/echo/slow/crash/fail/env and a
+fetch-like `fetch` (canned pages, no network), a resource, a prompt.
 
     python echo_server.py                 # stdio
     python echo_server.py --http          # streamable HTTP on 127.0.0.1, a free port printed as "PORT <n>"
@@ -61,6 +62,20 @@ def env(name: str) -> str:
     return os.environ.get(name, "")
 
 
+PAGES = {
+    "https://modelcontextprotocol.io/": "The Model Context Protocol (MCP) is an open protocol that connects AI "
+                                        "applications to tools and data through servers.",
+}
+
+
+@server.tool()
+def fetch(url: str, max_length: int = 5000) -> str:
+    """Fetch a URL and return its text (this test server knows a few pages and has no network)."""
+    if url not in PAGES:
+        raise ToolError(f"cannot fetch {url}: not found (404)")
+    return PAGES[url][:max_length]
+
+
 @server.resource("notes://readme", name="readme", description="A short text", mime_type="text/plain")
 def readme() -> str:
     return "partyflow test notes: MCP works."
@@ -93,7 +108,8 @@ def main() -> None:
     mode.add_argument("--die", action="store_true")
     args = parser.parse_args()
     if args.die:
-        print("echo-server: cannot start, the test asked it to die", file=sys.stderr, flush=True)
+        token = os.environ.get("ECHO_TOKEN", "")
+        print(f"echo-server: cannot start, the test asked it to die (token={token})", file=sys.stderr, flush=True)
         sys.exit(4)
     if args.hang:
         while sys.stdin.readline():  # swallow requests, answer none

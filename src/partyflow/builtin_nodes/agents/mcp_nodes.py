@@ -9,7 +9,9 @@ The SDK is imported when a node runs, not when the pack loads: it takes half a s
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Coroutine
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +35,13 @@ def mcp_library() -> ModuleType:
             raise
         raise RuntimeError("the MCP nodes need the 'mcp' package: pip install 'partyflow[mcp]'") from None
     return library
+
+
+async def in_own_task(work: Coroutine[Any, Any, Any]) -> Any:
+    """Run `work` in a task of its own. The SDK's connections use task-bound cancel scopes, which must be left in
+    the task that entered them; an engine may start an async node's first step in one task and finish it in
+    another (partyflow's executor does), so the connection must not live in the node's own coroutine."""
+    return await asyncio.create_task(work)
 
 
 def server_input() -> dict[str, Any]:
@@ -80,7 +89,8 @@ class MCPTools:
     async def make(self, server, only="", prefix="", timeout=60.0, tools=None):
         config = resolve_server(server, timeout)
         names = [name for name in only.split(",") if name.strip()] or None
-        return (chain(tools, await mcp_library().load_tools(config, prefix=prefix.strip(), only=names)),)
+        listed = await in_own_task(mcp_library().load_tools(config, prefix=prefix.strip(), only=names))
+        return (chain(tools, listed),)
 
 
 class MCPResource:
@@ -99,8 +109,7 @@ class MCPResource:
     async def read(self, server, uri, timeout=60.0):
         if not uri.strip():
             raise ValueError("give the URI of the resource to read")
-        async with mcp_library().connect(resolve_server(server, timeout)) as connection:
-            return (await connection.read_resource(uri.strip()),)
+        return (await in_own_task(_read(resolve_server(server, timeout), uri.strip())),)
 
 
 class MCPPrompt:
@@ -119,10 +128,18 @@ class MCPPrompt:
                 "optional": timeout_input()}
 
     async def get(self, server, name, arguments="{}", timeout=60.0):
-        values = _string_object(arguments)
-        async with mcp_library().connect(resolve_server(server, timeout)) as connection:
-            prompt = await connection.get_prompt(name.strip(), values)
+        prompt = await in_own_task(_prompt(resolve_server(server, timeout), name.strip(), _string_object(arguments)))
         return (prompt.text, prompt.messages)
+
+
+async def _read(config: MCPServerConfig, uri: str) -> str:
+    async with mcp_library().connect(config) as connection:
+        return await connection.read_resource(uri)
+
+
+async def _prompt(config: MCPServerConfig, name: str, arguments: dict[str, str]) -> Any:
+    async with mcp_library().connect(config) as connection:
+        return await connection.get_prompt(name, arguments)
 
 
 def _string_object(text: str) -> dict[str, str]:

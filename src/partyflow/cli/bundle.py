@@ -1,0 +1,181 @@
+"""`partyflow bundle create|inspect|verify|install`: signed offline bundles of packs and their wheels."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from partyflow.cli.common import EXIT_INVALID, HomeOption, print_json
+from partyflow.cli.keys import JsonOption, KeyOption, failures
+from partyflow.cli.nodes_catalog import home_of
+
+app = typer.Typer(help="Offline bundles: packs and every wheel they need, signed, for air-gapped machines.",
+                  no_args_is_help=True)
+BundleArg = Annotated[Path, typer.Argument(metavar="BUNDLE.pfb", help="a bundle file", show_default=False)]
+AllowUnsigned = Annotated[bool, typer.Option("--allow-unsigned", help="accept a bundle without a signature")]
+
+
+@contextlib.contextmanager
+def _steps(enabled: bool) -> Iterator[Any]:
+    """A progress callback showing the current step on stderr (nothing when printing JSON)."""
+    if not enabled:
+        yield lambda message: None
+        return
+    with Console(stderr=True).status("working") as status:
+        yield lambda message: status.update(escape(message))
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    output: Annotated[Path, typer.Option("--output", "-o", help="the bundle file to write (.pfb)",
+                                         show_default=False)],
+    packs: Annotated[str | None, typer.Option("--packs", help="comma-separated catalog names, folders, archives or "
+                                                              "git URLs (each with an optional @VERSION)")] = None,
+    snapshot: Annotated[str | None, typer.Option("--snapshot", help="bundle a snapshot's packs (a name or file); "
+                                                                    "its Python pins constrain the wheels")] = None,
+    platform: Annotated[list[str] | None, typer.Option(
+        "--platform", help="pip platform tag of the target (repeatable; default: this machine's)")] = None,
+    python: Annotated[str | None, typer.Option("--python", help="target Python version, e.g. 3.11")] = None,
+    key: KeyOption = None,
+    unsigned: Annotated[bool, typer.Option("--unsigned", help="write an unsigned bundle")] = False,
+    sequence: Annotated[int | None, typer.Option("--sequence", help="the replay-protection number (default: one "
+                                                                    "above the key's last)")] = None,
+    as_json: JsonOption = False,
+    home: HomeOption = None,
+) -> None:
+    """Fetch packs and download their wheels for the target platform into one signed bundle."""
+    from partyflow.manager.bundles import create_bundle
+
+    names = [p.strip() for p in (packs or "").split(",") if p.strip()]
+    platforms = [t.strip() for item in platform or () for t in item.split(",") if t.strip()]
+    with failures(as_json), _steps(not as_json) as progress:
+        opened = create_bundle(home_of(ctx, home), output, packs=names, snapshot=snapshot, platforms=platforms,
+                               python=python, key=key, unsigned=unsigned, sequence=sequence, progress=progress)
+    if as_json:
+        print_json({"ok": True, **opened.summary()})
+        return
+    m = opened.manifest
+    signer = f"signed by {m.signer_name} ({m.signer}), sequence {m.sequence}" if m.signer else "UNSIGNED"
+    Console().print(f"wrote [bold]{escape(str(output))}[/]: {len(m.packs)} pack(s), {len(m.wheels)} wheel(s) for "
+                    f"{escape(', '.join(m.target.platforms))} / Python {m.target.python}; {escape(signer)}",
+                    highlight=False)
+
+
+@app.command("inspect")
+def inspect(ctx: typer.Context, bundle: BundleArg, as_json: JsonOption = False, home: HomeOption = None) -> None:
+    """Show a bundle's manifest: signer, target, packs and wheels (does not hash the files; see verify)."""
+    from partyflow.manager.bundles import open_bundle
+
+    with failures(as_json):
+        opened = open_bundle(bundle, home_of(ctx, home))
+    summary = opened.summary()
+    if as_json:
+        print_json(summary)
+        return
+    console = Console()
+    m = opened.manifest
+    who = summary["signer"]
+    trust = ("[green]trusted[/]" if who["trusted"] else
+             f"[red]{escape(opened.signature_problem or 'unsigned')}[/]")
+    console.print(f"[bold]{escape(bundle.name)}[/] {opened.digest[:16]}  created {m.created}, sequence "
+                  f"{m.sequence}", highlight=False)
+    console.print(f"signer: {escape(str(who['name'] or '-'))} ({who['key_id'] or 'none'}) {trust}", highlight=False)
+    console.print(f"target: {escape(', '.join(m.target.platforms))} / Python {m.target.python}", highlight=False)
+    table = Table("pack", "version", "source", "requirements")
+    for p in m.packs:
+        table.add_row(escape(p.name), escape(p.version or ""), escape(p.source), escape(", ".join(p.requirements)))
+    console.print(table)
+    console.print(f"wheels: {escape(', '.join(summary['wheels']) or 'none')}", highlight=False)
+
+
+@app.command("verify")
+def verify(
+    ctx: typer.Context,
+    bundle: BundleArg,
+    allow_unsigned: AllowUnsigned = False,
+    as_json: JsonOption = False,
+    home: HomeOption = None,
+) -> None:
+    """Check the signature against the trusted keys and every file's sha256; exit 0 when all match."""
+    from partyflow.manager.bundles import verify_bundle
+
+    with failures(as_json):
+        opened = verify_bundle(bundle, home_of(ctx, home), allow_unsigned=allow_unsigned)
+    if as_json:
+        print_json({"ok": True, **opened.summary()})
+        return
+    who = f"{opened.signer.name} ({opened.signer.key_id})" if opened.signer else "nobody (unsigned)"
+    Console().print(f"[green]ok[/]: {escape(bundle.name)} is signed by {escape(who)} and all "
+                    f"{len(opened.manifest.files)} files match", highlight=False)
+
+
+@app.command("install")
+def install(
+    ctx: typer.Context,
+    bundle: BundleArg,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="verify and show what would change")] = False,
+    allow_unsigned: AllowUnsigned = False,
+    allow_conflicts: Annotated[bool, typer.Option("--allow-conflicts",
+                                                  help="let the bundle change installed packages")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+    as_json: JsonOption = False,
+    home: HomeOption = None,
+) -> None:
+    """Verify, then install with no network: wheels from the bundle only, packs atomically and audited.
+    Installing the same bundle again changes nothing; an interrupted install continues."""
+    from partyflow.manager.bundles import install_bundle, plan_install
+
+    with failures(as_json):
+        where = home_of(ctx, home)
+        plan = plan_install(bundle, where, allow_unsigned=allow_unsigned)
+        if dry_run or not plan.changes:
+            if as_json:
+                print_json({"ok": True, "dry_run": dry_run, "changed": False, **plan.to_dict()})
+            else:
+                _print_plan(plan)
+            return
+        if not as_json:
+            _print_plan(plan)
+        if not yes and not as_json and sys.stdin.isatty() \
+                and not typer.confirm("install this bundle?", default=False, err=True):
+            raise typer.Exit(EXIT_INVALID)
+        with _steps(not as_json) as progress:
+            result = install_bundle(bundle, where, allow_unsigned=allow_unsigned, allow_conflicts=allow_conflicts,
+                                    progress=progress)
+    if as_json:
+        print_json({"ok": True, **result.to_dict()})
+        return
+    console = Console()
+    for action in result.packs:
+        mark = "[dim]=[/]" if action.action == "unchanged" else "[green]✓[/]"
+        console.print(f"{mark} {action.action} {escape(action.name)} {escape(action.detail)}", highlight=False)
+    for name, version in sorted(result.python_installed.items()):
+        console.print(f"[green]✓[/] {escape(name)}=={escape(version)}", highlight=False)
+    if not result.changed:
+        console.print("[dim]nothing to do: the bundle is installed[/]")
+
+
+def _print_plan(plan: Any) -> None:
+    console = Console()
+    m = plan.bundle.manifest
+    who = plan.bundle.signer.name if plan.bundle.signer else "unsigned"
+    console.print(f"bundle {plan.bundle.digest[:16]} from {escape(who)}, sequence {m.sequence}: signature and all "
+                  f"{len(m.files)} files verified", highlight=False)
+    marks = {"install": "[green]+[/]", "replace": "[yellow]~[/]", "unchanged": "[dim]=[/]"}
+    for action in plan.packs:
+        console.print(f"{marks[action.action]} {escape(action.name)} {escape(action.detail)}", highlight=False)
+    if plan.requirements:
+        state = "already satisfied" if plan.requirements_satisfied else "to install from the bundle's wheels"
+        console.print(f"requirements ({state}): {escape(', '.join(plan.requirements))}", highlight=False)
+    if not plan.changes:
+        console.print("[dim]nothing to do: the bundle is installed[/]")
+

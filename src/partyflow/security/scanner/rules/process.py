@@ -1,0 +1,177 @@
+"""PF103: starting processes.
+
+Calling a known tool with an argument list (ffmpeg, git, pip on the pack's own requirements) is ordinary and only
+noted. What droppers do is different: a shell or interpreter given inline code, a hidden or detached background
+process, a command built from decoded or downloaded data, or a spawn the moment the module is imported.
+`pip install` of named packages is checked like a requirements file (typosquats, blocklist, URLs).
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+
+from partyflow.security.scanner import indicators as ind
+from partyflow.security.scanner.model import Finding, Severity
+from partyflow.security.scanner.pyfacts import CallFact, fold_string
+from partyflow.security.scanner.rules import requirements
+from partyflow.security.scanner.rules.base import PyContext, make
+
+SPAWNERS = frozenset({
+    "subprocess.run", "subprocess.call", "subprocess.check_call", "subprocess.check_output", "subprocess.Popen",
+    "subprocess.getoutput", "subprocess.getstatusoutput", "os.system", "os.popen", "os.popen2", "os.popen3",
+    "os.execv", "os.execve", "os.execl", "os.execle", "os.execlp", "os.execlpe", "os.execvp", "os.execvpe",
+    "os.spawnl", "os.spawnle", "os.spawnlp", "os.spawnv", "os.spawnve", "os.spawnvp", "os.spawnvpe", "os.startfile",
+    "os.posix_spawn", "os.posix_spawnp", "pty.spawn", "asyncio.create_subprocess_exec",
+    "asyncio.create_subprocess_shell", "commands.getoutput", "platform.popen",
+})
+SHELL_FUNCS = frozenset({"os.system", "os.popen", "subprocess.getoutput", "subprocess.getstatusoutput",
+                         "asyncio.create_subprocess_shell", "commands.getoutput", "platform.popen"})
+KNOWN_TOOLS = frozenset({"ffmpeg", "ffprobe", "git", "nvidia-smi", "magick", "convert", "sox", "exiftool",
+                         "rocm-smi", "nvcc", "where", "which", "uv", "pip", "pip3", "yt-dlp", "realesrgan-ncnn-vulkan"})
+INTERPRETERS = frozenset({"sh", "bash", "zsh", "dash", "ksh", "cmd", "cmd.exe", "powershell", "powershell.exe",
+                          "pwsh", "python", "python3", "perl", "ruby", "node", "osascript", "mshta", "wscript",
+                          "cscript", "rundll32", "regsvr32"})
+_INLINE_FLAGS = ("-c", "/c", "-e", "-command", "-encodedcommand", "-enc", "-e:")
+
+
+def check(ctx: PyContext) -> Iterator[Finding]:
+    for call in ctx.facts.calls:
+        if call.name in SPAWNERS:
+            yield from _spawn(ctx, call)
+
+
+def _argv(ctx: PyContext, call: CallFact) -> tuple[list[str | None], bool]:
+    """The command as far as literals tell (None for computed parts), and whether a shell parses it."""
+    first = call.arg(0, "args")
+    shell_kw = call.keyword("shell")
+    shell = call.name in SHELL_FUNCS or (isinstance(shell_kw, ast.Constant) and bool(shell_kw.value)) \
+        or (shell_kw is not None and not isinstance(shell_kw, ast.Constant))
+    if first is None:
+        return [], shell
+    if isinstance(first, ast.List | ast.Tuple):
+        words: list[str | None] = []
+        for element in first.elts:
+            if ctx.facts.resolve(element) == "sys.executable":
+                words.append("python")
+            else:
+                words.append(fold_string(element))
+        return words, shell
+    text = fold_string(first)
+    if text is None:
+        return [None], shell
+    return text.split(), True if call.name not in ("os.startfile",) else shell
+
+
+def _program(word: str | None) -> str | None:
+    if word is None:
+        return None
+    return word.replace("\\", "/").rsplit("/", 1)[-1].lower().removesuffix(".exe") or None
+
+
+def _spawn(ctx: PyContext, call: CallFact) -> Iterator[Finding]:
+    facts = ctx.facts
+    labels = call.all_args
+    argv, shell = _argv(ctx, call)
+    program = _program(argv[0]) if argv else None
+    joined = " ".join(w for w in argv if w)
+    if labels & {ind.DECODED, ind.NETWORK}:
+        source = "downloaded" if ind.NETWORK in labels else "decoded"
+        yield make(ctx, "PF103", Severity.CRITICAL, call.line, f"runs a command built from {source} data")
+        return
+    if labels & {ind.DOWNLOAD_EXEC, ind.ENCODED_CMD}:
+        yield make(ctx, "PF105", Severity.HIGH, call.line,
+                   "runs a shell command that downloads and executes code (or an encoded command)")
+        return
+    if ind.PERSIST_CMD in labels:
+        yield make(ctx, "PF108", Severity.HIGH, call.line,
+                   "runs a command that installs persistence (crontab, scheduled task, service, Run key)")
+        return
+    if _detached(call, joined):
+        yield make(ctx, "PF103", Severity.HIGH, call.line,
+                   "starts a detached or hidden background process that outlives the pack's work")
+        return
+    if program in INTERPRETERS and len(argv) > 1 and (argv[1] or "").lower() in _INLINE_FLAGS:
+        inline = argv[2] if len(argv) > 2 else None
+        if inline is None:
+            yield make(ctx, "PF103", Severity.HIGH, call.line,
+                       f"runs {program} with computed inline code")
+        else:
+            yield make(ctx, "PF103", Severity.MEDIUM, call.line, f"runs {program} with inline code")
+        return
+    pip = _pip_install(argv)
+    if pip is not None:
+        yield from _pip_findings(ctx, call, pip)
+        return
+    import_time = call.import_time and not facts.install_script
+    if import_time and program not in KNOWN_TOOLS:
+        yield make(ctx, "PF103", Severity.HIGH, call.line,
+                   f"starts a process ({program or 'computed command'}) when the module is imported")
+        return
+    if shell and (not argv or None in argv):
+        yield make(ctx, "PF103", Severity.MEDIUM, call.line,
+                   "runs a computed command through a shell (command injection risk)")
+        return
+    yield make(ctx, "PF103", Severity.LOW, call.line, f"starts a process: {program or 'a computed command'}")
+
+
+def _detached(call: CallFact, joined: str) -> bool:
+    session = call.keyword("start_new_session")
+    if isinstance(session, ast.Constant) and session.value is True:
+        return True
+    if call.keyword("preexec_fn") is not None and "setsid" in ast.unparse(call.keyword("preexec_fn") or call.node):
+        return True
+    flags = call.keyword("creationflags")
+    if flags is not None and any(word in ast.unparse(flags).upper() for word in ("DETACHED", "NO_WINDOW", "0X8",
+                                                                                  "HIDE")):
+        return True
+    words = joined.lower().split()
+    return bool(words) and (words[-1] == "&" or joined.rstrip().endswith("&") and not joined.rstrip().endswith("&&")
+                            or "nohup" in words or "disown" in words or "-windowstyle" in words)
+
+
+def _pip_install(argv: list[str | None]) -> list[str | None] | None:
+    """The arguments after `pip install`, when the command is a pip install (python -m pip, pip, uv pip)."""
+    words = [w.lower() if w else w for w in argv]
+    for i, word in enumerate(words):
+        if word in ("pip", "pip3") or (word and word.endswith(("/pip", "/pip3"))):
+            if i + 1 < len(words) and words[i + 1] == "install":
+                return argv[i + 2:]
+    return None
+
+
+def _pip_findings(ctx: PyContext, call: CallFact, args: list[str | None]) -> Iterator[Finding]:
+    facts = ctx.facts
+    specs: list[str] = []
+    names: list[str] = []
+    own_requirements = computed = False
+    index = 0
+    while index < len(args):
+        word = args[index]
+        following = args[index + 1] if index + 1 < len(args) else None
+        index += 1
+        if word is None:
+            computed = True
+        elif word in ("-r", "--requirement", "-c", "--constraint"):
+            own_requirements = True
+            index += 1
+        elif word in requirements.INDEX_OPTIONS:
+            specs.append(f"{word} {following or ''}".strip())
+            index += 1
+        elif word.startswith(tuple(o + "=" for o in requirements.INDEX_OPTIONS)):
+            specs.append(word)
+        elif not word.startswith("-"):
+            specs.append(word)
+            names.append(word)
+    found = requirements.check_lines(specs, facts.relpath, line=call.line)
+    yield from found
+    at_import = call.import_time and not facts.install_script
+    severity = Severity.MEDIUM if at_import else Severity.LOW
+    if names and not any(f.severity >= Severity.HIGH for f in found):
+        yield make(ctx, "PF103", severity, call.line,
+                   f"installs packages that are not in the pack's requirements: {', '.join(names[:5])}")
+    elif computed and not own_requirements:
+        yield make(ctx, "PF103", Severity.MEDIUM, call.line, "pip install of computed package names")
+    elif own_requirements:
+        yield make(ctx, "PF103", severity, call.line,
+                   "runs pip on the pack's own requirements" + (" at import time" if at_import else ""))
