@@ -211,3 +211,17 @@ def test_cli_create_verify_restore_never_prints_secrets(populated: Home, tmp_pat
     for result in (made, checked, restored, refusal):
         assert SECRET not in result.output
     assert os.path.exists(target / "config.toml")
+
+
+def test_links_inside_are_kept_and_links_outside_are_left_out(populated: Home, tmp_path: Path) -> None:
+    outside = tmp_path / "dev-pack"
+    outside.mkdir()
+    (populated.custom_nodes / "dev_pack").symlink_to(outside)
+    (populated.user / "latest.json").symlink_to("default/workflows/flow.json")
+    summary = create_backup(populated, tmp_path / "b.tar.gz")
+    assert summary.external_links == ("custom_nodes/dev_pack",)
+    target = Home(tmp_path / "restored")
+    restore_backup(summary.path, target)
+    assert (target.user / "latest.json").is_symlink() and (target.user / "latest.json").read_text() == '{"1": {}}'
+    assert not os.path.lexists(target.custom_nodes / "dev_pack")
+    assert verify_backup(summary.path)["format"] == "partyflow-backup"

@@ -102,8 +102,7 @@ def test_html_is_self_contained_and_escaped(populated: Home) -> None:
     assert page.startswith("<!DOCTYPE html>")
     assert "<script" not in page and "<img" not in page
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
-    assert "http://" not in page and "https://" not in page and "<link" not in page
-    assert "src=" not in page.replace("onerror", "").replace("&lt;img src=x", "")
+    assert "http://" not in page and "https://" not in page and "<link" not in page and ' src="' not in page
 
 
 def test_cli_writes_json_and_html(populated: Home, tmp_path: Path) -> None:

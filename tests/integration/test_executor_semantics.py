@@ -287,11 +287,11 @@ def test_async_node_failing_after_a_suspension_is_reported(semantics):
     assert (result.error.node_id, result.error.message) == ("1", "late boom 3")
 
 
-def test_interrupt_cancels_a_suspended_async_node(semantics):
+def test_interrupt_cancels_a_waiting_async_node(semantics):
     engine, pack = semantics
 
     def interrupt_when_started(event: Event) -> None:
-        if isinstance(event, Executing) and event.node == "1":
+        if isinstance(event, CustomMessage) and event.event == "semantics.waiting":
             engine.interrupt()
 
     result = engine.run({"1": node("AsyncWaitForever", value=1), "2": node("Collect", value=["1", 0])},
@@ -309,3 +309,12 @@ def test_cached_output_nodes_show_their_result_again(semantics):
     assert [(e.node, e.output) for e in replayed] == [("4", {"value": [3]})]
     kinds = [type(e) for e in events]
     assert kinds.index(ExecutionCached) < kinds.index(Executed)
+
+
+def test_async_nodes_run_in_one_task_of_their_own(semantics):
+    engine, _ = semantics
+    prompt = {"1": node("AsyncWithTimeout", value=1), "2": node("AsyncWithTimeout", value=2),
+              "3": node("Collect", value=["1", 0]), "4": node("Collect", value=["2", 0])}
+    result = engine.run(prompt)
+    assert result.status == "success", result.error
+    assert result.outputs == {"3": {"value": [2]}, "4": {"value": [3]}}

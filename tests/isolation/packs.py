@@ -30,7 +30,7 @@ class VersionB:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"other": ("STRING", {"forceInput": True}),
-                             "mode": (["join", "crash", "object", "raise"], {"default": "join"}),
+                             "mode": (["join", "crash", "object", "raise", "wait"], {"default": "join"}),
                              "count": ("INT", {"default": 1, "min": 0, "max": 10})},
                 "optional": {"spare": ("STRING", {"lazy": True})}}
     RETURN_TYPES = ("STRING", "INT")
@@ -58,6 +58,11 @@ class VersionB:
             os._exit(9)
         if mode == "object":
             return (lambda: None, 0)
+        if mode == "wait":  # runs until the prompt is interrupted (the progress above says it started)
+            from comfy.model_management import throw_exception_if_processing_interrupted
+            from partyflow.nodes.host import current_scope
+            current_scope().interrupt.wait(60)
+            throw_exception_if_processing_interrupted()
         if mode == "raise":
             raise ValueError("asked to raise")
         self.calls = getattr(self, "calls", 0) + 1

@@ -55,7 +55,7 @@ def test_conflicting_versions_run_in_one_workflow(engine: Engine, installed: Hom
 
 def test_object_info_is_the_same_as_in_process(engine: Engine) -> None:
     info = engine.object_info("VersionB")["VersionB"]
-    assert info["input"]["required"]["mode"] == [["join", "crash", "object", "raise"], {"default": "join"}]
+    assert info["input"]["required"]["mode"] == [["join", "crash", "object", "raise", "wait"], {"default": "join"}]
     assert info["input"]["optional"]["spare"] == ["STRING", {"lazy": True}]
     assert info["output"] == ["STRING", "INT"] and info["output_name"] == ["text", "pid"]
     assert info["display_name"] == "Version B (isolated)"
@@ -124,3 +124,62 @@ def test_missing_environment_is_a_clear_load_error(installed: Home) -> None:
         failed = [r for r in engine.pack_results if not r.ok]
     assert [r.name for r in failed] == ["iso_pack"]
     assert "virtual environment" in (failed[0].error or "") and "--isolate" in (failed[0].error or "")
+
+
+def test_each_environment_has_its_own_version_and_the_report_says_so(installed: Home) -> None:
+    from partyflow.manager.dependencies import installed_packages
+    from partyflow.manager.report import build_report
+
+    iso_python = str(python_of(venv_dir(installed.root, "iso_pack")))
+    assert installed_packages(iso_python)["tinylib"] == "2.0"
+    report = {p.name: p for p in build_report(installed, scan=False).packs}
+    assert report["iso_pack"].isolated and report["iso_pack"].environment == iso_python
+    assert report["iso_pack"].dependencies[0]["installed"] == "2.0"
+    assert report["plain_pack"].dependencies[0]["installed"] == "1.0"
+
+
+def test_cli_install_isolate(tmp_path: Path, home: Home) -> None:
+    from typer.testing import CliRunner
+
+    from partyflow.cli.main import app
+
+    source = write(tmp_path / "src", "cli_iso", ISOLATED, "tinylib==2.0")
+    done = CliRunner().invoke(app, ["nodes", "install", str(source), "--isolate", "--json", "--home",
+                                    str(home.root)])
+    assert done.exit_code == 0, done.output
+    data = json.loads(done.stdout)
+    assert data["record"]["isolated"] is True and data["node_types"] == ["VersionB"]
+    records = json.loads((home.root / "manager" / "packs.json").read_text())
+    assert records["packs"]["cli_iso"]["isolated"] is True
+    assert not list((home.root / "venvs").glob(".staging-*"))
+
+
+def test_a_pack_that_fails_in_its_environment_is_not_installed(tmp_path: Path, manager: PackManager) -> None:
+    from partyflow.manager.errors import ManagerError
+
+    source = write(tmp_path / "src", "broken_iso", "import tinylib\nraise RuntimeError('boom at import')\n",
+                   "tinylib==2.0")
+    with pytest.raises(ManagerError, match="boom at import"):
+        manager.install(str(source), isolate=True)
+    assert not (manager.home.custom_nodes / "broken_iso").exists()
+    assert not (manager.home.root / "venvs" / "broken_iso").exists()
+    assert not list((manager.home.root / "venvs").glob(".staging-*"))
+
+
+def test_interrupt_reaches_the_worker(engine: Engine) -> None:
+    import threading
+
+    started = threading.Event()
+    outcome: list = []
+
+    def sink(event: object) -> None:
+        if isinstance(event, Progress) and event.node == "2":
+            started.set()
+
+    runner = threading.Thread(target=lambda: outcome.append(engine.run(with_inputs(mode="wait"), sinks=[sink])))
+    runner.start()
+    assert started.wait(30)
+    assert engine.interrupt()
+    runner.join(30)
+    assert outcome and outcome[0].status == "interrupted"
+    assert engine.run(PROMPT).ok  # the worker is still usable

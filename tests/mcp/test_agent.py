@@ -74,14 +74,16 @@ def test_an_unknown_server_name_fails_the_node_listing_the_configured_ones(engin
 def test_resource_and_prompt_nodes(engine: Engine) -> None:
     workflow = {
         "readme": {"class_type": "MCPResource", "inputs": {"server": "echo", "uri": "notes://readme"}},
-        "prompt": {"class_type": "MCPPrompt", "inputs": {"server": "echo", "name": "summarize",
+        "summary": {"class_type": "MCPPrompt", "inputs": {"server": "echo", "name": "summarize",
                                                         "arguments": '{"topic": "owls"}'}},
+        "show_readme": {"class_type": "DisplayText", "inputs": {"text": ["readme", 0]}},
+        "show_prompt": {"class_type": "DisplayText", "inputs": {"text": ["summary", 0]}},
     }
-    result = engine.run(workflow)
+    result = engine.run(workflow, outputs=["show_readme", "show_prompt", "summary"])
     assert result.ok, result.error
     assert result.output("readme") == "partyflow test notes: MCP works."
-    assert result.output("prompt", 0) == "Summarize what is known about owls in three sentences."
-    assert result.output("prompt", 1) == [{"role": "user", "content": result.output("prompt", 0)}]
+    assert result.output("summary", 0) == "Summarize what is known about owls in three sentences."
+    assert result.output("summary", 1) == [{"role": "user", "content": result.output("summary", 0)}]
 
 
 def test_the_research_agent_example_reads_a_page_through_mcp(engine: Engine, scripted: OpenAIServer) -> None:

@@ -11,7 +11,7 @@ import openai
 import pytest
 from aiohttp import web
 from tests.server_openai.live_server import LiveServer
-from tests.server_openai.workflows import chat_workflow, echo_workflow, save
+from tests.server_openai.workflows import chat_workflow, echo_workflow, save, ui_node, ui_workflow
 from tests.support.openai_server import OpenAIServer
 
 from partyflow import Engine
@@ -164,3 +164,15 @@ def test_failing_workflow_is_a_server_error(home: Path, client: openai.OpenAI) -
     with pytest.raises(openai.InternalServerError) as caught:
         client.chat.completions.create(model="broken", messages=[{"role": "user", "content": "x"}])
     assert "missing" in str(caught.value)
+
+
+def test_workflow_failing_while_it_runs_names_the_node(home: Path, client: openai.OpenAI) -> None:
+    nodes = [
+        ui_node(1, "JSONParse", [""], outputs=[("data", "JSON", [1])]),
+        ui_node(2, "DisplayValue", [], inputs=[("value", "*", 1)], outputs=[("text", "STRING", [])]),
+    ]
+    save(home, "parser", ui_workflow(nodes, [[1, 1, 0, 2, 0, "JSON"]],
+                                     {"model": "parser", "input": {"node": 1, "input": "text"}, "output": {"node": 2}}))
+    with pytest.raises(openai.InternalServerError) as caught:
+        client.chat.completions.create(model="parser", messages=[{"role": "user", "content": "not json"}])
+    assert "in node 1 (JSONParse)" in str(caught.value)

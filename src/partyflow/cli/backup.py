@@ -68,6 +68,9 @@ def create(
                     f"{summary.bytes / 1e6:.1f} MB{', with the database' if summary.database else ''})",
                     highlight=False)
     Console(stderr=True).print(f"not included: {', '.join(summary.excluded)}", style="dim", highlight=False)
+    for link in summary.external_links:
+        Console(stderr=True).print(f"[yellow]not included[/]: {escape(link)} (a link to outside the home)",
+                                   highlight=False)
 
 
 @app.command("verify")

@@ -126,6 +126,8 @@ def install(
     allow_unsigned: AllowUnsigned = False,
     allow_conflicts: Annotated[bool, typer.Option("--allow-conflicts",
                                                   help="let the bundle change installed packages")] = False,
+    skip_install_script: Annotated[bool, typer.Option("--skip-install-script",
+                                                      help="install packs without running their install.py")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
     as_json: JsonOption = False,
     home: HomeOption = None,
@@ -137,20 +139,20 @@ def install(
     with failures(as_json):
         where = home_of(ctx, home)
         plan = plan_install(bundle, where, allow_unsigned=allow_unsigned)
-        if dry_run or not plan.changes:
+        if dry_run:
             if as_json:
-                print_json({"ok": True, "dry_run": dry_run, "changed": False, **plan.to_dict()})
+                print_json({"ok": True, "dry_run": True, "changed": False, **plan.to_dict()})
             else:
                 _print_plan(plan)
             return
         if not as_json:
             _print_plan(plan)
-        if not yes and not as_json and sys.stdin.isatty() \
+        if plan.changes and not yes and not as_json and sys.stdin.isatty() \
                 and not typer.confirm("install this bundle?", default=False, err=True):
             raise typer.Exit(EXIT_INVALID)
-        with _steps(not as_json) as progress:
+        with _steps(not as_json) as progress:  # also when nothing changes: it settles an interrupted install
             result = install_bundle(bundle, where, allow_unsigned=allow_unsigned, allow_conflicts=allow_conflicts,
-                                    progress=progress)
+                                    skip_install_script=skip_install_script, progress=progress)
     if as_json:
         print_json({"ok": True, **result.to_dict()})
         return
@@ -161,7 +163,7 @@ def install(
     for name, version in sorted(result.python_installed.items()):
         console.print(f"[green]✓[/] {escape(name)}=={escape(version)}", highlight=False)
     if not result.changed:
-        console.print("[dim]nothing to do: the bundle is installed[/]")
+        console.print("[dim]nothing changed: the bundle was already installed[/]")
 
 
 def _print_plan(plan: Any) -> None:

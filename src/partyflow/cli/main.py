@@ -15,6 +15,7 @@ from partyflow.cli import bundle as bundle_cli  # issue 6 items 1-3
 from partyflow.cli import keys as keys_cli  # issue 6 items 1-3
 from partyflow.cli import mirror as mirror_cli  # issue 6 items 1-3
 from partyflow.cli import report as report_cli  # issue 6 items 6-7
+from partyflow.cli import scan as scan_cli  # issue 6 items 4-5
 from partyflow.cli.common import HomeOption
 
 app = typer.Typer(name="partyflow", help="Run LLM agent workflows as node graphs (ComfyUI-compatible).",
@@ -31,6 +32,7 @@ serve.register(app)
 report_cli.register(app)  # issue 6, item 6
 app.add_typer(backup_cli.app, name="backup")  # issue 6, item 7
 mcp.register(app)
+scan_cli.register(app)  # issue 6, item 4: `scan` and `vulndb`
 
 
 def _version(value: bool) -> None:
@@ -46,8 +48,11 @@ def main_options(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log pack loading and execution details")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="print the version and exit")] = False,
+    security_level: Annotated[str | None, typer.Option(  # security policy (issue 6, items 4-5)
+        "--security-level", help="strong, normal, normal- or weak for this command (default: "
+        "PARTYFLOW_SECURITY_LEVEL, then config.toml's security_level, then normal)", show_default=False)] = None,
 ) -> None:
-    ctx.obj = {"home": Path(home) if home else None}
+    ctx.obj = {"home": Path(home) if home else None, "security_level": security_level}
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
 

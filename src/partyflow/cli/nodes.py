@@ -141,6 +141,8 @@ def install(
     skip_install_script: SkipScript = False,
     isolate: Annotated[bool, typer.Option("--isolate", help="give the pack its own virtual environment and run its "
                                                             "nodes in a worker process of it")] = False,
+    force: Annotated[bool, typer.Option("--force", help="install even if the security scan refuses it "  # security policy (issue 6, items 4-5)
+                                                        "(recorded in the audit log; not at level strong)")] = False,
     yes: YesOption = False,
     as_json: JsonOption = False,
     home: HomeOption = None,
@@ -148,7 +150,7 @@ def install(
     """Install a node pack: fetch, check it imports, then activate it atomically."""
     with _manager(ctx, home, as_json) as manager:
         _report(manager.install(target, name=name, allow_conflicts=allow_conflicts,
-                                skip_install_script=skip_install_script, isolate=isolate), as_json)
+                                skip_install_script=skip_install_script, isolate=isolate, force=force), as_json)
 
 
 @app.command("uninstall")
@@ -296,6 +298,12 @@ def _version_text(pack: InstalledPack) -> str:
 
 # --- shared plumbing -----------------------------------------------------------------------------------------
 
+def _security_level(ctx: typer.Context) -> str | None:
+    """The global --security-level flag, if given.  # security policy (issue 6, items 4-5)"""
+    obj = ctx.find_root().obj
+    return obj.get("security_level") if isinstance(obj, dict) else None
+
+
 @contextlib.contextmanager
 def _manager(ctx: typer.Context, home: Path | None, as_json: bool, *, progress: bool = True
              ) -> Iterator[PackManager]:
@@ -308,7 +316,7 @@ def _manager(ctx: typer.Context, home: Path | None, as_json: bool, *, progress: 
     err = Console(stderr=True)
     with _progress(err, enabled=progress and not as_json) as sink:
         try:
-            yield PackManager(home_from(ctx, home), progress=sink)
+            yield PackManager(home_from(ctx, home), progress=sink, security_level=_security_level(ctx))
         except ManagerError as exc:
             _fail(exc, as_json)
         except (ConfigError, StoreError) as exc:

@@ -5,7 +5,6 @@ Kept apart from the executor's scheduling so each piece can be read (and tested)
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
 from typing import Any
@@ -37,47 +36,6 @@ class CallSpeeds:
             self._fast_runs[cls] = self._fast_runs.get(cls, 0) + 1
         elif seconds > self.slow_s or self._fast_runs.get(cls, 0) < self.streak:
             self._fast_runs[cls] = 0
-
-
-class Suspended:
-    """A coroutine that already ran its first step, made awaitable again so a Task can drive the rest.
-
-    It hands every value the coroutine yields (futures, or None for a bare reschedule) to the awaiting Task and
-    passes results, exceptions and cancellation back in, exactly as `await coroutine` would have.
-    """
-
-    def __init__(self, coroutine: Any, first: Any) -> None:
-        self._coroutine, self._first = coroutine, first
-
-    def cancel(self) -> None:
-        """Deliver the cancellation a Task would have, when the Task never got to run."""
-        try:
-            self._coroutine.throw(asyncio.CancelledError())
-        except (asyncio.CancelledError, StopIteration):
-            pass
-        except BaseException:
-            logger.exception("an async node raised while being cancelled")
-        finally:
-            self._coroutine.close()
-
-    def __await__(self) -> Any:
-        coroutine, value = self._coroutine, self._first
-        while True:
-            try:
-                sent = yield value
-            except GeneratorExit:
-                coroutine.close()
-                raise
-            except BaseException as exc:
-                try:
-                    value = coroutine.throw(exc)
-                except StopIteration as stop:
-                    return stop.value
-            else:
-                try:
-                    value = coroutine.send(sent)
-                except StopIteration as stop:
-                    return stop.value
 
 
 def accepted(method: Any, values: dict[str, Any], definition: NodeDefinition) -> dict[str, Any]:

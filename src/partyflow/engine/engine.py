@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from partyflow.config import Home, Settings, resolve_home
 from partyflow.engine.cache import make_cache
@@ -39,6 +39,9 @@ from partyflow.nodes.host import HostContext, current_scope, host_context
 from partyflow.nodes.isolation.loading import IsolatedPacks
 from partyflow.nodes.loader import PackLoadResult, load_module_pack, load_packs
 from partyflow.nodes.registry import NodeRegistry
+
+if TYPE_CHECKING:
+    from partyflow.llm.models import LoadedModelInfo, ModelManager
 
 logger = logging.getLogger("partyflow.engine")
 
@@ -97,10 +100,10 @@ class Engine:
         self.registry = NodeRegistry()
         self.bus = EventBus()
         self.host = HostContext(home=self.home, registry=self.registry, emit_custom=self._custom_message)
+        self.host.models = _model_manager(self.settings)  # issue 3, item 4: shared by the packs' local models
         self._pool = ThreadPoolExecutor(max_workers=self.settings.max_workers, thread_name_prefix="partyflow-node")
         self._services = ExecutionServices(self.registry, self.host, make_cache(cache or self.settings.cache), self._pool)
         self._validator = PromptValidator(self.registry, max_string_length=self.settings.max_string_length)
-        self._running: dict[str, threading.Event] = {}
         self._loops: dict[str, asyncio.AbstractEventLoop] = {}
         self._executions: dict[str, PromptExecution] = {}
         self._queue: PromptQueue | None = None
@@ -164,15 +167,13 @@ class Engine:
                        client_id: str | None) -> RunResult:
         messages: list[list[Any]] = []
         bus = self.bus.with_sinks([*sinks, _history_recorder(messages)])
-        interrupt = self._running[prompt_id] = threading.Event()
         self._loops[prompt_id] = self.host.loop = asyncio.get_running_loop()
         execution = PromptExecution(prompt, prompt_id=prompt_id, outputs=outputs, services=self._services, bus=bus,
-                                    interrupt=interrupt, extra_data=extra_data, client_id=client_id)
+                                    extra_data=extra_data, client_id=client_id)
         self._executions[prompt_id] = execution
         try:
             outcome = await execution.run()
         finally:
-            self._running.pop(prompt_id, None)
             self._loops.pop(prompt_id, None)
             self._executions.pop(prompt_id, None)
         return RunResult(prompt_id, outcome.status, outcome.ui, {k: v.outputs for k, v in outcome.results.items()},
@@ -180,9 +181,12 @@ class Engine:
 
     def interrupt(self, prompt_id: str | None = None) -> bool:
         """Stop the running prompt (or the given one); True if something was running."""
-        targets = [self._running[prompt_id]] if prompt_id in self._running else [] if prompt_id else list(self._running.values())
-        for event in targets:
-            event.set()
+        if prompt_id is not None:
+            targets = [self._executions[prompt_id]] if prompt_id in self._executions else []
+        else:
+            targets = list(self._executions.values())
+        for execution in targets:
+            execution.request_interrupt()
         return bool(targets)
 
     def subscribe(self, sink: EventSink) -> Callable[[], None]:
@@ -249,6 +253,10 @@ class Engine:
             results.append(await self.run_queued(item, sinks))
         return results
 
+    def loaded_models(self) -> list[LoadedModelInfo]:
+        """Local models in memory now (name, path, bytes, last used), most recent first (issue 3, item 4)."""
+        return self.host.models.loaded() if self.host.models is not None else []
+
     def clear_cache(self) -> None:
         self._services.cache.clear()
         self._services.objects.clear()
@@ -261,12 +269,23 @@ class Engine:
         if self._queue is not None:
             self._queue.close()
             self._queue = None
+        if self.host.models is not None:  # issue 3, item 4: let the weights go with the engine
+            self.host.models.clear()
 
     def __enter__(self) -> Engine:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _model_manager(settings: Settings) -> ModelManager:
+    """The engine's model manager (issue 3, item 4), budgeted by `[models] memory_budget`. The manager holds
+    whatever packs load through it, so the engine stays ignorant of what a model is. Imported on use, so
+    `import partyflow` stays light."""
+    from partyflow.llm.models import ModelManager, memory_budget
+
+    return ModelManager(memory_budget(settings.raw))
 
 
 def _history_recorder(messages: list[list[Any]]) -> EventSink:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from partyflow.engine.cache import NoCache, NodeResult, OutputCache, fingerprint, signature
-from partyflow.engine.calls import CallSpeeds, Suspended, accepted, find_blocker, map_calls, unwrap
+from partyflow.engine.calls import CallSpeeds, accepted, find_blocker, map_calls, unwrap
 from partyflow.engine.events import (
     EventBus,
     Executed,
@@ -118,7 +118,6 @@ class PromptExecution:
         self._dependents: dict[str, list[str]] = defaultdict(list)
         self._ready: deque[str] = deque()
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._suspended: dict[str, Suspended] = {}
         self._wakeup: asyncio.Event | None = None
         self._limits: dict[str, asyncio.Semaphore] = {}
         self.executed: list[str] = []
@@ -129,6 +128,13 @@ class PromptExecution:
         self._interrupted_node: str | None = None
         self._node_events = bus.wants(Executing) or bus.wants(Executed)
         self._caching = not isinstance(services.cache, NoCache)  # `none` never needs a signature
+
+    def request_interrupt(self) -> None:
+        """Stop this prompt; safe from any thread. Wakes the scheduler, which cancels what still runs."""
+        self.interrupt.set()
+        loop = getattr(self, "_loop", None)
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake)
 
     # ---- the run -------------------------------------------------------------------------------------------
 
@@ -191,9 +197,6 @@ class PromptExecution:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
-        for rest in self._suspended.values():  # cancelled before their Task took over: cancel them directly
-            rest.cancel()
-        self._suspended.clear()
 
     def _finish(self) -> ExecutionOutcome:
         status: Status = "success"
@@ -385,48 +388,8 @@ class PromptExecution:
             self.services.speeds.record(definition.cls, seconds / max(1, len(prepared.calls)))
             self._node_returned(node_id, prepared, raw, seconds)
             return True
-        if definition.is_async and definition.concurrency_limit is None and len(prepared.calls) == 1:
-            return self._start_eagerly(node_id, prepared)
         self._tasks[node_id] = self._loop.create_task(self._run_async(node_id, prepared))
         return False
-
-    def _start_eagerly(self, node_id: str, prepared: _Prepared) -> bool:
-        """Run an async node's first step now: one that never suspends finishes without a Task or a loop turn."""
-        token = enter_scope(self._scope(node_id, 0))
-        started = time.perf_counter()
-        try:
-            coroutine = getattr(prepared.instance, prepared.definition.function)(**prepared.calls[0])
-            try:
-                first = coroutine.send(None)
-            except StopIteration as stop:
-                self._node_returned(node_id, prepared, [stop.value], time.perf_counter() - started)
-                return True
-            rest = self._suspended[node_id] = Suspended(coroutine, first)
-            self._tasks[node_id] = self._loop.create_task(self._finish_eagerly(node_id, prepared, rest, started))
-            return False
-        except BaseException as exc:
-            self._node_failed(node_id, exc)
-            return True
-        finally:
-            leave_scope(token)
-
-    async def _finish_eagerly(self, node_id: str, prepared: _Prepared, rest: Suspended, started: float) -> None:
-        try:
-            try:
-                value = await rest
-            finally:
-                self._suspended.pop(node_id, None)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:
-            self._tasks.pop(node_id, None)
-            self._node_failed(node_id, exc)
-            self._wake()
-            return
-        self._tasks.pop(node_id, None)
-        if self.failure is None and not self.interrupt.is_set():
-            self._node_returned(node_id, prepared, [value], time.perf_counter() - started)
-        self._wake()
 
     async def _run_async(self, node_id: str, prepared: _Prepared) -> None:
         definition = prepared.definition

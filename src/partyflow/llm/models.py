@@ -12,18 +12,24 @@ when the last reference goes, so a generation in flight finishes on the model it
 from __future__ import annotations
 
 import json
+import os
+import re
 import struct
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from partyflow.config import ConfigError
+
 T = TypeVar("T")
 
 DTYPE_BYTES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int8": 1, "uint8": 1}
+BUDGET_ENV = "PARTYFLOW_MODELS__MEMORY_BUDGET"
+FALLBACK_BUDGET = 4 * 1024**3  # when the machine's memory cannot be read
 
 
 @dataclass(frozen=True)
@@ -153,3 +159,58 @@ def _tensor_elements(file: Path) -> int:
             elements *= dim
         total += elements
     return total
+
+
+# --- the memory budget (issue 3, item 4) -------------------------------------------------------------------------
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)(b?)\s*$", re.IGNORECASE)
+_POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
+
+
+def parse_size(value: int | float | str) -> int:
+    """Bytes from a number or text such as "8GB", "512 MiB" or "4g".
+
+    "KB/MB/GB/TB" are powers of 1000 and "KiB/MiB/GiB/TiB" powers of 1024, as the units say; a bare letter
+    ("8g", "512M") is read as 1024-based, the way Docker and Java memory flags are, which is what people who
+    write it mean. Raises ValueError with the accepted forms.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a size")
+    if isinstance(value, int | float):
+        return int(value)
+    match = _SIZE.match(value)
+    if match is None:
+        raise ValueError(f"{value!r} is not a size; write bytes (8000000000) or a number with a unit "
+                         "(8GB, 8GiB, 8g, 512MB)")
+    number, letter, binary, b = match.groups()
+    base = 1024 if binary or (letter and not b) else 1000
+    return int(float(number) * base ** _POWERS[letter.lower()])
+
+
+def memory_budget(raw_config: Mapping[str, object], environ: Mapping[str, str] | None = None) -> int:
+    """The model manager's budget: $PARTYFLOW_MODELS__MEMORY_BUDGET, else config.toml's `[models]
+    memory_budget`, else half of the machine's memory (the other half is left to the OS and everything else).
+
+    Raises `partyflow.config.ConfigError` naming the setting when the value is not a positive size.
+    """
+    env = os.environ if environ is None else environ
+    table = raw_config.get("models", {})
+    configured = env.get(BUDGET_ENV) or (table.get("memory_budget") if isinstance(table, Mapping) else None)
+    where = BUDGET_ENV if env.get(BUDGET_ENV) else "[models] memory_budget in config.toml"
+    if configured is None:
+        return default_budget()
+    try:
+        budget = parse_size(configured)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    if budget <= 0:
+        raise ConfigError(f"{where} must be a positive size, got {configured!r}")
+    return budget
+
+
+def default_budget() -> int:
+    """Half of the machine's physical memory; a fixed fallback where the OS does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    except (ValueError, OSError, AttributeError):
+        return FALLBACK_BUDGET

@@ -65,10 +65,11 @@ class BackupSummary:
     bytes: int
     database: bool
     excluded: tuple[str, ...]
+    external_links: tuple[str, ...] = ()   # links to outside the home: not archived (a restore would refuse them)
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "files": self.files, "bytes": self.bytes, "database": self.database,
-                "excluded": list(self.excluded)}
+                "excluded": list(self.excluded), "external_links": list(self.external_links)}
 
 
 @dataclass(frozen=True)
@@ -98,10 +99,14 @@ def create_backup(home: Home, out: Path | None = None) -> BackupSummary:
                           hint="write it somewhere outside the home")
     partial = out.with_name(out.name + ".partial")
     entries: list[dict[str, Any]] = []
+    external: list[str] = []
     try:
         with tarfile.open(partial, "w:gz") as archive, tempfile.TemporaryDirectory() as scratch:
             with operation_lock(ManagerPaths(home)):
                 for relative, full in _walk(home):
+                    if full.is_symlink() and _link_escapes(relative, os.readlink(full)):
+                        external.append(relative)
+                        continue
                     entries.append(_add(archive, relative, full))
             database = _add_database(archive, home, Path(scratch), entries)
             manifest = {"format": FORMAT, "version": FORMAT_VERSION, "created_at": stamp.isoformat(timespec="seconds"),
@@ -116,7 +121,15 @@ def create_backup(home: Home, out: Path | None = None) -> BackupSummary:
         partial.unlink(missing_ok=True)
         raise
     files = [e for e in entries if e["type"] == "file"]
-    return BackupSummary(out, len(files), sum(e["size"] for e in files), database, KEPT_FROM_TARGET)
+    return BackupSummary(out, len(files), sum(e["size"] for e in files), database, KEPT_FROM_TARGET,
+                         tuple(external))
+
+
+def _link_escapes(relative: str, target: str) -> bool:
+    """Whether a link at `relative` (inside the home) points outside it: absolute, or `..` past the root."""
+    link = PurePosixPath(target)
+    resolved = os.path.normpath(str(PurePosixPath(relative).parent / link))
+    return link.is_absolute() or resolved == ".." or resolved.startswith("../")
 
 
 def _walk(home: Home) -> Iterator[tuple[str, Path]]:
@@ -310,9 +323,7 @@ def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, relative: str
             os.chmod(destination, (member.mode & 0o777) | 0o700)
         return {"type": "dir"}
     if member.issym():
-        link = PurePosixPath(member.linkname)
-        resolved = PurePosixPath(relative).parent / link
-        if link.is_absolute() or ".." in PurePosixPath(os.path.normpath(str(resolved))).parts:
+        if _link_escapes(relative, member.linkname):
             raise BackupError(f"{relative}: a link pointing outside the home ({member.linkname!r}); refused",
                               user_error=True, hint="nothing was restored")
         if destination is not None:

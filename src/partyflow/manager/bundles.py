@@ -43,7 +43,7 @@ from partyflow.manager.errors import ManagerError
 from partyflow.manager.keys import KeyInfo, Keyring
 from partyflow.manager.provenance import atomic_write_json, tree_hash
 from partyflow.manager.signing import SignatureError, canonical_json, sign, verify
-from partyflow.manager.sources import SourceSpec, fetch, spec_from_text, split_version, validate_pack_name
+from partyflow.manager.sources import SourceSpec, default_name, fetch, spec_from_text, validate_pack_name
 from partyflow.manager.staging import checkpoint
 
 __all__ = [
@@ -228,7 +228,8 @@ def _open(zf: zipfile.ZipFile, path: Path, keyring: Keyring | None, allow_unsign
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError("hash mismatch", f"{path.name}: {MANIFEST} is not valid JSON ({exc})") from None
+        raise BundleError("corrupt", f"{path.name}: {MANIFEST} is not valid JSON ({exc}); the bundle was damaged "
+                          "or tampered with", hint="do not install it") from None
     sig = _read_small(zf, SIGNATURE)
     signature = sig.decode("ascii", "replace").strip() if sig is not None else None
     signer: KeyInfo | None = None
@@ -466,8 +467,6 @@ def create_bundle(home: Home | Path | str | None, output: Path | str, *, packs: 
 
 
 def _specs_from_names(home: Home, names: Sequence[str]) -> list[tuple[str, SourceSpec, str]]:
-    from partyflow.manager.sources import default_name
-
     found = []
     for text in names:
         spec = spec_from_text(text)
@@ -475,9 +474,7 @@ def _specs_from_names(home: Home, names: Sequence[str]) -> list[tuple[str, Sourc
             from partyflow.manager import catalog
 
             spec = catalog.resolve(text, home)
-            name = spec.name or split_version(text)[0]
-        else:
-            name = default_name(spec)
+        name = spec.name or default_name(spec)  # the folder name `nodes install` would give it
         found.append((validate_pack_name(name), spec, text))
     _no_duplicates([n for n, _, _ in found])
     return found
@@ -523,6 +520,7 @@ def _pack_item(path: Path, name: str, version: str | None, label: str, work: Pat
         members[member] = path
         return PackItem(name, member, tree_hash(path), version, label)
     requirements, _ = read_requirements(path)
+    version = version or _declared_version(path)
     archive = work / "packs" / f"{name}.zip"
     _zip_folder(path, archive, name)
     check = work / "check" / name
@@ -530,6 +528,17 @@ def _pack_item(path: Path, name: str, version: str | None, label: str, work: Pat
     member = f"packs/{name}.zip"
     members[member] = archive
     return PackItem(name, member, tree_hash(check / name), version, label, tuple(requirements))
+
+
+def _declared_version(pack: Path) -> str | None:
+    """The version a pack's pyproject.toml declares (registry packs have one), for catalogs made from bundles."""
+    import tomllib
+
+    try:
+        version = tomllib.loads((pack / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+    except (OSError, KeyError, TypeError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return None
+    return str(version) if isinstance(version, str | int | float) else None
 
 
 def _zip_folder(folder: Path, archive: Path, name: str) -> None:
@@ -755,8 +764,8 @@ def plan_install(path: Path | str, home: Home | Path | str | None = None, *,
 
 
 def install_bundle(path: Path | str, home: Home | Path | str | None = None, *, allow_unsigned: bool = False,
-                   allow_conflicts: bool = False, progress: Progress = _quiet, actor: str | None = None,
-                   manager: Any = None) -> BundleInstall:
+                   allow_conflicts: bool = False, skip_install_script: bool = False, progress: Progress = _quiet,
+                   actor: str | None = None, manager: Any = None) -> BundleInstall:
     """Verify, then install a bundle with no network: wheels from its wheelhouse only, packs through
     PackManager. Refusals and failures are audited too; a refusal leaves the home untouched."""
     from partyflow.manager.audit import AuditLog
@@ -771,7 +780,7 @@ def install_bundle(path: Path | str, home: Home | Path | str | None = None, *, a
         try:
             progress(f"verifying {path.name}")
             opened = verify_bundle(path, home, allow_unsigned=allow_unsigned, extract_to=work)
-            result = _install_verified(home, opened, work, pm, allow_conflicts, progress)
+            result = _install_verified(home, opened, work, pm, allow_conflicts, skip_install_script, progress)
         except ManagerError as exc:
             with AuditLog(home) as audit:
                 audit.record("bundle-install", result="refused" if exc.user_error else "failed",
@@ -789,7 +798,7 @@ def install_bundle(path: Path | str, home: Home | Path | str | None = None, *, a
 
 
 def _install_verified(home: Home, opened: OpenedBundle, work: Path, pm: Any, allow_conflicts: bool,
-                      progress: Progress) -> BundleInstall:
+                      skip_install_script: bool, progress: Progress) -> BundleInstall:
     from partyflow.manager import catalog
     from partyflow.manager.dependencies import target_python
 
@@ -826,7 +835,8 @@ def _install_verified(home: Home, opened: OpenedBundle, work: Path, pm: Any, all
             spec = _cached_spec(catalog.archive_cache(home), work, item)
             if action.action == "replace":
                 pm.uninstall(item.name)
-            pm.install(spec, name=item.name, allow_conflicts=allow_conflicts)
+            pm.install(spec, name=item.name, allow_conflicts=allow_conflicts,
+                       skip_install_script=skip_install_script)
         result.packs.append(action)
         checkpoint(f"bundle-pack-{item.name}")
     state = _load_state(home)

@@ -98,21 +98,21 @@ def _add_bundle(opened: OpenedBundle, extracted: Path, out: Path, entries: dict[
         source = extracted.joinpath(*pack.member.split("/"))
         digest = _sha256(source)
         suffix = ".py" if pack.member.endswith(".py") else ".zip"
-        filename = f"{pack.name}-{pack.version}{suffix}" if pack.version else f"{pack.name}-{digest[:12]}{suffix}"
-        key = (pack.name, pack.version or digest[:12])
+        filename = f"{pack.name}-{pack.version or digest[:12]}{suffix}"
+        key = (pack.name, pack.version)
         old = entries.get(key)
-        if old is not None and old.get("sha256") != digest:
-            raise BundleError("conflict", f"the mirror already has {pack.name} {key[1]} with other content",
+        if old is not None and old.get("sha256") != digest and pack.version:
+            raise BundleError("conflict", f"the mirror already has {pack.name} {pack.version} with other content",
                               hint="give the new pack a new version")
         _place(source, out / "packs" / filename, digest)
-        entries[key] = {
-            "id": pack.name, "title": pack.name, "version": key[1], "files": [f"packs/{filename}"],
+        entries[key] = {  # an unversioned pack: the last bundle built in wins
+            "id": pack.name, "title": pack.name, "version": pack.version, "files": [f"packs/{filename}"],
             "install_type": "archive" if suffix == ".zip" else "copy", "sha256": digest,
             "reference": pack.source if re.match(r"^(https?|git|ssh)://", pack.source) else "",
             "publisher": manifest.signer_name or "", "author": manifest.signer_name or "",
             "description": f"from bundle {opened.digest[:12]} (sequence {manifest.sequence})"}
         if old is None:
-            result.packs_added.append(f"{pack.name} {key[1]}")
+            result.packs_added.append(f"{pack.name} {pack.version or digest[:12]}")
     for wheel in manifest.wheels:
         source = extracted.joinpath(*wheel.member.split("/"))
         name = wheel.member.rsplit("/", 1)[-1]

@@ -28,7 +28,6 @@ from partyflow.manager.errors import ManagerError, UnknownPackError
 from partyflow.manager.install_script import run_install_script
 from partyflow.manager.journal import Operation, Recovered, recover
 from partyflow.manager.provenance import PackRecord, RecordStore, tree_hash
-from partyflow.manager.security import Risk, allows_install_script, require, security_level
 from partyflow.manager.sources import (
     FetchedPack,
     Progress,
@@ -70,11 +69,12 @@ class OperationResult:
     record: PackRecord | None = None
     node_types: tuple[str, ...] = ()
     recovered: tuple[Recovered, ...] = ()
+    security: dict[str, Any] | None = None  # # security policy (issue 6, item 5): signature, scan summary, decision
 
     def to_dict(self) -> dict[str, Any]:
         return {"action": self.action, "pack": self.pack, "changed": self.changed, "message": self.message,
                 "record": self.record.to_dict() if self.record else None, "node_types": list(self.node_types),
-                "recovered": [dataclasses.asdict(r) for r in self.recovered]}
+                "recovered": [dataclasses.asdict(r) for r in self.recovered], "security": self.security}
 
 
 def _now() -> str:
@@ -96,7 +96,7 @@ class PackManager:
     def __init__(self, home: Home | Path | str | None = None, *, progress: Progress | None = None,
                  limits: ArchiveLimits = ArchiveLimits(), verify_timeout: float = 60.0,
                  install_script_timeout: float = 600.0, trusted: bool = True, loopback: bool = True,
-                 actor: str | None = None) -> None:
+                 actor: str | None = None, security_level: str | None = None) -> None:
         self.home = home if isinstance(home, Home) else Home(resolve_home(home))
         self.paths = ManagerPaths(self.home)
         self.records = RecordStore(self.paths.records)
@@ -107,6 +107,7 @@ class PackManager:
         self.trusted = trusted
         self.loopback = loopback
         self.actor = actor
+        self.security_level = security_level  # # security policy (issue 6, item 5): --security-level, None = config/env
 
     # --- queries -------------------------------------------------------------------------------------------
 
@@ -131,14 +132,16 @@ class PackManager:
     # --- operations ----------------------------------------------------------------------------------------
 
     def install(self, target: str | SourceSpec, *, name: str | None = None, allow_conflicts: bool = False,
-                skip_install_script: bool = False, isolate: bool = False) -> OperationResult:
+                skip_install_script: bool = False, isolate: bool = False, force: bool = False) -> OperationResult:
         """Install from a path, archive, URL (each with an optional @VERSION) or a catalog name, or a SourceSpec.
 
         `isolate`: give the pack its own virtual environment and run its nodes in a worker process of it.
+        `force`: install although the security scan found something at the level's refusal threshold (trusted
+        callers only, never at `strong`; recorded in the audit log).
         """
         label = target.describe() if isinstance(target, SourceSpec) else target
         return self._run("install", name or label, lambda: self._install(target, name, allow_conflicts,
-                                                                        skip_install_script, isolate))
+                                                                        skip_install_script, isolate, force))
 
     def uninstall(self, name: str) -> OperationResult:
         """Remove a pack (enabled or disabled). Python packages it brought stay: others may share them."""
@@ -151,12 +154,13 @@ class PackManager:
         return self._run("enable", name, lambda: self._set_enabled(name, True))
 
     def update(self, name: str, *, version: str | None = None, allow_conflicts: bool = False,
-               skip_install_script: bool = False) -> OperationResult:
+               skip_install_script: bool = False, force: bool = False) -> OperationResult:
         """Bring a pack to the newest commit of its branch (git), to `version`, or re-fetch its archive/folder.
 
         A pack pinned to a tag or commit stays where it is unless `version` is given.
         """
-        return self._run("update", name, lambda: self._update(name, version, allow_conflicts, skip_install_script))
+        return self._run("update", name, lambda: self._update(name, version, allow_conflicts, skip_install_script,
+                                                              force))
 
     def update_all(self, *, allow_conflicts: bool = False, skip_install_script: bool = False
                    ) -> list[OperationResult | ManagerError]:
@@ -182,7 +186,8 @@ class PackManager:
                 result = body()
             except ManagerError as exc:
                 audit.record(action, result="refused" if exc.user_error else "failed", pack=exc.pack or label,
-                             error=str(exc), actor=self.actor)
+                             error=str(exc), actor=self.actor,
+                             details=getattr(exc, "details", None) or None)  # # security policy (issue 6, item 5)
                 raise
             except ConfigError as exc:
                 audit.record(action, result="refused", pack=label, error=str(exc), actor=self.actor)
@@ -198,7 +203,8 @@ class PackManager:
             audit.record(action, result="ok" if result.changed else "unchanged", pack=result.pack,
                          version=_version_label(record), content_hash=record.content_hash if record else None,
                          source=record.source.describe() if record else None,
-                         details={"message": result.message, "node_types": list(result.node_types)} or None,
+                         details={"message": result.message, "node_types": list(result.node_types),
+                                  **({"security": result.security} if result.security else {})},  # # security policy (issue 6, item 5)
                          actor=self.actor)
         return dataclasses.replace(result, recovered=tuple(recovered))
 
@@ -218,11 +224,10 @@ class PackManager:
     # --- install -------------------------------------------------------------------------------------------
 
     def _install(self, target: str | SourceSpec, name: str | None, allow_conflicts: bool,
-                 skip_install_script: bool, isolate: bool = False) -> OperationResult:
+                 skip_install_script: bool, isolate: bool = False, force: bool = False) -> OperationResult:
         spec, catalog_name = self._resolve_target(target, name)
-        if not self.trusted:
-            risk = Risk.MIDDLE if catalog_name else (Risk.HIGH_PLUS if spec.kind in ("git", "url") else Risk.HIGH)
-            require(risk, security_level(self.home), f"installing {spec.describe()}", loopback=self.loopback)
+        policy, caller, origin = self._policy(), self._caller(), _origin(spec, catalog_name)  # # security policy (issue 6, item 5)
+        policy.require(policy.source(origin, caller), pack=spec.name)
         pack_name = default_name(spec)
         existing = self._locate(pack_name)
         if existing is not None:
@@ -236,6 +241,7 @@ class PackManager:
         try:
             fetched = fetch(spec, operation.workdir, limits=self.limits, progress=self.progress)
             checkpoint("fetched")
+            security = self._security_gate(fetched.path, origin, force, pack_name)  # # security policy (issue 6, item 5)
             if isolate:  # isolated packs (issue 6, item 8)
                 staged_env, (report, node_types, script) = self._prepare_isolated(fetched.path, pack_name,
                                                                                   skip_install_script)
@@ -260,7 +266,8 @@ class PackManager:
             raise
         return OperationResult("install", pack_name, True,
                                f"installed {pack_name} from {spec.describe()}"
-                               + (f" at {record.commit[:12]}" if record.commit else ""), record, node_types)
+                               + (f" at {record.commit[:12]}" if record.commit else ""), record, node_types,
+                               security=security)
 
     def _resolve_target(self, target: str | SourceSpec, name: str | None) -> tuple[SourceSpec, str | None]:
         """A spec, and the catalog name when the target came from a catalog."""
@@ -315,27 +322,47 @@ class PackManager:
             return None
         if skip:
             return "skipped"
-        level = security_level(self.home)
-        if not allows_install_script(level):
+        policy = self._policy()  # # security policy (issue 6, item 5)
+        if not policy.install_script(self._caller()).allowed:
             raise ManagerError(
-                f"{pack.name} has an install.py, which runs arbitrary code; security level {level.value!r} does "
-                "not allow running it", pack=pack.name, user_error=True,
-                hint="set [manager] security_level = \"normal-\" in config.toml if you trust this pack, or pass "
+                f"{pack.name} has an install.py, which runs arbitrary code; security level {policy.level.value!r} "
+                "does not allow running it", pack=pack.name, user_error=True,
+                hint="set security_level = \"normal-\" in config.toml if you trust this pack, or pass "
                      "--skip-install-script to install it without running the script")
         return "ran"
+
+    # --- # security policy (issue 6, item 5): the one place installs ask -------------------------------------------------
+
+    def _policy(self) -> Any:
+        from partyflow.security.policy import SecurityPolicy
+
+        return SecurityPolicy.load(self.home, self.security_level)
+
+    def _caller(self) -> Any:
+        from partyflow.security.policy import Caller
+
+        return Caller(trusted=self.trusted, loopback=self.loopback)
+
+    def _security_gate(self, staged: Path, origin: Any, force: bool, name: str) -> dict[str, Any]:
+        """Signature and scan of the staged pack, before anything of it runs; refusals carry audit details."""
+        from partyflow.security.policy import enforce_staged
+
+        self.progress(f"scanning {name}", None, None)
+        return enforce_staged(self._policy(), staged, home=self.home, caller=self._caller(), origin=origin,
+                              force=force, name=name)
 
     # --- update --------------------------------------------------------------------------------------------
 
     def _update(self, name: str, version: str | None, allow_conflicts: bool,
-                skip_install_script: bool) -> OperationResult:
+                skip_install_script: bool, force: bool = False) -> OperationResult:
         pack = self._find(name)
         old = pack.record
         if old is None:
             raise ManagerError(f"{name} was not installed by partyflow, so its source is unknown", pack=name,
                                user_error=True, hint="uninstall it and install it again with 'partyflow nodes "
                                                      "install' to manage it")
-        if not self.trusted:
-            require(Risk.MIDDLE, security_level(self.home), f"updating {name}", loopback=self.loopback)
+        policy = self._policy()  # # security policy (issue 6, item 5)
+        policy.require(policy.manage(self._caller(), f"updating {name}"), pack=name)
         if old.source.kind == "git" and version is None and old.ref_kind in ("tag", "commit") \
                 and old.version is not None:
             return OperationResult("update", name, False, f"{name} is pinned at {old.ref_kind} {old.version}; "
@@ -349,6 +376,8 @@ class PackManager:
                 operation.abort()
                 return OperationResult("update", name, False, f"{name} is up to date", old)
             checkpoint("fetched")
+            security = self._security_gate(fetched.path, _origin(old.source, old.catalog), force,
+                                           name)  # # security policy (issue 6, item 5)
             if old.isolated:  # isolated packs (issue 6, item 8)
                 staged_env, (report, node_types, script) = self._prepare_isolated(fetched.path, name,
                                                                                   skip_install_script)
@@ -372,7 +401,8 @@ class PackManager:
             raise
         was = old.commit[:12] if old.commit else old.version or old.content_hash[:19]
         now = record.commit[:12] if record.commit else record.version or record.content_hash[:19]
-        return OperationResult("update", name, True, f"updated {name}: {was} -> {now}", record, node_types)
+        return OperationResult("update", name, True, f"updated {name}: {was} -> {now}", record, node_types,
+                               security=security)
 
     def _fetch_update(self, pack: InstalledPack, old: PackRecord, version: str | None,
                       workdir: Path) -> tuple[FetchedPack, SourceSpec]:
@@ -399,8 +429,8 @@ class PackManager:
 
     def _uninstall(self, name: str) -> OperationResult:
         pack = self._find(name)
-        if not self.trusted:
-            require(Risk.MIDDLE, security_level(self.home), f"uninstalling {name}", loopback=self.loopback)
+        policy = self._policy()  # # security policy (issue 6, item 5)
+        policy.require(policy.manage(self._caller(), f"uninstalling {name}"), pack=name)
         operation = Operation(self.paths, "uninstall", name)
         try:
             operation.commit([(pack.path, operation.workdir / "removed")], delete=[name])
@@ -467,6 +497,13 @@ def _close(name: str, candidates: Any) -> list[str]:
     matches = difflib.get_close_matches(name.lower(), list(lowered), n=5, cutoff=0.6)
     contains = [n for n in names if name.lower() in n.lower() and n.lower() not in matches]
     return [lowered[m] for m in matches] + contains[: max(0, 5 - len(matches))]
+
+
+def _origin(spec: SourceSpec, catalog: str | None) -> Any:
+    """# security policy (issue 6, item 5): where a pack comes from, as the policy sees it."""
+    from partyflow.security.policy import Origin
+
+    return Origin.of(spec.kind, catalog=bool(catalog))
 
 
 def _version_label(record: PackRecord | None) -> str | None:

@@ -340,14 +340,25 @@ def _scan_badge(scan: dict[str, Any]) -> str:
     return _badge(f"worst: {worst}" if worst else "no findings", worst not in ("high", "critical"))
 
 
+def _signer_text(signer: dict[str, Any]) -> str:
+    status, detail = str(signer.get("status", "unsigned")), str(signer.get("detail") or "")
+    return detail if detail.startswith(status) else f"{status}: {detail}" if detail else status
+
+
+def _scan_text(scan: dict[str, Any]) -> str:
+    if scan.get("status") != "scanned":
+        return f"{scan.get('status')}: {scan.get('detail', '')}".rstrip(": ")
+    counts = ", ".join(f"{n} {s}" for s, n in (scan.get("counts") or {}).items() if n) or "no findings"
+    return f"scanned {scan.get('files') or '?'} files: {counts}"
+
+
 def _pack_section(p: PackReport) -> str:
     facts = [("source", p.source or "not installed by partyflow"), ("catalog name", p.catalog),
              ("version", p.version), ("path", p.path), ("content hash", p.content_hash),
              ("files vs. hash", p.hash_status), ("installed", p.installed_at), ("updated", p.updated_at),
              ("installed by", p.installed_by), ("environment", p.environment + (" (own venv)" if p.isolated else "")
                                                 if p.environment else None),
-             ("signer", f"{p.signer.get('status')}: {p.signer.get('detail', '')}"),
-             ("scan", p.scan.get("detail") or p.scan.get("status"))]
+             ("signer", _signer_text(p.signer)), ("scan", _scan_text(p.scan))]
     rows = "".join(f"<tr><th>{_e(k)}</th><td><code>{_e(v)}</code></td></tr>" for k, v in facts if v)
     deps = _table(["requirement", "installed", "satisfied"],
                   [[_e(d.get("requirement") or d.get("error")), _e(d.get("installed") or "not installed"),

@@ -9,9 +9,8 @@ server's routes decide the same way. A pack's `install.py` runs arbitrary code a
 from __future__ import annotations
 
 import enum
-import os
 
-from partyflow.config import ConfigError, Home, Settings
+from partyflow.config import Home
 from partyflow.manager.errors import ManagerError
 
 __all__ = ["Risk", "SecurityLevel", "allowed", "allows_install_script", "require", "security_level"]
@@ -36,14 +35,13 @@ class Risk(enum.IntEnum):
 
 def security_level(home: Home) -> SecurityLevel:
     """The configured level; an unknown value is a config error naming the valid ones."""
-    raw = os.environ.get(LEVEL_ENV) or Settings.load(home).raw.get("manager", {}).get("security_level")
-    if raw is None:
-        return SecurityLevel.NORMAL
-    try:
-        return SecurityLevel(str(raw).strip().lower())
-    except ValueError:
-        valid = ", ".join(level.value for level in SecurityLevel)
-        raise ConfigError(f"[manager] security_level must be one of {valid}, got {raw!r}") from None
+    # --- security policy (issue 6, item 5): one resolver for every setting of the level -------------------------
+    # partyflow.security.policy.resolve_level also reads PARTYFLOW_SECURITY_LEVEL and a top-level
+    # `security_level` in config.toml; imported here, not at the top, because it imports this module.
+    from partyflow.security.policy import resolve_level
+
+    return resolve_level(home)
+    # --- end security policy ------------------------------------------------------------------------------------
 
 
 def allowed(risk: Risk, level: SecurityLevel, *, loopback: bool = True, personal_cloud: bool = False) -> bool:

@@ -15,10 +15,13 @@ import threading
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from partyflow.config import Home
 from partyflow.nodes.registry import NodeRegistry
+
+if TYPE_CHECKING:
+    from partyflow.llm.models import ModelManager
 
 CustomEventSink = Callable[[str, Any, "str | None"], None]
 
@@ -71,6 +74,8 @@ class HostContext:
     loop: asyncio.AbstractEventLoop | None = None  # the engine's loop (`PromptServer.instance.loop`)
     prompt_handlers: list[Callable[[dict[str, Any]], dict[str, Any]]] = field(default_factory=list)
     # ^ `PromptServer.instance.add_on_prompt_handler`: each gets the request JSON before it is queued
+    models: ModelManager | None = None  # issue 3, item 4: the engine's local models within its memory budget;
+    # None where no engine made one (packs then load models themselves)
 
     def __post_init__(self) -> None:
         if not self.folder_names_and_paths:

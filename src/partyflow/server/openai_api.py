@@ -135,9 +135,9 @@ class _Run:
             raise
         if not result.ok:
             failure = result.error
-            where = f" in node {failure.node_id} ({failure.node_type})" if failure and failure.node_id else ""
+            where = f" in node {failure.node_id} ({failure.class_type})" if failure and failure.node_id else ""
             raise WorkflowFailed(f"the workflow {result.status}{where}: "
-                                 f"{failure.exception_message if failure else 'interrupted'}")
+                                 f"{failure.message if failure else 'interrupted'}")
         node_id, index = self.publication.output
         try:
             text = as_text(result.output(node_id, index))

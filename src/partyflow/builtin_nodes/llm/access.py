@@ -3,7 +3,9 @@
 The home is found the way any ComfyUI pack finds its host's folders (`folder_paths.base_path`), so this pack needs
 nothing from the engine. API providers are opened per call and closed after: no connection, key or event loop
 outlives the call that used it. A local handle brings the provider its loader made (loading weights is the
-expensive part), which is left open for the next call.
+expensive part), which is left open for the next call. Under a partyflow engine, local weights are held by the
+engine's model manager (`model_manager()`), which keeps them within its memory budget; elsewhere (a ComfyUI
+install) the provider holds them itself.
 
 The response cache is opt-in, per provider (`cache = true` in its table) or per call (the Chat node's `cache`
 input); cached replies live in the home's `llm_cache.sqlite`, shared by every run and process of that home.
@@ -22,13 +24,21 @@ import folder_paths
 from partyflow.config import Home
 from partyflow.llm import ProviderConfig, ProviderConfigError, ProvidersConfig
 from partyflow.llm.cache import CachedChatModel, home_cache
+from partyflow.llm.models import ModelManager
 from partyflow.llm.providers import create
+from partyflow.nodes.host import current_host_or_none
 
 from .sockets import ModelHandle
 
 
 def current_home() -> Home:
     return Home(Path(folder_paths.base_path))
+
+
+def model_manager() -> ModelManager | None:
+    """The running engine's model manager, or None outside a partyflow engine (then providers keep their own)."""
+    host = current_host_or_none()
+    return getattr(host, "models", None) if host is not None else None
 
 
 def providers_config() -> ProvidersConfig:

@@ -1,4 +1,4 @@
-"""The Chat node: one model call with a system prompt, a user prompt, history, tools and structured output.
+"""The Chat node: one model call with a system prompt, a user prompt, images, history, tools and structured output.
 
 It is `async` so that many chat nodes in one workflow wait on their servers together, and it streams, sending
 each piece of text to the UI as a `partyflow.llm.stream` message while the reply is still being written.
@@ -15,9 +15,11 @@ from server import PromptServer
 from partyflow.llm import (
     ChatRequest,
     ChatResponse,
+    ImagePart,
     Message,
     ResponseFormat,
     SystemMessage,
+    TextPart,
     ToolCall,
     UserMessage,
     dump_messages,
@@ -25,6 +27,7 @@ from partyflow.llm import (
 )
 
 from .access import open_provider
+from .images import DETAILS, image_parts
 from .sockets import JSON, LLM_HISTORY, LLM_MODEL, TOOL
 from .tools import to_tools
 
@@ -47,16 +50,24 @@ def load_history(history: Any) -> tuple[Message, ...]:
         raise ValueError(f"the history must be a list of messages, got {type(history).__name__}") from None
 
 
-def build_messages(system_prompt: str, user_prompt: str, history: Any) -> tuple[Message, ...]:
+def build_messages(system_prompt: str, user_prompt: str, history: Any,
+                   images: tuple[ImagePart, ...] = ()) -> tuple[Message, ...]:
     """System prompt first (replacing the history's, when given), then the history, then the new user turn."""
     past = load_history(history)
     if system_prompt.strip():
         past = (SystemMessage(content=system_prompt), *(m for m in past if not isinstance(m, SystemMessage)))
-    turn = (UserMessage(content=user_prompt),) if user_prompt.strip() else ()
-    messages = (*past, *turn)
+    messages = (*past, *user_turn(user_prompt, images))
     if not messages:
         raise ValueError("nothing to send: the user prompt is empty and there is no history")
     return messages
+
+
+def user_turn(user_prompt: str, images: tuple[ImagePart, ...]) -> tuple[UserMessage, ...]:
+    """Plain text when there are no images (what every provider takes); else the text part, then the images."""
+    if not images:
+        return (UserMessage(content=user_prompt),) if user_prompt.strip() else ()
+    text = (TextPart(text=user_prompt),) if user_prompt.strip() else ()
+    return (UserMessage(content=(*text, *images)),)
 
 
 def response_format(json_mode: bool, json_schema: str) -> ResponseFormat | None:
@@ -124,6 +135,12 @@ class Chat:
             },
             "optional": {
                 "history": (LLM_HISTORY, {"tooltip": "Earlier messages, from another Chat node's history."}),
+                "images": ("IMAGE", {"tooltip": "Images to show the model with this turn (a vision model)."}),
+                "image_files": ("STRING", {"default": "", "multiline": True, "tooltip": (
+                    "More images, one per line: a file name in the input directory, an http(s) URL or a "
+                    "data: URL.")}),
+                "image_detail": (DETAILS, {"default": "auto", "tooltip": (
+                    "How closely the model looks: low is cheaper, high reads small print.")}),
                 "tools": (TOOL, {"tooltip": "Functions the model may call; calls come out on tool_calls."}),
                 "temperature": ("FLOAT", {"default": 0.7, "min": -1.0, "max": 2.0, "step": 0.05,
                                           "tooltip": "Sampling temperature; negative: the provider's default."}),
@@ -144,8 +161,9 @@ class Chat:
 
     async def chat(self, model, system_prompt, user_prompt, history=None, tools=None, temperature=0.7,
                    max_tokens=0, seed=-1, json_mode=False, json_schema="", stream=True, cache=False,
-                   unique_id=None):
-        messages = build_messages(system_prompt, user_prompt, history)
+                   images=None, image_files="", image_detail="auto", unique_id=None):
+        messages = build_messages(system_prompt, user_prompt, history,
+                                  image_parts(images, image_files, image_detail))
         request = ChatRequest(
             messages=messages, model=model.model, tools=to_tools(tools),
             response_format=response_format(json_mode, json_schema),

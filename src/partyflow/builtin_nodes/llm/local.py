@@ -1,8 +1,11 @@
 """Local model loaders: a transformers folder under models/llm/ and a GGUF file under models/gguf/.
 
 Both output the same `LLM_MODEL` handle as the API loader, so Chat (and anything else taking a model) works
-with them unchanged. They load the weights themselves, as ComfyUI's loaders do, so a folder that is not a model
-or a missing extra fails on the loader node, and the loaded model lives as long as the loader's cached output.
+with them unchanged. They load the weights when they run, so a folder that is not a model or a missing extra
+fails on the loader node. Under a partyflow engine the weights belong to the engine's model manager: it keeps
+them within the memory budget, unloads the least recently used model when another needs the room, and loads
+it again when a Chat node next asks for it. Elsewhere the handle's provider holds them for as long as the
+loader's output is cached, as ComfyUI's loaders do.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ from typing import Any
 import folder_paths
 
 from partyflow.llm import MissingExtraError, ProviderConfig, ProviderConfigError
+from partyflow.llm.models import ModelManager
 from partyflow.llm.providers import create
 
-from .access import current_home
+from .access import current_home, model_manager
 from .sockets import LLM_MODEL, LocalModelSpec, ModelHandle
 
 CATEGORY = "partyflow/llm"
@@ -71,19 +75,20 @@ def create_local(handle: ModelHandle) -> Any:
     if spec is None:
         raise ValueError(f"{handle} is not a local model")
     options = dict(spec.options)
+    manager = model_manager()
     if spec.type == "llamacpp":
         config = ProviderConfig(name=handle.provider, type="llamacpp", path=spec.path, **options)
-        return _gguf_provider(config)
+        return _gguf_provider(config, manager)
     config = ProviderConfig(name=handle.provider, type="transformers", path=spec.path)
-    return create(handle.provider, config, home=current_home(), **options)
+    return create(handle.provider, config, home=current_home(), manager=manager, **options)
 
 
-def _gguf_provider(config: ProviderConfig) -> Any:
+def _gguf_provider(config: ProviderConfig, manager: ModelManager | None) -> Any:
     """The llamacpp provider, or an error that names the extra when llama.cpp support is not installed."""
     if not _installed("llama_cpp"):
         raise MissingExtraError("gguf", "llama-cpp-python", provider=config.name)
     try:
-        return create(config.name, config, home=current_home())
+        return create(config.name, config, home=current_home(), manager=manager)
     except ImportError as exc:
         raise MissingExtraError("gguf", exc.name or "llama-cpp-python", provider=config.name) from None
     except ProviderConfigError as exc:
@@ -101,7 +106,8 @@ def _installed(module: str) -> bool:
 
 
 def _loaded(handle: ModelHandle) -> ModelHandle:
-    """Load the weights now (errors belong to the loader node) and keep the provider on the handle."""
+    """Load the weights now (errors belong to the loader node) and keep the provider on the handle; with a model
+    manager the provider only borrows them, so the manager may unload them and the next call reloads them."""
     provider = create_local(handle)
     provider.model()
     return ModelHandle(handle.provider, handle.model, handle.local, live=provider)

@@ -40,9 +40,11 @@ class ModelHandle:
 
     An API handle names a provider of config.toml, created when a node calls it, so a changed config or key
     takes effect on the next run and nothing secret is pickled with node outputs. A local handle (`local` set)
-    names a model under models/ instead, and may carry the provider that already loaded it (`live`): the
-    weights then stay loaded as long as the loader's output is cached, as ComfyUI's model loaders do. `live` is
-    left out of comparisons and pickles; a handle unpickled elsewhere loads the model again on first use.
+    names a model under models/ instead, and may carry the provider its loader made (`live`). Under a partyflow
+    engine that provider borrows the weights from the engine's model manager, which may unload them to stay in
+    budget (the next call loads them again); elsewhere it holds them as long as the loader's output is cached,
+    as ComfyUI's model loaders do. `live` is left out of comparisons and pickles; a handle unpickled elsewhere
+    loads the model again on first use.
     """
 
     provider: str

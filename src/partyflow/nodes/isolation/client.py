@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from partyflow.nodes.comfy_compat.comfy.model_management import InterruptProcessingException
 from partyflow.nodes.isolation.environment import ensure_partyflow_link
 from partyflow.nodes.isolation.wire import ChannelClosed, dumps_named, loads_reported, read_frame, write_frame
 
@@ -146,7 +147,7 @@ class WorkerClient:
         """Forget a node instance; sent with the next call (safe from a finalizer: only appends)."""
         self._released.append(instance_id)
 
-    def request(self, request: dict[str, Any], *, values: Mapping[str, Any] = {}, doing: str = "",
+    def request(self, request: dict[str, Any], *, values: Mapping[str, Any] | None = None, doing: str = "",
                 on_event: EventHandler | None = None, interrupt: threading.Event | None = None) -> Any:
         """Send one request and wait for its answer; restarts a worker that died earlier."""
         with self._lock:
@@ -155,7 +156,7 @@ class WorkerClient:
             if request.get("op") == "call" and self._released:
                 request = {**request, "release": self._released[:]}
                 del self._released[:len(request["release"])]
-            payload = dumps_named(request, values, "input")
+            payload = dumps_named(request, values or {}, "input")
             try:
                 assert self._writer is not None
                 write_frame(self._writer, payload)
@@ -185,6 +186,8 @@ class WorkerClient:
                 if request is None:  # the pack failed at start-up
                     self._stop()
                     raise WorkerError(f"isolated pack {self.pack!r} could not start: {message[1].get('message')}")
+                if message[1].get("name") == "InterruptProcessingException":  # the prompt was interrupted
+                    raise InterruptProcessingException()
                 raise RemoteNodeError(message[1], self.pack)
             if on_event is not None:
                 on_event(message)

@@ -54,10 +54,15 @@ def class_info(class_type: str, cls: type, display_name: str | None) -> dict[str
             continue
         attributes[name] = value
     function = getattr(cls, "FUNCTION", None)
+    try:
+        input_types = cls.INPUT_TYPES()
+        pickle.dumps(input_types)
+    except Exception:  # as in-process: a broken INPUT_TYPES hides this class from object_info, not the pack
+        input_types = {}
     optional = {name: signature_of(getattr(cls, name)) for name in ("IS_CHANGED", "VALIDATE_INPUTS")
                 if callable(getattr(cls, name, None))}
     return {"class_type": class_type, "name": cls.__name__, "display_name": display_name, "function": function,
-            "attributes": attributes, "input_types": cls.INPUT_TYPES(), "optional": optional,
+            "attributes": attributes, "input_types": input_types, "optional": optional,
             "lazy_status": callable(getattr(cls, "check_lazy_status", None)),
             "is_async": isinstance(function, str) and inspect.iscoroutinefunction(getattr(cls, function, None))}
 

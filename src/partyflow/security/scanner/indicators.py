@@ -77,7 +77,7 @@ _ENCODED_CMD = re.compile(
     r"\b(powershell|pwsh)(\.exe)?\b[^\n]*\s-(e|en|enc|encodedcommand)\s|base64\s+(-d|--decode)[^\n]*\|\s*(ba)?sh\b",
     re.IGNORECASE,
 )
-_WEBHOOKS = ("discord.com/api/webhooks", "discordapp.com/api/webhooks", "api.telegram.org/bot", "hooks.slack.com",
+_WEBHOOKS = ("/api/webhooks/", "api.telegram.org/bot", "hooks.slack.com",
              "pastebin.com/api", "webhook.site", "ngrok.io", "ngrok-free.app", "transfer.sh", "requestbin",
              "pipedream.net", "interact.sh", "oast.")
 _SYSTEM_ROOTS = ("etc", "usr", "bin", "sbin", "lib", "lib64", "opt", "boot", "root", "library", "system",

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from partyflow.security.scanner import indicators as ind
 
-__all__ = ["CallFact", "ModuleFacts", "Scope", "analyse", "fold_string", "is_install_script"]
+__all__ = ["CallFact", "ModuleFacts", "Scope", "analyse", "fold_string", "is_install_script", "is_network_call"]
 
 Labels = frozenset[str]
 _EMPTY: Labels = frozenset()
@@ -451,3 +451,17 @@ def _literals(node: ast.AST) -> Iterator[str]:
     for child in ast.walk(node):
         if isinstance(child, ast.Constant) and isinstance(child.value, str):
             yield child.value
+
+
+_CONNECTING_CONSTRUCTORS = frozenset({"smtplib.SMTP", "smtplib.SMTP_SSL", "ftplib.FTP", "ftplib.FTP_TLS",
+                                      "telnetlib.Telnet", "socket.create_connection"})
+
+
+def is_network_call(call: CallFact) -> bool:
+    """A call that talks to the network: a fetch function, a method of a client object, or a connecting
+    constructor. Creating a Session or a socket object alone is not network use."""
+    if call.name in NETWORK_FETCH:
+        return True
+    if ind.HTTP_CLIENT in call.receiver and call.method in CLIENT_METHODS:
+        return True
+    return call.name in _CONNECTING_CONSTRUCTORS and bool(call.node.args)

@@ -110,10 +110,28 @@ def _safe_argv(argv: list[str], token: str | None) -> list[str]:
     return out
 
 
+def _models_stats(engine: Any) -> dict[str, Any]:
+    """Loaded local models and the model manager's budget (issue 3, item 4); paths relative to models/."""
+    models = [{"name": info.name, "path": _under(info.path, engine.home.models), "bytes": info.bytes,
+               "last_used": info.last_used} for info in engine.loaded_models()]
+    manager = engine.host.models
+    budget = {"models_memory_budget": manager.budget_bytes if manager else 0,
+              "models_memory_used": manager.used_bytes if manager else 0}
+    return {"models": models, "partyflow": budget}
+
+
+def _under(path: Path, base: Path) -> str:
+    try:
+        return path.resolve().relative_to(base.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
 async def get_system_stats(request: web.Request) -> web.Response:
     total, free = _memory()
     argv = _safe_argv(sys.argv, context(request).config.token)
     return web.json_response({
+        **_models_stats(context(request).engine),  # issue 3, item 4
         "system": {
             "os": os.name, "platform": platform.platform(), "python_version": sys.version,
             "comfyui_version": __version__, "partyflow_version": __version__,

@@ -95,8 +95,8 @@ class PublishedTools:
             raise WorkflowError(f"{publication.path.name} failed validation: {exc}") from None
         if not result.ok:
             failure = result.error
-            where = f" in node {failure.node_id} ({failure.node_type})" if failure and failure.node_id else ""
-            message = failure.exception_message if failure else "interrupted"
+            where = f" in node {failure.node_id} ({failure.class_type})" if failure and failure.node_id else ""
+            message = f"{failure.exception_type}: {failure.message}" if failure else "interrupted"
             raise WorkflowError(f"the workflow {publication.model!r} {result.status}{where}: {message}")
         try:
             return as_text(result.output(node_id, index))

@@ -328,6 +328,7 @@ class AsyncWaitForever:
     FUNCTION = "run"
 
     async def run(self, value):
+        PromptServer.instance.send_sync("semantics.waiting", {"value": value})
         try:
             await asyncio.Event().wait()
         except asyncio.CancelledError:
@@ -336,8 +337,24 @@ class AsyncWaitForever:
         return (value,)
 
 
+class AsyncWithTimeout:
+    """Task-bound context managers (asyncio.timeout, anyio cancel scopes) need the node to run in one task."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"value": ("INT", {"default": 0})}}
+    RETURN_TYPES = ("INT",)
+    FUNCTION = "run"
+
+    async def run(self, value):
+        async with asyncio.timeout(5):
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+        return (value + 1,)
+
+
 NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in (
-    AsyncRaiseLater, AsyncWaitForever,
+    AsyncRaiseLater, AsyncWaitForever, AsyncWithTimeout,
     Const, AddOne, AsyncAddOne, Collect, LazySwitch, MakeList, SumList, Pair, Block, Changed, Validated,
     TypedInput, MeetAtBarrier, OneAtATime, WaitForInterrupt, Raise, WrongArity, WrongType, Hidden, CountDown, Report)}
 NODE_DISPLAY_NAME_MAPPINGS = {"Const": "Constant"}

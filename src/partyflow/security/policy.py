@@ -1,0 +1,281 @@
+"""Security levels, enforced in one place: which sources, unsigned packs, scan results, install.py and arbitrary
+pip installs each level allows, for whom.
+
+Everything that installs (the CLI, the Python API, the server) asks a `SecurityPolicy`; nothing else decides.
+Two kinds of caller: a *trusted* one (a local administrator's explicit command, `PackManager(trusted=True)`) and
+an *untrusted* one (the HTTP API, `trusted=False`), to which ComfyUI-Manager's risk table applies unchanged
+(`manager.security.allowed`). The table of levels, per the design:
+
+| level   | trusted sources                 | untrusted (server) sources        | unsigned | refuse scan at | --force | install.py |
+|---------|---------------------------------|-----------------------------------|----------|----------------|---------|------------|
+| strong  | catalog                         | none (middle risk refused)        | refused  | high           | no      | never      |
+| normal  | catalog, path, archive, git, url| catalog                           | allowed  | high           | yes     | no         |
+| normal- | all                             | catalog; path/archive/git on loopback | allowed | high        | yes     | yes        |
+| weak    | all                             | all (loopback) / most (remote)    | allowed  | critical       | yes     | yes        |
+
+`--force` is honoured only for trusted callers and never at `strong`. The level comes from, highest first: an
+explicit override (`--security-level`), `PARTYFLOW_SECURITY_LEVEL`, `PARTYFLOW_MANAGER_SECURITY_LEVEL` (older
+name), config.toml's top-level `security_level`, then `[manager] security_level`; default `normal`.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from partyflow.config import ConfigError, Home, Settings
+from partyflow.manager.errors import ManagerError
+from partyflow.manager.security import LEVEL_ENV as MANAGER_LEVEL_ENV
+from partyflow.manager.security import Risk, SecurityLevel, allowed
+from partyflow.security.scanner.model import ScanReport, Severity
+
+__all__ = ["LEVEL_ENV", "Caller", "Decision", "LevelRules", "Origin", "PolicyRefusal", "SecurityPolicy",
+           "SignatureStatus", "enforce_staged", "parse_level", "resolve_level", "signature_status"]
+
+LEVEL_ENV = "PARTYFLOW_SECURITY_LEVEL"
+
+
+class Origin(enum.Enum):
+    """Where a pack (or package) comes from, as far as trust is concerned."""
+
+    CATALOG = "catalog"
+    PATH = "path"        # a local folder or .py file
+    ARCHIVE = "archive"  # a local zip/tar
+    GIT = "git"          # any git URL
+    URL = "url"          # an http(s) download
+    PIP = "pip"          # an arbitrary pip package
+
+    @classmethod
+    def of(cls, kind: str, *, catalog: bool) -> Origin:
+        """Map a SourceSpec kind; a catalog entry is CATALOG whatever its transport."""
+        if catalog:
+            return cls.CATALOG
+        return {"dir": cls.PATH, "archive": cls.ARCHIVE, "git": cls.GIT, "url": cls.URL}.get(kind, cls.URL)
+
+
+_RISK = {Origin.CATALOG: Risk.MIDDLE, Origin.PATH: Risk.HIGH, Origin.ARCHIVE: Risk.HIGH,
+         Origin.GIT: Risk.HIGH_PLUS, Origin.URL: Risk.HIGH_PLUS, Origin.PIP: Risk.HIGH_PLUS}
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks. `trusted`: a local administrator's explicit command; `loopback`: a server bound to 127.0.0.1."""
+
+    trusted: bool = True
+    loopback: bool = True
+    personal_cloud: bool = False
+
+    @property
+    def label(self) -> str:
+        return "local administrator" if self.trusted else ("local server client" if self.loopback
+                                                           else "remote server client")
+
+
+@dataclass(frozen=True)
+class LevelRules:
+    trusted_origins: frozenset[Origin]
+    require_signature: bool
+    refuse_at: Severity
+    force_allowed: bool
+
+
+_ALL = frozenset(Origin)
+RULES: MappingProxyType[SecurityLevel, LevelRules] = MappingProxyType({
+    SecurityLevel.STRONG: LevelRules(frozenset({Origin.CATALOG}), True, Severity.HIGH, False),
+    SecurityLevel.NORMAL: LevelRules(_ALL - {Origin.PIP}, False, Severity.HIGH, True),
+    SecurityLevel.NORMAL_MINUS: LevelRules(_ALL, False, Severity.HIGH, True),
+    SecurityLevel.WEAK: LevelRules(_ALL, False, Severity.CRITICAL, True),
+})
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str
+    hint: str | None = None
+
+
+@dataclass(frozen=True)
+class SignatureStatus:
+    state: str                 # signed | unsigned | invalid
+    signer: str | None = None
+    reason: str = ""
+
+    @property
+    def signed(self) -> bool:
+        return self.state == "signed"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"state": self.state, "signer": self.signer, "reason": self.reason}
+
+
+class PolicyRefusal(ManagerError):
+    """A refusal by the security policy; `details` go to the audit log with it."""
+
+    def __init__(self, message: str, *, pack: str | None = None, hint: str | None = None,
+                 details: dict[str, Any] | None = None) -> None:
+        super().__init__(message, pack=pack, hint=hint, user_error=True)
+        self.details = details or {}
+
+
+def parse_level(raw: str | SecurityLevel, where: str = "security_level") -> SecurityLevel:
+    if isinstance(raw, SecurityLevel):
+        return raw
+    try:
+        return SecurityLevel(str(raw).strip().lower())
+    except ValueError:
+        valid = ", ".join(level.value for level in SecurityLevel)
+        raise ConfigError(f"{where} must be one of {valid}, got {raw!r}") from None
+
+
+def resolve_level(home: Home, override: str | SecurityLevel | None = None) -> SecurityLevel:
+    """The level in force for `home` (see the module docstring for the order)."""
+    if override is not None:
+        return parse_level(override, "--security-level")
+    for name in (LEVEL_ENV, MANAGER_LEVEL_ENV):
+        if os.environ.get(name):
+            return parse_level(os.environ[name], name)
+    raw = Settings.load(home).raw
+    if raw.get("security_level") is not None:
+        return parse_level(raw["security_level"], f"{home.config_file}: security_level")
+    manager = raw.get("manager", {})
+    if isinstance(manager, dict) and manager.get("security_level") is not None:
+        return parse_level(manager["security_level"], "[manager] security_level")
+    return SecurityLevel.NORMAL
+
+
+@dataclass(frozen=True)
+class SecurityPolicy:
+    """The decisions of one level. Pure: no I/O, so every interface gets the same answers."""
+
+    level: SecurityLevel = SecurityLevel.NORMAL
+
+    @classmethod
+    def load(cls, home: Home, override: str | SecurityLevel | None = None) -> SecurityPolicy:
+        return cls(resolve_level(home, override))
+
+    @property
+    def rules(self) -> LevelRules:
+        return RULES[self.level]
+
+    def _hint(self) -> str:
+        return "ask an administrator, or set security_level in config.toml (see 'partyflow scan --help')"
+
+    def source(self, origin: Origin, caller: Caller) -> Decision:
+        what = f"installing from {origin.value} sources"
+        if not caller.trusted:
+            ok = allowed(_RISK[origin], self.level, loopback=caller.loopback, personal_cloud=caller.personal_cloud)
+        else:
+            ok = origin in self.rules.trusted_origins
+        if ok:
+            return Decision(True, f"{what} is allowed for a {caller.label} at {self.level.value!r}")
+        return Decision(False, f"{what} is not allowed at security level {self.level.value!r} for a {caller.label}",
+                        "use a configured catalog" if origin is not Origin.CATALOG else self._hint())
+
+    def signature(self, status: SignatureStatus, caller: Caller) -> Decision:
+        if status.signed:
+            return Decision(True, f"signed by {status.signer}")
+        if status.state == "invalid":
+            return Decision(False, f"the pack's signature does not check out: {status.reason}",
+                            "do not use this copy; get the pack again from its publisher")
+        if self.rules.require_signature:
+            return Decision(False, f"security level {self.level.value!r} refuses {status.state} packs"
+                            + (f" ({status.reason})" if status.reason else ""),
+                            "install a pack signed by a trusted key ('partyflow keys trust')")
+        return Decision(True, f"{status.state} pack allowed at {self.level.value!r}")
+
+    def scan(self, report: ScanReport, caller: Caller, *, force: bool = False) -> Decision:
+        blocking = report.at_or_above(self.rules.refuse_at)
+        if not blocking:
+            return Decision(True, f"no finding at or above {self.rules.refuse_at.label}")
+        worst = blocking[0]
+        text = f"{len(blocking)} finding(s) at or above {self.rules.refuse_at.label}; worst: " \
+               f"{worst.severity.label} {worst.rule_id} {worst.location}: {worst.message}"
+        if force and caller.trusted and self.rules.force_allowed:
+            return Decision(True, f"forced past {text}")
+        hint = "review with 'partyflow scan'; pass --force to install anyway" if caller.trusted and \
+            self.rules.force_allowed else f"security level {self.level.value!r} does not allow overriding the scan"
+        return Decision(False, f"the security scan refused it: {text}", hint)
+
+    def install_script(self, caller: Caller) -> Decision:
+        ok = allowed(Risk.HIGH_PLUS, self.level, loopback=caller.trusted or caller.loopback,
+                     personal_cloud=caller.personal_cloud)
+        if ok:
+            return Decision(True, "install.py may run")
+        return Decision(False, f"security level {self.level.value!r} does not allow running install.py",
+                        "set security_level = \"normal-\" in config.toml if you trust this pack, or pass "
+                        "--skip-install-script")
+
+    def pip(self, caller: Caller) -> Decision:
+        return self.source(Origin.PIP, caller)
+
+    def manage(self, caller: Caller, action: str) -> Decision:
+        """Update, uninstall, restore: middle risk for untrusted callers; a local administrator may always."""
+        if caller.trusted or allowed(Risk.MIDDLE, self.level, loopback=caller.loopback,
+                                     personal_cloud=caller.personal_cloud):
+            return Decision(True, f"{action} allowed")
+        return Decision(False, f"{action} is not allowed at security level {self.level.value!r} for a "
+                        f"{caller.label}", self._hint())
+
+    def require(self, decision: Decision, *, pack: str | None = None,
+                details: dict[str, Any] | None = None) -> None:
+        if not decision.allowed:
+            raise PolicyRefusal(decision.reason, pack=pack, hint=decision.hint, details=details)
+
+    def describe(self) -> dict[str, Any]:
+        rules = self.rules
+        return {"level": self.level.value, "trusted_origins": sorted(o.value for o in rules.trusted_origins),
+                "require_signature": rules.require_signature, "refuse_at": rules.refuse_at.label,
+                "force_allowed": rules.force_allowed,
+                "install_script": self.install_script(Caller()).allowed}
+
+
+def signature_status(pack: Path, home: Home) -> SignatureStatus:
+    """Ask the signing module (`partyflow.manager.signing.verify_pack` against the home's keyring) about a pack.
+
+    A broken signature (bad signature, changed file, malformed, revoked key) is evidence of tampering: "invalid",
+    refused at every level. A missing signature or one by a key nobody trusts (unknown, expired) is "unsigned":
+    refused only where signatures are required. Without the signing module every pack is unsigned.
+    """
+    try:
+        signing = importlib.import_module("partyflow.manager.signing")
+        keys = importlib.import_module("partyflow.manager.keys")
+    except ImportError:
+        return SignatureStatus("unsigned", reason="signature verification is not available")
+    if not pack.is_dir():
+        return SignatureStatus("unsigned", reason="single-file packs carry no signature")
+    try:
+        verified = signing.verify_pack(pack, keys.Keyring(home))
+    except signing.SignatureError as exc:
+        reason = getattr(exc.reason, "value", str(exc.reason))
+        broken = reason in ("bad signature", "hash mismatch", "malformed signature", "revoked key")
+        return SignatureStatus("invalid" if broken else "unsigned", signer=getattr(exc, "key_id", None),
+                               reason=exc.message)
+    key = verified.key
+    return SignatureStatus("signed", signer=f"{key.name} ({key.key_id})")
+
+
+def enforce_staged(policy: SecurityPolicy, pack: Path, *, home: Home, caller: Caller, origin: Origin,
+                   force: bool = False, name: str | None = None) -> dict[str, Any]:
+    """The gate between fetching a pack and running anything of it (dependencies, install.py, the import check):
+    signature, then scan. Returns what the audit log keeps; raises PolicyRefusal (with the same details) to refuse.
+    """
+    from partyflow.security.scanner import scan  # the scanner's rules load only when something is installed
+
+    status = signature_status(pack, home)
+    details: dict[str, Any] = {"security_level": policy.level.value, "caller": caller.label,
+                               "origin": origin.value, "signature": status.to_dict()}
+    policy.require(policy.signature(status, caller), pack=name, details=details)
+    report = scan(pack, home=home)
+    details["scan"] = report.summary()
+    decision = policy.scan(report, caller, force=force)
+    details["scan_decision"] = decision.reason
+    policy.require(decision, pack=name, details=details)
+    if force and report.at_or_above(policy.rules.refuse_at):
+        details["forced"] = True
+    return details

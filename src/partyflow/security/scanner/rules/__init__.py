@@ -1,0 +1,1 @@
+"""One module per technique; each exposes `check(...)` returning findings."""

@@ -1,0 +1,86 @@
+"""Rules on raw text, for every text file (Python included): PF110 miner indicators, and for shell/batch/PowerShell
+scripts PF105 download-and-run and PF108 persistence commands. Also PF111 (.pth files) and PF112 (native binaries),
+which are judged by a file's name and first bytes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from partyflow.security.scanner.catalog import RULES
+from partyflow.security.scanner.indicators import download_exec_in, persistence_command_in
+from partyflow.security.scanner.model import Finding, Severity
+
+SCRIPT_SUFFIXES = (".sh", ".bash", ".zsh", ".bat", ".cmd", ".ps1", ".command", ".vbs")
+_MINER = re.compile(
+    r"(?P<stratum>stratum\+(tcp|ssl|tls)://)|"
+    r"(?P<program>\b(xmrig|xmr-stak|cpuminer|minerd|ccminer|nbminer|phoenixminer|lolminer|gminer|ethminer|"
+    r"nanominer|srbminer|teamredminer)\b)|"
+    r"(?P<pool>\b(supportxmr|moneroocean|nanopool|2miners|f2pool|hashvault|c3pool|minexmr|herominers|unmineable|"
+    r"nicehash|ethermine|xmrpool|viabtc|antpool|miningpoolhub)\b)|"
+    r"(?P<option>--donate-level|--cpu-max-threads-hint|\brandomx\b|\bcryptonight\b)|"
+    r"(?P<wallet>\b4[0-9AB][1-9A-HJ-NP-Za-km-z]{93}\b)",
+    re.IGNORECASE,
+)
+_NATIVE_MAGIC = (b"\x7fELF", b"MZ", b"\xcf\xfa\xed\xfe", b"\xce\xfa\xed\xfe", b"\xca\xfe\xba\xbe")
+NATIVE_SUFFIXES = (".exe", ".dll", ".so", ".dylib", ".scr", ".msi", ".com", ".sys", ".elf")
+
+
+def _finding(relpath: str, text: str, offset: int, rule_id: str, severity: Severity, message: str) -> Finding:
+    line = text.count("\n", 0, offset) + 1
+    start = text.rfind("\n", 0, offset) + 1
+    end = text.find("\n", offset)
+    snippet = text[start: end if end != -1 else len(text)].strip()[:160]
+    return Finding(relpath, line, rule_id, severity, message, RULES[rule_id].name, snippet=snippet)
+
+
+def check_text(relpath: str, text: str) -> Iterator[Finding]:
+    seen: set[str] = set()
+    for match in _MINER.finditer(text):
+        kind = match.lastgroup or "indicator"
+        if kind in seen:
+            continue
+        seen.add(kind)
+        severity = Severity.CRITICAL if kind == "stratum" else Severity.HIGH
+        what = {"stratum": "a stratum mining-pool URL", "program": f"the miner program {match.group(0)!r}",
+                "pool": f"the mining pool {match.group(0)!r}", "option": f"the miner option {match.group(0)!r}",
+                "wallet": "a Monero wallet address"}[kind]
+        yield _finding(relpath, text, match.start(), "PF110", severity, f"crypto-miner indicator: {what}")
+    if relpath.lower().endswith(SCRIPT_SUFFIXES):
+        found = download_exec_in(text)
+        if found:
+            yield _finding(relpath, text, found.start(), "PF105", Severity.HIGH,
+                           "the script downloads code and runs it (or runs an encoded command)")
+        persisted = persistence_command_in(text)
+        if persisted:
+            yield _finding(relpath, text, persisted.start(), "PF108", Severity.HIGH,
+                           "the script installs persistence (crontab, scheduled task, service, Run key)")
+        for marker in (".bashrc", ".bash_profile", ".zshrc", ".profile", "/etc/profile", "authorized_keys"):
+            position = text.find(marker)
+            if position != -1 and re.search(r">>?\s*\S*" + re.escape(marker), text):
+                yield _finding(relpath, text, position, "PF108", Severity.HIGH,
+                               f"the script writes {marker}: code that runs at every login")
+                break
+
+
+def check_pth(relpath: str, data: bytes) -> Iterator[Finding]:
+    """A .pth file placed in site-packages is read at every interpreter start; `import` lines in it run code."""
+    text = data.decode("utf-8", "replace")
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.startswith(("import ", "import\t")):
+            yield Finding(relpath, number, "PF111", Severity.CRITICAL,
+                          "ships a .pth file with an import line: code that runs at every Python start "
+                          "(the litellm 1.82.8 technique)", RULES["PF111"].name, snippet=line.strip()[:160])
+            return
+    yield Finding(relpath, 0, "PF111", Severity.HIGH, "ships a .pth file: it changes sys.path of every Python "
+                  "start once placed in site-packages", RULES["PF111"].name)
+
+
+def is_native(name: str, head: bytes) -> bool:
+    return name.lower().endswith(NATIVE_SUFFIXES) or head.startswith(_NATIVE_MAGIC) and not head.startswith(b"MZ\x00\x00\x00\x00")
+
+
+def check_native(relpath: str) -> Finding:
+    return Finding(relpath, 0, "PF112", Severity.MEDIUM, "ships a native executable or library: it cannot be "
+                   "reviewed as source", RULES["PF112"].name)

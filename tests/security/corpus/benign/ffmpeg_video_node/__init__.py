@@ -1,0 +1,5 @@
+"""Video helpers built on the ffmpeg and ffprobe command-line tools."""
+
+from .video import VideoToFrames, VideoInfo
+
+NODE_CLASS_MAPPINGS = {"VideoToFrames": VideoToFrames, "VideoInfo": VideoInfo}
