@@ -33,19 +33,19 @@ def bandit_version() -> str | None:
 
 def run_bandit(files: list[tuple[Path, str]]) -> list[Finding] | None:
     """Findings for `files` ((path on disk, path to report) pairs); None when bandit is unavailable."""
-    try:
-        from bandit.core import config as b_config
-        from bandit.core import manager as b_manager
-    except ImportError:
-        return None
     if not files:
-        return []
+        return [] if bandit_version() else None
     by_path = {str(path): rel for path, rel in files}
     loggers = [logging.getLogger(name) for name in ("bandit", "stevedore")]
     previous = [logger.level for logger in loggers]
     for logger in loggers:  # bandit logs per file, stevedore about bandit's optional output formatters
         logger.setLevel(logging.CRITICAL + 1)
     try:
+        try:
+            from bandit.core import config as b_config
+            from bandit.core import manager as b_manager
+        except ImportError:
+            return None
         manager = b_manager.BanditManager(b_config.BanditConfig(), "file", quiet=True, ignore_nosec=True)
         manager.files_list = sorted(by_path)
         with contextlib.redirect_stderr(io.StringIO()):
