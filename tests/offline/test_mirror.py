@@ -61,11 +61,13 @@ def test_nodes_install_from_the_mirror(served, tmp_path: Path, maker: Home, venv
     assert record is not None and record.catalog == "one" and record.source.location.startswith(url)
     assert installed_packages(venv)["beta"] == "1.0" and installed_packages(venv)["alpha"] == "1.0"
 
-    listing = urllib.request.urlopen(f"{url}simple/beta/", timeout=10).read().decode()
+    with urllib.request.urlopen(f"{url}simple/beta/", timeout=10) as response:
+        listing = response.read().decode()
     assert 'href="../../wheels/beta-1.0-py3-none-any.whl#sha256=' in listing
     with pytest.raises(urllib.error.HTTPError) as missing:
         urllib.request.urlopen(f"{url}wheels/", timeout=10)  # no directory listings
     assert missing.value.code == 404
+    missing.value.close()
 
 
 def test_pip_and_uv_install_from_the_mirror(served, tmp_path: Path, maker: Home) -> None:

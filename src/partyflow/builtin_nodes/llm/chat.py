@@ -135,12 +135,6 @@ class Chat:
             },
             "optional": {
                 "history": (LLM_HISTORY, {"tooltip": "Earlier messages, from another Chat node's history."}),
-                "images": ("IMAGE", {"tooltip": "Images to show the model with this turn (a vision model)."}),
-                "image_files": ("STRING", {"default": "", "multiline": True, "tooltip": (
-                    "More images, one per line: a file name in the input directory, an http(s) URL or a "
-                    "data: URL.")}),
-                "image_detail": (DETAILS, {"default": "auto", "tooltip": (
-                    "How closely the model looks: low is cheaper, high reads small print.")}),
                 "tools": (TOOL, {"tooltip": "Functions the model may call; calls come out on tool_calls."}),
                 "temperature": ("FLOAT", {"default": 0.7, "min": -1.0, "max": 2.0, "step": 0.05,
                                           "tooltip": "Sampling temperature; negative: the provider's default."}),
@@ -155,6 +149,13 @@ class Chat:
                 "cache": ("BOOLEAN", {"default": False, "tooltip": (
                     "Reuse the stored reply when this exact request was answered before, in any run (only for "
                     "deterministic requests: temperature 0 or a fixed seed). Off: the provider's cache setting.")}),
+                # new widgets go last: saved UI workflows list widget values by position
+                "images": ("IMAGE", {"tooltip": "Images to show the model with this turn (a vision model)."}),
+                "image_files": ("STRING", {"default": "", "multiline": True, "tooltip": (
+                    "More images, one per line: a file name in the input directory, an http(s) URL or a "
+                    "data: URL.")}),
+                "image_detail": (DETAILS, {"default": "auto", "tooltip": (
+                    "How closely the model looks: low is cheaper, high reads small print.")}),
             },
             "hidden": {"unique_id": "UNIQUE_ID"},
         }

@@ -189,6 +189,8 @@ def _resolve(node: ast.expr, aliases: dict[str, str]) -> str:
         name = aliases.get(node.id, node.id)
         return name.removeprefix("builtins.").removeprefix("__builtins__.")
     if isinstance(node, ast.Attribute):
+        if isinstance(node.value, ast.Name) and node.value.id not in aliases:
+            return f"?.{node.attr}"  # a local variable's method: the receiver's labels say what it is
         base = _resolve(node.value, aliases)
         name = f"{base}.{node.attr}" if base and not base.startswith("?") else f"?.{node.attr}"
         return name.removeprefix("builtins.").removeprefix("__builtins__.")

@@ -1,0 +1,17 @@
+"""Corpus sample (torch.load weights_only=False). Inert: written for the scanner tests, never run."""
+
+
+class TorchLoadUnsafeNode:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"text": ("STRING", {"default": ""})}}
+
+    RETURN_TYPES = ("STRING",)
+    FUNCTION = "run"
+    CATEGORY = "corpus"
+
+    def run(self, text):
+        return (text,)
+
+
+NODE_CLASS_MAPPINGS = {"TorchLoadUnsafeNode": TorchLoadUnsafeNode}

@@ -1,0 +1,17 @@
+"""Corpus sample (direct URL). Inert: written for the scanner tests, never run."""
+
+
+class DirectUrlDependencyNode:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"text": ("STRING", {"default": ""})}}
+
+    RETURN_TYPES = ("STRING",)
+    FUNCTION = "run"
+    CATEGORY = "corpus"
+
+    def run(self, text):
+        return (text,)
+
+
+NODE_CLASS_MAPPINGS = {"DirectUrlDependencyNode": DirectUrlDependencyNode}

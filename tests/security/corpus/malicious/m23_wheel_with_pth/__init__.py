@@ -1,0 +1,17 @@
+"""Corpus sample (wheel with .pth). Inert: written for the scanner tests, never run."""
+
+
+class WheelWithPthNode:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"text": ("STRING", {"default": ""})}}
+
+    RETURN_TYPES = ("STRING",)
+    FUNCTION = "run"
+    CATEGORY = "corpus"
+
+    def run(self, text):
+        return (text,)
+
+
+NODE_CLASS_MAPPINGS = {"WheelWithPthNode": WheelWithPthNode}

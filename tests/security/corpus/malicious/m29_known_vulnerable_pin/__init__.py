@@ -1,0 +1,17 @@
+"""Corpus sample (known vulnerability). Inert: written for the scanner tests, never run."""
+
+
+class KnownVulnerablePinNode:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"text": ("STRING", {"default": ""})}}
+
+    RETURN_TYPES = ("STRING",)
+    FUNCTION = "run"
+    CATEGORY = "corpus"
+
+    def run(self, text):
+        return (text,)
+
+
+NODE_CLASS_MAPPINGS = {"KnownVulnerablePinNode": KnownVulnerablePinNode}
