@@ -208,6 +208,15 @@ def test_unknown_revoked_and_missing_signers(maker: Home, make_bundle: Maker, ta
     assert install_bundle(unsigned, target, allow_unsigned=True).changed  # an explicit choice
     PackManager(target).uninstall("two")
 
+    # a signed bundle stripped of its signature still claims its signer: the claim must count for nothing
+    stripped = rewrite(bundle, tmp_path / "stripped.pfb", lambda n, d: None if n == "manifest.sig" else
+                       d.replace(b'"sequence": 1', b'"sequence": 999') if n == "manifest.json" else d)
+    assert install_bundle(stripped, target, allow_unsigned=True).signer is None
+    assert installed_bundles(target)["signers"] == {}
+    PackManager(target).uninstall("two")
+    assert install_bundle(bundle, target).signer  # the real signer is not locked out as a "replay"
+    PackManager(target).uninstall("two")
+
     Keyring(target).revoke("release", reason="compromised")
     with pytest.raises(BundleError, match="compromised") as caught:
         install_bundle(bundle, target)

@@ -13,7 +13,7 @@ from partyflow.manager import catalog
 from partyflow.manager.keys import Keyring
 from partyflow.manager.signing import sign_catalog
 
-from .conftest import configure
+from .conftest import cli_json, configure
 
 
 def write_catalog(folder: Path, document: dict) -> None:
@@ -92,3 +92,14 @@ def test_unknown_signer_and_required_signatures(tmp_path: Path, publisher: Keyri
     assert error is not None and "unsigned" in error
     lenient = home_with_channel(tmp_path / "l", unsigned, publisher)
     assert catalog.refresh(lenient) == {"acme": None}  # signatures are optional unless required
+
+
+def test_cli_signs_and_verifies_a_catalog_file(tmp_path: Path, publisher: Keyring, document: dict) -> None:
+    path = tmp_path / "custom-node-list.json"
+    path.write_text(json.dumps(document))
+    signer_home = Home(tmp_path / "publisher")
+    assert cli_json("keys", "sign", str(path), home=signer_home)["key"] == "acme"
+    assert json.loads(path.read_text())["signature"].startswith("ed25519:")
+    assert cli_json("keys", "verify", str(path), home=signer_home)["detail"] == "1 signed entries"
+    stranger = Home(tmp_path / "stranger")
+    assert cli_json("keys", "verify", str(path), home=stranger, code=2)["reason"] == "unknown key"

@@ -145,7 +145,7 @@ def install(
             else:
                 _print_plan(plan)
             return
-        if not as_json:
+        if not as_json and plan.changes:
             _print_plan(plan)
         if plan.changes and not yes and not as_json and sys.stdin.isatty() \
                 and not typer.confirm("install this bundle?", default=False, err=True):
@@ -178,6 +178,4 @@ def _print_plan(plan: Any) -> None:
     if plan.requirements:
         state = "already satisfied" if plan.requirements_satisfied else "to install from the bundle's wheels"
         console.print(f"requirements ({state}): {escape(', '.join(plan.requirements))}", highlight=False)
-    if not plan.changes:
-        console.print("[dim]nothing to do: the bundle is installed[/]")
 

@@ -174,6 +174,12 @@ class OpenedBundle:
     signer: KeyInfo | None             # None: unsigned, or only inspected
     signature_problem: str | None = None   # set by inspect when the signature did not check out
 
+    @property
+    def signer_id(self) -> str | None:
+        """The key id that verifiably signed this bundle; a manifest's own claim counts for nothing without it
+        (else an unsigned copy could push a signer's sequence up and lock out their real bundles)."""
+        return self.signer.key_id if self.signer is not None else None
+
     def summary(self) -> dict[str, Any]:
         m = self.manifest
         return {"path": str(self.path), "digest": self.digest, "created": m.created, "sequence": m.sequence,
@@ -301,7 +307,7 @@ def open_bundle(path: Path | str, home: Home | None = None) -> OpenedBundle:
         try:
             checked = _open(zf, path, Keyring(home), False, None)
         except BundleError as exc:
-            return dataclasses.replace(opened, signature_problem=f"{exc.reason}: {exc.message}")
+            return dataclasses.replace(opened, signature_problem=exc.message)
         return dataclasses.replace(checked, signature_problem=None)
 
 
@@ -711,7 +717,7 @@ def _bundle_lock(home: Home) -> Iterator[None]:
 
 
 def _check_replay(state: Mapping[str, Any], opened: OpenedBundle) -> None:
-    signer = opened.manifest.signer
+    signer = opened.signer_id
     if signer is None:
         return
     last = state["signers"].get(signer)
@@ -793,7 +799,7 @@ def install_bundle(path: Path | str, home: Home | Path | str | None = None, *, a
         with AuditLog(home) as audit:
             audit.record("bundle-install", result="ok" if result.changed else "unchanged", source=str(path),
                          version=str(opened.manifest.sequence), actor=actor, content_hash=f"sha256:{opened.digest}",
-                         details={**result.to_dict(), "signer_name": opened.manifest.signer_name})
+                         details={**result.to_dict(), "signer_name": opened.signer.name if opened.signer else None})
     return result
 
 
@@ -808,18 +814,19 @@ def _install_verified(home: Home, opened: OpenedBundle, work: Path, pm: Any, all
     state = _load_state(home)
     _check_replay(state, opened)
     actions = _pack_actions(home, manifest)
-    result = BundleInstall(opened.digest, manifest.signer, manifest.sequence)
+    result = BundleInstall(opened.digest, opened.signer_id, manifest.sequence)
     entry = state["bundles"].get(opened.digest, {})
     state["bundles"][opened.digest] = {
         **entry, "status": "installed" if entry.get("status") == "installed" else "installing",
-        "file": str(opened.path), "signer": manifest.signer, "signer_name": manifest.signer_name,
+        "file": str(opened.path), "signer": opened.signer_id,
+        "signer_name": opened.signer.name if opened.signer else None,
         "sequence": manifest.sequence, "created": manifest.created,
         "started": entry.get("started") or datetime.now(UTC).isoformat(timespec="seconds"),
         "packs": {p.name: {"version": p.version, "content_hash": p.content_hash} for p in manifest.packs}}
-    if manifest.signer is not None:
-        last = state["signers"].get(manifest.signer, {})
+    if opened.signer_id is not None:
+        last = state["signers"].get(opened.signer_id, {})
         if manifest.sequence >= int(last.get("sequence", -1)):
-            state["signers"][manifest.signer] = {"sequence": manifest.sequence, "digest": opened.digest}
+            state["signers"][opened.signer_id] = {"sequence": manifest.sequence, "digest": opened.digest}
     atomic_write_json(_state_file(home), state)  # from here an older bundle of this signer is a replay
 
     reqs = manifest.requirements

@@ -94,6 +94,7 @@ def _existing_catalog(out: Path) -> dict[str, Any]:
 def _add_bundle(opened: OpenedBundle, extracted: Path, out: Path, entries: dict[tuple[str, Any], dict[str, Any]],
                 result: MirrorResult) -> None:
     manifest = opened.manifest
+    publisher = opened.signer.name if opened.signer else ""  # only a verified signer, never a manifest's claim
     for pack in manifest.packs:
         source = extracted.joinpath(*pack.member.split("/"))
         digest = _sha256(source)
@@ -109,7 +110,7 @@ def _add_bundle(opened: OpenedBundle, extracted: Path, out: Path, entries: dict[
             "id": pack.name, "title": pack.name, "version": pack.version, "files": [f"packs/{filename}"],
             "install_type": "archive" if suffix == ".zip" else "copy", "sha256": digest,
             "reference": pack.source if re.match(r"^(https?|git|ssh)://", pack.source) else "",
-            "publisher": manifest.signer_name or "", "author": manifest.signer_name or "",
+            "publisher": publisher, "author": publisher,
             "description": f"from bundle {opened.digest[:12]} (sequence {manifest.sequence})"}
         if old is None:
             result.packs_added.append(f"{pack.name} {pack.version or digest[:12]}")

@@ -90,7 +90,8 @@ class PackManager:
 
     `trusted` is true for a user at their own terminal (the CLI): only running install.py is gated by the security
     level. A server passes `trusted=False` (and `loopback` for a 127.0.0.1 listener) to apply ComfyUI-Manager's
-    whole risk table.
+    whole risk table. Security policy (issue 6, item 5): every install and update is also signature-checked and
+    scanned before anything of the pack runs; `partyflow.security.policy` makes all these decisions.
     """
 
     def __init__(self, home: Home | Path | str | None = None, *, progress: Progress | None = None,

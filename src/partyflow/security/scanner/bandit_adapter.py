@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import warnings
 from pathlib import Path
 
 from partyflow.security.scanner.model import Finding, Severity
@@ -41,16 +42,19 @@ def run_bandit(files: list[tuple[Path, str]]) -> list[Finding] | None:
     for logger in loggers:  # bandit logs per file, stevedore about bandit's optional output formatters
         logger.setLevel(logging.CRITICAL + 1)
     try:
-        try:
-            from bandit.core import config as b_config
-            from bandit.core import manager as b_manager
-        except ImportError:
-            return None
-        manager = b_manager.BanditManager(b_config.BanditConfig(), "file", quiet=True, ignore_nosec=True)
-        manager.files_list = sorted(by_path)
-        with contextlib.redirect_stderr(io.StringIO()):
-            manager.run_tests()
-        issues = manager.get_issue_list()
+        with warnings.catch_warnings():  # bandit passes stevedore an argument it deprecated
+            warnings.filterwarnings("ignore", message="The verify_requirements argument",
+                                    category=DeprecationWarning)
+            try:
+                from bandit.core import config as b_config
+                from bandit.core import manager as b_manager
+            except ImportError:
+                return None
+            manager = b_manager.BanditManager(b_config.BanditConfig(), "file", quiet=True, ignore_nosec=True)
+            manager.files_list = sorted(by_path)
+            with contextlib.redirect_stderr(io.StringIO()):
+                manager.run_tests()
+            issues = manager.get_issue_list()
     finally:
         for logger, level in zip(loggers, previous, strict=True):
             logger.setLevel(level)

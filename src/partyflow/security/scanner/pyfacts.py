@@ -203,7 +203,8 @@ def _resolve(node: ast.expr, aliases: dict[str, str]) -> str:
         if func == "getattr" and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant) \
                 and isinstance(node.args[1].value, str):
             base = _resolve(node.args[0], aliases)
-            return f"{base}.{node.args[1].value}" if base and not base.startswith("?") else f"?.{node.args[1].value}"
+            name = f"{base}.{node.args[1].value}" if base and not base.startswith("?") else f"?.{node.args[1].value}"
+            return name.removeprefix("builtins.").removeprefix("__builtins__.")
         if func in ("pathlib.Path", "pathlib.PurePath"):
             return "pathlib.Path()"
     return ""
@@ -425,7 +426,7 @@ class _Walker:
             result.add(ind.SITE_PACKAGES)
         if name in TEMP_CALLS:
             result.add(ind.TEMP)
-        if ind.CRED_PATH in everything | receiver:
+        if ind.CRED_PATH in everything | receiver and _reads_files(name):
             text = next((s for a in node.args for s in _literals(a) if ind.CRED_PATH in ind.string_labels(s)), "")
             scope.cred_reads.append((node.lineno, text or ast.unparse(node)[:80]))
         return frozenset(result)
@@ -435,6 +436,23 @@ class _Walker:
         fact = CallFact(node, name, scope, scope.import_time, args, kwargs, receiver, everything)
         scope.calls.append(fact)
         self.facts.calls.append(fact)
+
+
+_FILE_READERS = frozenset({
+    "open", "io.open", "codecs.open", "shutil.copy", "shutil.copy2", "shutil.copyfile", "shutil.copytree",
+    "shutil.make_archive", "sqlite3.connect", "os.listdir", "os.walk", "os.scandir", "glob.glob", "glob.iglob",
+    "os.path.exists", "os.path.isfile", "os.path.isdir", "pathlib.Path().read_text", "pathlib.Path().read_bytes",
+    "pathlib.Path().open", "pathlib.Path().exists", "pathlib.Path().iterdir", "pathlib.Path().glob",
+    "pathlib.Path().rglob", "zipfile.ZipFile.write", "tarfile.open", "plyvel.DB", "json.load",
+})
+_READ_METHODS = frozenset({"read_text", "read_bytes", "open", "exists", "is_file", "iterdir", "glob", "rglob",
+                           "write", "add", "read"})
+
+
+def _reads_files(name: str) -> bool:
+    """Calls that read (or list, copy, archive) a path: a credential path reaching one of them is a credential
+    read; the same string in a lookup table is not."""
+    return name in _FILE_READERS or (name.startswith("?.") and name[2:] in _READ_METHODS)
 
 
 def _is_main_guard(test: ast.expr) -> bool:

@@ -116,14 +116,19 @@ def _spawn(ctx: PyContext, call: CallFact) -> Iterator[Finding]:
 
 
 def _detached(call: CallFact, joined: str) -> bool:
+    """A process meant to outlive the pack unseen: its own session (or DETACHED_PROCESS) with its output thrown
+    away, or a shell command sent to the background. A new session alone is common and honest (so a timeout can
+    kill the whole process group), and so is CREATE_NO_WINDOW (no console flashing up for ffmpeg on Windows)."""
     session = call.keyword("start_new_session")
-    if isinstance(session, ast.Constant) and session.value is True:
-        return True
-    if call.keyword("preexec_fn") is not None and "setsid" in ast.unparse(call.keyword("preexec_fn") or call.node):
-        return True
+    preexec = call.keyword("preexec_fn")
     flags = call.keyword("creationflags")
-    if flags is not None and any(word in ast.unparse(flags).upper() for word in ("DETACHED", "NO_WINDOW", "0X8",
-                                                                                  "HIDE")):
+    own_session = (isinstance(session, ast.Constant) and session.value is True) \
+        or (preexec is not None and "setsid" in ast.unparse(preexec))
+    if flags is not None and any(word in ast.unparse(flags).upper() for word in ("DETACHED", "0X8")):
+        return True
+    silenced = any(kw is not None and "DEVNULL" in ast.unparse(kw)
+                   for kw in (call.keyword("stdout"), call.keyword("stderr")))
+    if own_session and silenced:
         return True
     words = joined.lower().split()
     return bool(words) and (words[-1] == "&" or joined.rstrip().endswith("&") and not joined.rstrip().endswith("&&")

@@ -1,5 +1,5 @@
 """Video helpers built on the ffmpeg and ffprobe command-line tools."""
 
-from .video import VideoToFrames, VideoInfo
+from .video import VideoInfo, VideoToFrames
 
 NODE_CLASS_MAPPINGS = {"VideoToFrames": VideoToFrames, "VideoInfo": VideoInfo}

@@ -1,6 +1,5 @@
 """Corpus sample: reads SSH private keys and posts them to a collector."""
 
-import os
 from pathlib import Path
 
 import requests
