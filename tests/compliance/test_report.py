@@ -78,8 +78,7 @@ def test_scan_findings_and_vulnerabilities_are_reported(populated: Home, monkeyp
 
 
 def test_signed_pack_names_its_signer(tmp_path: Path, home: Home) -> None:
-    keys = pytest.importorskip("partyflow.manager.keys")
-    signing = pytest.importorskip("partyflow.manager.signing")
+    from partyflow.manager import keys, signing
     from partyflow.manager.packs import PackManager
 
     keyring = keys.Keyring(home)

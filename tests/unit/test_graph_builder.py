@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import threading
 
 import pytest
@@ -130,6 +129,6 @@ def test_add_graph_prefix_renames_nodes_inner_links_and_outputs() -> None:
 
 def test_counter_survives_many_expansions() -> None:
     counting = scope("loop")
-    counting.graph_counter = itertools.count(100)
+    counting._graphs_made = 100
     with node_scope(counting):
         assert GraphBuilder().prefix == "loop.0.100."

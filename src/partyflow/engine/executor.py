@@ -10,6 +10,7 @@ Lazy inputs, list mapping, graph expansion and ExecutionBlocker follow ComfyUI's
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import math
@@ -17,7 +18,7 @@ import threading
 import time
 import traceback
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -140,6 +141,7 @@ class PromptExecution:
 
     async def run(self) -> ExecutionOutcome:
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self._wakeup = asyncio.Event()
         self._emit(ExecutionStart(self.prompt_id))
         with host_context(self.services.host):
@@ -273,7 +275,7 @@ class PromptExecution:
         return links
 
     def _wait_for(self, node_id: str, state: _NodeState, dependency: str) -> None:
-        if not self.dyn.has_node(dependency):
+        if dependency not in self.prompt and not self.dyn.has_node(dependency):  # validated nodes need no lookup
             raise NodeExecutionError(f"node {node_id} links to node {dependency!r}, which is not in the prompt")
         state.blockers += 1
         self._dependents[dependency].append(node_id)
@@ -400,10 +402,11 @@ class PromptExecution:
             try:
                 started = time.perf_counter()
                 if definition.is_async:
+                    function = getattr(prepared.instance, definition.function)
                     raw = []
                     for index, kwargs in enumerate(prepared.calls):
-                        with node_scope(self._scope(node_id, index)):
-                            raw.append(await getattr(prepared.instance, definition.function)(**kwargs))
+                        enter_scope(self._scope(node_id, index))  # this task's own context: nothing to reset
+                        raw.append(await function(**kwargs))
                     seconds = time.perf_counter() - started
                 else:
                     raw, seconds = await self._loop.run_in_executor(self.services.pool, self._call_in_thread, node_id,
@@ -451,19 +454,16 @@ class PromptExecution:
             self._wakeup.set()
 
     def _scope(self, node_id: str, call_index: int) -> NodeScope:
-        return NodeScope(prompt_id=self.prompt_id, node_id=node_id, report_progress=self._progress_reporter(node_id),
-                         interrupt=self.interrupt, client_id=self.client_id, call_index=call_index)
+        return NodeScope(self.prompt_id, node_id, functools.partial(self._report_progress, node_id), self.interrupt,
+                         self.client_id, call_index)
 
-    def _progress_reporter(self, node_id: str) -> Callable[[float, float, Any], None]:
-        loop, thread = self._loop, threading.get_ident()
-
-        def report(value: float, total: float, preview: Any = None) -> None:
-            event = Progress(self.prompt_id, node=node_id, value=value, max=total)
-            if threading.get_ident() == thread:
-                self._emit(event)
-            else:
-                loop.call_soon_threadsafe(self._emit, event)
-        return report
+    def _report_progress(self, node_id: str, value: float, total: float, preview: Any = None) -> None:
+        """Called by node code on any thread; events are emitted on the loop's thread."""
+        event = Progress(self.prompt_id, node=node_id, value=value, max=total)
+        if threading.get_ident() == self._loop_thread:
+            self._emit(event)
+        else:
+            self._loop.call_soon_threadsafe(self._emit, event)
 
     # ---- inputs ---------------------------------------------------------------------------------------------
 
@@ -522,7 +522,7 @@ class PromptExecution:
         return values
 
     def _instance(self, node_id: str, definition: NodeDefinition) -> Any:
-        key = (self.dyn.get_real_node_id(node_id) if not self.dyn.is_ephemeral(node_id) else node_id, definition.cls)
+        key = (node_id, definition.cls)
         instance = self.services.objects.get(key)
         if instance is None:
             instance = self.services.objects[key] = definition.cls()

@@ -70,7 +70,7 @@ class GraphBuilder:
         Outside a node call (scripts, unit tests) the defaults are an empty root, call 0 and graph 0.
         """
         scope = current_scope()
-        default_graph = next(scope.graph_counter) if scope is not None else 0
+        default_graph = scope.next_graph_index() if scope is not None else 0
         if root is None:
             root = scope.node_id if scope is not None else ""
         if call_index is None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import threading
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar, Token
@@ -100,7 +99,12 @@ class NodeScope:
     interrupt: threading.Event
     client_id: str | None = None
     call_index: int = 0  # which call of a list-mapped node this is (GraphBuilder prefixes use it)
-    graph_counter: Iterator[int] = field(default_factory=itertools.count)  # expansion graphs made in this call
+    _graphs_made: int = 0
+
+    def next_graph_index(self) -> int:
+        """How many expansion graphs this call made before (GraphBuilder prefixes use it)."""
+        index, self._graphs_made = self._graphs_made, self._graphs_made + 1
+        return index
 
 
 _HOST: ContextVar[HostContext | None] = ContextVar("partyflow_host", default=None)

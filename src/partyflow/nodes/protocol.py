@@ -7,6 +7,7 @@ raw-link inputs) live in one place and every malformed class is reported against
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -84,15 +85,16 @@ class NodeDefinition:
     concurrency_group: str
     raw_input_types: Mapping[str, Any] = field(repr=False, default_factory=dict)
 
-    @property
+    # cached: the executor asks these for every node it runs
+    @functools.cached_property
     def has_is_changed(self) -> bool:
         return callable(getattr(self.cls, "IS_CHANGED", None))
 
-    @property
+    @functools.cached_property
     def has_validate_inputs(self) -> bool:
         return callable(getattr(self.cls, "VALIDATE_INPUTS", None))
 
-    @property
+    @functools.cached_property
     def has_lazy_inputs(self) -> bool:
         return any(spec.lazy for spec in self.inputs.values())
 
