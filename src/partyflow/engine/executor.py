@@ -565,6 +565,11 @@ class PromptExecution:
         definition = prepared.definition
         state = self._state[node_id]
         state.seconds = seconds
+        if len(raw) == 1 and type(raw[0]) is tuple and len(raw[0]) == len(definition.return_types) \
+                and not definition.any_output_is_list:  # the common case: one call returning a plain tuple
+            self.executed.append(node_id)
+            self._complete(node_id, definition, tuple([value] for value in raw[0]))
+            return
         try:
             values, ui, graphs = normalise(definition, raw)
         except NodeExecutionError as exc:

@@ -95,6 +95,10 @@ class NodeDefinition:
         return callable(getattr(self.cls, "VALIDATE_INPUTS", None))
 
     @functools.cached_property
+    def any_output_is_list(self) -> bool:
+        return any(self.output_is_list)
+
+    @functools.cached_property
     def has_lazy_inputs(self) -> bool:
         return any(spec.lazy for spec in self.inputs.values())
 
