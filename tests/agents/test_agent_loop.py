@@ -12,7 +12,8 @@ from tests.agents.scripted import calls, chat_requests, sent_messages, text
 from tests.support.openai_server import OpenAIServer, Reply, chat_completion
 
 from partyflow.agents import Agent, AgentLimits, Step
-from partyflow.llm import ChatModel
+from partyflow.llm import ChatModel, ProviderConfig
+from partyflow.llm.providers import create
 from partyflow.tools import Tool, ToolError, function_tool
 
 
@@ -126,6 +127,21 @@ def test_token_budget(server: OpenAIServer, model: ChatModel) -> None:
         {"id": f"c{i}", "name": "add", "arguments": json.dumps({"a": i, "b": 0})}])) for i in range(5)))
     result = run(Agent(model, tools=[add], limits=AgentLimits(max_tokens=100)))
     assert result.stop_reason == "budget" and len(result.steps) == 2 and result.usage.total_tokens == 140
+
+
+def test_cost_budget(server: OpenAIServer) -> None:
+    # Prices in the provider's config make each call cost (7 * 1 + 3 * 2) / 1000 = 0.013.
+    config = ProviderConfig.model_validate({"name": "priced", "type": "openai_compat", "base_url": server.url,
+                                            "model": "tiny-chat", "max_retries": 0, "price_input_per_1k": 1.0,
+                                            "price_output_per_1k": 2.0})
+    priced = create("priced", config)
+    try:
+        server.script(*(calls(("add", {"a": i, "b": 0})) for i in range(5)))
+        result = run(Agent(priced, tools=[add], limits=AgentLimits(max_cost=0.03)))
+    finally:
+        priced.close()
+    assert result.stop_reason == "budget" and len(result.steps) == 3 and len(chat_requests(server)) == 3
+    assert result.usage.cost == pytest.approx(0.039) and "the budget is 0.03" in (result.error or "")
 
 
 def test_run_timeout_while_the_model_thinks(server: OpenAIServer, model: ChatModel) -> None:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from tests.agents.scripted import calls, chat_requests, sent_messages, text
 from tests.support.openai_server import OpenAIServer
 
@@ -157,3 +158,67 @@ def test_definition_only_tools_are_refused(engine: Engine, server: OpenAIServer)
     prompt["tools"] = node("ToolDefinition", name="x", description="", parameters='{"type": "object"}')
     result = run(engine, prompt)
     assert not result.ok and "only a definition" in result.error.message
+
+
+SHOUT_PACK = '''
+class Shout:
+    RETURN_TYPES = ("STRING",)
+    FUNCTION = "shout"
+    CATEGORY = "test"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"text": ("STRING", {"default": ""})}}
+
+    def shout(self, text):
+        return (text.upper(),)
+
+
+NODE_CLASS_MAPPINGS = {"Shout": Shout}
+'''
+
+
+def test_workflow_tools_run_on_the_engine_running_the_agent(home: Path, server: OpenAIServer,
+                                                            tmp_path: Path) -> None:
+    # The pack exists only for this engine (an extra node path, not the home's custom_nodes): a workflow tool can
+    # use it only when its workflow runs on this engine, not on one started anew over the home.
+    pack = tmp_path / "packs" / "shout_pack"
+    pack.mkdir(parents=True)
+    (pack / "__init__.py").write_text(SHOUT_PACK, encoding="utf-8")
+    flows = home / "user" / "workflows"
+    flows.mkdir(parents=True)
+    (flows / "shout.json").write_text(json.dumps({
+        "1": {"class_type": "TextValue", "inputs": {"value": ""}, "_meta": {"title": "input:text"}},
+        "2": {"class_type": "Shout", "inputs": {"text": ["1", 0]}, "_meta": {"title": "output:loud"}}}))
+    prompt = {"model": MODEL, "shout": node("WorkflowAsTool", workflow="shout", name="shout", description="Shouts."),
+              "agent": node("Agent", model=["model", 0], system_prompt="Boss.", task="Shout hi", tools=["shout", 0]),
+              "show": node("DisplayText", text=["agent", 0])}
+    server.script(calls(("shout", {"text": "hi"})), text("HI"))
+    engine = Engine(home=home, load_custom_nodes=False, extra_node_paths=[tmp_path / "packs"])
+    try:
+        started: list[str] = []
+        engine.subscribe(lambda event: started.append(event.prompt_id) if event.type == "execution_start" else None)
+        result = run(engine, prompt)
+    finally:
+        engine.close()
+    assert result.ok, result.error
+    assert result.output("agent", 1)["steps"][0]["tool_runs"][0]["output"] == '{"loud": "HI"}'
+    assert len(set(started)) == 2 and result.prompt_id in started  # the tool's run was this engine's second prompt
+
+
+def test_without_a_host_engine_workflow_tools_start_their_own(home: Path) -> None:
+    # A ComfyUI install (or an isolated worker) offers no `run_workflow`: the tool then runs on a new engine.
+    import asyncio
+
+    from partyflow.builtin_nodes.agents.runner import HomeWorkflowRunner, workflow_runner
+    from partyflow.tools import ToolError, workflow_tool
+
+    runner = workflow_runner(home)
+    assert isinstance(runner, HomeWorkflowRunner)
+    greet = {"1": {"class_type": "TextValue", "inputs": {"value": "world"}, "_meta": {"title": "input:name"}},
+             "2": {"class_type": "TextTemplate", "inputs": {"template": "Hello, {a}!", "a": ["1", 0]},
+                   "_meta": {"title": "output:greeting"}}}
+    assert asyncio.run(workflow_tool(greet, runner, name="greet").invoke({"name": "Bo"})) == {"greeting": "Hello, Bo!"}
+    greet["2"]["class_type"] = "NoSuchNode"
+    with pytest.raises(ToolError, match="not valid.*NoSuchNode"):
+        asyncio.run(workflow_tool(greet, runner, name="greet").invoke({}))

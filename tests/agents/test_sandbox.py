@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
+from tests.agents.scripted import calls, text
+from tests.support.openai_server import OpenAIServer
 
+from partyflow.agents import Agent
+from partyflow.llm import ChatModel
 from partyflow.tools.builtin import SandboxLimits, python_tool, run_python
 
 FAST = SandboxLimits(wall_seconds=5, cpu_seconds=1, memory_bytes=256 * 1024 * 1024)
@@ -65,3 +70,17 @@ def test_the_tool_wraps_it(tmp_path: Path) -> None:
     assert tool.name == "run_python" and "code" in tool.parameters["required"]
     result = asyncio.run(tool.invoke({"code": "print(6 * 7)"}))
     assert result["stdout"] == "42\n"
+
+
+def test_an_agent_sees_the_refusals_and_carries_on(tmp_path: Path, server: OpenAIServer, model: ChatModel) -> None:
+    work, outside = tmp_path / "work", tmp_path / "outside.txt"
+    network = "import socket\nsocket.create_connection(('127.0.0.1', 9), timeout=1)"
+    escape = f"open({str(outside)!r}, 'w').write('bad')"
+    server.script(calls(("run_python", {"code": network}), ("run_python", {"code": escape})),
+                  text("Neither network nor that file is allowed."))
+    agent = Agent(model, tools=[python_tool(workdir=work, limits=FAST)])
+    result = asyncio.run(agent.run("try"))
+    assert result.ok and result.answer == "Neither network nor that file is allowed."
+    reached, wrote = (json.loads(run.output) for run in result.steps[0].tool_runs)
+    assert reached["exit_code"] == 1 and "network access is not allowed" in reached["stderr"]
+    assert wrote["exit_code"] == 1 and "writing" in wrote["stderr"] and not outside.exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -56,6 +57,13 @@ def test_bad_override_is_refused_with_exit_2(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
+def test_override_of_an_input_the_node_does_not_declare_is_refused(tmp_path: Path) -> None:
+    done = partyflow("run", str(EXAMPLES / "hello.json"), "--set", "name.valeu=1", home=tmp_path)
+    assert done.returncode == 2
+    assert "node name (TextValue) has no input 'valeu' (its inputs: value)" in " ".join(done.stderr.split())
+    assert "Traceback" not in done.stderr and not done.stdout
+
+
 def test_malformed_json_gives_line_and_column(tmp_path: Path) -> None:
     broken = tmp_path / "broken.json"
     broken.write_text('{"1": {"class_type": "TextValue",\n "inputs": {]}}')
@@ -91,6 +99,11 @@ def test_failing_node_exits_1_naming_the_node(tmp_path: Path) -> None:
     done = partyflow("run", str(workflow), home=tmp_path / "home")
     assert done.returncode == 1
     assert "node 2 [JSONParse] failed" in done.stderr
+    assert "Traceback" not in done.stderr and "--verbose" in done.stderr  # the message for users only
+
+    verbose = partyflow("--verbose", "run", str(workflow), home=tmp_path / "home")
+    assert verbose.returncode == 1
+    assert "Traceback" in verbose.stderr and "node 2 [JSONParse] failed" in verbose.stderr
 
 
 def test_convert_writes_the_api_form(tmp_path: Path) -> None:
@@ -127,3 +140,80 @@ def test_a_broken_pack_is_reported_and_the_rest_still_work(tmp_path: Path) -> No
     assert done.returncode == 0
     assert "broken_pack" in done.stderr and "this pack is broken" in done.stderr
     assert partyflow("run", str(EXAMPLES / "hello.json"), home=home).returncode == 0
+
+
+def test_pack_text_is_shown_as_written_never_read_as_markup(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    pack = home / "custom_nodes" / "brackets"
+    pack.mkdir(parents=True)
+    (pack / "__init__.py").write_text('''
+class Brackets:
+    DESCRIPTION = "Reads [providers.NAME] tables; [/oops] is not markup."
+    CATEGORY = "tests/[x]"
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("[out]",)
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"text": ("STRING", {"tooltip": "a [bold]tip[/bold]"})}}
+
+    def run(self, text):
+        return (text,)
+
+
+NODE_CLASS_MAPPINGS = {"Brackets": Brackets}
+NODE_DISPLAY_NAME_MAPPINGS = {"Brackets": "[/b] Brackets"}
+''')
+    info = partyflow("nodes", "info", "Brackets", home=home, env={"COLUMNS": "200"})
+    assert info.returncode == 0, info.stderr
+    for text in ("[providers.NAME] tables; [/oops] is not markup", "[/b] Brackets", "tests/[x]",
+                 "[bold]tip[/bold]", "[out]"):
+        assert text in info.stdout, text
+    listed = partyflow("nodes", "list", "--category", "tests/[x]", home=home, env={"COLUMNS": "200"})
+    assert listed.returncode == 0, listed.stderr
+    assert "[/b] Brackets" in listed.stdout and "Traceback" not in listed.stderr
+    empty = partyflow("nodes", "list", "--category", "no/such", home=home)
+    assert empty.returncode == 0 and "no node classes in category 'no/such'" in empty.stderr
+
+
+def test_ctrl_c_interrupts_the_run_with_exit_130(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    pack = home / "custom_nodes" / "waiter"
+    pack.mkdir(parents=True)
+    (pack / "__init__.py").write_text('''
+import threading
+
+from comfy.model_management import processing_interrupted
+
+
+class WaitForInterrupt:
+    OUTPUT_NODE = True
+    RETURN_TYPES = ()
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {}}
+
+    def run(self):
+        print("node started", flush=True)
+        stop = threading.Event()
+        while not processing_interrupted():
+            stop.wait(0.01)
+        return ()
+
+
+NODE_CLASS_MAPPINGS = {"WaitForInterrupt": WaitForInterrupt}
+''')
+    workflow = tmp_path / "wait.json"
+    workflow.write_text(json.dumps({"1": {"class_type": "WaitForInterrupt", "inputs": {}}}))
+    env = {k: v for k, v in os.environ.items() if k != "PARTYFLOW_HOME"}
+    with subprocess.Popen([sys.executable, "-m", "partyflow", "run", str(workflow), "--home", str(home)],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as process:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "node started"  # blocks until the node runs
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr

@@ -92,6 +92,12 @@ def test_list_shows_every_provider_and_why_it_is_unusable(home: Path) -> None:
     assert not rows["local"]["usable"] and "does not exist" in rows["local"]["reason"]
 
 
+def test_list_without_providers_says_which_table_to_add(tmp_path: Path) -> None:
+    done = partyflow("models", "list", home=tmp_path)
+    assert done.returncode == 0
+    assert "add a [providers.NAME] table to" in " ".join(done.stderr.split())
+
+
 def test_list_as_a_table_with_home_flag(home: Path) -> None:
     done = partyflow("--home", str(home), "models", "list")
     assert done.returncode == 0, done.stderr

@@ -65,3 +65,4 @@ def test_failures_are_one_line_with_an_exit_code(server: FileServer, tmp_path: P
 
     bad = partyflow("s3://bucket/x.gguf", home=tmp_path, server=server)
     assert bad.returncode == 2 and "not an http(s) URL" in bad.stderr
+    assert bad.stderr.startswith("pull failed:")  # refused before any download: no progress display at all

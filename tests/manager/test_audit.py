@@ -61,15 +61,22 @@ def test_deleted_records_are_detected(home: Home) -> None:
     with AuditLog(home) as log:
         outcome = log.verify()
     assert outcome.first_bad_id == 3 and "records 2..2 are missing" in outcome.reason
-    # removing the newest records shows once the next record is appended (ids keep counting)
+    # removing the newest records breaks no link, but ids come from a counter that never goes back
     other = Home(home.root / "other")
     fill(other, 3)
     with sqlite3.connect(other.state_db) as db:
-        db.execute("DELETE FROM audit_log WHERE id = 3")
+        db.execute("DELETE FROM audit_log WHERE id >= 2")
     with AuditLog(other) as log:
-        assert log.verify().ok
-        log.record("uninstall", pack="x")
+        cut = log.verify()
+        assert not cut.ok and cut.first_bad_id == 2 and "newest records 2..3 are missing" in cut.reason
+        log.record("uninstall", pack="x")  # and once the next record is appended, its id shows the gap too
         assert log.verify().first_bad_id == 4
+    emptied = Home(home.root / "emptied")
+    fill(emptied, 2)
+    with sqlite3.connect(emptied.state_db) as db:
+        db.execute("DELETE FROM audit_log")
+    with AuditLog(emptied) as log:
+        assert log.verify().first_bad_id == 1
 
 
 def test_concurrent_writers_form_one_chain(home: Home) -> None:

@@ -86,6 +86,11 @@ def test_snapshot_commands(home: Home, target: str, tmp_path: Path) -> None:
     assert [p["change"] for p in out["packs"]] == ["disabled"]
     code, out = run(home, "snapshot", "restore", "s1", "--dry-run", "--json")
     assert out["dry_run"] is True and (home.disabled_nodes / "solo").exists()
+    # --no-python leaves packages out of both sides, rather than showing every saved package as added/removed
+    for command, change in ((("diff", "s1"), "disabled"), (("restore", "s1", "--dry-run"), "enabled")):
+        code, out = run(home, "snapshot", *command, "--no-python", "--json")
+        assert code == 0 and out["python"] == {"added": {}, "removed": {}, "changed": {}}, command
+        assert [p["change"] for p in out["packs"]] == [change]
     code, out = run(home, "snapshot", "restore", "s1", "--yes", "--json")
     assert code == 0 and out["ok"] and out["actions"] == ["enable solo"]
     assert (home.custom_nodes / "solo").is_dir()

@@ -109,3 +109,28 @@ def test_server_and_strong_refuse_non_catalog(home: Home, tmp_path: Path) -> Non
     with pytest.raises(ManagerError, match="not allowed at security level 'strong'"):
         PackManager(home, security_level="strong").install(str(source))
     assert not (home.custom_nodes / "prompt_tools").exists()
+
+
+def test_cli_update_is_scanned_and_can_be_forced(home: Home, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from partyflow.cli.main import app
+
+    source = tmp_path / "tools"
+    shutil.copytree(CORPUS / "benign" / "prompt_tools_node", source)
+    PackManager(home, verify_timeout=30).install(str(source))
+    shutil.rmtree(source)  # the next version of the same folder brings high findings (nothing runs at import)
+    shutil.copytree(CORPUS / "malicious" / "m10_write_system_path", source)
+
+    def update(*extra: str) -> dict:
+        result = CliRunner().invoke(app, ["--home", str(home.root), "nodes", "update", "tools", "--json", *extra])
+        return {"code": result.exit_code, **json.loads(result.stdout)}
+
+    refused = update()
+    assert refused["code"] == 2 and "security scan refused it" in refused["error"] and "--force" in refused["hint"]
+    installed = home.custom_nodes / "tools"
+    assert (installed / "nodes.py").exists() and not (installed / "setup_helper.py").exists()  # the old version
+    assert _audit(home)[-1]["result"] == "refused"
+    forced = update("--force")
+    assert forced["code"] == 0 and forced["changed"] and forced["security"]["forced"] is True
+    assert _audit(home)[-1]["details"]["security"]["forced"] is True

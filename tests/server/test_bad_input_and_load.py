@@ -82,6 +82,48 @@ def test_unknown_ids_and_wrong_types_elsewhere(server: LiveServer) -> None:
     run(scenario())
 
 
+def test_malformed_uploads_non_finite_numbers_and_name_clashes_are_client_errors(server: LiveServer) -> None:
+    async def scenario() -> None:
+        async with server.session() as http:
+            for content_type, body in [("multipart/form-data; boundary=zzz", b"garbage"),
+                                       ("multipart/form-data", b"garbage"),
+                                       ("multipart/form-data; boundary=zzz",
+                                        b'--zzz\r\nContent-Disposition: form-data; name="image"; filename="a.png"'
+                                        b"\r\n\r\ntruncated")]:
+                for route in ("/upload/image", "/upload/mask"):
+                    resp = await http.post(route, data=body, headers={"Content-Type": content_type})
+                    assert resp.status == 400, (route, content_type, await resp.text())
+                    assert (await resp.json())["error"]["message"] == "the multipart body is malformed"
+            # NaN/Infinity would be served back as text browsers cannot parse (a NaN setting stops the editor).
+            for path, raw in [("/settings/Comfy.A", b"NaN"), ("/settings", b'{"a": Infinity}'),
+                              ("/settings", b'{"a": 1e400}'),
+                              ("/prompt", b'{"prompt": {}, "extra_data": {"x": NaN}}')]:
+                resp = await http.post(path, data=raw)
+                assert resp.status == 400, path
+                assert "not a JSON number" in (await resp.json())["error"]["details"] \
+                    or "too large" in (await resp.json())["error"]["details"]
+            json.loads(await (await http.get("/settings")).text(), parse_constant=_no_constants)
+            # A path through a file, or a folder as the target: the user's naming clash, answered 409.
+            assert (await http.post("/userdata/a.json", data=b"{}")).status == 200
+            assert (await http.post("/userdata/a.json%2Fb.json", data=b"{}")).status == 409
+            assert (await http.post("/userdata/a.json/move/a.json%2Fc.json")).status == 409
+            assert (await http.post("/userdata/sub%2Fd.json", data=b"{}")).status == 200
+            assert (await http.post("/userdata/a.json/move/sub")).status == 409
+            form = aiohttp.FormData()
+            form.add_field("image", b"x", filename="f.png", content_type="image/png")
+            assert (await http.post("/upload/image", data=form)).status == 200
+            form = aiohttp.FormData()
+            form.add_field("image", b"x", filename="g.png", content_type="image/png")
+            form.add_field("subfolder", "f.png")
+            assert (await http.post("/upload/image", data=form)).status == 409
+
+    run(scenario())
+
+
+def _no_constants(token: str) -> None:
+    raise AssertionError(f"the server answered {token}, which is not JSON")
+
+
 def test_a_thousand_queued_prompts_all_run(server: LiveServer) -> None:
     async def scenario() -> None:
         connector = aiohttp.TCPConnector(limit=20)

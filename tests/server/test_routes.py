@@ -299,3 +299,39 @@ def test_multi_user_separation(server_factory) -> None:
             assert (await http.get("/settings", headers={"comfy-user": "../default"})).status == 403
 
     run(scenario())
+
+
+def test_workflow_templates_offer_partyflow_starters_and_packs_examples(server: LiveServer) -> None:
+    examples = server.engine.home.custom_nodes / "gatepack" / "example_workflows"
+    examples.mkdir()
+    (examples / "gate_demo.json").write_text(json.dumps({"nodes": [], "links": []}))
+    (examples / "gate_demo.jpg").write_bytes(b"\xff\xd8jpeg")
+    (examples / "notes.txt").write_text("not a template")
+
+    async def scenario() -> None:
+        async with server.session() as http:
+            listed = await (await http.get("/api/workflow_templates")).json()
+            assert listed == {"partyflow": ["partyflow_hello"], "gatepack": ["gate_demo"]}
+            starter = await (await http.get("/api/workflow_templates/partyflow/partyflow_hello.json")).json()
+            types = {node["type"] for node in starter["nodes"]}
+            info = await (await http.get("/object_info")).json()
+            assert types - {"Note"} <= set(info)  # every node of the starter exists here
+            resp = await http.get("/api/workflow_templates/gatepack/gate_demo.jpg")
+            assert resp.status == 200 and resp.headers["Content-Type"] == "image/jpeg"
+            assert (await http.get("/api/workflow_templates/gatepack/notes.txt")).status == 404
+            assert (await http.get("/api/workflow_templates/gatepack/..%2F__init__.json")).status in (403, 404)
+            assert (await http.get("/api/workflow_templates/..%2Fgatepack/gate_demo.json")).status == 404
+            assert (await http.get("/api/workflow_templates/nope/x.json")).status == 404
+
+    run(scenario())
+
+
+def test_user_css_answers_for_a_fresh_user_and_serves_a_saved_one(server: LiveServer) -> None:
+    async def scenario() -> None:
+        async with server.session() as http:
+            resp = await http.get("/user.css")
+            assert resp.status == 200 and resp.content_type == "text/css" and await resp.read() == b""
+            await http.post("/userdata/user.css", data=b"body { color: red }")
+            assert await (await http.get("/user.css")).read() == b"body { color: red }"
+
+    run(scenario())

@@ -75,6 +75,15 @@ def test_front_goes_before_every_pending_item(queue):
     assert queue.claim().prompt_id == "more urgent"
 
 
+def test_an_explicit_number_is_a_priority_and_ties_keep_their_order(queue):
+    queue.put(prompt("late"), prompt_id="late", number=50)
+    queue.put(prompt("early"), prompt_id="early", number=-5)
+    queue.put(prompt("tie"), prompt_id="tie", number=50)
+    queue.put(prompt("next"), prompt_id="next")  # no number: the next of the rising counter (1), before 50
+    assert ids(queue.pending()) == ["early", "next", "late", "tie"]
+    assert [queue.claim().prompt_id for _ in range(4)] == ["early", "next", "late", "tie"]
+
+
 def test_front_on_an_empty_queue_still_runs_next(queue):
     queue.put(prompt("a"), prompt_id="a")
     queue.claim()

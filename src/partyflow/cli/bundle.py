@@ -128,17 +128,28 @@ def install(
                                                   help="let the bundle change installed packages")] = False,
     skip_install_script: Annotated[bool, typer.Option("--skip-install-script",
                                                       help="install packs without running their install.py")] = False,
+    force: Annotated[bool, typer.Option("--force", help="install even if the security scan refuses a pack "
+                                                        "(recorded in the audit log; not at level strong)")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
     as_json: JsonOption = False,
     home: HomeOption = None,
 ) -> None:
     """Verify, then install with no network: wheels from the bundle only, packs atomically and audited.
+    Every pack is scanned and the security level asked before anything changes.
     Installing the same bundle again changes nothing; an interrupted install continues."""
-    from partyflow.manager.bundles import install_bundle, plan_install
+    from partyflow.cli.nodes import _security_level
+    from partyflow.manager.bundles import audit_refusal, install_bundle, plan_install
+    from partyflow.manager.errors import ManagerError
 
+    level = _security_level(ctx)
     with failures(as_json):
         where = home_of(ctx, home)
-        plan = plan_install(bundle, where, allow_unsigned=allow_unsigned)
+        try:
+            plan = plan_install(bundle, where, allow_unsigned=allow_unsigned, security_level=level, force=force)
+        except ManagerError as exc:
+            if not dry_run:  # an install the user asked for and the checks refused: the audit log keeps it
+                audit_refusal(where, bundle, exc)
+            raise
         if dry_run:
             if as_json:
                 print_json({"ok": True, "dry_run": True, "changed": False, **plan.to_dict()})
@@ -152,7 +163,8 @@ def install(
             raise typer.Exit(EXIT_INVALID)
         with _steps(not as_json) as progress:  # also when nothing changes: it settles an interrupted install
             result = install_bundle(bundle, where, allow_unsigned=allow_unsigned, allow_conflicts=allow_conflicts,
-                                    skip_install_script=skip_install_script, progress=progress)
+                                    skip_install_script=skip_install_script, progress=progress,
+                                    security_level=level, force=force)
     if as_json:
         print_json({"ok": True, **result.to_dict()})
         return
@@ -169,12 +181,18 @@ def install(
 def _print_plan(plan: Any) -> None:
     console = Console()
     m = plan.bundle.manifest
-    who = plan.bundle.signer.name if plan.bundle.signer else "unsigned"
-    console.print(f"bundle {plan.bundle.digest[:16]} from {escape(who)}, sequence {m.sequence}: signature and all "
-                  f"{len(m.files)} files verified", highlight=False)
+    if plan.bundle.signer:
+        console.print(f"bundle {plan.bundle.digest[:16]} from {escape(plan.bundle.signer.name)}, sequence "
+                      f"{m.sequence}: signature and all {len(m.files)} files verified", highlight=False)
+    else:
+        console.print(f"[yellow]unsigned[/] bundle {plan.bundle.digest[:16]}: all {len(m.files)} files match its "
+                      "manifest, but nobody vouches for the manifest", highlight=False)
     marks = {"install": "[green]+[/]", "replace": "[yellow]~[/]", "unchanged": "[dim]=[/]"}
     for action in plan.packs:
-        console.print(f"{marks[action.action]} {escape(action.name)} {escape(action.detail)}", highlight=False)
+        scan = plan.security.get(action.name, {})
+        verdict = f" — scan: {scan['scan_decision']}" if scan.get("scan_decision") else ""
+        console.print(f"{marks[action.action]} {escape(action.name)} {escape(action.detail)}{escape(verdict)}",
+                      highlight=False)
     if plan.requirements:
         state = "already satisfied" if plan.requirements_satisfied else "to install from the bundle's wheels"
         console.print(f"requirements ({state}): {escape(', '.join(plan.requirements))}", highlight=False)

@@ -98,13 +98,13 @@ def list_models(
         print_json(rows)
         return
     if not rows:
-        Console(stderr=True).print(f"no providers configured: add a [providers.NAME] table to {where.config_file}",
-                                   highlight=False)
+        Console(stderr=True).print(f"no providers configured: add a {escape('[providers.NAME]')} table to "
+                                   f"{escape(str(where.config_file))}", highlight=False)
         return
     table = Table("name", "type", "base_url / path", "default model", "usable", "why")
     for row in rows:
-        table.add_row(row["name"], row["type"], row["endpoint"], row["model"] or "-",
-                      "[green]yes[/]" if row["usable"] else "[red]no[/]", row["reason"])
+        table.add_row(escape(row["name"]), row["type"], escape(row["endpoint"]), escape(row["model"] or "-"),
+                      "[green]yes[/]" if row["usable"] else "[red]no[/]", escape(row["reason"]))
     Console().print(table)
 
 
@@ -231,13 +231,15 @@ class _ProgressBars:
         self._tasks: dict[str, TaskID] = {}
 
     def __enter__(self) -> _ProgressBars:
-        self._progress.start()
-        return self
+        return self  # the display starts with the first file: a pull refused before that prints only its error
 
     def __exit__(self, *exc_info: object) -> None:
-        self._progress.stop()
+        if self._tasks:
+            self._progress.stop()
 
     def start(self, name: str, total: int | None, done: int) -> None:
+        if not self._tasks:
+            self._progress.start()
         task = self._tasks.get(name)
         if task is None:
             self._tasks[name] = self._progress.add_task(escape(name), total=total, completed=done)

@@ -68,12 +68,17 @@ def list_nodes(
         print_json([{"category": c, "class_type": n, "display_name": d, "module": m} for c, n, d, m in rows])
         return
     table = Table("category", "class_type", "display name", "pack")
-    for row in rows:
-        table.add_row(*row)
+    for row in rows:  # names come from packs: text, never rich markup
+        table.add_row(*(escape(str(cell)) for cell in row))
     console = Console()
-    console.print(table)
+    if rows:
+        console.print(table)
+    elif category is not None:
+        Console(stderr=True).print(f"no node classes in category {escape(category)!r} "
+                                   "(partyflow nodes list shows every category)", highlight=False)
     for result in failed:
-        Console(stderr=True).print(f"[red]pack {result.name} failed to load:[/] {result.error}", highlight=False)
+        Console(stderr=True).print(f"[red]pack {escape(result.name)} failed to load:[/] {escape(str(result.error))}",
+                                   highlight=False)
 
 
 @app.command("info")
@@ -102,19 +107,20 @@ def info(
     if as_json:
         print_json(entry)
         return
-    console = Console()
-    console.print(f"[bold]{entry['display_name']}[/] ({class_type}) — {entry['category']}", highlight=False)
+    console = Console()  # everything below comes from the pack's class: printed as text, never as rich markup
+    console.print(f"[bold]{escape(entry['display_name'])}[/] ({escape(class_type)}) — {escape(entry['category'])}",
+                  highlight=False)
     if entry["description"]:
-        console.print(entry["description"], highlight=False)
+        console.print(entry["description"], highlight=False, markup=False)
     table = Table("input", "section", "type", "options")
     for section in ("required", "optional"):
         for name, spec in entry["input"].get(section, {}).items():
             kind = spec[0] if isinstance(spec[0], str) else f"COMBO {spec[0][:8]}"
-            table.add_row(name, section, str(kind), str(spec[1]) if len(spec) > 1 else "")
+            table.add_row(escape(name), section, escape(str(kind)), escape(str(spec[1])) if len(spec) > 1 else "")
     console.print(table)
     outputs = Table("output", "type", "is list")
     for name, kind, is_list in zip(entry["output_name"], entry["output"], entry["output_is_list"], strict=False):
-        outputs.add_row(name, kind, "yes" if is_list else "")
+        outputs.add_row(escape(name), escape(kind), "yes" if is_list else "")
     console.print(outputs)
     flags = [f for f in ("output_node", "deprecated", "experimental") if entry.get(f)]
     if flags:
@@ -199,6 +205,8 @@ def update(
     all_packs: Annotated[bool, typer.Option("--all", help="update every pack the manager installed")] = False,
     allow_conflicts: AllowConflicts = False,
     skip_install_script: SkipScript = False,
+    force: Annotated[bool, typer.Option("--force", help="update even if the security scan refuses the new version "
+                                                        "(recorded in the audit log; not at level strong)")] = False,
     yes: YesOption = False,
     as_json: JsonOption = False,
     home: HomeOption = None,
@@ -213,10 +221,11 @@ def update(
         if name is not None:
             base, version = split_version(name)
             _report(manager.update(base, version=version, allow_conflicts=allow_conflicts,
-                                   skip_install_script=skip_install_script), as_json)
+                                   skip_install_script=skip_install_script, force=force), as_json)
             return
         _confirm(yes or as_json, "Update every installed pack?")
-        outcomes = manager.update_all(allow_conflicts=allow_conflicts, skip_install_script=skip_install_script)
+        outcomes = manager.update_all(allow_conflicts=allow_conflicts, skip_install_script=skip_install_script,
+                                      force=force)
     failed = [o for o in outcomes if isinstance(o, ManagerError)]
     if as_json:
         print_json([o.to_dict() if not isinstance(o, ManagerError) else _error_dict(o) for o in outcomes])

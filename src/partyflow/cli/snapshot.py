@@ -3,6 +3,7 @@ home back to a captured state (ours or a ComfyUI-Manager snapshot file)."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from typing import Annotated, Any
 
@@ -103,8 +104,8 @@ def diff(
 
     with manager_errors(as_json):
         where = home_of(ctx, home)
-        first = snapshots.load(snapshots.locate(where, before))
-        second = (snapshots.load(snapshots.locate(where, after)) if after
+        first = _packs_only(snapshots.load(snapshots.locate(where, before)), no_python)
+        second = (_packs_only(snapshots.load(snapshots.locate(where, after)), no_python) if after
                   else snapshots.capture(where, python=not no_python and bool(first.python)))
         delta = snapshots.diff(first, second)
     if as_json:
@@ -131,7 +132,8 @@ def restore(
     with manager_errors(as_json):
         where = home_of(ctx, home)
         target = snapshots.load(snapshots.locate(where, snapshot))
-        delta = snapshots.diff(snapshots.capture(where, python=not no_python and bool(target.python)), target)
+        delta = snapshots.diff(snapshots.capture(where, python=not no_python and bool(target.python)),
+                               _packs_only(target, no_python))
         if dry_run or delta.empty:
             if as_json:
                 print_json({"dry_run": dry_run, **delta.to_dict()})
@@ -156,6 +158,11 @@ def restore(
             Console(stderr=True).print(f"[red]✗[/] {escape(problem)}", highlight=False)
     if not result.ok:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _packs_only(snap: Any, no_python: bool) -> Any:
+    """With --no-python the packages are out of the comparison on both sides (not shown as all added/removed)."""
+    return dataclasses.replace(snap, python={}) if no_python else snap
 
 
 def _print_diff(delta: Any) -> None:

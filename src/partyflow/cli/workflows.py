@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from partyflow.cli.common import (
@@ -48,7 +52,8 @@ def run(
     with user_errors():
         engine = open_engine(home_from(ctx, home), cache=cache)
         prompt = engine.load_workflow(workflow, overrides=set_ or [])
-        result = _run_with_progress(engine, prompt, show=not as_json and sys.stderr.isatty())
+        with _node_tracebacks_logged(_verbose(ctx)):
+            result = _run_with_progress(engine, prompt, show=not as_json and sys.stderr.isatty())
     if as_json:
         print_json({"prompt_id": result.prompt_id, "status": result.status, "outputs": result.outputs,
                     "executed": result.executed, "cached": result.cached, "timings": result.timings,
@@ -62,6 +67,33 @@ def run(
         raise typer.Exit(EXIT_INTERRUPTED)
     if result.status != "success":
         raise typer.Exit(EXIT_FAILED)
+
+
+def _verbose(ctx: typer.Context) -> bool:
+    return bool(ctx.find_root().params.get("verbose"))
+
+
+@contextlib.contextmanager
+def _node_tracebacks_logged(verbose: bool) -> Iterator[None]:
+    """Without --verbose, a failing node's traceback stays out of the terminal: the run reports the failure
+    itself in one line (users act on the message; the traceback is for pack authors, who add --verbose)."""
+    if verbose:
+        yield
+        return
+    executor_log = logging.getLogger("partyflow.executor")
+    quiet = _BelowError()
+    executor_log.addFilter(quiet)
+    try:
+        yield
+    finally:
+        executor_log.removeFilter(quiet)
+
+
+class _BelowError(logging.Filter):
+    """Drops the executor's node-failure records (ERROR), keeping its warnings about packs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.ERROR
 
 
 def _run_with_progress(engine: Any, prompt: dict[str, Any], *, show: bool) -> Any:
@@ -121,7 +153,9 @@ def _print_outputs(out: Console, engine: Any, result: Any) -> None:
         else:
             out.print(f"[dim]node {node_id}:[/] {json.dumps(ui, default=str)}", highlight=False)
     if result.error is not None:
-        err.print(f"[bold red]failed:[/] {result.error.describe()}", highlight=False)
+        err.print(f"[bold red]failed:[/] {escape(result.error.describe())}", highlight=False)
+        if result.error.traceback:
+            err.print("[dim](partyflow --verbose run ... shows the traceback)[/]", highlight=False)
     elif result.status == "interrupted":
         err.print("[yellow]interrupted[/]")
     else:

@@ -38,6 +38,7 @@ from partyflow.graph.workflow import apply_overrides, read_workflow_file, to_api
 from partyflow.nodes.host import HostContext, current_scope, host_context
 from partyflow.nodes.isolation.loading import IsolatedPacks
 from partyflow.nodes.loader import PackLoadResult, load_module_pack, load_packs
+from partyflow.nodes.protocol import NodeDefinitionError
 from partyflow.nodes.registry import NodeRegistry
 
 if TYPE_CHECKING:
@@ -101,6 +102,7 @@ class Engine:
         self.bus = EventBus()
         self.host = HostContext(home=self.home, registry=self.registry, emit_custom=self._custom_message)
         self.host.models = _model_manager(self.settings)  # issue 3, item 4: shared by the packs' local models
+        self.host.run_workflow = self.run_async  # issue 7: workflow tools run nested prompts on this engine
         self._pool = ThreadPoolExecutor(max_workers=self.settings.max_workers, thread_name_prefix="partyflow-node")
         self._services = ExecutionServices(self.registry, self.host, make_cache(cache or self.settings.cache), self._pool)
         self._validator = PromptValidator(self.registry, max_string_length=self.settings.max_string_length)
@@ -132,7 +134,17 @@ class Engine:
         """An API-format prompt from a file path, an API prompt or a UI workflow (converted with object_info)."""
         document = read_workflow_file(workflow) if isinstance(workflow, (str, os.PathLike)) else workflow
         prompt = to_api_prompt(document, self.object_info)
-        return apply_overrides(prompt, overrides) if overrides else prompt
+        return apply_overrides(prompt, overrides, self._input_names) if overrides else prompt
+
+    def _input_names(self, class_type: str) -> list[str] | None:
+        """The inputs a class declares, for checking overrides; None when the class is unknown or broken."""
+        if class_type not in self.registry:
+            return None
+        try:
+            with host_context(self.host):
+                return list(self.registry.definition(class_type).inputs)
+        except NodeDefinitionError:
+            return None
 
     def validate(self, workflow: str | os.PathLike[str] | Mapping[str, Any], *,
                  outputs: Iterable[str] | None = None) -> ValidationResult:
@@ -215,12 +227,15 @@ class Engine:
             return self._queue
 
     def submit(self, workflow: str | os.PathLike[str] | Mapping[str, Any], *, prompt_id: str | None = None,
-               front: bool = False, extra_data: Mapping[str, Any] | None = None,
+               front: bool = False, number: float | None = None, extra_data: Mapping[str, Any] | None = None,
                outputs: Iterable[str] | None = None, strict: bool = False) -> QueueItem:
-        """Validate and enqueue durably; the prompt survives a crash and runs when a worker gets to it."""
+        """Validate and enqueue durably; the prompt survives a crash and runs when a worker gets to it.
+
+        `front` puts it before everything pending; `number` is a priority (lower runs first), as in ComfyUI.
+        """
         checked = self._checked(workflow, outputs, strict)
         return self.queue.put(checked.prompt, prompt_id=prompt_id, extra_data=dict(extra_data or {}),
-                              outputs_to_execute=checked.runnable_outputs, front=front)
+                              outputs_to_execute=checked.runnable_outputs, front=front, number=number)
 
     async def run_queued(self, item: QueueItem, sinks: Sequence[EventSink] = ()) -> RunResult:
         """Run a claimed queue item and move it into history, even if execution blew up."""

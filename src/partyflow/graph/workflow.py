@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,14 +59,33 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     return node, name, value
 
 
-def apply_overrides(prompt: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Set node inputs by node id or by a unique node title; returns a new prompt."""
+InputNames = Callable[[str], Collection[str] | None]
+
+
+def apply_overrides(prompt: dict[str, Any], overrides: Sequence[str],
+                    input_names: InputNames | None = None) -> dict[str, Any]:
+    """Set node inputs by node id or by a unique node title; returns a new prompt.
+
+    `input_names(class_type)` lists the inputs a class declares (None: unknown class, left to validation), so
+    a mistyped input name is refused here: a node ignores inputs it does not declare, and a silently ignored
+    `--set` would run the workflow with the value the user meant to change.
+    """
     result = {k: {**v, "inputs": dict(v.get("inputs", {}))} if isinstance(v, Mapping) else v for k, v in prompt.items()}
     for text in overrides:
         node, name, value = parse_override(text)
         node_id = _find_node(result, node)
+        _check_input_name(result[node_id], node_id, name, input_names)
         result[node_id]["inputs"][name] = value
     return result
+
+
+def _check_input_name(node: Mapping[str, Any], node_id: str, name: str, input_names: InputNames | None) -> None:
+    class_type = node.get("class_type")
+    declared = input_names(class_type) if input_names is not None and isinstance(class_type, str) else None
+    if declared is None or name in declared or name in node.get("inputs", {}):
+        return
+    raise WorkflowFormatError(f"node {node_id} ({class_type}) has no input {name!r}",
+                              hint=f"its inputs: {', '.join(declared) or 'none'}")
 
 
 def _find_node(prompt: Mapping[str, Any], key: str) -> str:

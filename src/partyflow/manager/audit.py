@@ -2,9 +2,10 @@
 
 Each record's hash covers its own fields and the previous record's hash, so changing or deleting any record breaks
 every later link and `verify` names the first record that no longer fits. Appends read the last hash and insert in
-one IMMEDIATE transaction, so two processes writing at once still form one chain. What a chain inside the same file
-cannot show is the removal of the newest records (the log simply looks shorter); keep an exported copy, or compare
-`verify().head` with one kept elsewhere, to detect that.
+one IMMEDIATE transaction, so two processes writing at once still form one chain. The removal of the newest records
+leaves no broken link; it shows because ids come from SQLite's AUTOINCREMENT counter, which never goes back, so
+`verify` compares the last id with it. Someone who also rewrites that counter can still shorten the log unseen:
+keep an exported copy, or compare `verify().head` with one kept elsewhere, against that.
 """
 
 from __future__ import annotations
@@ -160,6 +161,13 @@ class AuditLog:
                     return AuditVerification(False, count, entry.id, "its fields were changed after it was written",
                                              prev)
                 prev, expected_id = entry.hash, entry.id + 1
+            row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'").fetchone()
+        issued = int(row[0]) if row and row[0] is not None else 0
+        last = (expected_id or 1) - 1
+        if issued > last:
+            return AuditVerification(False, count, last + 1,
+                                     f"the newest records {last + 1}..{issued} are missing (the log was cut short)",
+                                     prev)
         return AuditVerification(True, count, head=prev)
 
     def export(self, out: TextIO, fmt: Literal["json", "csv"] = "json") -> int:

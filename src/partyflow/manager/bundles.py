@@ -48,7 +48,8 @@ from partyflow.manager.staging import checkpoint
 
 __all__ = [
     "BundleError", "BundleInstall", "BundlePlan", "Manifest", "OpenedBundle", "PackItem", "Target", "WheelItem",
-    "create_bundle", "install_bundle", "installed_bundles", "open_bundle", "plan_install", "verify_bundle",
+    "audit_refusal", "create_bundle", "install_bundle", "installed_bundles", "open_bundle", "plan_install",
+    "verify_bundle",
 ]
 
 FORMAT = "partyflow-bundle/1"
@@ -655,6 +656,7 @@ class BundlePlan:
     packs: tuple[PackAction, ...]
     requirements: tuple[str, ...]
     requirements_satisfied: bool
+    security: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # per pack: signature, scan, decision
 
     @property
     def changes(self) -> bool:
@@ -662,7 +664,8 @@ class BundlePlan:
 
     def to_dict(self) -> dict[str, Any]:
         return {"bundle": self.bundle.summary(), "packs": [dataclasses.asdict(p) for p in self.packs],
-                "requirements": list(self.requirements), "requirements_satisfied": self.requirements_satisfied}
+                "requirements": list(self.requirements), "requirements_satisfied": self.requirements_satisfied,
+                "security": {k: dict(v) for k, v in self.security.items()}}
 
 
 @dataclass
@@ -754,45 +757,65 @@ def _pack_actions(home: Home, manifest: Manifest) -> list[PackAction]:
     return actions
 
 
-def plan_install(path: Path | str, home: Home | Path | str | None = None, *,
-                 allow_unsigned: bool = False) -> BundlePlan:
-    """Everything `install_bundle` checks, and what it would change, without changing anything."""
-    home = _home(home)
-    opened = verify_bundle(path, home, allow_unsigned=allow_unsigned)
+def plan_install(path: Path | str, home: Home | Path | str | None = None, *, allow_unsigned: bool = False,
+                 security_level: str | None = None, force: bool = False, manager: Any = None) -> BundlePlan:
+    """Everything `install_bundle` checks (the security policy and the scan of every pack included), and what it
+    would change, without changing anything."""
+    from partyflow.manager.bundle_gate import check_bundle
     from partyflow.manager.dependencies import already_satisfied, target_python
+    from partyflow.manager.packs import PackManager
 
-    python = target_python(home)
-    check_target(opened.manifest, describe_interpreter(python))
-    _check_replay(_load_state(home), opened)
+    home = _home(home)
+    pm = manager if manager is not None else PackManager(home, security_level=security_level)
+    work = home.bundles / ".work" / uuid.uuid4().hex[:16]
+    try:
+        opened = verify_bundle(path, home, allow_unsigned=allow_unsigned, extract_to=work)
+        python = target_python(home)
+        check_target(opened.manifest, describe_interpreter(python))
+        _check_replay(_load_state(home), opened)
+        security = check_bundle(opened, work, home=home, policy=pm.policy(), caller=pm.caller(), force=force)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     reqs = opened.manifest.requirements
     return BundlePlan(opened, tuple(_pack_actions(home, opened.manifest)), tuple(reqs),
-                      not reqs or already_satisfied(reqs, python))
+                      not reqs or already_satisfied(reqs, python), security)
+
+
+def audit_refusal(home: Home | Path | str | None, path: Path | str, exc: ManagerError, *, actor: str | None = None,
+                  opened: OpenedBundle | None = None) -> None:
+    """Record a refused or failed bundle install (also one refused while only planning, before asking the user)."""
+    from partyflow.manager.audit import AuditLog
+
+    with AuditLog(_home(home)) as audit:
+        audit.record("bundle-install", result="refused" if exc.user_error else "failed",
+                     pack=exc.pack, source=str(path), error=str(exc), actor=actor,
+                     details={"reason": getattr(exc, "reason", None), "digest": opened.digest if opened else None,
+                              **(getattr(exc, "details", None) or {})})
 
 
 def install_bundle(path: Path | str, home: Home | Path | str | None = None, *, allow_unsigned: bool = False,
                    allow_conflicts: bool = False, skip_install_script: bool = False, progress: Progress = _quiet,
-                   actor: str | None = None, manager: Any = None) -> BundleInstall:
+                   actor: str | None = None, manager: Any = None, security_level: str | None = None,
+                   force: bool = False) -> BundleInstall:
     """Verify, then install a bundle with no network: wheels from its wheelhouse only, packs through
-    PackManager. Refusals and failures are audited too; a refusal leaves the home untouched."""
+    PackManager. The security policy judges the whole bundle (signature, sources, a scan of every pack) before
+    anything changes. Refusals and failures are audited too; a refusal leaves the home untouched."""
     from partyflow.manager.audit import AuditLog
     from partyflow.manager.packs import PackManager
 
     home = _home(home)
     path = Path(path)
-    pm = manager if manager is not None else PackManager(home, actor=actor)
+    pm = manager if manager is not None else PackManager(home, actor=actor, security_level=security_level)
     with _bundle_lock(home):
         work = home.bundles / ".work" / uuid.uuid4().hex[:16]
         opened: OpenedBundle | None = None
         try:
             progress(f"verifying {path.name}")
             opened = verify_bundle(path, home, allow_unsigned=allow_unsigned, extract_to=work)
-            result = _install_verified(home, opened, work, pm, allow_conflicts, skip_install_script, progress)
+            result = _install_verified(home, opened, work, pm, allow_conflicts, skip_install_script, progress,
+                                       force)
         except ManagerError as exc:
-            with AuditLog(home) as audit:
-                audit.record("bundle-install", result="refused" if exc.user_error else "failed",
-                             source=str(path), error=str(exc), actor=actor,
-                             details={"reason": getattr(exc, "reason", None),
-                                      "digest": opened.digest if opened else None})
+            audit_refusal(home, path, exc, actor=actor, opened=opened)
             raise
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -804,8 +827,9 @@ def install_bundle(path: Path | str, home: Home | Path | str | None = None, *, a
 
 
 def _install_verified(home: Home, opened: OpenedBundle, work: Path, pm: Any, allow_conflicts: bool,
-                      skip_install_script: bool, progress: Progress) -> BundleInstall:
+                      skip_install_script: bool, progress: Progress, force: bool = False) -> BundleInstall:
     from partyflow.manager import catalog
+    from partyflow.manager.bundle_gate import bundle_trust, check_bundle
     from partyflow.manager.dependencies import target_python
 
     manifest = opened.manifest
@@ -814,6 +838,9 @@ def _install_verified(home: Home, opened: OpenedBundle, work: Path, pm: Any, all
     state = _load_state(home)
     _check_replay(state, opened)
     actions = _pack_actions(home, manifest)
+    progress("checking the bundle against the security policy and scanning its packs")
+    check_bundle(opened, work, home=home, policy=pm.policy(), caller=pm.caller(), force=force)
+    trust = bundle_trust(opened)
     result = BundleInstall(opened.digest, opened.signer_id, manifest.sequence)
     entry = state["bundles"].get(opened.digest, {})
     state["bundles"][opened.digest] = {
@@ -843,7 +870,8 @@ def _install_verified(home: Home, opened: OpenedBundle, work: Path, pm: Any, all
             if action.action == "replace":
                 pm.uninstall(item.name)
             pm.install(spec, name=item.name, allow_conflicts=allow_conflicts,
-                       skip_install_script=skip_install_script)
+                       skip_install_script=skip_install_script, force=force, origin=trust.origin,
+                       signature=trust.signature)
         result.packs.append(action)
         checkpoint(f"bundle-pack-{item.name}")
     state = _load_state(home)

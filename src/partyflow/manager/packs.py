@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import errno
 import importlib
 import os
 import shutil
@@ -133,16 +134,20 @@ class PackManager:
     # --- operations ----------------------------------------------------------------------------------------
 
     def install(self, target: str | SourceSpec, *, name: str | None = None, allow_conflicts: bool = False,
-                skip_install_script: bool = False, isolate: bool = False, force: bool = False) -> OperationResult:
+                skip_install_script: bool = False, isolate: bool = False, force: bool = False,
+                origin: Any = None, signature: Any = None) -> OperationResult:
         """Install from a path, archive, URL (each with an optional @VERSION) or a catalog name, or a SourceSpec.
 
         `isolate`: give the pack its own virtual environment and run its nodes in a worker process of it.
         `force`: install although the security scan found something at the level's refusal threshold (trusted
         callers only, never at `strong`; recorded in the audit log).
+        `origin`, `signature` (`partyflow.security.policy` types): provenance the caller has already verified,
+        for a pack taken out of a signed bundle; the policy judges it by them instead of by the spec's kind.
         """
         label = target.describe() if isinstance(target, SourceSpec) else target
         return self._run("install", name or label, lambda: self._install(target, name, allow_conflicts,
-                                                                        skip_install_script, isolate, force))
+                                                                        skip_install_script, isolate, force,
+                                                                        origin, signature))
 
     def uninstall(self, name: str) -> OperationResult:
         """Remove a pack (enabled or disabled). Python packages it brought stay: others may share them."""
@@ -163,8 +168,8 @@ class PackManager:
         return self._run("update", name, lambda: self._update(name, version, allow_conflicts, skip_install_script,
                                                               force))
 
-    def update_all(self, *, allow_conflicts: bool = False, skip_install_script: bool = False
-                   ) -> list[OperationResult | ManagerError]:
+    def update_all(self, *, allow_conflicts: bool = False, skip_install_script: bool = False,
+                   force: bool = False) -> list[OperationResult | ManagerError]:
         """Update every managed pack; one pack's failure does not stop the others (each is its own operation)."""
         outcomes: list[OperationResult | ManagerError] = []
         for pack in self.installed():
@@ -172,7 +177,7 @@ class PackManager:
                 continue
             try:
                 outcomes.append(self.update(pack.name, allow_conflicts=allow_conflicts,
-                                            skip_install_script=skip_install_script))
+                                            skip_install_script=skip_install_script, force=force))
             except ManagerError as exc:
                 outcomes.append(exc)
         return outcomes
@@ -196,7 +201,7 @@ class PackManager:
             except Exception as exc:
                 audit.record(action, result="failed", pack=label, error=f"{type(exc).__name__}: {exc}",
                              actor=self.actor)
-                raise ManagerError(f"{action} {label} failed: {exc}", pack=label) from exc
+                raise _unexpected(action, label, exc) from exc
             except BaseException:
                 audit.record(action, result="failed", pack=label, error="interrupted", actor=self.actor)
                 raise
@@ -225,9 +230,11 @@ class PackManager:
     # --- install -------------------------------------------------------------------------------------------
 
     def _install(self, target: str | SourceSpec, name: str | None, allow_conflicts: bool,
-                 skip_install_script: bool, isolate: bool = False, force: bool = False) -> OperationResult:
+                 skip_install_script: bool, isolate: bool = False, force: bool = False,
+                 origin: Any = None, signature: Any = None) -> OperationResult:
         spec, catalog_name = self._resolve_target(target, name)
-        policy, caller, origin = self._policy(), self._caller(), _origin(spec, catalog_name)  # # security policy (issue 6, item 5)
+        policy, caller = self._policy(), self._caller()  # # security policy (issue 6, item 5)
+        origin = origin if origin is not None else _origin(spec, catalog_name)
         policy.require(policy.source(origin, caller), pack=spec.name)
         pack_name = default_name(spec)
         existing = self._locate(pack_name)
@@ -242,7 +249,8 @@ class PackManager:
         try:
             fetched = fetch(spec, operation.workdir, limits=self.limits, progress=self.progress)
             checkpoint("fetched")
-            security = self._security_gate(fetched.path, origin, force, pack_name)  # # security policy (issue 6, item 5)
+            security = self._security_gate(fetched.path, origin, force, pack_name,
+                                           signature)  # # security policy (issue 6, item 5)
             if isolate:  # isolated packs (issue 6, item 8)
                 staged_env, (report, node_types, script) = self._prepare_isolated(fetched.path, pack_name,
                                                                                   skip_install_script)
@@ -334,6 +342,15 @@ class PackManager:
 
     # --- # security policy (issue 6, item 5): the one place installs ask -------------------------------------------------
 
+    def policy(self) -> Any:
+        """The `SecurityPolicy` this manager's operations obey; callers that install through it (bundles) ask
+        the same policy up front."""
+        return self._policy()
+
+    def caller(self) -> Any:
+        """Who this manager acts for, as the policy sees it (`security.policy.Caller`)."""
+        return self._caller()
+
     def _policy(self) -> Any:
         from partyflow.security.policy import SecurityPolicy
 
@@ -344,13 +361,14 @@ class PackManager:
 
         return Caller(trusted=self.trusted, loopback=self.loopback)
 
-    def _security_gate(self, staged: Path, origin: Any, force: bool, name: str) -> dict[str, Any]:
+    def _security_gate(self, staged: Path, origin: Any, force: bool, name: str,
+                       signature: Any = None) -> dict[str, Any]:
         """Signature and scan of the staged pack, before anything of it runs; refusals carry audit details."""
         from partyflow.security.policy import enforce_staged
 
         self.progress(f"scanning {name}", None, None)
         return enforce_staged(self._policy(), staged, home=self.home, caller=self._caller(), origin=origin,
-                              force=force, name=name)
+                              force=force, name=name, signature=signature)
 
     # --- update --------------------------------------------------------------------------------------------
 
@@ -505,6 +523,26 @@ def _origin(spec: SourceSpec, catalog: str | None) -> Any:
     from partyflow.security.policy import Origin
 
     return Origin.of(spec.kind, catalog=bool(catalog))
+
+
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def _unexpected(action: str, label: str, exc: Exception) -> ManagerError:
+    """An error no step anticipated, in words a user can act on. A full disk is the likely one: copytree reports
+    it as a list of (source, destination, reason) triples, which would bury the reason in paths."""
+    causes: list[object] = [exc]
+    if isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list):
+        causes = [entry[2] for entry in exc.args[0] if isinstance(entry, tuple) and len(entry) == 3] or causes
+    for cause in causes:
+        code = getattr(cause, "errno", None)
+        if code is None and isinstance(cause, str):
+            code = next((c for c in _DISK_FULL if os.strerror(c) in cause), None)
+        if code in _DISK_FULL:
+            return ManagerError(f"{action} {label} failed: {os.strerror(code).lower()} while writing into the "
+                                "home; nothing was changed", pack=label,
+                                hint="free some disk space (or raise the quota or file size limit) and try again")
+    return ManagerError(f"{action} {label} failed: {exc}", pack=label)
 
 
 def _version_label(record: PackRecord | None) -> str | None:

@@ -114,7 +114,7 @@ def _pack_report(home: Home, pack: InstalledPack, history: list[dict[str, Any]],
         entry.hash_status = "matches" if tree_hash(pack.path) == record.content_hash else "modified"
         entry.isolated = bool(getattr(record, "isolated", False))
     entry.environment = _environment(home, pack.name, entry.isolated)
-    entry.signer = _signer(home, pack.path, notes)
+    entry.signer = _vouched(_signer(home, pack.path, notes), installs, entry.hash_status)
     entry.scan = _scan(pack.path, notes) if scan else {"status": "not scanned", "detail": "scanning was skipped"}
     entry.dependencies = _dependencies(pack.path, entry.environment, notes)
     entry.vulnerabilities, entry.vulnerability_status = _vulnerabilities(home, entry, notes)
@@ -235,8 +235,33 @@ def _audit_history(home: Home) -> dict[str, list[dict[str, Any]]]:
             if e.pack:
                 grouped.setdefault(e.pack, []).append(
                     {"id": e.id, "at": e.at, "actor": e.actor, "action": e.action, "result": e.result,
-                     "version": e.version, "content_hash": e.content_hash, "source": e.source, "error": e.error})
+                     "version": e.version, "content_hash": e.content_hash, "source": e.source, "error": e.error,
+                     "signature": _recorded_signature(e.details)})
     return grouped
+
+
+def _recorded_signature(details: str | None) -> dict[str, Any] | None:
+    """The signature verdict the security gate recorded when the pack was installed (see policy.enforce_staged)."""
+    try:
+        data = json.loads(details) if details else None
+    except json.JSONDecodeError:
+        return None
+    signature = data.get("security", {}).get("signature") if isinstance(data, dict) else None
+    return signature if isinstance(signature, dict) else None
+
+
+def _vouched(signer: dict[str, Any], installs: list[dict[str, Any]], hash_status: str | None) -> dict[str, Any]:
+    """A pack without a signature of its own that came out of a signed bundle: the bundle's signer vouched for
+    exactly the files installed then, so the report names them while the files still match that install."""
+    if signer.get("status") == "signed" or not installs or hash_status != "matches":
+        return signer
+    recorded = installs[-1].get("signature") or {}
+    if recorded.get("state") != "signed":
+        return signer
+    who = str(recorded.get("signer") or "")
+    return {"status": "signed", "name": who.split(" (")[0] or None, "key_id": None,
+            "detail": f"{recorded.get('reason') or 'signed'} (audit record {installs[-1]['id']}); the files still "
+                      "match what was installed"}
 
 
 def _audit_state(home: Home) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -75,6 +75,9 @@ class HostContext:
     # ^ `PromptServer.instance.add_on_prompt_handler`: each gets the request JSON before it is queued
     models: ModelManager | None = None  # issue 3, item 4: the engine's local models within its memory budget;
     # None where no engine made one (packs then load models themselves)
+    run_workflow: Callable[..., Awaitable[Any]] | None = None  # issue 7: the engine's own `run_async`, so a node
+    # that runs workflows (workflow tools) uses the engine it runs in (its packs, settings, models, cache) instead of
+    # starting another per call; None where no engine set it (packs then start their own)
 
     def __post_init__(self) -> None:
         if not self.folder_names_and_paths:

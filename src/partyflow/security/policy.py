@@ -261,13 +261,19 @@ def signature_status(pack: Path, home: Home) -> SignatureStatus:
 
 
 def enforce_staged(policy: SecurityPolicy, pack: Path, *, home: Home, caller: Caller, origin: Origin,
-                   force: bool = False, name: str | None = None) -> dict[str, Any]:
+                   force: bool = False, name: str | None = None,
+                   signature: SignatureStatus | None = None) -> dict[str, Any]:
     """The gate between fetching a pack and running anything of it (dependencies, install.py, the import check):
     signature, then scan. Returns what the audit log keeps; raises PolicyRefusal (with the same details) to refuse.
+
+    `signature`: what the container the pack came in established (a verified signed bundle); it stands in for a
+    pack that carries no signature of its own, never for one whose own signature is broken.
     """
     from partyflow.security.scanner import scan  # the scanner's rules load only when something is installed
 
     status = signature_status(pack, home)
+    if signature is not None and status.state == "unsigned":
+        status = signature
     details: dict[str, Any] = {"security_level": policy.level.value, "caller": caller.label,
                                "origin": origin.value, "signature": status.to_dict()}
     policy.require(policy.signature(status, caller), pack=name, details=details)

@@ -18,7 +18,7 @@ from partyflow.server.config import ServerConfig
 from partyflow.server.context import CONTEXT, ENGINE, ServerContext
 from partyflow.server.hub import ClientHub
 from partyflow.server.metrics import Metrics
-from partyflow.server.routes import add_routes, files, info, packs, prompt, userdata
+from partyflow.server.routes import add_routes, files, info, packs, prompt, templates, userdata
 from partyflow.server.security import error_middleware, origin_middleware, token_middleware
 from partyflow.server.users import UserStore
 from partyflow.server.websocket import websocket
@@ -53,7 +53,7 @@ def create_app(engine: Engine, config: ServerConfig, *, extensions: Sequence[Ext
     app[CONTEXT] = ctx
     app[ENGINE] = engine
 
-    add_routes(app, [*prompt.ROUTES, *info.ROUTES, *files.ROUTES, *userdata.ROUTES,
+    add_routes(app, [*prompt.ROUTES, *info.ROUTES, *files.ROUTES, *userdata.ROUTES, *templates.ROUTES,
                      ("GET", "/ws", websocket)])
     for method, path, handler in files.STATIC_ROUTES:
         app.router.add_route(method, path, handler)

@@ -30,14 +30,30 @@ def forbidden(message: str, details: str = "") -> web.Response:
 
 
 async def read_json(request: web.Request, *, default: Any = None) -> Any:
-    """The request body as JSON; an empty body gives `default`. Raises `BadJSON` with a user-facing reason."""
+    """The request body as strict JSON; an empty body gives `default`. Raises `BadJSON` with a user-facing reason.
+
+    NaN and Infinity (which Python's json accepts, and `1e400` becomes) are refused: a stored setting or
+    prompt holding one would later be served back as text a browser's JSON.parse rejects, and one such
+    setting keeps the editor from booting at all.
+    """
     raw = await request.read()
     if not raw.strip():
         return default
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_non_finite, parse_float=_finite_float)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadJSON(f"the request body is not valid JSON: {exc}") from None
+
+
+def _non_finite(token: str) -> Any:
+    raise ValueError(f"{token} is not a JSON number")
+
+
+def _finite_float(token: str) -> float:
+    value = float(token)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{token} is too large for a JSON number")
+    return value
 
 
 class BadJSON(ValueError):

@@ -4,14 +4,14 @@ The server is a name configured in config.toml (`[mcp.servers.NAME]`, where secr
 URL (streamable HTTP) or a command line (stdio). The tools this pack outputs hold only that configuration and open
 a connection for each call, so they survive caching and run wherever the agent runs (see partyflow.tools.mcp).
 The SDK is imported when a node runs, not when the pack loads: it takes half a second, which every engine start
-(including each workflow-tool run) would otherwise pay.
+would otherwise pay. A connection lives within one node call: the SDK's task-bound cancel scopes are entered and
+left in the same task, because an engine runs an async node's whole call as one task (partyflow's executor and
+ComfyUI both give each call a task of its own), so the node needs no task of its own.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Coroutine
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -35,13 +35,6 @@ def mcp_library() -> ModuleType:
             raise
         raise RuntimeError("the MCP nodes need the 'mcp' package: pip install 'partyflow[mcp]'") from None
     return library
-
-
-async def in_own_task(work: Coroutine[Any, Any, Any]) -> Any:
-    """Run `work` in a task of its own. The SDK's connections use task-bound cancel scopes, which must be left in
-    the task that entered them; an engine may start an async node's first step in one task and finish it in
-    another (partyflow's executor does), so the connection must not live in the node's own coroutine."""
-    return await asyncio.create_task(work)
 
 
 def server_input() -> dict[str, Any]:
@@ -89,7 +82,7 @@ class MCPTools:
     async def make(self, server, only="", prefix="", timeout=60.0, tools=None):
         config = resolve_server(server, timeout)
         names = [name for name in only.split(",") if name.strip()] or None
-        listed = await in_own_task(mcp_library().load_tools(config, prefix=prefix.strip(), only=names))
+        listed = await mcp_library().load_tools(config, prefix=prefix.strip(), only=names)
         return (chain(tools, listed),)
 
 
@@ -109,7 +102,7 @@ class MCPResource:
     async def read(self, server, uri, timeout=60.0):
         if not uri.strip():
             raise ValueError("give the URI of the resource to read")
-        return (await in_own_task(_read(resolve_server(server, timeout), uri.strip())),)
+        return (await _read(resolve_server(server, timeout), uri.strip()),)
 
 
 class MCPPrompt:
@@ -128,7 +121,7 @@ class MCPPrompt:
                 "optional": timeout_input()}
 
     async def get(self, server, name, arguments="{}", timeout=60.0):
-        prompt = await in_own_task(_prompt(resolve_server(server, timeout), name.strip(), _string_object(arguments)))
+        prompt = await _prompt(resolve_server(server, timeout), name.strip(), _string_object(arguments))
         return (prompt.text, prompt.messages)
 
 

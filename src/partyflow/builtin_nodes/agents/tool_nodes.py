@@ -1,7 +1,7 @@
 """Tool nodes: each outputs runnable tools on a TOOL link (its own plus those linked in), for Agent nodes.
 
 File, search and code tools are confined to the home's folders; the HTTP tool only reaches the hosts listed on
-the node. Workflow tools run saved workflows through a partyflow engine over the same home.
+the node. Workflow tools run saved workflows on the engine that runs the tool node (see `runner`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from partyflow.tools.builtin import (
 from partyflow.tools.builtin.files import confine
 
 from .common import CATEGORY, TOOL, chain, current_home
-from .runner import HomeWorkflowRunner
+from .runner import workflow_runner
 
 TOOL_CATEGORY = f"{CATEGORY}/tools"
 
@@ -166,7 +166,7 @@ class WorkflowAsTool(_ToolNode):
 
     def make(self, workflow, name, description, tools=None):
         home = current_home()
-        tool = workflow_tool(load_workflow(workflow, home.user / "workflows"), HomeWorkflowRunner(home.root),
+        tool = workflow_tool(load_workflow(workflow, home.user / "workflows"), workflow_runner(home.root),
                              name=name, description=description)
         return (chain(tools, tool),)
 
@@ -181,7 +181,7 @@ class WorkflowRunnerTool(_ToolNode):
 
     def make(self, folder="workflows", tools=None):
         home = current_home()
-        tool = workflow_runner_tool(confine(home.user, folder or "workflows"), HomeWorkflowRunner(home.root))
+        tool = workflow_runner_tool(confine(home.user, folder or "workflows"), workflow_runner(home.root))
         return (chain(tools, tool),)
 
 

@@ -6,13 +6,14 @@ served as downloads, so an uploaded .html/.svg cannot act with the server's orig
 
 from __future__ import annotations
 
+import asyncio
 import mimetypes
 from pathlib import Path
 
 from aiohttp import BodyPartReader, web
 
 from partyflow.server.context import context
-from partyflow.server.errors import bad_request, forbidden, not_found
+from partyflow.server.errors import bad_request, forbidden, json_error, not_found
 from partyflow.server.paths import PathRefused, confine
 from partyflow.server.routes import Route
 
@@ -82,19 +83,13 @@ async def upload_mask(request: web.Request) -> web.Response:
 async def _upload(request: web.Request, *, mask: bool) -> web.Response:
     if not request.content_type.startswith("multipart/"):
         return bad_request("upload with multipart/form-data, the file in the 'image' field")
-    fields: dict[str, str] = {}
-    image: tuple[str, bytes] | None = None
     limit = context(request).config.max_upload_bytes
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-    reader = await request.multipart()
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader):
-            continue
-        if part.name == "image" and part.filename is not None:
-            image = (part.filename, await _read_limited(part, limit))
-        elif part.name:
-            fields[part.name] = (await part.read(decode=True))[:4096].decode("utf-8", "replace")
+    try:
+        fields, image = await _read_form(request, limit)
+    except ValueError as exc:  # aiohttp's parser: no boundary, a truncated part, a bad header
+        return bad_request("the multipart body is malformed", str(exc))
     if image is None:
         return bad_request("no file in the 'image' field")
     kind = fields.get("type") or "input"
@@ -115,9 +110,32 @@ async def _upload(request: web.Request, *, mask: bool) -> web.Response:
         overwrite = True  # the mask editor saves over its own file
     if not overwrite:
         target = _free_name(target)
-    directory.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(image[1])
+    try:
+        await asyncio.to_thread(_store, directory, target, image[1])
+    except (FileExistsError, NotADirectoryError, IsADirectoryError):
+        return json_error(409, "conflict", "A file or folder is in the way",
+                          "the subfolder names a file, or the file name names a folder")
     return web.json_response({"name": target.name, "subfolder": subfolder, "type": kind})
+
+
+async def _read_form(request: web.Request, limit: int) -> tuple[dict[str, str], tuple[str, bytes] | None]:
+    """The form's short text fields and its 'image' file (name, bytes); ValueError for a malformed body."""
+    fields: dict[str, str] = {}
+    image: tuple[str, bytes] | None = None
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            continue
+        if part.name == "image" and part.filename is not None:
+            image = (part.filename, await _read_limited(part, limit))
+        elif part.name:
+            fields[part.name] = (await part.read(decode=True))[:4096].decode("utf-8", "replace")
+    return fields, image
+
+
+def _store(directory: Path, target: Path, data: bytes) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
 
 
 async def _read_limited(part: BodyPartReader, limit: int) -> bytes:

@@ -194,7 +194,6 @@ ROUTES: list[Route] = [
     ("GET", "/features", get_features),
     ("GET", "/i18n", get_i18n),
     ("GET", "/jobs", get_jobs),
-    ("GET", "/workflow_templates", empty_object),
     ("GET", "/global_subgraphs", empty_object),
     ("GET", "/experiment/models", empty_list),  # the frontend calls .filter() on it
 ]

@@ -66,7 +66,7 @@ async def post_prompt(request: web.Request) -> web.Response:
                                        number=number)
     except ValueError as exc:
         return _refuse("invalid_prompt", "Prompt refused", str(exc))
-    except TypeError as exc:  # a value that JSON cannot store (NaN is fine; this is about exotic types)
+    except TypeError as exc:  # a value the queue's JSON cannot store (read_json already refused NaN)
         return _refuse("invalid_prompt", "Prompt cannot be stored", str(exc))
     ctx.metrics.prompts_queued.inc()
     return web.json_response({"prompt_id": item.prompt_id, "number": item.number, "node_errors": result.node_errors})

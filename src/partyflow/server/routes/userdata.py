@@ -16,6 +16,8 @@ from partyflow.server.paths import PathRefused, confine, relative
 from partyflow.server.routes import Route
 from partyflow.server.users import UnknownUser, atomic_write
 
+USER_CSS = "user.css"
+
 
 def _user_dir(request: web.Request) -> Path:
     """The requesting user's directory; raises UnknownUser (answered 403 by `_guard`)."""
@@ -33,6 +35,10 @@ def _guard(handler: Any) -> Any:
             return forbidden("Path not allowed", str(exc))
         except BadJSON as exc:
             return bad_request("Invalid request body", str(exc))
+        except (FileExistsError, NotADirectoryError, IsADirectoryError):
+            # e.g. saving `a.json/b.json` when a.json is a file: the user's naming clash, not a server fault
+            return json_error(409, "conflict", "A file or folder is in the way",
+                              "a folder in the path is a file, or the target is a folder")
     wrapped.__name__ = handler.__name__
     return wrapped
 
@@ -197,6 +203,14 @@ async def move_userdata(request: web.Request) -> web.Response:
     return web.json_response(_info(base, dest) if _flag(request, "full_info") else relative(base, dest))
 
 
+async def get_user_css(request: web.Request) -> web.Response:
+    """The editor's page links `/user.css`: the user's own `user.css` (userdata) when saved, else an empty sheet,
+    so a fresh install's page loads without a failed request."""
+    path = confine(_user_dir(request), USER_CSS)
+    css = await asyncio.to_thread(path.read_bytes) if path.is_file() else b""
+    return web.Response(body=css, content_type="text/css", headers={"Cache-Control": "no-cache"})
+
+
 ROUTES: list[Route] = [(method, path, _guard(handler)) for method, path, handler in [
     ("GET", "/users", get_users),
     ("POST", "/users", post_users),
@@ -210,4 +224,5 @@ ROUTES: list[Route] = [(method, path, _guard(handler)) for method, path, handler
     ("POST", "/userdata/{file}", post_userdata),
     ("DELETE", "/userdata/{file}", delete_userdata),
     ("POST", "/userdata/{file}/move/{dest}", move_userdata),
+    ("GET", "/user.css", get_user_css),
 ]]
