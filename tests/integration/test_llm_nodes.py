@@ -189,7 +189,9 @@ def test_non_streaming_chat(engine: Engine, server: OpenAIServer) -> None:
     assert result.ok, result.error
     assert result.output("chat") == "echo: plain"
     assert "stream" not in chat_bodies(server)[0]
-    assert not [e for e in events if isinstance(e, CustomMessage)]
+    custom = [e for e in events if isinstance(e, CustomMessage)]
+    assert [e.event for e in custom] == ["partyflow.llm.usage"]  # no stream deltas, only the usage report
+    assert custom[0].data["prompt_tokens"] == 7 and custom[0].data["node"] == "chat"
 
 
 def test_32_chat_nodes_are_in_flight_together(engine: Engine, server: OpenAIServer,

@@ -64,3 +64,27 @@ def test_events_reach_subscribers_and_per_run_sinks(engine: Engine) -> None:
     assert kinds[0] == "execution_start" and kinds[-1] == "execution_success"
     assert {"executing", "executed"} <= set(kinds)
     assert [e.type for e in everything] == kinds  # the subscriber heard the first run only
+
+
+def test_events_is_an_async_iterator_over_every_prompt(engine: Engine) -> None:
+    async def scenario() -> list[str]:
+        seen: list[str] = []
+        async with engine.events() as stream:  # subscribed from here on
+            await engine.run_async(greeting("events"))
+            async for event in stream:
+                seen.append(event.type)
+                if event.type == "execution_success":
+                    break
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert seen[0] == "execution_start" and seen[-1] == "execution_success"
+    assert "executing" in seen and "executed" in seen
+
+
+def test_repeated_sync_runs_share_one_event_loop_and_close_cleanly(tmp_path: Path) -> None:
+    engine = Engine(home=tmp_path / "home2", builtin_packs=("core",))
+    assert engine.run(greeting("a")).ok and engine.run(greeting("b")).ok
+    assert engine.run(greeting("b")).cached == ["show"]
+    engine.close()
+    assert engine._runner is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -176,3 +177,13 @@ def test_workflow_failing_while_it_runs_names_the_node(home: Path, client: opena
     with pytest.raises(openai.InternalServerError) as caught:
         client.chat.completions.create(model="parser", messages=[{"role": "user", "content": "not json"}])
     assert "in node 1 (JSONParse)" in str(caught.value)
+
+
+def test_llm_tokens_reach_the_metrics(server: LiveServer, client: openai.OpenAI) -> None:
+    client.chat.completions.create(model="assistant", messages=[{"role": "user", "content": "count me"}])
+    request = urllib.request.Request(f"{server.url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(request) as response:
+        metrics = response.read().decode()
+    prompt_line = next(line for line in metrics.splitlines()
+                       if line.startswith("partyflow_llm_tokens_total") and 'kind="prompt"' in line)
+    assert float(prompt_line.rsplit(" ", 1)[1]) == 7  # the scripted upstream reports 7 prompt tokens

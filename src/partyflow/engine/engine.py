@@ -24,6 +24,7 @@ from partyflow.engine.events import (
     Event,
     EventBus,
     EventSink,
+    EventStream,
     ExecutionCached,
     ExecutionError,
     ExecutionInterrupted,
@@ -110,6 +111,8 @@ class Engine:
         self._executions: dict[str, PromptExecution] = {}
         self._queue: PromptQueue | None = None
         self._queue_lock = threading.Lock()
+        self._runner: asyncio.Runner | None = None
+        self._runner_lock = threading.Lock()
         self.pack_results = self._load_packs(builtin_packs, load_custom_nodes, extra_node_paths)
 
     # ---- packs and discovery ----------------------------------------------------------------------------------
@@ -171,8 +174,27 @@ class Engine:
                                    extra_data, sinks, client_id)
 
     def run(self, workflow: str | os.PathLike[str] | Mapping[str, Any], **options: Any) -> RunResult:
-        """`run_async` for synchronous callers (not from inside a running event loop)."""
-        return asyncio.run(self.run_async(workflow, **options))
+        """`run_async` for synchronous callers (not from inside a running event loop).
+
+        One event loop is kept for the engine's synchronous runs (a new loop per run costs more than a cached
+        rerun); a second thread running at the same time gets a loop of its own.
+        """
+        if not self._runner_lock.acquire(blocking=False):
+            return asyncio.run(self.run_async(workflow, **options))
+        try:
+            if self._runner is None:
+                self._runner = asyncio.Runner()
+            return self._runner.run(self.run_async(workflow, **options))
+        finally:
+            self._runner_lock.release()
+
+    def events(self) -> EventStream:
+        """Every event of every prompt this engine runs, as an async iterator; call it inside the event loop.
+
+        The stream is subscribed when created, so nothing is missed between creating and iterating it; close it
+        (or use it as `async with`) when done.
+        """
+        return EventStream(self.bus)
 
     async def _execute(self, prompt: Mapping[str, Any], outputs: list[str], prompt_id: str,
                        extra_data: Mapping[str, Any] | None, sinks: Sequence[EventSink],
@@ -277,6 +299,9 @@ class Engine:
         self._services.objects.clear()
 
     def close(self) -> None:
+        if self._runner is not None:
+            self._runner.close()
+            self._runner = None
         self._pool.shutdown(wait=False, cancel_futures=True)
         isolated = getattr(self, "_isolated", None)  # isolated packs (issue 6, item 8): stop their workers
         if isolated is not None:

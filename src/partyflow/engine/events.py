@@ -6,7 +6,9 @@ Sinks are plain callables; the executor calls them on its event-loop thread, in 
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -149,3 +151,34 @@ class EventBus:
 
     def __bool__(self) -> bool:
         return bool(self._sinks)
+
+
+class EventStream:
+    """A bus's events as an async iterator, subscribed from creation so nothing is missed before iterating."""
+
+    def __init__(self, bus: EventBus) -> None:
+        self._queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.get_ident()
+        self._unsubscribe = bus.subscribe(self._put)
+
+    def _put(self, event: Event) -> None:
+        if threading.get_ident() == self._thread:
+            self._queue.put_nowait(event)
+        else:  # custom messages may come from node threads
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, event)
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> Event:
+        return await self._queue.get()
+
+    def close(self) -> None:
+        self._unsubscribe()
+
+    async def __aenter__(self) -> EventStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()

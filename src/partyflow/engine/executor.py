@@ -113,6 +113,7 @@ class PromptExecution:
         self._defs: dict[str, NodeDefinition] = {}
         self._sigs: dict[str, str] = {}
         self._parsed_links: dict[str, list[tuple[str, str, int]]] = {}
+        self._recalled = False
         self._is_changed: dict[str, str] = {}
         self.results: dict[str, NodeResult] = {}
         self._state: dict[str, _NodeState] = {}
@@ -216,7 +217,8 @@ class PromptExecution:
                                             executed=list(self.executed)))
         else:
             self._emit(ExecutionSuccess(self.prompt_id))
-        self.services.cache.end_prompt(self._sigs.values())  # cached hits' ancestors stay valid too
+        if not (self._recalled and not self.executed):  # an unchanged, fully cached rerun keeps the cache as it is
+            self.services.cache.end_prompt(self._sigs.values())  # cached hits' ancestors stay valid too
         self._remember_signatures()
         meta = {n: {"node_id": n, "display_node": self.dyn.get_display_node_id(n),
                     "parent_node": self.dyn.get_parent_node_id(n), "real_node_id": self.dyn.get_real_node_id(n)}
@@ -228,13 +230,14 @@ class PromptExecution:
         memo = self.services.signature_memo
         if memo is not None and memo[0] is self.prompt:
             self._sigs.update(memo[1])
+            self._recalled = True
 
     def _remember_signatures(self) -> None:
         volatile = any(d.has_is_changed for d in self._defs.values())
         if not self._caching or volatile or self.failure is not None:
             self.services.signature_memo = None
-            return
-        self.services.signature_memo = (self.prompt, {n: s for n, s in self._sigs.items() if n in self.prompt})
+        elif not self._recalled:  # a recalled memo is already exactly this prompt's
+            self.services.signature_memo = (self.prompt, {n: s for n, s in self._sigs.items() if n in self.prompt})
 
     # ---- deciding what must run ---------------------------------------------------------------------------
 

@@ -48,7 +48,9 @@ class ValidationResult:
     def summary(self) -> list[str]:
         """One line per problem, for a terminal."""
         lines = []
-        if self.error is not None:
+        repeated = any(self.error is not None and self.error.to_json() in entry["errors"]
+                       for entry in self.node_errors.values())
+        if self.error is not None and not repeated:  # a node's own error promoted to the top is said once
             lines.append(f"{self.error.message}{': ' + self.error.details if self.error.details else ''}")
         for node_id, entry in self.node_errors.items():
             for issue in entry["errors"]:

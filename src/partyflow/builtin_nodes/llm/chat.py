@@ -97,6 +97,9 @@ def tool_calls_json(calls: tuple[ToolCall, ...]) -> list[dict[str, Any]]:
     return out
 
 
+USAGE_EVENT = "partyflow.llm.usage"
+
+
 def usage_json(response: ChatResponse) -> dict[str, Any]:
     usage = response.usage
     return {
@@ -172,8 +175,11 @@ class Chat:
             seed=seed if seed >= 0 else None)
         async with open_provider(model, cache=cache) as provider:
             response = await (_streamed(provider, request, unique_id) if stream else provider.achat(request))
+        usage = usage_json(response)
+        server = PromptServer.instance  # a server counts tokens and cost by provider from this message
+        server.send_sync(USAGE_EVENT, {"node": unique_id, **usage}, server.client_id)
         return (response.text, dump_messages([*messages, response.message]), tool_calls_json(response.tool_calls),
-                usage_json(response))
+                usage)
 
 
 async def _streamed(provider: Any, request: ChatRequest, node_id: str | None) -> ChatResponse:
