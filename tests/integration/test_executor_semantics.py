@@ -318,3 +318,21 @@ def test_async_nodes_run_in_one_task_of_their_own(semantics):
     result = engine.run(prompt)
     assert result.status == "success", result.error
     assert result.outputs == {"3": {"value": [2]}, "4": {"value": [3]}}
+
+
+def test_overlapping_prompts_do_not_evict_each_others_cached_results():
+    from partyflow.engine.cache import ClassicCache, NodeResult
+
+    cache = ClassicCache()
+    outer, inner = NodeResult(([1],)), NodeResult(([2],))
+    cache.begin_prompt()               # a prompt starts...
+    cache.put("outer", outer)
+    cache.begin_prompt()               # ...and runs a workflow as a tool inside it
+    cache.put("inner", inner)
+    cache.end_prompt(["inner"])
+    assert cache.get("outer") is outer  # the nested run ending must not evict its caller's results
+    cache.end_prompt(["outer"])
+    assert cache.get("outer") is outer and cache.get("inner") is inner
+    cache.begin_prompt()
+    cache.end_prompt(["inner"])         # alone again: the classic rule applies
+    assert cache.get("outer") is None and cache.get("inner") is inner

@@ -25,6 +25,7 @@ class NodeResult:
 
 
 class OutputCache(Protocol):
+    def begin_prompt(self) -> None: ...
     def get(self, key: str) -> NodeResult | None: ...
     def put(self, key: str, value: NodeResult) -> None: ...
     def end_prompt(self, used: Iterable[str]) -> None: ...
@@ -33,6 +34,9 @@ class OutputCache(Protocol):
 
 class NoCache:
     """Every prompt runs every node it needs."""
+
+    def begin_prompt(self) -> None:
+        return None
 
     def get(self, key: str) -> NodeResult | None:
         return None
@@ -51,10 +55,19 @@ class NoCache:
 
 
 class ClassicCache:
-    """ComfyUI's default: keep what the last prompt used or produced, drop the rest."""
+    """ComfyUI's default: keep what the last prompt used or produced, drop the rest.
+
+    Prompts may overlap (a workflow run as a tool inside another prompt): then what every overlapping prompt used
+    is kept, and the pruning waits until the last of them ends, so a nested run never evicts its caller's results.
+    """
 
     def __init__(self) -> None:
         self._entries: dict[str, NodeResult] = {}
+        self._running = 0
+        self._keep: set[str] = set()
+
+    def begin_prompt(self) -> None:
+        self._running += 1
 
     def get(self, key: str) -> NodeResult | None:
         return self._entries.get(key)
@@ -63,8 +76,11 @@ class ClassicCache:
         self._entries[key] = value
 
     def end_prompt(self, used: Iterable[str]) -> None:
-        keep = set(used)
-        self._entries = {k: v for k, v in self._entries.items() if k in keep}
+        self._keep.update(used)
+        self._running = max(self._running - 1, 0)
+        if self._running == 0:
+            keep, self._keep = self._keep, set()
+            self._entries = {k: v for k, v in self._entries.items() if k in keep}
 
     def clear(self) -> None:
         self._entries.clear()
@@ -93,6 +109,9 @@ class LRUCache:
         self._entries.move_to_end(key)
         while len(self._entries) > self.capacity:
             self._entries.popitem(last=False)
+
+    def begin_prompt(self) -> None:
+        return None
 
     def end_prompt(self, used: Iterable[str]) -> None:
         return None

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 logger = logging.getLogger("partyflow.events")
@@ -23,8 +23,8 @@ class Event:
     prompt_id: str
 
     def to_message(self) -> dict[str, Any]:
-        """The `{"type", "data"}` frame ComfyUI's WebSocket sends for this event."""
-        return {"type": self.type, "data": asdict(self)}
+        """The `{"type", "data"}` frame ComfyUI's WebSocket sends for this event (values shared, not copied)."""
+        return {"type": self.type, "data": {f.name: getattr(self, f.name) for f in fields(self)}}
 
 
 def _now_ms() -> int:

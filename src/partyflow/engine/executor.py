@@ -145,6 +145,7 @@ class PromptExecution:
         self._loop_thread = threading.get_ident()
         self._wakeup = asyncio.Event()
         self._emit(ExecutionStart(self.prompt_id))
+        self.services.cache.begin_prompt()
         with host_context(self.services.host):
             try:
                 self._recall_signatures()
@@ -217,8 +218,7 @@ class PromptExecution:
                                             executed=list(self.executed)))
         else:
             self._emit(ExecutionSuccess(self.prompt_id))
-        if not (self._recalled and not self.executed):  # an unchanged, fully cached rerun keeps the cache as it is
-            self.services.cache.end_prompt(self._sigs.values())  # cached hits' ancestors stay valid too
+        self.services.cache.end_prompt(self._sigs.values())  # cached hits' ancestors stay valid too
         self._remember_signatures()
         meta = {n: {"node_id": n, "display_node": self.dyn.get_display_node_id(n),
                     "parent_node": self.dyn.get_parent_node_id(n), "real_node_id": self.dyn.get_real_node_id(n)}

@@ -113,10 +113,10 @@ class PromptValidator:
         for class_type, (cls, raw) in classes.items():
             if class_type not in self.registry or self.registry.entry(class_type).cls is not cls:
                 return False
-            try:
-                if self.registry.definition(class_type).raw_input_types != raw:
+            try:  # INPUT_TYPES alone: reading the whole class again would cost more than it tells
+                if cls.INPUT_TYPES() != raw:
                     return False
-            except NodeDefinitionError:
+            except Exception:
                 return False
         return True
 
