@@ -28,7 +28,7 @@ class OutputCache(Protocol):
     def begin_prompt(self) -> None: ...
     def get(self, key: str) -> NodeResult | None: ...
     def put(self, key: str, value: NodeResult) -> None: ...
-    def end_prompt(self, used: Iterable[str]) -> None: ...
+    def end_prompt(self, used: Iterable[str], *, unchanged: bool = False) -> None: ...
     def clear(self) -> None: ...
 
 
@@ -44,7 +44,7 @@ class NoCache:
     def put(self, key: str, value: NodeResult) -> None:
         return None
 
-    def end_prompt(self, used: Iterable[str]) -> None:
+    def end_prompt(self, used: Iterable[str], *, unchanged: bool = False) -> None:
         return None
 
     def clear(self) -> None:
@@ -75,9 +75,12 @@ class ClassicCache:
     def put(self, key: str, value: NodeResult) -> None:
         self._entries[key] = value
 
-    def end_prompt(self, used: Iterable[str]) -> None:
-        self._keep.update(used)
+    def end_prompt(self, used: Iterable[str], *, unchanged: bool = False) -> None:
+        """`unchanged`: the prompt only hit entries the previous one kept, so there is nothing to prune."""
         self._running = max(self._running - 1, 0)
+        if unchanged and self._running == 0 and not self._keep:
+            return
+        self._keep.update(used)
         if self._running == 0:
             keep, self._keep = self._keep, set()
             self._entries = {k: v for k, v in self._entries.items() if k in keep}
@@ -113,7 +116,7 @@ class LRUCache:
     def begin_prompt(self) -> None:
         return None
 
-    def end_prompt(self, used: Iterable[str]) -> None:
+    def end_prompt(self, used: Iterable[str], *, unchanged: bool = False) -> None:
         return None
 
     def clear(self) -> None:

@@ -111,7 +111,7 @@ class Engine:
         self._executions: dict[str, PromptExecution] = {}
         self._queue: PromptQueue | None = None
         self._queue_lock = threading.Lock()
-        self._runner: asyncio.Runner | None = None
+        self._runner: asyncio.AbstractEventLoop | None = None
         self._runner_lock = threading.Lock()
         self.pack_results = self._load_packs(builtin_packs, load_custom_nodes, extra_node_paths)
 
@@ -183,8 +183,8 @@ class Engine:
             return asyncio.run(self.run_async(workflow, **options))
         try:
             if self._runner is None:
-                self._runner = asyncio.Runner()
-            return self._runner.run(self.run_async(workflow, **options))
+                self._runner = asyncio.new_event_loop()
+            return self._runner.run_until_complete(self.run_async(workflow, **options))
         finally:
             self._runner_lock.release()
 

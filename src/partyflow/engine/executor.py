@@ -218,7 +218,8 @@ class PromptExecution:
                                             executed=list(self.executed)))
         else:
             self._emit(ExecutionSuccess(self.prompt_id))
-        self.services.cache.end_prompt(self._sigs.values())  # cached hits' ancestors stay valid too
+        self.services.cache.end_prompt(self._sigs.values(),  # cached hits' ancestors stay valid too
+                                       unchanged=self._recalled and not self.executed)
         self._remember_signatures()
         meta = {n: {"node_id": n, "display_node": self.dyn.get_display_node_id(n),
                     "parent_node": self.dyn.get_parent_node_id(n), "real_node_id": self.dyn.get_real_node_id(n)}
