@@ -295,8 +295,11 @@ class Engine:
         return self.host.models.loaded() if self.host.models is not None else []
 
     def clear_cache(self) -> None:
+        """Forget everything remembered between runs: outputs, node instances, signatures, the last validation."""
         self._services.cache.clear()
         self._services.objects.clear()
+        self._services.signature_memo = None
+        self._validator.forget()
 
     def close(self) -> None:
         if self._runner is not None:

@@ -98,6 +98,9 @@ class PromptValidator:
         self._memo = self._remember(prompt, wanted, result)
         return result
 
+    def forget(self) -> None:
+        self._memo = None
+
     def _remember(self, prompt: Any, wanted: tuple[str, ...] | None, result: ValidationResult) -> _Memo | None:
         if not result.ok or not isinstance(prompt, dict):
             return None
