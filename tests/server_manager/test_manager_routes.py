@@ -38,6 +38,7 @@ def test_install_from_a_catalog_id_through_the_queue(world: ManagerWorld) -> Non
     world.wait_idle()
     done = next(m["data"] for m in messages if m["type"] == "cm-task-completed")
     assert done["status"] == {"status_str": "success", "completed": True, "messages": []}, done
+    assert done["state"]["installed_packs"][PACK_ID]["enabled"] is True and done["state"]["pending_queue"] == []
     assert world.installed()[PACK_ID] == {"ver": "1.2.0", "cnr_id": PACK_ID, "aux_id": None, "enabled": True}
     assert (world.home / "custom_nodes" / PACK_ID / "__init__.py").is_file()
     status, body = world.request("GET", "/v2/manager/queue/status")
@@ -105,14 +106,17 @@ def test_disable_enable_uninstall_round_trip(world: ManagerWorld) -> None:
     assert [v["status"]["status_str"] for v in history.values()] == ["success", "success"]
     assert world.installed()[PACK_ID]["enabled"] is False
     assert (world.home / "custom_nodes" / ".disabled" / PACK_ID).is_dir()
-    world.run_tasks(("enable", "e", {"cnr_id": PACK_ID}))
+    history = world.run_tasks(("enable", "e", {"cnr_id": PACK_ID}), ("update", "up", {"node_name": PACK_ID}))
     assert world.installed()[PACK_ID]["enabled"] is True
+    assert (history["up"]["status"]["status_str"], history["up"]["result"]) == ("skip", f"{PACK_ID} is up to date")
+    status, body = world.queue("fix", "fx", node_name=PACK_ID, node_ver="1.2.0")  # fix reinstalls with pip
+    assert status == 403 and "pip sources" in body["error"]["message"]
     history = world.run_tasks(("uninstall", "u", {"node_name": PACK_ID}))
     assert history["u"]["status"]["status_str"] == "success"
     assert PACK_ID not in world.installed()
     assert [a for a in _audit(world.home) if a[2] == PACK_ID] == [
         ("install", "ok", PACK_ID), ("disable", "ok", PACK_ID), ("enable", "ok", PACK_ID),
-        ("uninstall", "ok", PACK_ID)]
+        ("update", "unchanged", PACK_ID), ("fix", "refused", PACK_ID), ("uninstall", "ok", PACK_ID)]
     history = world.run_tasks(("disable", "again", {"node_name": PACK_ID}))
     assert history["again"]["status"]["status_str"] == "error"
     assert "no installed pack named" in history["again"]["result"]
@@ -134,7 +138,8 @@ def test_snapshots_save_list_and_gated_removal(world: ManagerWorld) -> None:
     world.set_level("normal")
     assert world.request("POST", "/v2/snapshot/remove", params={"target": saved["name"]})[0] == 200
     assert world.request("GET", "/v2/snapshot/getlist")[1] == {"items": []}
-    assert [a[0] for a in _audit(world.home)] == ["snapshot-save", "restore-snapshot", "snapshot-remove"]
+    assert [a[:2] for a in _audit(world.home)] == [("save-snapshot", "ok"), ("remove-snapshot", "refused"),
+                                                   ("restore-snapshot", "refused"), ("remove-snapshot", "ok")]
 
 
 def test_form_posts_are_refused(world: ManagerWorld) -> None:

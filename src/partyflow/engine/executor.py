@@ -258,12 +258,9 @@ class PromptExecution:
                 self._resolved(node_id)
                 continue
             state = self._state[node_id] = _NodeState()
-            definition = self._definition(node_id, self.dyn.get_node(node_id)["class_type"])
+            lazy = self._definition(node_id, self.dyn.get_node(node_id)["class_type"]).lazy_inputs
             for name, source, _ in self._links(node_id):
-                if source in self.results:
-                    continue
-                spec = definition.inputs.get(name)
-                if spec is not None and spec.lazy:
+                if source in self.results or (lazy and name in lazy):
                     continue
                 self._wait_for(node_id, state, source)
                 stack.append(source)
@@ -490,13 +487,13 @@ class PromptExecution:
 
     def _gather_inputs(self, node_id: str, node: Mapping[str, Any], definition: NodeDefinition) -> dict[str, list[Any]]:
         inputs: dict[str, list[Any]] = {}
+        declared, raw_links = definition.inputs, definition.raw_link_inputs
         for name, value in node["inputs"].items():
-            spec = definition.inputs.get(name)
-            if spec is None:
+            if name not in declared:
                 continue
             if not is_link(value):
-                inputs[name] = [unwrap(value)]
-            elif spec.raw_link:
+                inputs[name] = [unwrap(value) if type(value) is dict else value]
+            elif raw_links and name in raw_links:
                 inputs[name] = [list(value)]
             elif value[0] in self.results:
                 outputs = self.results[value[0]].outputs

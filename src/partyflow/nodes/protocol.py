@@ -100,7 +100,15 @@ class NodeDefinition:
 
     @functools.cached_property
     def has_lazy_inputs(self) -> bool:
-        return any(spec.lazy for spec in self.inputs.values())
+        return bool(self.lazy_inputs)
+
+    @functools.cached_property
+    def lazy_inputs(self) -> frozenset[str]:
+        return frozenset(name for name, spec in self.inputs.items() if spec.lazy)
+
+    @functools.cached_property
+    def raw_link_inputs(self) -> frozenset[str]:
+        return frozenset(name for name, spec in self.inputs.items() if spec.raw_link)
 
     def required(self) -> list[InputSpec]:
         return [s for s in self.inputs.values() if s.section == "required"]

@@ -45,8 +45,10 @@ logger = logging.getLogger("partyflow.server.manager")
 FORM_CONTENT_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"})
 PACK_KINDS = ("install", "uninstall", "update", "enable", "disable", "fix")
 RESTORE_KIND = "restore-snapshot"
+REMOVE_SNAPSHOT_KIND = "remove-snapshot"
 HISTORY_LIMIT = 1000
 DB_MODE = "cache"  # channels are fetched into the home's cache and read from there
+_SNAPSHOT_ACTIONS = {RESTORE_KIND: "restoring a snapshot", REMOVE_SNAPSHOT_KIND: "removing a snapshot"}
 _SNAPSHOT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
@@ -83,9 +85,11 @@ class TaskQueue:
     """
 
     def __init__(self, execute: Callable[[Task], Outcome],
-                 notify: Callable[[str, dict[str, Any], str | None], None]) -> None:
+                 notify: Callable[[str, dict[str, Any], str | None], None],
+                 installed: Callable[[], dict[str, Any]]) -> None:
         self._execute = execute
         self._notify = notify
+        self._installed = installed
         self._cond = threading.Condition()
         self._pending: collections.deque[Task] = collections.deque()
         self._running: Task | None = None
@@ -150,6 +154,15 @@ class TaskQueue:
         items = items[max(offset, 0):]
         return dict(items[:max_items] if max_items is not None else items)
 
+    def state(self) -> dict[str, Any]:
+        """ComfyUI-Manager's TaskStateMessage, sent with every task message so the dialog can redraw at once."""
+        with self._cond:
+            history = dict(self._history)
+            running = [_task_item(t) for t in (self._running,) if t is not None]
+            pending = [_task_item(t) for t in self._pending]
+        return {"history": history, "running_queue": running, "pending_queue": pending,
+                "installed_packs": self._installed()}
+
     def _drain(self) -> None:
         while True:
             with self._cond:
@@ -159,16 +172,20 @@ class TaskQueue:
                     self._cond.notify_all()
                     break
                 task = self._running = self._pending.popleft()
-            self._notify("cm-task-started", {"ui_id": task.ui_id, "kind": task.kind, "timestamp": _now()},
-                         task.client_id)
+            self._notify("cm-task-started", {"ui_id": task.ui_id, "kind": task.kind, "timestamp": _now(),
+                                             "state": self.state()}, task.client_id)
             entry = _history_entry(task, self._execute(task))
             with self._cond:
                 self._history[task.ui_id] = entry
                 while len(self._history) > HISTORY_LIMIT:
                     self._history.pop(next(iter(self._history)))
                 self._running = None
-            self._notify("cm-task-completed", entry, task.client_id)
+            self._notify("cm-task-completed", {**entry, "state": self.state()}, task.client_id)
         self._notify("cm-queue-status", {"status": "all-done"}, None)
+
+
+def _task_item(task: Task) -> dict[str, Any]:
+    return {"ui_id": task.ui_id, "client_id": task.client_id, "kind": task.kind, "params": task.params}
 
 
 def _history_entry(task: Task, outcome: Outcome) -> dict[str, Any]:
@@ -202,7 +219,7 @@ class ManagerService:
     queue: TaskQueue = field(init=False)
 
     def __post_init__(self) -> None:
-        self.queue = TaskQueue(self.execute, self.notify)
+        self.queue = TaskQueue(self.execute, self.notify, self.installed)
 
     def packs(self, actor: str | None = None) -> PackManager:
         """An untrusted PackManager: ComfyUI-Manager's whole risk table applies to every call through it."""
@@ -229,8 +246,8 @@ class ManagerService:
             decision = policy.source(self._origin(task.target, Origin), caller)
         elif task.kind in ("uninstall", "update"):
             decision = policy.manage(caller, f"{task.kind} of {task.target}")
-        elif task.kind == RESTORE_KIND:
-            decision = policy.manage(caller, "restoring a snapshot")
+        elif task.kind in (RESTORE_KIND, REMOVE_SNAPSHOT_KIND):
+            decision = policy.manage(caller, _SNAPSHOT_ACTIONS[task.kind])
         elif task.kind == "fix":
             decision = policy.pip(caller)  # fix reinstalls the pack's requirements with pip
         else:
@@ -502,19 +519,27 @@ def _task_target(kind: str, params: dict[str, Any]) -> str:
     return name.strip()
 
 
-async def _submit(request: web.Request, task: Task) -> web.Response:
-    """Ask the policy, audit a refusal, else queue the task."""
+async def _check(request: web.Request, task: Task) -> web.Response | None:
+    """Ask the policy about `task`; a refusal is audited and answered with a 403, an unknown pack with a 404."""
     service = _service(request)
     try:
         decision = await asyncio.to_thread(service.refusal, task)
     except (ManagerError, ConfigError) as exc:
         return _manager_error(exc)
-    if decision is not None:
-        await asyncio.to_thread(service.audit_refusal, task, decision)
-        logger.warning("refused manager task %s %s from %s: %s", task.kind, task.target, request.remote,
-                       decision.reason)
-        return _refused(decision)
-    service.queue.put(task)
+    if decision is None:
+        return None
+    await asyncio.to_thread(service.audit_refusal, task, decision)
+    logger.warning("refused manager request %s %s from %s: %s", task.kind, task.target, request.remote,
+                   decision.reason)
+    return _refused(decision)
+
+
+async def _submit(request: web.Request, task: Task) -> web.Response:
+    """Queue `task` once the policy allows it."""
+    refused = await _check(request, task)
+    if refused is not None:
+        return refused
+    _service(request).queue.put(task)
     return web.json_response({"ui_id": task.ui_id})
 
 
@@ -683,7 +708,7 @@ async def post_snapshot_save(request: web.Request) -> web.Response:
         path = await asyncio.to_thread(snapshots.save, home, f"{_stamp()}_snapshot")
     except (ManagerError, ConfigError) as exc:
         return _manager_error(exc)
-    await asyncio.to_thread(_audit, home, "snapshot-save", _actor(request), {"snapshot": path.stem})
+    await asyncio.to_thread(_audit, home, "save-snapshot", _actor(request), {"snapshot": path.stem})
     return web.json_response({"name": path.stem})
 
 
@@ -712,17 +737,18 @@ async def post_snapshot_restore(request: web.Request) -> web.Response:
 
 
 async def post_snapshot_remove(request: web.Request) -> web.Response:
+    """Deleting a snapshot loses a restore point: middle risk, decided by the policy like an uninstall."""
     service = _service(request)
     target = request.query.get("target", "")
     path = snapshot_path(service.home, target)
     if path is None:
         return not_found(f"no snapshot {target!r}", "GET /v2/snapshot/getlist lists them")
-    manager = service.packs(_actor(request))
-    decision = manager.policy().manage(manager.caller(), "removing a snapshot")
-    if not decision.allowed:
-        return _refused(decision)
+    task = Task(uuid.uuid4().hex, "", REMOVE_SNAPSHOT_KIND, {"target": target}, target, _actor(request))
+    refused = await _check(request, task)
+    if refused is not None:
+        return refused
     await asyncio.to_thread(path.unlink, missing_ok=True)
-    await asyncio.to_thread(_audit, service.home, "snapshot-remove", _actor(request), {"snapshot": target})
+    await asyncio.to_thread(_audit, service.home, REMOVE_SNAPSHOT_KIND, task.actor, {"snapshot": target})
     return web.json_response({"removed": target})
 
 
