@@ -34,6 +34,7 @@ from partyflow.config import ConfigError, Home
 from partyflow.manager.audit import AuditLog, current_actor
 from partyflow.manager.errors import ManagerError, UnknownPackError
 from partyflow.manager.packs import InstalledPack, OperationResult, PackManager
+from partyflow.nodes.loader import PackLoadResult
 from partyflow.server.context import CONTEXT, context
 from partyflow.server.errors import BadJSON, bad_request, json_error, not_found, read_json
 from partyflow.server.hub import ClientHub
@@ -214,7 +215,7 @@ class ManagerService:
     home: Home
     loopback: bool
     hub: ClientHub
-    pack_results: list[Any]
+    pack_results: list[PackLoadResult]
     loop: asyncio.AbstractEventLoop | None = None
     queue: TaskQueue = field(init=False)
 
@@ -238,12 +239,10 @@ class ManagerService:
     def refusal(self, task: Task) -> Any:
         """The policy's `Decision` when it refuses `task`, else None. Raises UnknownPackError for an install name
         no configured catalog lists (nothing to refuse: there is nothing to install)."""
-        from partyflow.security.policy import Origin
-
         manager = self.packs(task.actor)
         policy, caller = manager.policy(), manager.caller()
         if task.kind == "install":
-            decision = policy.source(self._origin(task.target, Origin), caller)
+            decision = policy.source(self._origin(task.target), caller)
         elif task.kind in ("uninstall", "update"):
             decision = policy.manage(caller, f"{task.kind} of {task.target}")
         elif task.kind in (RESTORE_KIND, REMOVE_SNAPSHOT_KIND):
@@ -254,21 +253,23 @@ class ManagerService:
             return None
         return None if decision.allowed else decision
 
-    def _origin(self, target: str, origin: Any) -> Any:
-        """Where an install target comes from, judged as PackManager will judge it. A path-like target that does
-        not exist is still a path: the policy answers before anything reveals whether a file exists."""
+    def _origin(self, target: str) -> Any:
+        """Where an install target comes from, read exactly as PackManager will read it (`spec_from_text`, then
+        the catalogs), so the answer here and the check inside the install cannot differ. A path-like target
+        that does not exist is still a path: it gets the policy's refusal, not a "no such file"."""
         from partyflow.manager import catalog
         from partyflow.manager.sources import SourceError, spec_from_text, split_version
+        from partyflow.security.policy import Origin
 
         try:
             spec = spec_from_text(target)
         except SourceError:
-            return origin.PATH
+            return Origin.PATH
         if spec is not None:
-            return origin.of(spec.kind, catalog=False)
+            return Origin.of(spec.kind, catalog=False)
         name, version = split_version(target)
         catalog.load(self.home).find(name, version)
-        return origin.CATALOG
+        return Origin.CATALOG
 
     def audit_refusal(self, task: Task, decision: Any) -> None:
         """A refused request never reaches PackManager, so the refusal is recorded here, in the same log."""
@@ -361,8 +362,7 @@ class ManagerService:
     def _loaded_types(self, name: str) -> tuple[str, ...]:
         custom = self.home.custom_nodes
         for result in self.pack_results:
-            path = getattr(result, "path", None)
-            if result.name == name and result.ok and path is not None and custom in Path(path).parents:
+            if result.name == name and result.ok and result.path is not None and custom in result.path.parents:
                 return tuple(result.node_types)
         return ()
 
@@ -666,7 +666,10 @@ async def get_channel_url_list(request: web.Request) -> web.Response:
 async def post_channel_url_list(request: web.Request) -> web.Response:
     from partyflow.manager import catalog
 
-    channels = await asyncio.to_thread(catalog.channels, _service(request).home)
+    try:
+        channels = await asyncio.to_thread(catalog.channels, _service(request).home)
+    except ConfigError as exc:
+        return _manager_error(exc)
     return await _read_only_setting(request, channels[0].name if channels else "",
                                     "channels are configured in config.toml, [manager] channels")
 
