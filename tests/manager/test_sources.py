@@ -287,3 +287,9 @@ def test_url_sources_over_loopback_http(tmp_path: Path) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_remote_callers_never_get_a_plain_name_read_as_a_local_folder(tmp_path: Path) -> None:
+    (tmp_path / "popular-pack").mkdir()
+    assert spec_from_text("popular-pack", cwd=tmp_path).kind == "dir"  # a local admin's CLI: the folder wins
+    assert spec_from_text("popular-pack", cwd=tmp_path, bare_names_are_paths=False) is None  # a catalog name

@@ -282,7 +282,7 @@ class PackManager:
         """A spec, and the catalog name when the target came from a catalog."""
         if isinstance(target, SourceSpec):
             return (dataclasses.replace(target, name=name) if name else target), None
-        spec = spec_from_text(target, name=name)
+        spec = spec_from_text(target, name=name, bare_names_are_paths=self.trusted)
         if spec is not None:
             return spec, None
         base, _ = split_version(target)

@@ -123,19 +123,21 @@ def split_version(text: str) -> tuple[str, str | None]:
     return base, version
 
 
-def spec_from_text(text: str, *, name: str | None = None, cwd: Path | None = None) -> SourceSpec | None:
+def spec_from_text(text: str, *, name: str | None = None, cwd: Path | None = None,
+                   bare_names_are_paths: bool = True) -> SourceSpec | None:
     """The spec for a path or URL argument (with an optional @VERSION), or None when `text` is a plain name.
 
-    A path that exists as written wins over reading a trailing '@...' as a version.
+    A path that exists as written wins over reading a trailing '@...' as a version. `bare_names_are_paths=False`
+    (remote callers) never reads a plain name as a folder that happens to exist in the working directory.
     """
     cwd = cwd or Path.cwd()
-    whole = _local(text, cwd)
+    whole = _local(text, cwd, bare_names_are_paths)
     if whole is not None and whole.exists():
         return _local_spec(whole, None, name)
     base, version = split_version(text)
     if _URL.match(base) or _SCP_GIT.match(base):
         return _url_spec(base, version, name)
-    path = _local(base, cwd)
+    path = _local(base, cwd, bare_names_are_paths)
     if path is None:
         return None
     if not path.exists():
@@ -143,9 +145,9 @@ def spec_from_text(text: str, *, name: str | None = None, cwd: Path | None = Non
     return _local_spec(path, version, name)
 
 
-def _local(text: str, cwd: Path) -> Path | None:
+def _local(text: str, cwd: Path, bare_names_are_paths: bool = True) -> Path | None:
     looks_like_path = (os.sep in text or text.startswith((".", "~")) or text.endswith((".py", *ARCHIVE_SUFFIXES))
-                       or (cwd / text).exists())
+                       or (bare_names_are_paths and (cwd / text).exists()))
     return (cwd / Path(text).expanduser()).absolute() if looks_like_path else None
 
 

@@ -262,7 +262,7 @@ class ManagerService:
         from partyflow.security.policy import Origin
 
         try:
-            spec = spec_from_text(target)
+            spec = spec_from_text(target, bare_names_are_paths=False)  # as PackManager reads it for remote callers
         except SourceError:
             return Origin.PATH
         if spec is not None:
