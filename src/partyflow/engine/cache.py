@@ -12,13 +12,14 @@ import math
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 
-@dataclass(frozen=True)
-class NodeResult:
-    """One node's outputs: a list of values per output slot (lists because of list mapping), and its ui."""
+class NodeResult(NamedTuple):
+    """One node's outputs: a list of values per output slot (lists because of list mapping), and its ui.
+
+    A named tuple: a run makes one per node, and it is the cheapest immutable record Python has.
+    """
 
     outputs: tuple[list[Any], ...]
     ui: dict[str, Any] | None = None

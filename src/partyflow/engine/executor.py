@@ -78,17 +78,21 @@ class ExecutionServices:
     signature_memo: tuple[Mapping[str, Any], dict[str, str]] | None = None
 
 
-@dataclass
 class _NodeState:
-    blockers: int = 0
-    expanded: bool = False
-    lazy_checked: int = 0
-    expansion_results: list[tuple[Any, ...]] = field(default_factory=list)
-    ui: dict[str, Any] | None = None
-    seconds: float = 0.0
+    """Book-keeping for one pending node; slotted, since a run makes one per node."""
+
+    __slots__ = ("blockers", "expanded", "lazy_checked", "expansion_results", "ui", "seconds")
+
+    def __init__(self) -> None:
+        self.blockers = 0
+        self.expanded = False
+        self.lazy_checked = 0
+        self.expansion_results: list[tuple[Any, ...]] = []
+        self.ui: dict[str, Any] | None = None
+        self.seconds = 0.0
 
 
-@dataclass
+@dataclass(slots=True)
 class _Prepared:
     definition: NodeDefinition
     instance: Any

@@ -92,7 +92,7 @@ class HostContext:
             self.folder_names_and_paths["custom_nodes"] = ([str(self.home.custom_nodes)], set())
 
 
-@dataclass
+@dataclass(slots=True)
 class NodeScope:
     """The node call in progress: where its progress, interrupt checks and client messages go."""
 
