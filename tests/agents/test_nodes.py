@@ -9,16 +9,12 @@ from typing import Any
 import pytest
 from tests.agents.scripted import calls, chat_requests, sent_messages, text
 from tests.support.openai_server import OpenAIServer
+from tests.support.providers import loader, node
 
 from partyflow import Engine
 from partyflow.engine.events import CustomMessage, Event
 
-
-def node(class_type: str, **inputs: Any) -> dict[str, Any]:
-    return {"class_type": class_type, "inputs": inputs}
-
-
-MODEL = node("APIModelLoader", provider="default", model="")
+MODEL = loader("default")
 
 
 def agent_prompt(**inputs: Any) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from tests.manager_catalog.helpers import make_venv, make_wheel
+from tests.support.manager_home import isolate_manager_env, offline_manager_home
 
 from partyflow.config import Home
 from partyflow.manager.packs import PackManager
@@ -46,18 +47,13 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(autouse=True)
 def _clean_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "uv-cache"))
-    for name in ("PARTYFLOW_HOME", "PARTYFLOW_SECURITY_LEVEL", "PARTYFLOW_MANAGER_PAUSE_AT"):
-        monkeypatch.delenv(name, raising=False)
+    isolate_manager_env(tmp_path_factory, monkeypatch)
 
 
 @pytest.fixture
 def home(tmp_path: Path, wheelhouse: Path) -> Home:
-    home = Home(tmp_path / "home").ensure()
-    python = make_venv(tmp_path / "host-env")
-    home.config_file.write_text(
-        f'[manager]\nno_index = true\nfind_links = ["{wheelhouse}"]\npython = "{python}"\n\n'
-        f'[providers.openai]\napi_key = "{SECRET}"\n', encoding="utf-8")
+    home = offline_manager_home(tmp_path / "home", wheelhouse, make_venv(tmp_path / "host-env"),
+                                f'\n[providers.openai]\napi_key = "{SECRET}"\n')
     home.config_file.chmod(0o600)
     return home
 

@@ -7,26 +7,18 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from tests.support.openai_server import OpenAIServer, Reply
+from tests.support.providers import fresh_server_fixture, openai_table, running_server_fixture, write_config
 
 KEY = "sk-cli-loopback-0123456789abcdef"
 KEY_ENV = "PARTYFLOW_TEST_CLI_KEY"
 
 
-@pytest.fixture(scope="module")
-def running_server() -> Iterator[OpenAIServer]:
-    with OpenAIServer() as server:
-        yield server
-
-
-@pytest.fixture
-def server(running_server: OpenAIServer) -> OpenAIServer:
-    running_server.reset()
-    return running_server
+running_server = running_server_fixture()
+server = fresh_server_fixture()
 
 
 def closed_port() -> int:
@@ -38,33 +30,11 @@ def closed_port() -> int:
 
 @pytest.fixture
 def home(tmp_path: Path, server: OpenAIServer) -> Path:
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "config.toml").write_text(f"""
-[providers.loop]
-type = "openai_compat"
-base_url = "{server.url}"
-api_key_env = "{KEY_ENV}"
-model = "tiny-chat"
-max_retries = 0
-
-[providers.refused]
-type = "openai_compat"
-base_url = "http://127.0.0.1:{closed_port()}/v1"
-model = "tiny-chat"
-max_retries = 0
-
-[providers.keyless]
-type = "openai_compat"
-base_url = "{server.url}"
-api_key_env = "PARTYFLOW_TEST_UNSET_KEY"
-model = "tiny-chat"
-
-[providers.local]
-type = "transformers"
-path = "no-such-model"
-""", encoding="utf-8")
-    return home
+    return write_config(tmp_path / "home", openai_table("loop", server.url, key_env=KEY_ENV, timeout=None),
+                        openai_table("refused", f"http://127.0.0.1:{closed_port()}/v1", timeout=None),
+                        openai_table("keyless", server.url, key_env="PARTYFLOW_TEST_UNSET_KEY", max_retries=None,
+                                     timeout=None),
+                        '[providers.local]\ntype = "transformers"\npath = "no-such-model"\n')
 
 
 def partyflow(*args: str, home: Path | None = None) -> subprocess.CompletedProcess[str]:

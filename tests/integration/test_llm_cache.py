@@ -6,16 +6,25 @@ the home's llm_cache.sqlite can spare the HTTP request, which the loopback serve
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.support.openai_server import OpenAIServer
+from tests.support.providers import (
+    chat,
+    fresh_server_fixture,
+    loader,
+    node,
+    openai_table,
+    running_server_fixture,
+    write_config,
+)
 
 from partyflow import Engine
 from partyflow.llm.cache import CACHE_FILE
@@ -24,45 +33,27 @@ KEY_ENV = "PARTYFLOW_TEST_CACHE_KEY"
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def running_server() -> Iterator[OpenAIServer]:
-    with OpenAIServer() as server:
-        yield server
-
-
-@pytest.fixture
-def server(running_server: OpenAIServer) -> OpenAIServer:
-    running_server.reset()
-    return running_server
+running_server = running_server_fixture()
+server = fresh_server_fixture()
 
 
 @pytest.fixture
 def home(tmp_path: Path, server: OpenAIServer, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    home.mkdir()
-    table = f'base_url = "{server.url}"\napi_key_env = "{KEY_ENV}"\nmodel = "tiny-chat"\nmax_retries = 0\n'
-    (home / "config.toml").write_text(f'[providers.cached]\ntype = "openai_compat"\n{table}cache = true\n\n'
-                                      f'[providers.plain]\ntype = "openai_compat"\n{table}', encoding="utf-8")
     monkeypatch.setenv(KEY_ENV, "sk-cache-test-0123456789")
-    return home
+    return write_config(tmp_path / "home",
+                        openai_table("cached", server.url, key_env=KEY_ENV, timeout=None, cache=True),
+                        openai_table("plain", server.url, key_env=KEY_ENV, timeout=None))
 
 
 def workflow(provider: str, **chat_inputs: Any) -> dict[str, Any]:
-    return {
-        "model": {"class_type": "APIModelLoader", "inputs": {"provider": provider, "model": ""}},
-        "chat": {"class_type": "LLMChat", "inputs": {"model": ["model", 0], "system_prompt": "",
-                                                     "user_prompt": "What is 2 + 2?", **chat_inputs}},
-        "show": {"class_type": "DisplayText", "inputs": {"text": ["chat", 0]}},
-    }
+    return {"model": loader(provider), "chat": chat("What is 2 + 2?", **chat_inputs),
+            "show": node("DisplayText", text=["chat", 0])}
 
 
 def run_fresh(home: Path, prompt: dict[str, Any]) -> str:
     """One run on a new engine (no output cache carried over); returns the reply."""
-    engine = Engine(home=home, load_custom_nodes=False)
-    try:
+    with contextlib.closing(Engine(home=home, load_custom_nodes=False)) as engine:
         result = engine.run(prompt)
-    finally:
-        engine.close()
     assert result.ok, result.error
     return result.output("chat")
 

@@ -18,6 +18,15 @@ import numpy as np
 import pytest
 import torch
 from tests.support.openai_server import OpenAIServer, Reply, chat_completion
+from tests.support.providers import (
+    chat,
+    fresh_server_fixture,
+    loader,
+    node,
+    openai_table,
+    running_server_fixture,
+    write_config,
+)
 
 from partyflow import Engine
 from partyflow.nodes.comfy_compat import install_compat_modules
@@ -91,33 +100,16 @@ def data_url_bytes(url: str) -> tuple[str, bytes]:
 
 # --- fixtures --------------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def running_server() -> Iterator[OpenAIServer]:
-    with OpenAIServer() as server:
-        yield server
-
-
-@pytest.fixture
-def server(running_server: OpenAIServer) -> OpenAIServer:
-    running_server.reset()
-    return running_server
+running_server = running_server_fixture()
+server = fresh_server_fixture()
 
 
 @pytest.fixture
 def home(tmp_path: Path, server: OpenAIServer, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
+    home = write_config(tmp_path / "home", openai_table("loop", server.url, key_env=KEY_ENV, model="tiny-vision"))
     (home / "custom_nodes" / "image_pack").mkdir(parents=True)
     (home / "custom_nodes" / "image_pack" / "__init__.py").write_text(IMAGE_PACK, encoding="utf-8")
     (home / "input").mkdir()
-    (home / "config.toml").write_text(f"""
-[providers.loop]
-type = "openai_compat"
-base_url = "{server.url}"
-api_key_env = "{KEY_ENV}"
-model = "tiny-vision"
-max_retries = 0
-timeout = 20
-""", encoding="utf-8")
     monkeypatch.setenv(KEY_ENV, "sk-loopback-images")
     return home
 
@@ -130,14 +122,8 @@ def engine(home: Path) -> Iterator[Engine]:
     engine.close()
 
 
-def node(class_type: str, **inputs: Any) -> dict[str, Any]:
-    return {"class_type": class_type, "inputs": inputs}
-
-
 def vision_prompt(**chat_inputs: Any) -> dict[str, Any]:
-    return {"model": node("APIModelLoader", provider="loop", model=""),
-            "chat": node("LLMChat", model=["model", 0], system_prompt="", user_prompt="What is shown?",
-                         stream=False, **chat_inputs),
+    return {"model": loader(), "chat": chat("What is shown?", stream=False, **chat_inputs),
             "show": node("DisplayText", text=["chat", 0])}
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import pickle
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import transformers  # noqa: F401  the local extra is part of the test install
+from tests.support.providers import chat as llm_chat
+from tests.support.providers import engine_fixture, node
 from tests.support.tiny_model import TinyModelSpec, build_tiny_model  # noqa: E402
 
 from partyflow import Engine  # noqa: E402
@@ -32,20 +33,11 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
-@pytest.fixture(scope="module")
-def engine(home: Path) -> Iterator[Engine]:
-    engine = Engine(home=home, load_custom_nodes=False)
-    yield engine
-    engine.close()
-
-
-def node(class_type: str, **inputs: Any) -> dict[str, Any]:
-    return {"class_type": class_type, "inputs": inputs}
+engine = engine_fixture(scope="module")
 
 
 def chat(user: str, **inputs: Any) -> dict[str, Any]:
-    return node("LLMChat", model=["model", 0], system_prompt="Answer briefly.", user_prompt=user,
-                temperature=1.0, seed=5, max_tokens=8, **inputs)
+    return llm_chat(user, system="Answer briefly.", temperature=1.0, seed=5, max_tokens=8, **inputs)
 
 
 def test_local_loader_chat_display_runs_the_tiny_model(engine: Engine) -> None:

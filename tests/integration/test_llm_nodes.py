@@ -7,7 +7,6 @@ import json
 import logging
 import pickle
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +15,19 @@ from tests.support.openai_server import (
     OpenAIServer,
     Recorded,
     Reply,
-    _QuietServer,
     chunk,
     text_stream,
     usage_chunk,
+)
+from tests.support.providers import (
+    chat,
+    engine_fixture,
+    fresh_server_fixture,
+    loader,
+    node,
+    openai_table,
+    running_server_fixture,
+    write_config,
 )
 
 from partyflow import Engine
@@ -30,57 +38,17 @@ KEY_ENV = "PARTYFLOW_TEST_LOOP_KEY"
 WEATHER_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 
 
-@pytest.fixture(scope="module")
-def running_server() -> Iterator[OpenAIServer]:
-    # The stdlib server listens with a backlog of 5: 32 simultaneous connects would be reset before accept().
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_QuietServer, "request_queue_size", 128)
-        server = OpenAIServer()
-    with server:
-        yield server
-
-
-@pytest.fixture
-def server(running_server: OpenAIServer) -> OpenAIServer:
-    running_server.reset()
-    return running_server
+# The server's listen backlog is raised (see _QuietServer): 32 simultaneous connects must not be reset.
+running_server = running_server_fixture()
+server = fresh_server_fixture()
+engine = engine_fixture()
 
 
 @pytest.fixture
 def home(tmp_path: Path, server: OpenAIServer, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "config.toml").write_text(f"""
-[providers.loop]
-type = "openai_compat"
-base_url = "{server.url}"
-api_key_env = "{KEY_ENV}"
-model = "tiny-chat"
-embedding_model = "tiny-embed"
-max_retries = 0
-timeout = 20
-""", encoding="utf-8")
     monkeypatch.setenv(KEY_ENV, KEY)
-    return home
-
-
-@pytest.fixture
-def engine(home: Path) -> Iterator[Engine]:
-    engine = Engine(home=home, load_custom_nodes=False)
-    yield engine
-    engine.close()
-
-
-def node(class_type: str, **inputs: Any) -> dict[str, Any]:
-    return {"class_type": class_type, "inputs": inputs}
-
-
-def chat(user: str, system: str = "", **inputs: Any) -> dict[str, Any]:
-    return node("LLMChat", model=["model", 0], system_prompt=system, user_prompt=user, **inputs)
-
-
-def loader(provider: str = "loop", model: str = "") -> dict[str, Any]:
-    return node("APIModelLoader", provider=provider, model=model)
+    return write_config(tmp_path / "home", openai_table("loop", server.url, key_env=KEY_ENV,
+                                                        embedding_model="tiny-embed"))
 
 
 def chat_bodies(server: OpenAIServer) -> list[dict[str, Any]]:

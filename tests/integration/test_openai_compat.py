@@ -6,7 +6,8 @@ import logging
 import socket
 
 import pytest
-from tests.support.openai_server import OpenAIServer, Reply, chat_completion, chunk, text_stream, usage_chunk
+from tests.support.openai_server import Reply, chat_completion, chunk, text_stream, usage_chunk
+from tests.support.providers import fresh_server_fixture, running_server_fixture
 
 from partyflow.llm import errors
 from partyflow.llm.config import ProviderConfig, ProvidersConfig
@@ -30,16 +31,8 @@ HELLO = ChatRequest(messages=(UserMessage(content="hello there"),))
 WEATHER = Tool(name="weather", parameters={"type": "object", "properties": {"city": {"type": "string"}}})
 
 
-@pytest.fixture(scope="module")
-def running_server():
-    with OpenAIServer() as server:
-        yield server
-
-
-@pytest.fixture
-def server(running_server):
-    running_server.reset()
-    return running_server
+running_server = running_server_fixture()
+server = fresh_server_fixture()
 
 
 @pytest.fixture

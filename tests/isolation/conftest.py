@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from tests.manager_catalog.helpers import make_venv, make_wheel
+from tests.support.manager_home import isolate_manager_env, offline_manager_home
 
 from partyflow.config import Home
 from partyflow.manager.packs import PackManager
@@ -24,10 +25,7 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """One uv cache for the session outside the user's; no stray PARTYFLOW_* settings."""
-    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "uv-cache"))
-    for name in ("PARTYFLOW_HOME", "PARTYFLOW_SECURITY_LEVEL", "PARTYFLOW_MANAGER_PAUSE_AT"):
-        monkeypatch.delenv(name, raising=False)
+    isolate_manager_env(tmp_path_factory, monkeypatch)
 
 
 @pytest.fixture
@@ -38,10 +36,7 @@ def host_python(tmp_path: Path) -> str:
 
 @pytest.fixture
 def home(tmp_path: Path, wheelhouse: Path, host_python: str) -> Home:
-    home = Home(tmp_path / "home").ensure()
-    home.config_file.write_text(
-        f'[manager]\nno_index = true\nfind_links = ["{wheelhouse}"]\npython = "{host_python}"\n', encoding="utf-8")
-    return home
+    return offline_manager_home(tmp_path / "home", wheelhouse, host_python)
 
 
 @pytest.fixture

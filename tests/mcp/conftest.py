@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from tests.support.openai_server import OpenAIServer
+from tests.support.providers import engine_fixture, fresh_server_fixture, openai_table, running_server_fixture
 
-from partyflow import Engine
 from partyflow.tools.mcp import MCPServerConfig
 
 ECHO_SERVER = Path(__file__).parent / "servers" / "echo_server.py"
@@ -40,30 +40,14 @@ def http_echo() -> Iterator[str]:
         process.wait(timeout=10)
 
 
-@pytest.fixture(scope="session")
-def openai_server() -> Iterator[OpenAIServer]:
-    with OpenAIServer() as server:
-        yield server
-
-
-@pytest.fixture
-def scripted(openai_server: OpenAIServer) -> Iterator[OpenAIServer]:
-    openai_server.reset()
-    yield openai_server
-    openai_server.reset()
-    assert not openai_server.failures
+openai_server = running_server_fixture("openai_server", scope="session")
+scripted = fresh_server_fixture("scripted", running="openai_server", check_failures=True)
+engine = engine_fixture()
 
 
 def write_config(home: Path, openai_url: str, extra: str = "") -> None:
     python = sys.executable.replace("\\", "/")
-    (home / "config.toml").write_text(f"""
-[providers.default]
-type = "openai_compat"
-base_url = "{openai_url}"
-model = "tiny-chat"
-max_retries = 0
-timeout = 20
-
+    (home / "config.toml").write_text(f"""{openai_table("default", openai_url)}
 [mcp.servers.echo]
 command = "{python}"
 args = ["{ECHO_SERVER.as_posix()}"]
@@ -84,10 +68,3 @@ def home(tmp_path: Path, scripted: OpenAIServer, monkeypatch: pytest.MonkeyPatch
     write_config(home, scripted.url)
     monkeypatch.setenv("PARTYFLOW_TEST_MCP_TOKEN", "s3cret-value-42")
     return home
-
-
-@pytest.fixture
-def engine(home: Path) -> Iterator[Engine]:
-    engine = Engine(home=home, load_custom_nodes=False)
-    yield engine
-    engine.close()

@@ -14,6 +14,7 @@ from aiohttp import web
 from tests.server_openai.live_server import LiveServer
 from tests.server_openai.workflows import chat_workflow, echo_workflow, save, ui_node, ui_workflow
 from tests.support.openai_server import OpenAIServer
+from tests.support.providers import openai_table, running_server_fixture, write_config
 
 from partyflow import Engine
 from partyflow.server.app import create_app
@@ -23,26 +24,13 @@ from partyflow.server.openai_api import openai_extension
 KEY_ENV = "PARTYFLOW_TEST_OPENAI_API_KEY"
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[OpenAIServer]:
-    with OpenAIServer() as server:
-        yield server
+upstream = running_server_fixture("upstream")
 
 
 @pytest.fixture
 def home(tmp_path: Path, upstream: OpenAIServer, monkeypatch: pytest.MonkeyPatch) -> Path:
     upstream.reset()
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "config.toml").write_text(f"""
-[providers.loop]
-type = "openai_compat"
-base_url = "{upstream.url}"
-api_key_env = "{KEY_ENV}"
-model = "tiny-chat"
-max_retries = 0
-timeout = 20
-""", encoding="utf-8")
+    home = write_config(tmp_path / "home", openai_table("loop", upstream.url, key_env=KEY_ENV))
     monkeypatch.setenv(KEY_ENV, "sk-loopback-0123456789abcdef")
     save(home, "echo", echo_workflow())
     save(home, "chat", chat_workflow())

@@ -369,6 +369,19 @@ class _Step:
 _Resolved = _LinkTo | _Value | None
 
 
+def _step_to_origin(scope: _Scope, link: _Link, want: str | None) -> _Step:
+    """The hop out of the node a link in `scope` comes from; both a node's own inputs and a subgraph's outputs
+    follow links this way, and a link to a deleted node is the same user error in both."""
+    origin = scope.graph.nodes.get(link.origin_id)
+    if origin is None:
+        raise WorkflowFormatError(
+            f"the link comes from node {link.origin_id}, which does not exist",
+            where=f"{scope.graph.label}link {link.id}",
+            hint="delete the link or restore the node",
+        )
+    return _Step("out", scope, origin, link.origin_slot, want)
+
+
 class _Converter:
     def __init__(self, object_info: Mapping[str, Any], subgraphs: Mapping[str, _Subgraph]) -> None:
         self._object_info = object_info
@@ -467,14 +480,7 @@ class _Converter:
         want = want or node_input.type
         if link.origin_id == SUBGRAPH_INPUT_NODE and scope.instance is not None:
             return self._from_instance_input(scope, link.origin_slot, want)
-        origin = scope.graph.nodes.get(link.origin_id)
-        if origin is None:
-            raise WorkflowFormatError(
-                f"the link comes from node {link.origin_id}, which does not exist",
-                where=f"{scope.graph.label}link {link.id}",
-                hint="delete the link or restore the node",
-            )
-        return _Step("out", scope, origin, link.origin_slot, want)
+        return _step_to_origin(scope, link, want)
 
     def _step_out(self, scope: _Scope, node: _Node, slot: int, want: str | None) -> _Step | _Resolved:
         want = want or "*"
@@ -501,14 +507,7 @@ class _Converter:
             return None
         if link.origin_id == SUBGRAPH_INPUT_NODE:  # an input wired straight through to an output
             return self._from_instance_input(inner, link.origin_slot, want)
-        origin = inner.graph.nodes.get(link.origin_id)
-        if origin is None:
-            raise WorkflowFormatError(
-                f"the link comes from node {link.origin_id}, which does not exist",
-                where=f"{inner.graph.label}link {link.id}",
-                hint="delete the link or restore the node",
-            )
-        return _Step("out", inner, origin, link.origin_slot, want)
+        return _step_to_origin(inner, link, want)
 
     def _from_instance_input(self, scope: _Scope, index: int, want: str) -> _Step | _Resolved:
         """Leave a subgraph through its input `index`: the instance's link outside, else its promoted widget."""

@@ -113,16 +113,29 @@ def _loaded(handle: ModelHandle) -> ModelHandle:
     return ModelHandle(handle.provider, handle.model, handle.local, live=provider)
 
 
+def _model_path(kind: str, name: str, available: list[str]) -> Path:
+    """The file or folder a loader's input names; one that is gone since validation is the node's error."""
+    path = locate(kind, name)
+    if path is None:
+        raise ValueError(missing_message(kind, name, available))
+    return path
+
+
 # --- the nodes -------------------------------------------------------------------------------------------------
 
-class LocalModelLoader:
-    DESCRIPTION = ("Load a transformers model folder from models/llm/ (written by save_pretrained, or pulled with "
-                   "`partyflow models pull hf:ORG/REPO`) to chat with it locally (extra 'local').")
+class _LocalLoader:
+    """What both loader nodes declare alike: one model output, for Chat nodes."""
+
     CATEGORY = CATEGORY
     RETURN_TYPES = (LLM_MODEL,)
     RETURN_NAMES = ("model",)
     OUTPUT_TOOLTIPS = ("The loaded model, for Chat nodes.",)
     FUNCTION = "load"
+
+
+class LocalModelLoader(_LocalLoader):
+    DESCRIPTION = ("Load a transformers model folder from models/llm/ (written by save_pretrained, or pulled with "
+                   "`partyflow models pull hf:ORG/REPO`) to chat with it locally (extra 'local').")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -140,21 +153,14 @@ class LocalModelLoader:
         return True if locate("llm", folder) is not None else missing_message("llm", folder, model_folders())
 
     def load(self, folder, device="auto", dtype="auto"):
-        path = locate("llm", folder)
-        if path is None:
-            raise ValueError(missing_message("llm", folder, model_folders()))
+        path = _model_path("llm", folder, model_folders())
         spec = LocalModelSpec("transformers", str(path), (("device", device), ("dtype", dtype)))
         return (_loaded(ModelHandle(f"local:{folder}", None, spec)),)
 
 
-class GGUFModelLoader:
+class GGUFModelLoader(_LocalLoader):
     DESCRIPTION = ("Load a GGUF model file from models/gguf/ (pull one with `partyflow models pull URL.gguf`) and "
                    f"run it with llama.cpp (extra 'gguf': {GGUF_EXTRA_HINT}).")
-    CATEGORY = CATEGORY
-    RETURN_TYPES = (LLM_MODEL,)
-    RETURN_NAMES = ("model",)
-    OUTPUT_TOOLTIPS = ("The loaded model, for Chat nodes.",)
-    FUNCTION = "load"
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -173,9 +179,7 @@ class GGUFModelLoader:
         return True if locate("gguf", gguf_file) is not None else missing_message("gguf", gguf_file, gguf_files())
 
     def load(self, gguf_file, n_ctx=4096, threads=0):
-        path = locate("gguf", gguf_file)
-        if path is None:
-            raise ValueError(missing_message("gguf", gguf_file, gguf_files()))
+        path = _model_path("gguf", gguf_file, gguf_files())
         options: tuple[tuple[str, Any], ...] = (("n_ctx", n_ctx),) + ((("n_threads", threads),) if threads else ())
         spec = LocalModelSpec("llamacpp", str(path), options)
         return (_loaded(ModelHandle(f"gguf:{gguf_file}", None, spec)),)

@@ -20,44 +20,39 @@ a forced tool choice ("required" or a tool's name) constrains that text with a g
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import json
 import random
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from partyflow.config import Home, resolve_home
+from partyflow.config import Home
 from partyflow.llm.config import ProviderConfig
 from partyflow.llm.errors import (
     BadResponseError,
     ContextOverflowError,
     InvalidRequestError,
-    MissingExtraError,
     ProviderConfigError,
 )
-from partyflow.llm.providers.openai_wire import message_dict
-from partyflow.llm.toolcall_parse import parse_tool_calls
-from partyflow.llm.types import (
-    AssistantMessage,
-    ChatChunk,
-    ChatRequest,
-    ChatResponse,
-    FinishReason,
-    ImagePart,
-    Tool,
-    Usage,
-    UserMessage,
+from partyflow.llm.providers.local_common import (
+    DEFAULT_MAX_NEW_TOKENS,
+    LocalProvider,
+    completion_budget,
+    final_chunks,
+    generation_failed,
+    import_extra,
+    template_tools,
+    text_messages,
 )
+from partyflow.llm.types import ChatChunk, ChatRequest, ChatResponse, FinishReason, Tool
 
 if TYPE_CHECKING:
     from partyflow.llm.models import ModelManager
 
 DEFAULT_N_CTX = 4096
-DEFAULT_MAX_NEW_TOKENS = 512
 GGUF_MAGIC = b"GGUF"
 # request.extra keys passed to llama.cpp's sampler as they are; anything else is refused, not silently dropped
 SAMPLER_OPTIONS = frozenset({"top_k", "min_p", "typical_p", "repeat_penalty", "presence_penalty",
@@ -167,15 +162,13 @@ def gguf_file(path: Path) -> bool:
 
 
 def import_llama_cpp(provider: str | None = None) -> Any:
-    try:
-        return importlib.import_module("llama_cpp")
-    except ImportError:  # also when sys.modules holds None for it
-        raise MissingExtraError("gguf", "llama_cpp", provider=provider) from None
+    """llama_cpp, imported on first use; missing, it is the `gguf` extra that `provider` needs."""
+    return import_extra("llama_cpp", "gguf", provider)
 
 
 # --- the provider ----------------------------------------------------------------------------------------------
 
-class LlamaCppProvider:
+class LlamaCppProvider(LocalProvider[LoadedGGUF]):
     """A GGUF model, loaded on first use (or borrowed from a `ModelManager`, which may unload it between calls).
 
     Without a temperature (or with 0) decoding is greedy, like the transformers provider; with one, llama.cpp
@@ -186,17 +179,8 @@ class LlamaCppProvider:
     def __init__(self, config: ProviderConfig, *, home: Home | None = None, manager: ModelManager | None = None,
                  environ: Mapping[str, str] | None = None) -> None:
         del environ  # accepted for a uniform `create(...)` signature; local models need no key
-        self.config = config
-        self.name = config.name
-        self.path = config.model_path(home or Home(resolve_home()))
-        self.default_model = config.model or self.path.stem
+        super().__init__(config, home=home, manager=manager)
         self.settings = LlamaSettings.from_config(config)
-        self._manager = manager
-        self._load_lock = threading.Lock()
-        self._own: LoadedGGUF | None = None
-
-    def __repr__(self) -> str:
-        return f"LlamaCppProvider(name={self.name!r}, path={str(self.path)!r})"
 
     def chat(self, request: ChatRequest) -> ChatResponse:
         loaded = self.model()
@@ -204,11 +188,8 @@ class LlamaCppProvider:
             run = self._prepare(loaded, request)
             completion = self._generate(loaded, run, stream=False)
         choice = completion["choices"][0]
-        return self._response(request, run, choice.get("text") or "", choice.get("finish_reason"),
+        return self._response(run, choice.get("text") or "", choice.get("finish_reason"),
                               int(completion.get("usage", {}).get("completion_tokens", 0)))
-
-    async def achat(self, request: ChatRequest) -> ChatResponse:
-        return await asyncio.to_thread(self.chat, request)
 
     def stream(self, request: ChatRequest) -> Iterator[ChatChunk]:
         """Text as it is generated; with tools, text is held back until the end (it may turn out to be a call)."""
@@ -231,39 +212,20 @@ class LlamaCppProvider:
             finally:
                 chunks.close()  # a consumer that stops early must not leave the model generating
         # llama-cpp-python streams one chunk per generated token (stop strings and end tokens excluded)
-        response = self._response(request, run, "".join(pieces), finish, len(pieces))
-        if run.tool_names and response.text:
-            yield ChatChunk(text=response.text)
-        yield ChatChunk(response=response)
-
-    async def astream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
-        iterator = self.stream(request)
-        done = object()
-        try:
-            while (piece := await asyncio.to_thread(next, iterator, done)) is not done:
-                yield piece  # type: ignore[misc]
-        finally:
-            await asyncio.to_thread(iterator.close)
-
-    def close(self) -> None:
-        """Drop this provider's own model so its memory can be reclaimed (a manager's models stay its business)."""
-        with self._load_lock:
-            self._own = None
-
-    def model(self) -> LoadedGGUF:
-        """The loaded model: from the manager when there is one, else loaded once and kept."""
-        if self._manager is not None:
-            return self._manager.get(self.default_model, self.path, self._loader, variant=self.settings.variant,
-                                     estimate_bytes=self.path.stat().st_size if self.path.is_file() else None)
-        with self._load_lock:
-            if self._own is None:
-                self._own = self._loader(self.path)
-            return self._own
+        yield from final_chunks(self._response(run, "".join(pieces), finish, len(pieces)), bool(run.tool_names))
 
     # --- internals ---------------------------------------------------------------------------------------------
 
+    def _default_name(self, path: Path) -> str:
+        return path.stem
+
     def _loader(self, path: Path) -> LoadedGGUF:
         return load_gguf(path, self.settings, provider=self.name)
+
+    def _from_manager(self, manager: ModelManager) -> LoadedGGUF:
+        """The manager's copy, keyed by the load settings too; its size estimate is the file's."""
+        return manager.get(self.default_model, self.path, self._loader, variant=self.settings.variant,
+                           estimate_bytes=self.path.stat().st_size if self.path.is_file() else None)
 
     def _prepare(self, loaded: LoadedGGUF, request: ChatRequest) -> _Run:
         model = request.model or self.default_model
@@ -283,11 +245,10 @@ class LlamaCppProvider:
         """The prompt tokens, stop strings and format grammar, as the chat handler would pass them to llama.cpp."""
         handler = self._handler(loaded)
         capture = _CompletionCapture(loaded.llama)
-        options: dict[str, Any] = {"messages": _messages(request, self.name, self.default_model),
+        options: dict[str, Any] = {"messages": text_messages(request, self.name, self.default_model),
                                    "stop": list(request.stop)}
         if tools:
-            options["tools"] = [{"type": "function", "function": {"name": t.name, "description": t.description,
-                                                                  "parameters": t.parameters}} for t in tools]
+            options["tools"] = template_tools(tools)
         if (response_format := _response_format(request)) is not None:
             options["response_format"] = response_format
         try:
@@ -333,12 +294,12 @@ class LlamaCppProvider:
 
     def _max_new_tokens(self, loaded: LoadedGGUF, request: ChatRequest, prompt_tokens: int) -> int:
         """The completion budget; an unset max_tokens shrinks to what is left of the context window."""
-        wanted = request.max_tokens or DEFAULT_MAX_NEW_TOKENS
         window = loaded.n_ctx
-        room = window - prompt_tokens
-        if room > 0 and (request.max_tokens is None or wanted <= room):
-            return min(wanted, room)
-        asked = f" and {wanted} more were asked for" if room > 0 else ""
+        budget = completion_budget(request.max_tokens, prompt_tokens, window)
+        if budget is not None:
+            return budget
+        wanted = request.max_tokens or DEFAULT_MAX_NEW_TOKENS
+        asked = f" and {wanted} more were asked for" if window > prompt_tokens else ""
         raise ContextOverflowError(f"the prompt has {prompt_tokens} tokens{asked}, but the context window is {window}",
                                    provider=self.name, model=request.model or self.default_model,
                                    hint="Shorten the conversation, lower max_tokens, or raise n_ctx in the "
@@ -361,18 +322,13 @@ class LlamaCppProvider:
         """llama.cpp's failures as our errors (the context check in `_prepare` should leave none for overflow)."""
         if "exceed context window" in str(exc):
             return ContextOverflowError(str(exc), provider=self.name, model=model)
-        return BadResponseError(f"generation failed: {exc}", provider=self.name, model=model,
-                                hint="See the log for the traceback")
+        return generation_failed(exc, self.name, model)
 
-    def _response(self, request: ChatRequest, run: _Run, text: str, finish: str | None,
-                  completion_tokens: int) -> ChatResponse:
-        prose, calls = parse_tool_calls(text, run.tool_names)
-        reason = FinishReason.TOOL_CALLS if calls else FinishReason.parse(finish) or FinishReason.STOP
-        usage = Usage(prompt_tokens=run.prompt_tokens, completion_tokens=completion_tokens,
-                      cost=self.config.cost(run.prompt_tokens, completion_tokens))
-        return ChatResponse(message=AssistantMessage(content=prose if prose or not calls else None,
-                                                     tool_calls=calls),
-                            model=run.model, provider=self.name, finish_reason=reason, usage=usage)
+    def _response(self, run: _Run, text: str, finish: str | None, completion_tokens: int) -> ChatResponse:
+        """The reply to `run`; llama.cpp names its finish reason in OpenAI's words (none means it stopped)."""
+        return self._reply(model=run.model, text=text, finish=FinishReason.parse(finish) or FinishReason.STOP,
+                           tool_names=run.tool_names, prompt_tokens=run.prompt_tokens,
+                           completion_tokens=completion_tokens)
 
 
 # --- prompt rendering ------------------------------------------------------------------------------------------
@@ -422,19 +378,6 @@ class _CompletionCapture:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._llama, name)
-
-
-def _messages(request: ChatRequest, provider: str, model: str) -> list[dict[str, Any]]:
-    """OpenAI-shaped message dicts with text content (templates expect text; tool results are flattened)."""
-    if any(isinstance(part, ImagePart) for m in request.messages if isinstance(m, UserMessage)
-           and not isinstance(m.content, str) for part in m.content):
-        raise ProviderConfigError("this local provider takes text only; the request has images", provider=provider,
-                                  model=model, hint="Use a vision model through an openai_compat provider")
-    messages = [message_dict(m) for m in request.messages]
-    for message in messages:
-        if isinstance(message.get("content"), list):
-            message["content"] = "".join(part.get("text", "") for part in message["content"])
-    return messages
 
 
 def _response_format(request: ChatRequest) -> dict[str, Any] | None:

@@ -10,40 +10,32 @@ the same reply whatever other threads do with torch's global random state.
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import random
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from partyflow.config import Home, resolve_home
+from partyflow.config import Home
 from partyflow.llm.config import ProviderConfig
-from partyflow.llm.errors import (
-    BadResponseError,
-    ContextOverflowError,
-    MissingExtraError,
-    ProviderConfigError,
+from partyflow.llm.errors import BadResponseError, ContextOverflowError, ProviderConfigError
+from partyflow.llm.providers.local_common import (
+    DEFAULT_MAX_NEW_TOKENS,
+    LocalProvider,
+    completion_budget,
+    final_chunks,
+    generation_failed,
+    import_extra,
+    template_tools,
+    text_messages,
 )
-from partyflow.llm.providers.openai_wire import message_dict
-from partyflow.llm.toolcall_parse import parse_tool_calls
-from partyflow.llm.types import (
-    AssistantMessage,
-    ChatChunk,
-    ChatRequest,
-    ChatResponse,
-    FinishReason,
-    ImagePart,
-    Usage,
-    UserMessage,
-)
+from partyflow.llm.types import ChatChunk, ChatRequest, ChatResponse, FinishReason
 
 if TYPE_CHECKING:
     from partyflow.llm.models import ModelManager
 
-DEFAULT_MAX_NEW_TOKENS = 512
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 
@@ -127,7 +119,7 @@ def model_folder(path: Path) -> bool:
 
 # --- the provider ----------------------------------------------------------------------------------------------
 
-class TransformersProvider:
+class TransformersProvider(LocalProvider[LocalModel]):
     """A local model, loaded on first use (or borrowed from a `ModelManager`, which may unload it between calls).
 
     `generate_options` are passed to every `generate` call (for example `repetition_penalty`, or a
@@ -139,30 +131,17 @@ class TransformersProvider:
                  generate_options: Mapping[str, Any] | None = None,
                  environ: Mapping[str, str] | None = None) -> None:
         del environ  # accepted for a uniform `create(...)` signature; local models need no key
-        self.config = config
-        self.name = config.name
-        self.path = config.model_path(home or Home(resolve_home()))
-        self.default_model = config.model or self.path.name
+        super().__init__(config, home=home, manager=manager)
         self.device = device
         self.dtype = dtype
-        self._manager = manager
         self._generate_options = dict(generate_options or {})
-        self._load_lock = threading.Lock()
-        self._own: LocalModel | None = None
-
-    def __repr__(self) -> str:
-        return f"TransformersProvider(name={self.name!r}, path={str(self.path)!r})"
 
     def chat(self, request: ChatRequest) -> ChatResponse:
         local = self.model()
         with local.lock:
             run = self._prepare(local, request)
             output = run.generate()
-        return self._response(request, run.decode(output), run.finish(output), run.prompt_tokens,
-                              run.completion_tokens(output))
-
-    async def achat(self, request: ChatRequest) -> ChatResponse:
-        return await asyncio.to_thread(self.chat, request)
+        return self._response(request, run, output)
 
     def stream(self, request: ChatRequest) -> Iterator[ChatChunk]:
         """Text as it is generated; with tools, text is held back until the end (it may turn out to be a call)."""
@@ -180,38 +159,15 @@ class TransformersProvider:
             finally:
                 worker.stop()  # a consumer that stops early must not leave the model generating
             output = worker.result(self.name, self.default_model)
-        response = self._response(request, run.decode(output), run.finish(output), run.prompt_tokens,
-                                  run.completion_tokens(output))
-        if request.tools and response.text:
-            yield ChatChunk(text=response.text)
-        yield ChatChunk(response=response)
-
-    async def astream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
-        iterator = self.stream(request)
-        done = object()
-        try:
-            while (piece := await asyncio.to_thread(next, iterator, done)) is not done:
-                yield piece  # type: ignore[misc]
-        finally:
-            await asyncio.to_thread(iterator.close)
-
-    def close(self) -> None:
-        """Drop this provider's own model so its memory can be reclaimed (a manager's models stay its business)."""
-        with self._load_lock:
-            self._own = None
-
-    def model(self) -> LocalModel:
-        """The loaded model: from the manager when there is one, else loaded once and kept."""
-        if self._manager is not None:
-            return self._from_manager(self._manager)
-        with self._load_lock:
-            if self._own is None:
-                self._own = self._loader(self.path)
-            return self._own
+        yield from final_chunks(self._response(request, run, output), bool(request.tools))
 
     # --- internals ---------------------------------------------------------------------------------------------
 
+    def _default_name(self, path: Path) -> str:
+        return path.name
+
     def _from_manager(self, manager: ModelManager) -> LocalModel:
+        """The manager's copy for the device and dtype this provider resolves to, sized by the weights' dtype."""
         from partyflow.llm.models import estimate_bytes
 
         torch = _import("torch", self.name)
@@ -234,17 +190,8 @@ class TransformersProvider:
                            max_new_tokens=max_new, stop=request.stop)
 
     def _encode(self, local: LocalModel, request: ChatRequest) -> Any:
-        if any(isinstance(part, ImagePart) for m in request.messages if isinstance(m, UserMessage)
-               and not isinstance(m.content, str) for part in m.content):
-            raise ProviderConfigError("this local provider takes text only; the request has images",
-                                      provider=self.name, model=self.default_model,
-                                      hint="Use a vision model through an openai_compat provider")
-        messages = [message_dict(m) for m in request.messages]
-        for message in messages:  # templates expect text; tool results and user parts are flattened
-            if isinstance(message.get("content"), list):
-                message["content"] = "".join(p.get("text", "") for p in message["content"])
-        tools = [{"type": "function", "function": {"name": t.name, "description": t.description,
-                                                   "parameters": t.parameters}} for t in request.tools]
+        messages = text_messages(request, self.name, self.default_model)
+        tools = template_tools(request.tools)
         try:
             encoded = local.tokenizer.apply_chat_template(messages, tools=tools or None, add_generation_prompt=True,
                                                           return_tensors="pt", return_dict=True)
@@ -256,28 +203,20 @@ class TransformersProvider:
 
     def _max_new_tokens(self, local: LocalModel, request: ChatRequest, prompt_tokens: int) -> int:
         """The completion budget; an unset max_tokens shrinks to what is left of the context window."""
-        wanted = request.max_tokens or DEFAULT_MAX_NEW_TOKENS
         window = local.max_positions
-        if window is None:
-            return wanted
-        room = window - prompt_tokens
-        if room <= 0 or (request.max_tokens is not None and wanted > room):
+        budget = completion_budget(request.max_tokens, prompt_tokens, window)
+        if budget is None:
             raise ContextOverflowError(
-                f"the prompt has {prompt_tokens} tokens and {wanted} more were asked for, but the context "
-                f"window is {window}", provider=self.name, model=request.model or self.default_model)
-        return min(wanted, room)
+                f"the prompt has {prompt_tokens} tokens and {request.max_tokens or DEFAULT_MAX_NEW_TOKENS} more "
+                f"were asked for, but the context window is {window}", provider=self.name,
+                model=request.model or self.default_model)
+        return budget
 
-    def _response(self, request: ChatRequest, text: str, finish: FinishReason, prompt_tokens: int,
-                  completion_tokens: int) -> ChatResponse:
-        prose, calls = parse_tool_calls(text, (tool.name for tool in request.tools))
-        if calls:
-            finish = FinishReason.TOOL_CALLS
-        usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                      cost=self.config.cost(prompt_tokens, completion_tokens))
-        return ChatResponse(message=AssistantMessage(content=prose if prose or not calls else None,
-                                                     tool_calls=calls),
-                            model=request.model or self.default_model, provider=self.name, finish_reason=finish,
-                            usage=usage)
+    def _response(self, request: ChatRequest, run: _Generation, output: Any) -> ChatResponse:
+        """The reply read from `run`'s generated tokens."""
+        return self._reply(model=request.model or self.default_model, text=run.decode(output),
+                           finish=run.finish(output), tool_names=(tool.name for tool in request.tools),
+                           prompt_tokens=run.prompt_tokens, completion_tokens=run.completion_tokens(output))
 
 
 @dataclass
@@ -335,8 +274,7 @@ class _Worker:
 
     def result(self, provider: str, model: str) -> Any:
         if self._failure is not None:
-            raise BadResponseError(f"generation failed: {self._failure}", provider=provider, model=model,
-                                   hint="See the log for the traceback") from self._failure
+            raise generation_failed(self._failure, provider, model) from self._failure
         return self._output
 
     def _main(self) -> None:
@@ -427,8 +365,6 @@ def _cut_at_stop(text: str, stop: tuple[str, ...]) -> str:
 
 
 def _import(module: str, provider: str | None) -> Any:
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise MissingExtraError("local", module, provider=provider) from None
+    """torch or transformers, imported on first use; missing, it is the `local` extra that `provider` needs."""
+    return import_extra(module, "local", provider)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -124,18 +124,8 @@ async def get_queue(request: web.Request) -> web.Response:
 
 
 async def post_queue(request: web.Request) -> web.Response:
-    body = await _body(request)
-    if isinstance(body, web.Response):
-        return body
     queue = context(request).engine.queue
-    if body.get("clear"):
-        queue.clear()
-    if "delete" in body:
-        ids = _ids(body["delete"])
-        if ids is None:
-            return bad_request("delete must be a list of prompt ids")
-        queue.delete(ids)
-    return web.Response(status=200)
+    return await _clear_or_delete(request, queue.clear, queue.delete)
 
 
 async def get_history(request: web.Request) -> web.Response:
@@ -155,17 +145,24 @@ async def get_history_item(request: web.Request) -> web.Response:
 
 
 async def post_history(request: web.Request) -> web.Response:
+    queue = context(request).engine.queue
+    return await _clear_or_delete(request, queue.clear_history, queue.delete_history)
+
+
+async def _clear_or_delete(request: web.Request, clear: Callable[[], Any],
+                           delete: Callable[[list[str]], Any]) -> web.Response:
+    """POST /queue and POST /history take the same body in ComfyUI: `{"clear": true}` empties the list, then
+    `{"delete": [prompt ids]}` drops those entries."""
     body = await _body(request)
     if isinstance(body, web.Response):
         return body
-    queue = context(request).engine.queue
     if body.get("clear"):
-        queue.clear_history()
+        clear()
     if "delete" in body:
         ids = _ids(body["delete"])
         if ids is None:
             return bad_request("delete must be a list of prompt ids")
-        queue.delete_history(ids)
+        delete(ids)
     return web.Response(status=200)
 
 
