@@ -193,6 +193,27 @@ def test_unsafe_paths_and_links_are_refused(archive: Path, populated: Home, tmp_
     assert not (tmp_path.parent / "outside.txt").exists()
 
 
+def test_a_chain_of_links_cannot_carry_a_file_out_of_the_home(archive: Path, populated: Home, tmp_path: Path) -> None:
+    """`user/b -> ..` and `user/a -> b/..` each look inside; followed, `a` is the staging folder's parent."""
+    members = []
+    for name, target in (("home/user/b", ".."), ("home/user/a", "b/..")):
+        evil = tarfile.TarInfo(name)
+        evil.type, evil.linkname = tarfile.SYMTYPE, target
+        members.append((evil, None))
+    payload = tarfile.TarInfo("home/user/a/escaped.txt")
+    payload.size = 5
+    members.append((payload, io.BytesIO(b"pwned")))
+    chained = tmp_path / "chain.tar.gz"
+    with tarfile.open(archive, "r:gz") as src, tarfile.open(chained, "w:gz") as dst:
+        for info in src:
+            if info.name == "home/config.toml":
+                for member, data in members:
+                    dst.addfile(member, data)
+            dst.addfile(info, src.extractfile(info) if info.isfile() else None)
+    refused(chained, populated, "link pointing outside the home")
+    assert not list(tmp_path.rglob("escaped.txt"))
+
+
 def test_cli_create_verify_restore_never_prints_secrets(populated: Home, tmp_path: Path) -> None:
     runner = CliRunner()
     out = tmp_path / "cli.tar.gz"

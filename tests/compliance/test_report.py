@@ -114,5 +114,8 @@ def test_cli_writes_json_and_html(populated: Home, tmp_path: Path) -> None:
     done = runner.invoke(app, ["report", "--home", str(populated.root), "--format", "html", "-o", str(out)])
     assert done.exit_code == 0, done.output
     assert "alpha" in out.read_text(encoding="utf-8")
+    unwritable = runner.invoke(app, ["report", "--home", str(populated.root), "--no-scan",
+                                     "-o", str(tmp_path / "missing" / "report.json")])
+    assert unwritable.exit_code == 2 and "cannot write" in unwritable.output
     bad = runner.invoke(app, ["report", "--home", str(populated.root), "--format", "pdf"])
     assert bad.exit_code == 2 and "json or html" in bad.output

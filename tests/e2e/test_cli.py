@@ -64,6 +64,18 @@ def test_override_of_an_input_the_node_does_not_declare_is_refused(tmp_path: Pat
     assert "Traceback" not in done.stderr and not done.stdout
 
 
+def test_serve_on_a_busy_or_impossible_port_is_a_one_line_error(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        done = partyflow("serve", "--port", str(busy.getsockname()[1]), home=tmp_path)
+    assert done.returncode == 2 and "address already in use" in done.stderr and "Traceback" not in done.stderr
+    done = partyflow("serve", "--port", "70000", home=tmp_path)
+    assert done.returncode == 2 and "not a TCP port" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_malformed_json_gives_line_and_column(tmp_path: Path) -> None:
     broken = tmp_path / "broken.json"
     broken.write_text('{"1": {"class_type": "TextValue",\n "inputs": {]}}')

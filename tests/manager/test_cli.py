@@ -89,6 +89,8 @@ def test_audit_commands(home: Home, sources: Path) -> None:
     assert cli("audit", "export", "--format", "json", "--output", str(out), home=home).returncode == 0
     assert len(json.loads(out.read_text())) == 3
     assert cli("audit", "export", "--format", "xml", home=home).returncode == 2
+    unwritable = cli("audit", "export", "--output", str(home.root / "no" / "such" / "dir.json"), home=home)
+    assert unwritable.returncode == 2 and "cannot write" in unwritable.stderr and "Traceback" not in unwritable.stderr
 
     with sqlite3.connect(home.state_db) as db:
         db.execute("UPDATE audit_log SET actor = 'someone-else' WHERE id = 2")

@@ -200,6 +200,17 @@ def test_hostile_tar_is_refused(tmp_path: Path, case: str) -> None:
     assert not dest.exists()
 
 
+@pytest.mark.parametrize("second", [link("d/evil.txt", "payload", tarfile.LNKTYPE), link("d/evil-link", "payload")],
+                         ids=["hardlink", "symlink"])
+def test_a_link_cannot_carry_a_later_member_out_of_the_pack(tmp_path: Path, second: tarfile.TarInfo) -> None:
+    """`d -> ..` then `d/evil.txt`: the second link must not be written through the first, outside the pack."""
+    archive = make_tar(tmp_path / "bad.tar.gz", {"payload": "pwned"}, special=[link("d", ".."), second])
+    dest = tmp_path / "out"
+    with pytest.raises(ArchiveError):
+        extract_archive(archive, dest)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.tar.gz"]
+
+
 def test_links_inside_the_pack_are_kept(tmp_path: Path) -> None:
     archive = make_tar(tmp_path / "ok.tar.gz", {"__init__.py": INIT, "data/a.txt": "A"},
                        special=[link("alias.txt", "data/a.txt"), link("copy.txt", "data/a.txt", tarfile.LNKTYPE)])

@@ -135,3 +135,14 @@ def test_bad_documents_and_config(home: Home, tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="channel name"):
         catalog.channels(home)
+
+
+def test_remote_head_never_reads_a_recorded_location_as_a_git_option(tmp_path: Path) -> None:
+    """A pack record (restored from a backup, say) whose location starts with '-' must not run a command."""
+    import subprocess
+
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    marker = tmp_path / "ran"
+    assert catalog._remote_head(f"--upload-pack=touch {marker};git-upload-pack", str(repo), 10) is None
+    assert not marker.exists()

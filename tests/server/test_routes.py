@@ -93,6 +93,26 @@ def test_history_listing_max_items_delete_clear(server: LiveServer) -> None:
     run(scenario())
 
 
+def test_queue_and_history_writes_run_off_the_event_loop(server: LiveServer, monkeypatch) -> None:
+    """Clearing and deleting commit with fsync; on the loop thread they would stall every WebSocket client."""
+    import threading
+
+    threads: list[threading.Thread] = []
+    queue = server.engine.queue
+    for name in ("clear", "delete", "clear_history", "delete_history"):
+        original = getattr(queue, name)
+        monkeypatch.setattr(queue, name, lambda *a, _f=original: (threads.append(threading.current_thread()), _f(*a))[1])
+
+    async def scenario() -> None:
+        async with server.session() as http:
+            for route in ("/queue", "/history"):
+                assert (await http.post(route, json={"clear": True, "delete": ["x"]})).status == 200
+                assert (await http.post(route, json={"clear": True, "delete": "x"})).status == 400
+
+    run(scenario())
+    assert len(threads) == 4 and server._thread not in threads
+
+
 def test_partially_valid_prompt_runs_valid_outputs(server: LiveServer) -> None:
     prompt = {**hello_prompt("ok"), "3": {"class_type": "DisplayText", "inputs": {}}}
 
@@ -264,9 +284,16 @@ def test_users_settings_userdata(server: LiveServer) -> None:
             assert full[0]["path"] == "a.json" and full[0]["size"] == len(workflow)
             assert (await http.get("/userdata")).status == 400
             assert (await http.get("/userdata?dir=nothing")).status == 404
+            dangling = server.engine.home.user / "default" / "workflows" / "gone.json"
+            dangling.symlink_to(dangling.with_name("deleted.json"))
             v2 = await (await http.get("/api/v2/userdata?path=workflows")).json()
             assert [(e["name"], e["type"]) for e in v2] == [("a.json", "file"), ("deep", "directory")]
+            dangling.unlink()
             assert await (await http.get("/userdata/workflows%2Fa.json")).read() == workflow
+            await http.post("/userdata/page.html", data=b"<script>alert(1)</script>")
+            resp = await http.get("/userdata/page.html")
+            assert resp.headers["Content-Type"] == "application/octet-stream"
+            assert resp.headers["Content-Disposition"].startswith("attachment")
             resp = await http.post("/userdata/workflows%2Fa.json/move/workflows%2Fc.json")
             assert resp.status == 200 and await resp.json() == "workflows/c.json"
             assert (await http.get("/userdata/workflows%2Fa.json")).status == 404

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, home_from, print_json
+from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, home_from, print_json, writing
 
 if TYPE_CHECKING:
     from partyflow.manager.audit import AuditLog
@@ -97,6 +97,6 @@ def export(
         if output is None:
             log.export(sys.stdout, fmt)  # type: ignore[arg-type]
             return
-        with open(output, "w", encoding="utf-8", newline="") as handle:
+        with writing(output), open(output, "w", encoding="utf-8", newline="") as handle:
             count = log.export(handle, fmt)  # type: ignore[arg-type]
     Console(stderr=True).print(f"exported {count} records to {output}", highlight=False)

@@ -63,5 +63,16 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(EXIT_INVALID) from None
 
 
+@contextlib.contextmanager
+def writing(output: Path) -> Iterator[None]:
+    """An output file that cannot be written (missing folder, no permission, disk full) is a one-line error."""
+    try:
+        yield
+    except OSError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] cannot write {escape(str(output))}: "
+                                   f"{escape(exc.strerror or str(exc))}", highlight=False)
+        raise typer.Exit(EXIT_INVALID) from None
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")

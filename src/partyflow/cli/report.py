@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, home_from
+from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, home_from, writing
 
 FORMATS = ("json", "html")
 
@@ -44,5 +44,6 @@ def report(
     if output is None:
         typer.echo(text, nl=False)
         return
-    output.write_text(text, encoding="utf-8")
+    with writing(output):
+        output.write_text(text, encoding="utf-8")
     err.print(f"wrote the {fmt} report on {len(built.packs)} packs to {escape(str(output))}", highlight=False)

@@ -76,6 +76,9 @@ def serve(
     try:
         extensions = [openai_extension(engine), frontend]
         asyncio.run(run_server(engine, config, extensions=extensions, on_ready=_announce))
+    except ServerConfigError as exc:  # the address could not be bound
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_INVALID) from None
     finally:
         engine.close()
     _exit_if_nodes_hang()

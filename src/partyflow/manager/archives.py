@@ -169,12 +169,16 @@ def _extract(members: Iterator[_Member], open_member, dest: Path, limits: Archiv
 
 
 def _make_links(links: list[_Member], root: Path, label: str, limits: ArchiveLimits, written: int) -> None:
+    """Hard links first (copies made while no symbolic link exists yet), then symbolic links; each one's folder
+    must really lie inside the pack, so a link made earlier (`d -> ..`) cannot carry a later member's write out."""
     symlinks: list[Path] = []
-    for member in links:
+    for member in sorted(links, key=lambda m: m.kind != "hardlink"):
         target = root.joinpath(*member.name.parts)
+        _refuse_outside(root, target.parent, member, label)
         target.parent.mkdir(parents=True, exist_ok=True)
         if member.kind == "hardlink":
             source = root.joinpath(*PurePosixPath(member.link).parts)
+            _refuse_outside(root, source, member, label)
             if not source.is_file() or source.is_symlink():
                 raise ArchiveError(f"{label}: hard link {str(member.name)!r} points to {member.link!r}, "
                                    "which is not a file of this archive; refused")
@@ -192,3 +196,11 @@ def _make_links(links: list[_Member], root: Path, label: str, limits: ArchiveLim
         resolved = Path(os.path.realpath(link))
         if resolved != root and root not in resolved.parents:
             raise ArchiveError(f"{label}: symbolic link {link.relative_to(root)} points outside the pack; refused")
+
+
+def _refuse_outside(root: Path, path: Path, member: _Member, label: str) -> None:
+    """ArchiveError unless `path`, with every symbolic link on the way followed, stays inside `root`."""
+    real = Path(os.path.realpath(path))
+    if real != root and root not in real.parents:
+        raise ArchiveError(f"{label}: {member.kind} {str(member.name)!r} would be written through a link "
+                           "that points outside the pack; refused")

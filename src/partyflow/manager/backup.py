@@ -317,6 +317,8 @@ def _safe_relative(name: str) -> str:
 def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, relative: str,
                     target: Path | None) -> dict[str, Any]:
     destination = target / relative if target is not None else None
+    if destination is not None:
+        _refuse_written_through_link(target, destination.parent, relative)
     if member.isdir():
         if destination is not None:
             destination.mkdir(parents=True, exist_ok=True)
@@ -329,6 +331,7 @@ def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, relative: str
         if destination is not None:
             destination.parent.mkdir(parents=True, exist_ok=True)
             os.symlink(member.linkname, destination)
+            _refuse_written_through_link(target, destination, relative)  # a chain: `b -> ..`, `a -> b/..`
         return {"type": "symlink", "target": member.linkname}
     if not member.isfile():
         raise BackupError(f"{relative}: not a regular file, folder or link; refused", user_error=True)
@@ -342,6 +345,19 @@ def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, relative: str
             digest, size = _copy_hashing(handle, out)
         os.chmod(destination, member.mode & 0o777)
     return {"type": "file", "size": size, "sha256": digest}
+
+
+def _refuse_written_through_link(target: Path, path: Path, relative: str) -> None:
+    """Refuse a member whose real location (every link on the way followed) leaves the staging folder.
+
+    `_link_escapes` checks one link's text; links that point through each other (`user/b -> ..`, then
+    `user/a -> b/..`) only show where they lead once followed, and a later file member would be written there.
+    """
+    root = Path(os.path.realpath(target))
+    real = Path(os.path.realpath(path))
+    if real != root and root not in real.parents:
+        raise BackupError(f"{relative}: would be written through a link pointing outside the home; refused",
+                          user_error=True, hint="nothing was restored")
 
 
 def _compare(manifest: dict[str, Any], seen: dict[str, dict[str, Any]], archive: Path) -> None:

@@ -507,8 +507,9 @@ def _remote_head(url: str, ref: str, timeout: float) -> str | None:
     import subprocess
 
     try:
-        done = subprocess.run(["git", "ls-remote", url, ref], capture_output=True, text=True, timeout=timeout,
-                              check=False, stdin=subprocess.DEVNULL)
+        # `--`: a recorded location starting with '-' is a repository, never an option such as --upload-pack
+        done = subprocess.run(["git", "ls-remote", "--", url, ref], capture_output=True, text=True, timeout=timeout,
+                              check=False, stdin=subprocess.DEVNULL, env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
     except (OSError, subprocess.TimeoutExpired):
         return None
     line = done.stdout.split("\n", 1)[0]

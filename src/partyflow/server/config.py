@@ -40,6 +40,8 @@ class ServerConfig:
             raise ServerConfigError(
                 f"listening on {self.host} exposes the server beyond this machine: set a token with --token or "
                 "PARTYFLOW_API_TOKEN (clients send 'Authorization: Bearer <token>'), or pass --insecure")
+        if not 0 <= self.port <= 65535:
+            raise ServerConfigError(f"port {self.port} is not a TCP port: give 0 to 65535 (0 picks a free one)")
         if self.max_upload_bytes <= 0:
             raise ServerConfigError("max_upload_bytes must be positive")
         if self.token is not None and len(self.token) < 8:

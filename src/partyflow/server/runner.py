@@ -11,7 +11,7 @@ from aiohttp import web
 
 from partyflow.engine.engine import Engine
 from partyflow.server.app import Extension, create_app
-from partyflow.server.config import ServerConfig
+from partyflow.server.config import ServerConfig, ServerConfigError
 
 logger = logging.getLogger("partyflow.server")
 
@@ -28,8 +28,7 @@ async def serve(engine: Engine, config: ServerConfig, *, extensions: Sequence[Ex
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        site = web.TCPSite(runner, config.host, config.port)
-        await site.start()
+        await _listen(runner, config)
         url = bound_url(runner, config)
         logger.info("partyflow listening on %s", url)
         on_ready(url)
@@ -40,6 +39,16 @@ async def serve(engine: Engine, config: ServerConfig, *, extensions: Sequence[Ex
             loop.remove_signal_handler(sig)
         await runner.cleanup()
     logger.info("stopped")
+
+
+async def _listen(runner: web.AppRunner, config: ServerConfig) -> None:
+    """Bind the socket; a port in use or an address this machine lacks is the user's to fix, not a traceback."""
+    try:
+        await web.TCPSite(runner, config.host, config.port).start()
+    except OSError as exc:
+        raise ServerConfigError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc} (another "
+                                "server may be using the port: choose one with --port, or 0 for any free port)"
+                                ) from None
 
 
 def bound_url(runner: web.AppRunner, config: ServerConfig) -> str:

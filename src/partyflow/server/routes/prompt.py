@@ -156,13 +156,14 @@ async def _clear_or_delete(request: web.Request, clear: Callable[[], Any],
     body = await _body(request)
     if isinstance(body, web.Response):
         return body
+    ids = _ids(body["delete"]) if "delete" in body else []
+    if ids is None:
+        return bad_request("delete must be a list of prompt ids")
+    # durable writes wait for fsync: off the event loop, as POST /prompt does
     if body.get("clear"):
-        clear()
-    if "delete" in body:
-        ids = _ids(body["delete"])
-        if ids is None:
-            return bad_request("delete must be a list of prompt ids")
-        delete(ids)
+        await asyncio.to_thread(clear)
+    if ids:
+        await asyncio.to_thread(delete, ids)
     return web.Response(status=200)
 
 

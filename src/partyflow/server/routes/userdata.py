@@ -14,6 +14,7 @@ from partyflow.server.context import context
 from partyflow.server.errors import BadJSON, bad_request, forbidden, json_error, not_found, read_json
 from partyflow.server.paths import PathRefused, confine, relative
 from partyflow.server.routes import Route
+from partyflow.server.routes.files import file_response
 from partyflow.server.users import UnknownUser, atomic_write
 
 USER_CSS = "user.css"
@@ -147,26 +148,33 @@ async def list_userdata_v2(request: web.Request) -> web.Response:
     root = confine(base, request.query.get("path", ""))
     if not root.is_dir():
         return not_found("No such directory")
+    return web.json_response(await asyncio.to_thread(_entries_v2, base, root))
+
+
+def _entries_v2(base: Path, root: Path) -> list[dict[str, Any]]:
     entries = []
     for path in sorted(root.iterdir()):
         if path.name.startswith("."):
             continue
         if not _inside(base, path):
             continue  # a symlink out of the user's directory is not listed
-        stat = path.stat()
+        try:
+            stat = path.stat()
+        except OSError:
+            continue  # a link to a file deleted since, or one removed while listing: nothing to open
         entry: dict[str, Any] = {"name": path.name, "path": relative(base, path),
                                  "type": "directory" if path.is_dir() else "file", "modified": stat.st_mtime}
         if path.is_file():
             entry["size"] = stat.st_size
         entries.append(entry)
-    return web.json_response(entries)
+    return entries
 
 
 async def get_userdata(request: web.Request) -> web.StreamResponse:
     path = confine(_user_dir(request), request.match_info["file"])
     if not path.is_file():
         return not_found("No such file")
-    return web.FileResponse(path, headers={"X-Content-Type-Options": "nosniff"})
+    return file_response(path)  # a saved .html/.svg comes back as a download, never a page on our origin
 
 
 async def post_userdata(request: web.Request) -> web.Response:

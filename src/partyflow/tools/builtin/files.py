@@ -45,7 +45,8 @@ def file_tools(input_dir: Path, output_dir: Path, *, max_read_bytes: int = MAX_R
         target = confine(folder_path(folder), path)
         if not target.is_file():
             raise ToolError(f"no file {path!r} in the {folder} folder; list_files shows what is there")
-        data = target.read_bytes()[:max_read_bytes + 1]
+        with target.open("rb") as handle:  # never more than the limit in memory, however large the file
+            data = handle.read(max_read_bytes + 1)
         text = data[:max_read_bytes].decode("utf-8", errors="replace")
         return text + ("\n[... truncated]" if len(data) > max_read_bytes else "")
 
