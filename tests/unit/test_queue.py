@@ -357,3 +357,37 @@ def test_producers_and_consumers_on_threads_lose_and_duplicate_nothing(queue):
     assert sorted(claimed) == sorted(expected)  # each exactly once
     assert set(queue.history()) == expected
     assert queue.remaining() == 0
+
+
+def test_known_remaining_follows_every_committed_change_without_reading(queue, db):
+    assert queue.known_remaining() == 0  # nothing changed yet: read from the database
+    for name in ("a", "b", "c"):
+        queue.put(prompt(name), prompt_id=name)
+    assert queue.known_remaining() == 3
+    item = queue.claim()
+    assert queue.known_remaining() == 3  # running still counts, as ComfyUI's queue_remaining does
+    queue.finish(item, outputs={}, status=SUCCESS)
+    assert queue.known_remaining() == 2
+    assert queue.delete(["b"]) == 1 and queue.known_remaining() == 1
+    assert queue.clear() == 1 and queue.known_remaining() == 0 == queue.remaining()
+
+
+def test_known_remaining_reads_the_database_after_a_failed_write(queue):
+    queue.put(prompt("a"), prompt_id="a")
+    with pytest.raises(ValueError):
+        queue.put(prompt("a"), prompt_id="a")  # refused: the cached count is dropped, not trusted
+    assert queue._remaining is None
+    assert queue.known_remaining() == 1
+
+
+def test_known_remaining_matches_the_database_under_concurrent_writers(queue):
+    def writer(n: int) -> None:
+        for i in range(20):
+            queue.put(prompt(f"{n}-{i}"), prompt_id=f"{n}-{i}")
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert queue.known_remaining() == queue.remaining() == 80

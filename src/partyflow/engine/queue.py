@@ -17,7 +17,8 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,8 @@ class PromptQueue:
         self._listeners: list[Callable[[], None]] = []
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
         self._signal_lock = threading.Lock()
+        # queue_remaining as this process's last committed change left it (None: unknown, read the database)
+        self._remaining: int | None = None
         try:
             migrate(self._conn, "queue", _SCHEMA)
             self._recover()
@@ -109,7 +112,7 @@ class PromptQueue:
 
     def _recover(self) -> None:
         """Return items a crashed process left running to pending; their numbers keep their original places."""
-        with transaction(self._conn):
+        with self._write():
             recovered = self._conn.execute("UPDATE queue_items SET state = 'pending' WHERE state = 'running'")
             self._trim_history()
         if recovered.rowcount:
@@ -137,7 +140,7 @@ class PromptQueue:
         extra_data = {} if extra_data is None else extra_data
         outputs_to_execute = [] if outputs_to_execute is None else list(outputs_to_execute)
         encoded = _dump_all(prompt_id, prompt=prompt, extra_data=extra_data, outputs_to_execute=outputs_to_execute)
-        with transaction(self._conn):
+        with self._write():
             self._refuse_duplicate(prompt_id)
             if number is None:
                 number = self._front_number() if front else self._next_number()
@@ -149,7 +152,7 @@ class PromptQueue:
 
     def claim(self) -> QueueItem | None:
         """Mark the first pending item running and return it, or None when nothing is pending."""
-        with transaction(self._conn):
+        with self._write():
             row = self._conn.execute(
                 f"SELECT seq, {_ITEM_COLUMNS} FROM queue_items WHERE state = 'pending' ORDER BY number, seq LIMIT 1"
             ).fetchone()
@@ -198,7 +201,7 @@ class PromptQueue:
             status=status,
             meta=meta or {},
         )
-        with transaction(self._conn):
+        with self._write():
             removed = self._conn.execute(
                 "DELETE FROM queue_items WHERE prompt_id = ? AND state = 'running'", (item.prompt_id,)
             )
@@ -225,10 +228,20 @@ class PromptQueue:
             (count,) = self._conn.execute("SELECT COUNT(*) FROM queue_items").fetchone()
         return count
 
+    def known_remaining(self) -> int:
+        """`remaining()` as this process's last committed change left it, without touching the database.
+
+        For the server's status broadcasts: they follow this process's own changes and run on the event loop, where
+        a read would wait on the connection lock while another thread's commit waits for fsync. Falls back to
+        `remaining()` until the first change (and after a failed write).
+        """
+        count = self._remaining
+        return self.remaining() if count is None else count
+
     def delete(self, prompt_ids: Iterable[str]) -> int:
         """Remove these prompts if they are still pending; returns how many were removed. Running ones stay."""
         ids = [(prompt_id,) for prompt_id in prompt_ids]
-        with transaction(self._conn):
+        with self._write():
             removed = self._conn.executemany(
                 "DELETE FROM queue_items WHERE prompt_id = ? AND state = 'pending'", ids
             ).rowcount
@@ -238,7 +251,7 @@ class PromptQueue:
 
     def clear(self) -> int:
         """Remove every pending prompt; returns how many. Running ones stay."""
-        with transaction(self._conn):
+        with self._write():
             removed = self._conn.execute("DELETE FROM queue_items WHERE state = 'pending'").rowcount
         if removed:
             self._changed()
@@ -309,6 +322,19 @@ class PromptQueue:
             except Exception:
                 # The change is committed; a broken listener must not turn it into an error for the caller.
                 logger.exception("queue listener %r failed", callback)
+
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        """A write transaction that records the queue's size as it commits (for `known_remaining`)."""
+        with self._conn.lock:  # re-entrant: held from the count through the commit, so counts land in commit order
+            try:
+                with transaction(self._conn):
+                    yield
+                    (count,) = self._conn.execute("SELECT COUNT(*) FROM queue_items").fetchone()
+            except BaseException:
+                self._remaining = None
+                raise
+            self._remaining = count
 
     # -- SQL helpers (called inside a transaction) ---------------------------------------------------------------
 

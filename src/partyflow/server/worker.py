@@ -156,7 +156,8 @@ class QueueWorker:
 
     def _broadcast_status(self) -> None:
         self._status_scheduled = False
-        remaining = self.engine.queue.remaining()
+        # the count this process's last change committed: no read that would wait behind another thread's fsync
+        remaining = self.engine.queue.known_remaining()
         self.metrics.prompts_pending.set(max(remaining - (1 if self.current else 0), 0))
         self.hub.send(status_message(remaining))
 
