@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -44,7 +45,7 @@ Item = TypeVar("Item")
 
 # --- the provider skeleton -------------------------------------------------------------------------------------
 
-class LocalProvider(Generic[Loaded]):
+class LocalProvider(ABC, Generic[Loaded]):
     """Loading, sharing and the async API of a provider whose model lives in this process.
 
     A subclass implements `chat` and `stream`, `_loader` (load the model at a path) and `_from_manager` (borrow it
@@ -64,11 +65,13 @@ class LocalProvider(Generic[Loaded]):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, path={str(self.path)!r})"
 
+    @abstractmethod
     def chat(self, request: ChatRequest) -> ChatResponse:
-        raise NotImplementedError
+        """Each engine's own."""
 
+    @abstractmethod
     def stream(self, request: ChatRequest) -> Iterator[ChatChunk]:
-        raise NotImplementedError
+        """Each engine's own."""
 
     async def achat(self, request: ChatRequest) -> ChatResponse:
         return await asyncio.to_thread(self.chat, request)
@@ -91,14 +94,17 @@ class LocalProvider(Generic[Loaded]):
                 self._own = self._loader(self.path)
             return self._own
 
+    @abstractmethod
     def _default_name(self, path: Path) -> str:
-        raise NotImplementedError
+        """Each engine's own."""
 
+    @abstractmethod
     def _loader(self, path: Path) -> Loaded:
-        raise NotImplementedError
+        """Each engine's own."""
 
+    @abstractmethod
     def _from_manager(self, manager: ModelManager) -> Loaded:
-        raise NotImplementedError
+        """Each engine's own."""
 
     def _reply(self, *, model: str, text: str, finish: FinishReason, tool_names: Iterable[str],
                prompt_tokens: int, completion_tokens: int) -> ChatResponse:
