@@ -74,8 +74,11 @@ def test_restore_over_a_home_keeps_its_models_and_replaces_the_rest(populated: H
     (populated.custom_nodes / "alpha" / "__init__.py").write_text("broken", encoding="utf-8")
     (populated.custom_nodes / "newer").mkdir()
     (populated.models / "llm" / "big.gguf").write_bytes(b"newer weights")
+    (populated.root / "keys" / "private").mkdir(parents=True)
+    (populated.root / "keys" / "private" / "mine.pem").write_text("this machine's signing key")
     result = restore_backup(archive, populated)
     assert result.replaced
+    assert (populated.root / "keys" / "private" / "mine.pem").read_text() == "this machine's signing key"
     assert "NODE_CLASS_MAPPINGS" in (populated.custom_nodes / "alpha" / "__init__.py").read_text()
     assert not (populated.custom_nodes / "newer").exists()
     assert (populated.models / "llm" / "big.gguf").read_bytes() == b"newer weights"

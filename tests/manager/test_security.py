@@ -50,3 +50,12 @@ def test_untrusted_caller_gets_the_whole_table(home: Home, sources: Path, git_re
     with pytest.raises(ManagerError, match="not allowed"):
         remote.install(str(write_pack(sources / "local")))
     remote.uninstall("remotepack")  # middle risk: allowed at normal-
+
+
+def test_switching_packs_on_or_off_is_middle_risk_for_remote_callers(home: Home, sources: Path) -> None:
+    PackManager(home).install(str(write_pack(sources / "togglable")))  # a local administrator installs it
+    home.config_file.write_text('[manager]\nsecurity_level = "strong"\n')
+    server = PackManager(home, trusted=False, loopback=True)
+    with pytest.raises(ManagerError, match="not allowed at security level 'strong'"):
+        server.disable("togglable")
+    assert PackManager(home).disable("togglable").changed  # the local administrator still may

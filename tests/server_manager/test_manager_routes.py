@@ -174,3 +174,9 @@ def test_views_the_dialog_reads(world: ManagerWorld) -> None:
     assert world.request("GET", "/v2/manager/version")[1].startswith("partyflow ")
     status, body = world.queue("update-comfyui", "x", node_name="comfyui")
     assert status == 400 and body["error"]["type"] == "invalid_task"
+
+
+def test_the_serve_commands_security_level_wins_over_the_config(world_factory: Callable[..., ManagerWorld]) -> None:
+    world = world_factory(security_level="strong")  # config.toml says normal: a catalog install would be allowed
+    status, body = world.queue("install", "s", id=PACK_ID)
+    assert status == 403 and "'strong'" in body["error"]["message"]

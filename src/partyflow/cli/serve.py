@@ -59,7 +59,9 @@ def serve(
     configure(fmt, secrets=[token] if token else [])
     logging.getLogger("partyflow.access").setLevel(logging.WARNING if fmt == "text" else logging.INFO)
     try:
+        root = ctx.find_root().obj
         config = ServerConfig(host=listen, port=port, token=token or None, insecure=insecure,
+                              security_level=root.get("security_level") if isinstance(root, dict) else None,
                               max_upload_bytes=int(max_upload_mb * 1024 * 1024), multi_user=multi_user,
                               log_format=fmt, shutdown_grace_s=shutdown_grace,
                               trusted_hosts=tuple(trusted_host or ())).check()

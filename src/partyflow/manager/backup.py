@@ -50,7 +50,9 @@ DB_NAME = "state.sqlite"
 INCLUDED = ("custom_nodes", "manager", "config.toml", "user", "snapshots")
 SKIPPED_NAMES = frozenset({"__pycache__"})
 SKIPPED_MANAGER = frozenset({"lock", "journal", "staging"})
-KEPT_FROM_TARGET = ("models", "input", "output", "temp", "bundles", "wheelhouse", "venvs")
+# kept from the target home: large and re-creatable (models, venvs, caches), or this machine's own trust (keys,
+# the vulnerability database) that a backup from elsewhere must not wipe
+KEPT_FROM_TARGET = ("models", "input", "output", "temp", "bundles", "wheelhouse", "venvs", "keys", "vulndb", "cache")
 _CHUNK = 1 << 20
 
 

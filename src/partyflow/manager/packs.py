@@ -465,6 +465,8 @@ class PackManager:
     def _set_enabled(self, name: str, enabled: bool) -> OperationResult:
         action = "enable" if enabled else "disable"
         pack = self._find(name)
+        policy = self._policy()  # switching a pack on or off is middle risk for a remote caller, as uninstalling
+        policy.require(policy.manage(self._caller(), f"{action.rstrip('e')}ing {name}"), pack=name)
         if pack.enabled == enabled:
             return OperationResult(action, name, False, f"{name} is already {action}d", pack.record)
         target = (self.paths.enabled_path if enabled else self.paths.disabled_path)(name, pack.single_file)

@@ -23,6 +23,7 @@ class ServerConfig:
     port: int = DEFAULT_PORT
     token: str | None = None            # required on every request when set (Bearer header, ?token=, cookie)
     insecure: bool = False              # allow a non-loopback address without a token
+    security_level: str | None = None   # the manager routes' level; None: PARTYFLOW_SECURITY_LEVEL, then config.toml
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     multi_user: bool = False            # the `comfy-user` header selects a user's data
     log_format: Literal["text", "json"] = "text"

@@ -217,6 +217,7 @@ class ManagerService:
     hub: ClientHub
     pack_results: list[PackLoadResult]
     loop: asyncio.AbstractEventLoop | None = None
+    security_level: str | None = None  # `partyflow --security-level X serve`; None: env, then config.toml
     queue: TaskQueue = field(init=False)
 
     def __post_init__(self) -> None:
@@ -224,7 +225,8 @@ class ManagerService:
 
     def packs(self, actor: str | None = None) -> PackManager:
         """An untrusted PackManager: ComfyUI-Manager's whole risk table applies to every call through it."""
-        return PackManager(self.home, trusted=False, loopback=self.loopback, actor=actor)
+        return PackManager(self.home, trusted=False, loopback=self.loopback, actor=actor,
+                           security_level=self.security_level)
 
     def notify(self, kind: str, data: dict[str, Any], client_id: str | None) -> None:
         """Send from the worker thread through the server's loop (the hub is not thread-safe)."""
@@ -431,7 +433,8 @@ MANAGER: web.AppKey[ManagerService] = web.AppKey("partyflow_manager", ManagerSer
 def attach(app: web.Application) -> None:
     """Create the manager service for `app` (after its ServerContext) and tie its worker to the app's life."""
     ctx = app[CONTEXT]
-    app[MANAGER] = ManagerService(ctx.engine.home, ctx.config.loopback, ctx.hub, list(ctx.engine.pack_results))
+    app[MANAGER] = ManagerService(ctx.engine.home, ctx.config.loopback, ctx.hub, list(ctx.engine.pack_results),
+                                  security_level=ctx.config.security_level)
     app.cleanup_ctx.append(_lifecycle)
 
 
