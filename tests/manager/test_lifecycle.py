@@ -254,3 +254,17 @@ def test_requirements_refused_without_a_dependency_module(home: Home, sources: P
     shutil.rmtree(src / "__pycache__", ignore_errors=True)
     (src / "requirements.txt").write_text("# nothing needed\n")
     PackManager(home).install(str(src))
+
+
+def test_replace_swaps_in_one_step_and_keeps_the_old_pack_when_the_new_one_fails(
+        manager: PackManager, home: Home, sources: Path) -> None:
+    manager.install(str(write_pack(sources / "v1" / "swapped", "1")))
+    broken = sources / "broken" / "swapped"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("NOTHING_HERE = True\n")  # no NODE_CLASS_MAPPINGS: verification fails
+    with pytest.raises(ManagerError):
+        manager.install(str(broken), replace=True)
+    assert pack_version(home.custom_nodes / "swapped") == "1"  # the old pack was never taken away
+    manager.install(str(write_pack(sources / "v2" / "swapped", "2")), replace=True)
+    assert pack_version(home.custom_nodes / "swapped") == "2"
+    assert_settled(home)

@@ -135,9 +135,11 @@ class PackManager:
 
     def install(self, target: str | SourceSpec, *, name: str | None = None, allow_conflicts: bool = False,
                 skip_install_script: bool = False, isolate: bool = False, force: bool = False,
-                origin: Any = None, signature: Any = None) -> OperationResult:
+                origin: Any = None, signature: Any = None, replace: bool = False) -> OperationResult:
         """Install from a path, archive, URL (each with an optional @VERSION) or a catalog name, or a SourceSpec.
 
+        `replace`: an installed pack of that name is swapped for the new one in the same journaled step (the
+        old one stays in place until the new one has passed every check), as snapshot restores need.
         `isolate`: give the pack its own virtual environment and run its nodes in a worker process of it.
         `force`: install although the security scan found something at the level's refusal threshold (trusted
         callers only, never at `strong`; recorded in the audit log).
@@ -147,7 +149,7 @@ class PackManager:
         label = target.describe() if isinstance(target, SourceSpec) else target
         return self._run("install", name or label, lambda: self._install(target, name, allow_conflicts,
                                                                         skip_install_script, isolate, force,
-                                                                        origin, signature))
+                                                                        origin, signature, replace))
 
     def uninstall(self, name: str) -> OperationResult:
         """Remove a pack (enabled or disabled). Python packages it brought stay: others may share them."""
@@ -231,14 +233,16 @@ class PackManager:
 
     def _install(self, target: str | SourceSpec, name: str | None, allow_conflicts: bool,
                  skip_install_script: bool, isolate: bool = False, force: bool = False,
-                 origin: Any = None, signature: Any = None) -> OperationResult:
+                 origin: Any = None, signature: Any = None, replace: bool = False) -> OperationResult:
         spec, catalog_name = self._resolve_target(target, name)
         policy, caller = self._policy(), self._caller()  # # security policy (issue 6, item 5)
         origin = origin if origin is not None else _origin(spec, catalog_name)
         policy.require(policy.source(origin, caller), pack=spec.name)
         pack_name = default_name(spec)
         existing = self._locate(pack_name)
-        if existing is not None:
+        if existing is not None and replace:
+            policy.require(policy.manage(caller, f"replacing {pack_name}"), pack=pack_name)
+        elif existing is not None:
             state = "enabled" if existing.enabled else "disabled"
             raise ManagerError(f"a pack named {pack_name!r} is already installed ({state}, {existing.path})",
                                pack=pack_name, user_error=True,
@@ -265,7 +269,10 @@ class PackManager:
                 dependencies=_report_dict(report), isolated=isolate)
             target_path = self.paths.enabled_path(pack_name, record.single_file)
             checkpoint("verified")
-            operation.commit([(fetched.path, target_path)], put={pack_name: record.to_dict()})
+            moves = [(fetched.path, target_path)]
+            if existing is not None:  # replace: the old copy leaves with the workdir, in the same plan
+                moves.insert(0, (existing.path, operation.workdir / "replaced"))
+            operation.commit(moves, put={pack_name: record.to_dict()})
             if staged_env is not None:
                 staged_env.activate()
         except BaseException:

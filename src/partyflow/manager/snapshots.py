@@ -262,11 +262,10 @@ def restore(snapshot: Snapshot, home: Home, *, python: str | None | bool = True,
             spec = _spec_for(want, home, result)
             if spec is None:
                 continue
-            if have is not None and not _step(result, f"uninstall {name} (content differs)",
-                                              lambda n=name: pm.uninstall(n)):
-                continue
-            if not _step(result, f"install {name} from {spec.describe()}",
-                         lambda s=spec, n=name: pm.install(s, name=n, allow_conflicts=allow_conflicts)):
+            verb = "replace" if have is not None else "install"  # a replace keeps the old pack until the new passes
+            if not _step(result, f"{verb} {name} from {spec.describe()}",
+                         lambda s=spec, n=name, r=have is not None: pm.install(s, name=n, allow_conflicts=allow_conflicts,
+                                                                              replace=r)):
                 continue
             have = replace(want, enabled=True)
         if want.enabled != have.enabled:
