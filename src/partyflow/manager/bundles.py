@@ -867,11 +867,9 @@ def _install_verified(home: Home, opened: OpenedBundle, work: Path, pm: Any, all
         if action.action != "unchanged":
             progress(f"{action.action} {item.name}")
             spec = _cached_spec(catalog.archive_cache(home), work, item)
-            if action.action == "replace":
-                pm.uninstall(item.name)
             pm.install(spec, name=item.name, allow_conflicts=allow_conflicts,
                        skip_install_script=skip_install_script, force=force, origin=trust.origin,
-                       signature=trust.signature)
+                       signature=trust.signature, replace=action.action == "replace")  # one journaled swap
         result.packs.append(action)
         checkpoint(f"bundle-pack-{item.name}")
     state = _load_state(home)
