@@ -94,8 +94,8 @@ def test_validate_lists_every_problem(tmp_path: Path) -> None:
     }))
     done = partyflow("validate", str(workflow), home=tmp_path / "home")
     assert done.returncode == 2
-    assert "'cube' not in" in done.stdout
-    assert "Node type 'NoSuchNode' not found" in done.stdout
+    assert "node 1 (IntMath), input 'operation': value not in list — 'cube' not in" in done.stdout
+    assert "node 3 (NoSuchNode): node type 'NoSuchNode' not found" in done.stdout
     assert "received_type(INT) mismatch input_type(STRING)" in done.stdout
     as_json = json.loads(partyflow("validate", str(workflow), "--json", home=tmp_path / "home").stdout)
     assert set(as_json["node_errors"]) == {"1", "3", "4"}
@@ -110,12 +110,12 @@ def test_failing_node_exits_1_naming_the_node(tmp_path: Path) -> None:
     }))
     done = partyflow("run", str(workflow), home=tmp_path / "home")
     assert done.returncode == 1
-    assert "node 2 [JSONParse] failed" in done.stderr
+    assert "failed: node 2 (JSONParse): " in done.stderr
     assert "Traceback" not in done.stderr and "--verbose" in done.stderr  # the message for users only
 
     verbose = partyflow("--verbose", "run", str(workflow), home=tmp_path / "home")
     assert verbose.returncode == 1
-    assert "Traceback" in verbose.stderr and "node 2 [JSONParse] failed" in verbose.stderr
+    assert "Traceback" in verbose.stderr and "node 2 (JSONParse)" in verbose.stderr
 
 
 def test_convert_writes_the_api_form(tmp_path: Path) -> None:

@@ -10,11 +10,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, home_from, print_json, writing
+from partyflow.cli.common import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    HomeOption,
+    cli_console,
+    home_from,
+    print_json,
+    writing,
+)
 
 if TYPE_CHECKING:
     from partyflow.manager.audit import AuditLog
@@ -31,7 +38,7 @@ def _log(ctx: typer.Context, home: Path | None) -> Iterator[AuditLog]:
     try:
         log = AuditLog(Home(resolve_home(home_from(ctx, home))))
     except StoreError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        cli_console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(EXIT_INVALID) from None
     with log:
         yield log
@@ -57,7 +64,7 @@ def show(
             e.result, e.result)
         table.add_row(str(e.id), e.at[:19], escape(e.actor), e.action, escape(e.pack or ""), escape(e.version or ""),
                       result, escape(e.error or ""))
-    Console().print(table)
+    cli_console().print(table)
 
 
 @app.command("verify")
@@ -72,10 +79,10 @@ def verify(
     if as_json:
         print_json(asdict(outcome))
     elif outcome.ok:
-        Console().print(f"[green]audit log intact[/]: {outcome.records} records, head {outcome.head[:16]}",
+        cli_console().print(f"[green]audit log intact[/]: {outcome.records} records, head {outcome.head[:16]}",
                         highlight=False)
     else:
-        Console(stderr=True).print(f"[bold red]audit log tampered[/] at record {outcome.first_bad_id}: "
+        cli_console(stderr=True).print(f"[bold red]audit log tampered[/] at record {outcome.first_bad_id}: "
                                    f"{escape(outcome.reason or '')}", highlight=False)
     if not outcome.ok:
         raise typer.Exit(EXIT_FAILED)
@@ -90,7 +97,7 @@ def export(
 ) -> None:
     """Write every record, with its hashes, as JSON or CSV."""
     if fmt not in ("json", "csv"):
-        Console(stderr=True).print(f"[bold red]error:[/] --format must be json or csv, got {escape(fmt)!r}",
+        cli_console(stderr=True).print(f"[bold red]error:[/] --format must be json or csv, got {escape(fmt)!r}",
                                    highlight=False)
         raise typer.Exit(EXIT_INVALID)
     with _log(ctx, home) as log:
@@ -99,4 +106,4 @@ def export(
             return
         with writing(output), open(output, "w", encoding="utf-8", newline="") as handle:
             count = log.export(handle, fmt)  # type: ignore[arg-type]
-    Console(stderr=True).print(f"exported {count} records to {output}", highlight=False)
+    cli_console(stderr=True).print(f"exported {count} records to {output}", highlight=False, markup=False)

@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, home_from, print_json
+from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, cli_console, home_from, print_json
 
 app = typer.Typer(help="Back up and restore a home: packs, manager state, config, user files, the database.",
                   no_args_is_help=True)
@@ -35,10 +34,10 @@ def _errors(as_json: bool) -> Iterator[None]:
             print_json({"ok": False, "error": exc.message, "hint": exc.hint})
         else:
             hint = f"\n  hint: {escape(exc.hint)}" if exc.hint else ""
-            Console(stderr=True).print(f"[bold red]error:[/] {escape(exc.message)}{hint}", highlight=False)
+            cli_console(stderr=True).print(f"[bold red]error:[/] {escape(exc.message)}{hint}", highlight=False)
         raise typer.Exit(EXIT_INVALID if exc.user_error else EXIT_FAILED) from None
     except (StoreError, OSError) as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        cli_console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(EXIT_FAILED) from None
 
 
@@ -64,12 +63,12 @@ def create(
     if as_json:
         print_json(summary.to_dict())
         return
-    Console().print(f"[green]backup written[/]: {escape(str(summary.path))} ({summary.files} files, "
+    cli_console().print(f"[green]backup written[/]: {escape(str(summary.path))} ({summary.files} files, "
                     f"{summary.bytes / 1e6:.1f} MB{', with the database' if summary.database else ''})",
                     highlight=False)
-    Console(stderr=True).print(f"not included: {', '.join(summary.excluded)}", style="dim", highlight=False)
+    cli_console(stderr=True).print(f"not included: {', '.join(summary.excluded)}", style="dim", highlight=False)
     for link in summary.external_links:
-        Console(stderr=True).print(f"[yellow]not included[/]: {escape(link)} (a link to outside the home)",
+        cli_console(stderr=True).print(f"[yellow]not included[/]: {escape(link)} (a link to outside the home)",
                                    highlight=False)
 
 
@@ -87,7 +86,7 @@ def verify(
     if as_json:
         print_json({"ok": True, "files": files, "created_at": manifest.get("created_at")})
         return
-    Console().print(f"[green]backup intact[/]: {files} files, made {escape(str(manifest.get('created_at')))}",
+    cli_console().print(f"[green]backup intact[/]: {files} files, made {escape(str(manifest.get('created_at')))}",
                     highlight=False)
 
 
@@ -112,8 +111,8 @@ def restore(
     if as_json:
         print_json(summary.to_dict())
         return
-    Console().print(f"[green]restored[/] {summary.files} files into {escape(str(summary.home))} "
+    cli_console().print(f"[green]restored[/] {summary.files} files into {escape(str(summary.home))} "
                     f"(backup made {escape(summary.created_at)})", highlight=False)
     for name in summary.needs_environment:
-        Console(stderr=True).print(f"[yellow]isolated pack {escape(name)} has no environment here[/]: reinstall it "
+        cli_console(stderr=True).print(f"[yellow]isolated pack {escape(name)} has no environment here[/]: reinstall it "
                                    "with 'partyflow nodes install ... --isolate'", highlight=False)

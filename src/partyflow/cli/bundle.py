@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from partyflow.cli.common import EXIT_INVALID, HomeOption, print_json
+from partyflow.cli.common import EXIT_INVALID, HomeOption, cli_console, print_json
 from partyflow.cli.keys import JsonOption, KeyOption, failures
 from partyflow.cli.nodes_catalog import home_of
 
@@ -29,7 +28,7 @@ def _steps(enabled: bool) -> Iterator[Any]:
     if not enabled:
         yield lambda message: None
         return
-    with Console(stderr=True).status("working") as status:
+    with cli_console(stderr=True).status("working") as status:
         yield lambda message: status.update(escape(message))
 
 
@@ -65,7 +64,7 @@ def create(
         return
     m = opened.manifest
     signer = f"signed by {m.signer_name} ({m.signer}), sequence {m.sequence}" if m.signer else "UNSIGNED"
-    Console().print(f"wrote [bold]{escape(str(output))}[/]: {len(m.packs)} pack(s), {len(m.wheels)} wheel(s) for "
+    cli_console().print(f"wrote [bold]{escape(str(output))}[/]: {len(m.packs)} pack(s), {len(m.wheels)} wheel(s) for "
                     f"{escape(', '.join(m.target.platforms))} / Python {m.target.python}; {escape(signer)}",
                     highlight=False)
 
@@ -81,7 +80,7 @@ def inspect(ctx: typer.Context, bundle: BundleArg, as_json: JsonOption = False, 
     if as_json:
         print_json(summary)
         return
-    console = Console()
+    console = cli_console()
     m = opened.manifest
     who = summary["signer"]
     trust = ("[green]trusted[/]" if who["trusted"] else
@@ -114,7 +113,7 @@ def verify(
         print_json({"ok": True, **opened.summary()})
         return
     who = f"{opened.signer.name} ({opened.signer.key_id})" if opened.signer else "nobody (unsigned)"
-    Console().print(f"[green]ok[/]: {escape(bundle.name)} is signed by {escape(who)} and all "
+    cli_console().print(f"[green]ok[/]: {escape(bundle.name)} is signed by {escape(who)} and all "
                     f"{len(opened.manifest.files)} files match", highlight=False)
 
 
@@ -168,7 +167,7 @@ def install(
     if as_json:
         print_json({"ok": True, **result.to_dict()})
         return
-    console = Console()
+    console = cli_console()
     for action in result.packs:
         mark = "[dim]=[/]" if action.action == "unchanged" else "[green]✓[/]"
         console.print(f"{mark} {action.action} {escape(action.name)} {escape(action.detail)}", highlight=False)
@@ -179,7 +178,7 @@ def install(
 
 
 def _print_plan(plan: Any) -> None:
-    console = Console()
+    console = cli_console()
     m = plan.bundle.manifest
     if plan.bundle.signer:
         console.print(f"bundle {plan.bundle.digest[:16]} from {escape(plan.bundle.signer.name)}, sequence "

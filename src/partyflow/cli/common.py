@@ -25,8 +25,32 @@ HomeOption = Annotated[
 ]
 
 
+_UNLIMITED_WIDTH = 1_000_000
+
+
+def cli_console(*, stderr: bool = False, **options: Any) -> Console:
+    """A Rich console for a command's output.
+
+    Output that goes to a pipe or a file is read by programs and pagers (`partyflow nodes list | less`), so it is
+    never cut to a terminal's width: tables keep whole class names and messages are not wrapped mid-sentence.
+    A terminal gets Rich's usual fitting to its width.
+    """
+    stream = sys.stderr if stderr else sys.stdout
+    if not _is_terminal(stream):
+        options.setdefault("width", _UNLIMITED_WIDTH)
+        options.setdefault("soft_wrap", True)
+    return Console(stderr=stderr, **options)
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # replaced or closed streams (test runners) are not terminals
+        return False
+
+
 def consoles() -> tuple[Console, Console]:
-    return Console(), Console(stderr=True)
+    return cli_console(), cli_console(stderr=True)
 
 
 def home_from(ctx: typer.Context, home: Path | None) -> Path | None:
@@ -50,7 +74,7 @@ def user_errors() -> Iterator[None]:
     from partyflow.graph.errors import WorkflowFormatError
     from partyflow.store.sqlite import StoreError
 
-    err = Console(stderr=True)
+    err = cli_console(stderr=True)
     try:
         yield
     except PromptValidationError as exc:

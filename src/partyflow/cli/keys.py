@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, print_json
+from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, cli_console, print_json
 from partyflow.cli.nodes_catalog import home_of
 
 app = typer.Typer(help="Signing keys, trusted keys and signatures.", no_args_is_help=True)
@@ -50,7 +49,7 @@ def _fail(message: str, hint: str | None, reason: str | None, code: int, as_json
         print_json({"ok": False, "error": message, "reason": reason, "hint": hint})
     else:
         extra = f"\n  hint: {escape(hint)}" if hint else ""
-        Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}{extra}", highlight=False)
+        cli_console(stderr=True).print(f"[bold red]error:[/] {escape(message)}{extra}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -74,8 +73,8 @@ def generate(
     if as_json:
         print_json({"ok": True, **info.to_dict(), "export": info.export_line()})
         return
-    Console().print(f"generated key [bold]{escape(info.name)}[/] ({info.key_id})", highlight=False)
-    Console().print("share the public key with verifiers (partyflow keys trust):", highlight=False)
+    cli_console().print(f"generated key [bold]{escape(info.name)}[/] ({info.key_id})", highlight=False)
+    cli_console().print("share the public key with verifiers (partyflow keys trust):", highlight=False)
     typer.echo(info.export_line())
 
 
@@ -88,7 +87,7 @@ def list_(ctx: typer.Context, as_json: JsonOption = False, home: HomeOption = No
         print_json([k.to_dict() for k in keys])
         return
     if not keys:
-        Console().print("no keys: 'partyflow keys generate NAME' makes one, 'partyflow keys trust' adds one")
+        cli_console().print("no keys: 'partyflow keys generate NAME' makes one, 'partyflow keys trust' adds one")
         return
     table = Table("name", "key id", "status", "private", "expires", "added")
     colors = {"trusted": "green", "expired": "yellow", "revoked": "red"}
@@ -96,7 +95,7 @@ def list_(ctx: typer.Context, as_json: JsonOption = False, home: HomeOption = No
         status = k.status()
         table.add_row(escape(k.name), k.key_id, f"[{colors[status]}]{status}[/]", "yes" if k.has_private else "",
                       k.expires or "", k.added)
-    Console().print(table)
+    cli_console().print(table)
 
 
 @app.command("trust")
@@ -116,7 +115,7 @@ def trust(
     if as_json:
         print_json({"ok": True, **info.to_dict()})
     else:
-        Console().print(f"trusted [bold]{escape(info.name)}[/] ({info.key_id})", highlight=False)
+        cli_console().print(f"trusted [bold]{escape(info.name)}[/] ({info.key_id})", highlight=False)
 
 
 @app.command("revoke")
@@ -133,7 +132,7 @@ def revoke(
     if as_json:
         print_json({"ok": True, **info.to_dict()})
     else:
-        Console().print(f"revoked [bold]{escape(info.name)}[/] ({info.key_id})", highlight=False)
+        cli_console().print(f"revoked [bold]{escape(info.name)}[/] ({info.key_id})", highlight=False)
 
 
 @app.command("export")
@@ -177,7 +176,7 @@ def sign(
     if as_json:
         print_json({"ok": True, "signed": str(written), "key_id": signer.key_id, "key": signer.name})
     else:
-        Console().print(f"signed {escape(str(written))} with {escape(signer.name)} ({signer.key_id})",
+        cli_console().print(f"signed {escape(str(written))} with {escape(signer.name)} ({signer.key_id})",
                         highlight=False)
 
 
@@ -204,7 +203,7 @@ def verify(
         print_json({"ok": True, "key_id": key.key_id if key else None, "key": key.name if key else None,
                     "detail": detail})
     else:
-        Console().print(f"[green]ok[/]: signed by {escape(key.name if key else '?')} "
+        cli_console().print(f"[green]ok[/]: signed by {escape(key.name if key else '?')} "
                         f"({key.key_id if key else '?'}); {detail}", highlight=False)
 
 

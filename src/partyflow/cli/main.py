@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from partyflow import __version__
-from partyflow.cli import audit, mcp, models, nodes, nodes_catalog, serve, snapshot, workflows  # noqa: F401 (nodes_catalog: adds to `nodes`)
+from partyflow.cli import audit, help_format, mcp, models, nodes, nodes_catalog, serve, snapshot, workflows  # noqa: F401 (nodes_catalog: adds to `nodes`)
 from partyflow.cli import backup as backup_cli  # issue 6 items 6-7
 from partyflow.cli import bundle as bundle_cli  # issue 6 items 1-3
 from partyflow.cli import keys as keys_cli  # issue 6 items 1-3
@@ -57,5 +57,10 @@ def main_options(
                         format="%(levelname)s %(name)s: %(message)s")
 
 
+def command() -> Any:
+    """The click command behind `partyflow`, with help text polished (see help_format)."""
+    return help_format.polish(typer.main.get_command(app))
+
+
 def main() -> None:
-    app()
+    command()(prog_name="partyflow")

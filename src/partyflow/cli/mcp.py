@@ -43,7 +43,7 @@ def _mcp_errors():
     except ModuleNotFoundError as exc:
         if not (exc.name or "").startswith("mcp"):
             raise
-        err.print("[bold red]error:[/] the MCP commands need the 'mcp' package: pip install 'partyflow[mcp]'")
+        err.print("[bold red]error:[/] " + escape("the MCP commands need the 'mcp' package: pip install 'partyflow[mcp]'"))
         raise typer.Exit(EXIT_INVALID) from None
     try:
         yield

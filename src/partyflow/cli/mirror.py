@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-from partyflow.cli.common import HomeOption, print_json
+from partyflow.cli.common import HomeOption, cli_console, print_json
 from partyflow.cli.keys import JsonOption, failures
 from partyflow.cli.nodes_catalog import home_of
 
@@ -38,7 +37,7 @@ def build(
     if as_json:
         print_json({"ok": True, **result.to_dict()})
         return
-    console = Console()
+    console = cli_console()
     console.print(f"mirror {escape(str(directory))}: added {len(result.packs_added)} pack(s) and "
                   f"{len(result.wheels_added)} wheel(s) from {len(result.bundles)} bundle(s)"
                   + (f"; catalog signed by {escape(result.signed_by)}" if result.signed_by else ""), highlight=False)

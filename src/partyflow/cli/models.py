@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, home_from, print_json
+from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, cli_console, home_from, print_json
 from partyflow.config import ConfigError, Home, resolve_home
 
 if TYPE_CHECKING:  # partyflow.llm is imported only by the commands that need it: `--help` stays fast
@@ -46,7 +46,7 @@ def config_errors() -> Iterator[None]:
     try:
         yield
     except ConfigError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        cli_console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(EXIT_INVALID) from None
 
 
@@ -98,14 +98,14 @@ def list_models(
         print_json(rows)
         return
     if not rows:
-        Console(stderr=True).print(f"no providers configured: add a {escape('[providers.NAME]')} table to "
+        cli_console(stderr=True).print(f"no providers configured: add a {escape('[providers.NAME]')} table to "
                                    f"{escape(str(where.config_file))}", highlight=False)
         return
     table = Table("name", "type", "base_url / path", "default model", "usable", "why")
     for row in rows:
         table.add_row(escape(row["name"]), row["type"], escape(row["endpoint"]), escape(row["model"] or "-"),
                       "[green]yes[/]" if row["usable"] else "[red]no[/]", escape(row["reason"]))
-    Console().print(table)
+    cli_console().print(table)
 
 
 @app.command("test")
@@ -129,7 +129,7 @@ def test_model(
         if timeout is not None:
             config = config.model_copy(update={"timeout": timeout})
         provider = create(name, config, **({} if config.type == "openai_compat" else {"home": where}))
-    err = Console(stderr=True)
+    err = cli_console(stderr=True)
     started = time.perf_counter()
     try:
         with config_errors(), err.status(f"asking {name}...", spinner="dots"):
@@ -147,7 +147,7 @@ def test_model(
     if as_json:
         print_json(result)
         return
-    console = Console(highlight=False)
+    console = cli_console(highlight=False)
     console.print(f"[bold]model[/]  {escape(response.model)} ({escape(name)})")
     console.print(f"[bold]reply[/]  {escape(response.text)}")
     tokens = f", {usage.prompt_tokens} prompt + {usage.completion_tokens} completion tokens" if usage else ""
@@ -179,7 +179,7 @@ def pull_model(
     """
     from partyflow.llm.pull import PullError, PullSourceError, pull
 
-    err = Console(stderr=True)
+    err = cli_console(stderr=True)
     with config_errors():
         where = _home(ctx, home).ensure()
     try:
@@ -191,7 +191,7 @@ def pull_model(
     if as_json:
         print_json(_pull_json(result))
         return
-    _print_pull(result, Console(highlight=False, soft_wrap=True))
+    _print_pull(result, cli_console(highlight=False, soft_wrap=True))
 
 
 def _pull_json(result: PullResult) -> dict[str, object]:

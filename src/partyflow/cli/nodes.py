@@ -22,6 +22,7 @@ from partyflow.cli.common import (
     EXIT_FAILED,
     EXIT_INVALID,
     HomeOption,
+    cli_console,
     home_from,
     open_engine,
     print_json,
@@ -70,14 +71,14 @@ def list_nodes(
     table = Table("category", "class_type", "display name", "pack")
     for row in rows:  # names come from packs: text, never rich markup
         table.add_row(*(escape(str(cell)) for cell in row))
-    console = Console()
+    console = cli_console()
     if rows:
         console.print(table)
     elif category is not None:
-        Console(stderr=True).print(f"no node classes in category {escape(category)!r} "
+        cli_console(stderr=True).print(f"no node classes in category {escape(category)!r} "
                                    "(partyflow nodes list shows every category)", highlight=False)
     for result in failed:
-        Console(stderr=True).print(f"[red]pack {escape(result.name)} failed to load:[/] {escape(str(result.error))}",
+        cli_console(stderr=True).print(f"[red]pack {escape(result.name)} failed to load:[/] {escape(str(result.error))}",
                                    highlight=False)
 
 
@@ -101,13 +102,13 @@ def info(
         close = [n for n in known if class_type.lower() in n.lower()][:5]
         close += _close_packs(ctx, home, class_type)
         hint = f" (did you mean: {', '.join(close)}?)" if close else ""
-        Console(stderr=True).print(f"[bold red]error:[/] no node class {class_type!r} and no pack of that name{hint}",
+        cli_console(stderr=True).print(f"[bold red]error:[/] {escape(f'no node class {class_type!r} and no pack of that name{hint}')}",
                                    highlight=False)
         raise typer.Exit(EXIT_INVALID)
     if as_json:
         print_json(entry)
         return
-    console = Console()  # everything below comes from the pack's class: printed as text, never as rich markup
+    console = cli_console()  # everything below comes from the pack's class: printed as text, never as rich markup
     console.print(f"[bold]{escape(entry['display_name'])}[/] ({escape(class_type)}) — {escape(entry['category'])}",
                   highlight=False)
     if entry["description"]:
@@ -236,7 +237,7 @@ def update(
             else:
                 _report(outcome, False)
         if not outcomes:
-            Console(stderr=True).print("no managed packs to update")
+            cli_console(stderr=True).print("no managed packs to update")
     if failed:
         raise typer.Exit(EXIT_FAILED)
 
@@ -256,9 +257,9 @@ def _list_packs(ctx: typer.Context, home: Path | None, *, disabled_only: bool, a
                       escape(_version_text(pack)), record.content_hash[7:19] if record else "",
                       record.updated_at or record.installed_at if record else "")
     if packs:
-        Console().print(table)
+        cli_console().print(table)
     else:
-        Console(stderr=True).print("no packs installed" if not disabled_only else "no disabled packs")
+        cli_console(stderr=True).print("no packs installed" if not disabled_only else "no disabled packs")
 
 
 def _show_pack(ctx: typer.Context, home: Path | None, name: str, as_json: bool) -> bool:
@@ -270,7 +271,7 @@ def _show_pack(ctx: typer.Context, home: Path | None, name: str, as_json: bool) 
     if as_json:
         print_json(pack.to_dict())
         return True
-    console = Console()
+    console = cli_console()
     console.print(f"[bold]{escape(pack.name)}[/] ({'enabled' if pack.enabled else 'disabled'}) — {pack.path}",
                   highlight=False)
     record = pack.record
@@ -322,7 +323,7 @@ def _manager(ctx: typer.Context, home: Path | None, as_json: bool, *, progress: 
     from partyflow.manager.packs import PackManager
     from partyflow.store.sqlite import StoreError
 
-    err = Console(stderr=True)
+    err = cli_console(stderr=True)
     with _progress(err, enabled=progress and not as_json) as sink:
         try:
             yield PackManager(home_from(ctx, home), progress=sink, security_level=_security_level(ctx))
@@ -363,14 +364,14 @@ def _report(result: OperationResult, as_json: bool) -> None:
     if as_json:
         print_json(result.to_dict())
         return
-    err = Console(stderr=True)
+    err = cli_console(stderr=True)
     for item in result.recovered:
         err.print(f"[yellow]recovered:[/] an interrupted {item.action} of {escape(item.pack)} was {item.outcome}",
                   highlight=False)
     style = "green" if result.changed else "dim"
-    Console().print(f"[{style}]{escape(result.message)}[/]", highlight=False)
+    cli_console().print(f"[{style}]{escape(result.message)}[/]", highlight=False)
     if result.node_types:
-        Console().print(f"  nodes: {escape(', '.join(result.node_types))}", highlight=False)
+        cli_console().print(f"  nodes: {escape(', '.join(result.node_types))}", highlight=False)
 
 
 def _error_dict(exc: Any) -> dict[str, Any]:
@@ -380,7 +381,7 @@ def _error_dict(exc: Any) -> dict[str, Any]:
 
 def _print_error(exc: Any) -> None:
     hint = f"\n  hint: {escape(exc.hint)}" if exc.hint else ""
-    Console(stderr=True).print(f"[bold red]error:[/] {escape(exc.message)}{hint}", highlight=False)
+    cli_console(stderr=True).print(f"[bold red]error:[/] {escape(exc.message)}{hint}", highlight=False)
 
 
 def _fail(exc: Any, as_json: bool) -> None:

@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, home_from, print_json
+from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, cli_console, home_from, print_json
 from partyflow.cli.nodes import app
 
 JsonOption = Annotated[bool, typer.Option("--json", help="print JSON")]
@@ -67,13 +66,13 @@ def available(
                      "publisher": e.publisher} for e in entries])
         return
     if not entries:
-        Console(stderr=True).print("no packs available: add channels under [manager] in config.toml and run "
+        cli_console(stderr=True).print("no packs available: add channels under [manager] in config.toml and run "
                                    "'partyflow nodes refresh'", markup=False)
         return
     table = Table("id", "title", "version", "type", "channel")
     for e in entries:
         table.add_row(escape(e.id), escape(e.title), e.version or "", e.install_type, e.channel)
-    Console().print(table)
+    cli_console().print(table)
 
 
 @app.command("outdated")
@@ -92,12 +91,12 @@ def outdated(
         print_json([vars(o) for o in found])
         return
     if not found:
-        Console().print("all packs are up to date")
+        cli_console().print("all packs are up to date")
         return
     table = Table("pack", "installed", "latest", "from")
     for o in found:
         table.add_row(escape(o.name), o.installed, o.latest, escape(o.source))
-    Console().print(table)
+    cli_console().print(table)
 
 
 @app.command("refresh")
@@ -129,7 +128,7 @@ def which(
         return
     for class_type, entry in found.items():
         target = f"{entry.id} ({entry.reference})" if entry else "[yellow]unknown[/]"
-        Console().print(f"{escape(class_type)}: {target}", highlight=False)
+        cli_console().print(f"{escape(class_type)}: {target}", highlight=False)
 
 
 @app.command("doctor")
@@ -154,7 +153,7 @@ def doctor(
             seconds = f"{r.seconds:.2f}s" if r.seconds is not None else ""
             problem = "; ".join(filter(None, [r.error, *r.hints]))
             table.add_row(escape(r.name), state, seconds, str(len(r.node_types)), escape(problem))
-        Console().print(table if results else "no packs to check")
+        cli_console().print(table if results else "no packs to check")
     if any(not r.ok for r in results):
         raise typer.Exit(EXIT_FAILED)
 
@@ -177,11 +176,11 @@ def fix(
         print_json(report.to_dict())
         return
     if not report.requirements:
-        Console().print(f"{escape(name)} declares no Python dependencies")
+        cli_console().print(f"{escape(name)} declares no Python dependencies")
         return
     changed = {**report.installed, **{k: v[1] for k, v in report.changed.items()}}
     what = ", ".join(f"{k}=={v}" for k, v in sorted(changed.items())) or "nothing changed"
-    Console().print(f"[green]reinstalled the dependencies of {escape(name)}[/] ({report.tool}): {escape(what)}",
+    cli_console().print(f"[green]reinstalled the dependencies of {escape(name)}[/] ({report.tool}): {escape(what)}",
                     highlight=False)
 
 
@@ -189,7 +188,7 @@ def _report_refresh(results: dict[str, str | None], as_json: bool) -> None:
     if as_json:
         print_json({name: {"ok": error is None, "error": error} for name, error in results.items()})
         return
-    err = Console(stderr=True)
+    err = cli_console(stderr=True)
     if not results:
         err.print("no channels configured: add [manager] channels = [{name, url, priority}] to config.toml", markup=False)
     for name, error in results.items():
@@ -205,5 +204,5 @@ def _fail(message: str, hint: str | None, user_error: bool, as_json: bool, sugge
         print_json({"ok": False, "error": message, "hint": hint, "suggestions": suggestions})
     else:
         extra = f"\n  hint: {escape(hint)}" if hint else ""
-        Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}{extra}", highlight=False)
+        cli_console(stderr=True).print(f"[bold red]error:[/] {escape(message)}{extra}", highlight=False)
     raise typer.Exit(EXIT_INVALID if user_error else EXIT_FAILED)

@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, home_from, writing
+from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, cli_console, home_from, writing
 
 FORMATS = ("json", "html")
 
@@ -26,7 +25,7 @@ def report(
     home: HomeOption = None,
 ) -> None:
     """What is installed, where it came from, who installed it, signatures, scans, vulnerabilities, history."""
-    err = Console(stderr=True)
+    err = cli_console(stderr=True)
     if fmt not in FORMATS:
         err.print(f"[bold red]error:[/] --format must be json or html, got {escape(fmt)!r}", highlight=False)
         raise typer.Exit(EXIT_INVALID)

@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, home_from
+from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, cli_console, home_from
 
 __all__ = ["register", "vulndb_app"]
 
@@ -55,7 +54,7 @@ def scan_command(
     """Scan a node pack without importing or running it; findings carry rule, severity, file:line and why."""
     from partyflow.security.scanner import ScanError, ScanOptions, Severity, VulnDbError, scan, to_sarif
 
-    err = Console(stderr=True)
+    err = cli_console(stderr=True)
     try:
         report = scan(target, home=home_from(ctx, home), options=ScanOptions(use_bandit=not no_bandit))
     except (ScanError, VulnDbError) as exc:
@@ -72,7 +71,7 @@ def scan_command(
 
 
 def _table(report) -> None:  # noqa: ANN001 - ScanReport, imported lazily
-    console = Console()
+    console = cli_console()
     if report.findings:
         table = Table("severity", "rule", "location", "finding")
         for finding in report.findings:
@@ -85,7 +84,7 @@ def _table(report) -> None:  # noqa: ANN001 - ScanReport, imported lazily
     console.print(f"{escape(report.target)}: {report.files_scanned} files, {counts} ({tools}; "
                   f"{report.seconds:.2f}s)", highlight=False)
     for skipped in report.skipped[:10]:
-        Console(stderr=True).print(f"[dim]not analysed: {escape(skipped.path)} ({escape(skipped.reason)})[/]",
+        cli_console(stderr=True).print(f"[dim]not analysed: {escape(skipped.path)} ({escape(skipped.reason)})[/]",
                                    highlight=False)
 
 
@@ -105,10 +104,10 @@ def vulndb_import(
     try:
         result = import_osv(source, target_home)
     except VulnDbError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}\n  nothing was imported; the "
+        cli_console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}\n  nothing was imported; the "
                                    "previous database (if any) is unchanged", highlight=False)
         raise typer.Exit(EXIT_INVALID) from None
-    Console().print(f"imported {result.pypi_records} PyPI records for {result.packages} packages "
+    cli_console().print(f"imported {result.pypi_records} PyPI records for {result.packages} packages "
                     f"({result.records} records read) into {escape(str(result.path))}", highlight=False)
 
 

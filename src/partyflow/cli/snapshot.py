@@ -8,11 +8,10 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, print_json
+from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, cli_console, print_json
 from partyflow.cli.nodes_catalog import JsonOption, home_of, manager_errors
 
 app = typer.Typer(help="Save, compare and restore the state of a home's node packs.", no_args_is_help=True)
@@ -35,7 +34,7 @@ def save(
     if as_json:
         print_json({"ok": True, "path": str(path), "name": path.stem})
     else:
-        Console().print(f"saved snapshot [bold]{escape(path.stem)}[/] ({path})", highlight=False)
+        cli_console().print(f"saved snapshot [bold]{escape(path.stem)}[/] ({path})", highlight=False)
 
 
 @app.command("list")
@@ -59,7 +58,7 @@ def list_(ctx: typer.Context, as_json: JsonOption = False, home: HomeOption = No
     for row in rows:
         table.add_row(escape(row["name"]), row.get("created", "[red]unreadable[/]"), row.get("origin", ""),
                       str(row.get("packs", "")), str(row.get("python", "")))
-    Console().print(table if rows else "no snapshots saved")
+    cli_console().print(table if rows else "no snapshots saved")
 
 
 @app.command("show")
@@ -77,7 +76,7 @@ def show(
     if as_json:
         print_json(snap.to_dict())
         return
-    console = Console()
+    console = cli_console()
     console.print(f"[bold]{escape(snapshot)}[/] — {snap.origin}, {snap.created or 'no date'}", highlight=False)
     table = Table("pack", "state", "source", "version", "content hash")
     for name, pack in sorted(snap.packs.items()):
@@ -148,14 +147,14 @@ def restore(
     if as_json:
         print_json(result.to_dict())
     else:
-        console = Console()
+        console = cli_console()
         for action in result.actions:
             console.print(f"[green]✓[/] {escape(action)}", highlight=False)
         for name, version in result.python_kept.items():
             console.print(f"[yellow]kept protected {escape(name)} {version}[/] (use --allow-conflicts)",
                           highlight=False)
         for problem in result.problems:
-            Console(stderr=True).print(f"[red]✗[/] {escape(problem)}", highlight=False)
+            cli_console(stderr=True).print(f"[red]✗[/] {escape(problem)}", highlight=False)
     if not result.ok:
         raise typer.Exit(EXIT_FAILED)
 
@@ -166,7 +165,7 @@ def _packs_only(snap: Any, no_python: bool) -> Any:
 
 
 def _print_diff(delta: Any) -> None:
-    console = Console()
+    console = cli_console()
     if delta.empty:
         console.print("no differences")
         return

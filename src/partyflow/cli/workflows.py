@@ -22,6 +22,7 @@ from partyflow.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_INVALID,
     HomeOption,
+    cli_console,
     home_from,
     open_engine,
     print_json,
@@ -41,14 +42,14 @@ def register(app: typer.Typer) -> None:
 def run(
     ctx: typer.Context,
     workflow: WorkflowArg,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="override an input: NODE.INPUT=VALUE (NODE is an id "
+    set_: Annotated[list[str] | None, typer.Option("--set", metavar="NODE.INPUT=JSON", help="override an input: NODE.INPUT=VALUE (NODE is an id "
                                                     "or a unique title; VALUE is JSON or text)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
     cache: Annotated[str | None, typer.Option(help="cache strategy: none, classic or lru:N")] = None,
     home: HomeOption = None,
 ) -> None:
     """Run a workflow and print what its output nodes produced."""
-    out = Console()
+    out = cli_console()
     with user_errors():
         engine = open_engine(home_from(ctx, home), cache=cache)
         prompt = engine.load_workflow(workflow, overrides=set_ or [])
@@ -61,7 +62,7 @@ def run(
                         "node_id": result.error.node_id, "class_type": result.error.class_type,
                         "message": result.error.message, "exception_type": result.error.exception_type}})
     else:
-        _print_outputs(out, engine, result)
+        _print_outputs(out, prompt, result)
     engine.close()
     if result.status == "interrupted":
         raise typer.Exit(EXIT_INTERRUPTED)
@@ -101,7 +102,7 @@ def _run_with_progress(engine: Any, prompt: dict[str, Any], *, show: bool) -> An
     from partyflow.engine.events import Progress as NodeProgress
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=Console(stderr=True), transient=True, disable=not show)
+                        console=cli_console(stderr=True), transient=True, disable=not show)
     task = progress.add_task("starting", total=len(prompt))
 
     def on_event(event: Event) -> None:
@@ -143,15 +144,19 @@ class contextlib_suppress_signal:
             pass
 
 
-def _print_outputs(out: Console, engine: Any, result: Any) -> None:
-    err = Console(stderr=True)
+def _print_outputs(out: Console, prompt: dict[str, Any], result: Any) -> None:
+    err = cli_console(stderr=True)
     for node_id, ui in result.outputs.items():
+        label = output_label(node_id, prompt.get(node_id, {}))
         texts = ui.get("text") if isinstance(ui, dict) else None
-        if texts:
-            for text in texts:
-                out.print(text if isinstance(text, str) else json.dumps(text, default=str), markup=False, highlight=False)
-        else:
-            out.print(f"[dim]node {node_id}:[/] {json.dumps(ui, default=str)}", highlight=False)
+        values = ([t if isinstance(t, str) else json.dumps(t, default=str) for t in texts] if texts
+                  else [json.dumps(ui, default=str)])
+        for value in values:
+            if "\n" in value:  # a block of text reads best under its label
+                out.print(f"{label}:", style="bold", markup=False, highlight=False)
+                out.print(value, markup=False, highlight=False)
+            else:
+                out.print(f"{label}: {value}", markup=False, highlight=False)
     if result.error is not None:
         err.print(f"[bold red]failed:[/] {escape(result.error.describe())}", highlight=False)
         if result.error.traceback:
@@ -163,6 +168,14 @@ def _print_outputs(out: Console, engine: Any, result: Any) -> None:
         err.print(f"[dim]{len(result.executed)} node(s) ran, {len(result.cached)} cached, {seconds:.2f}s node time[/]")
 
 
+def output_label(node_id: str, node: dict[str, Any]) -> str:
+    """How `run` names an output: the node's title when it has one, else its class, with the id to find it by."""
+    meta = node.get("_meta") if isinstance(node, dict) else None
+    title = meta.get("title") if isinstance(meta, dict) else None
+    name = title or (node.get("class_type") if isinstance(node, dict) else None) or "node"
+    return f"{name} (#{node_id})"
+
+
 def validate(
     ctx: typer.Context,
     workflow: WorkflowArg,
@@ -170,7 +183,7 @@ def validate(
     home: HomeOption = None,
 ) -> None:
     """Check a workflow without running it; lists every problem at once (exit code 2 if any)."""
-    out = Console()
+    out = cli_console()
     with user_errors():
         engine = open_engine(home_from(ctx, home))
         result = engine.validate(engine.load_workflow(workflow))
@@ -191,13 +204,27 @@ def convert(
     ctx: typer.Context,
     workflow: WorkflowArg,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write here instead of standard output")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="fail (exit 2) instead of warning when a node's type is "
+                                          "not installed and its widget values cannot be converted")] = False,
     home: HomeOption = None,
 ) -> None:
     """Write the API-format prompt of a workflow (UI workflows are converted with the installed nodes)."""
+    from partyflow.graph.workflow import read_workflow_file, uninstalled_nodes
+
     with user_errors():
         engine = open_engine(home_from(ctx, home))
-        prompt = engine.load_workflow(workflow)
+        document = read_workflow_file(workflow)
+        prompt = engine.load_workflow(document)
+        missing = uninstalled_nodes(document, engine.registry)
     engine.close()
+    err = cli_console(stderr=True)
+    for node_id, kind, values in missing:
+        lost = f"; its {values} widget value(s) are left out" if values else ""
+        err.print(f"{'error' if strict else 'warning'}: node #{node_id} ({kind}) is not installed{lost} "
+                  f"(install the pack that provides it: partyflow nodes which {kind})", markup=False,
+                  highlight=False)
+    if missing and strict:
+        raise typer.Exit(EXIT_INVALID)
     text = json.dumps(prompt, indent=2, ensure_ascii=False) + "\n"
     if output is None:
         sys.stdout.write(text)
@@ -208,5 +235,5 @@ def convert(
         temporary.replace(output)
     except OSError as exc:
         temporary.unlink(missing_ok=True)
-        Console(stderr=True).print(f"[bold red]error:[/] cannot write {output}: {exc.strerror}")
+        cli_console(stderr=True).print(f"[bold red]error:[/] {escape(f'cannot write {output}: {exc.strerror}')}", highlight=False)
         raise typer.Exit(EXIT_INVALID) from None

@@ -28,7 +28,10 @@ class ExecutionFailure:
     traceback: str = ""
 
     def describe(self) -> str:
-        return f"node {self.node_id} [{self.class_type}] failed: {self.exception_type}: {self.message}"
+        """`node 3 (JSONParse): ValueError: ...` — the exception's class without its module path, which says
+        nothing to a user (the full name stays in `exception_type` for ComfyUI clients and logs)."""
+        kind = self.exception_type.rpartition(".")[2]
+        return f"node {self.node_id} ({self.class_type}): {kind + ': ' if kind else ''}{self.message}"
 
 
 def is_interrupt(exc: BaseException) -> bool:

@@ -7,6 +7,7 @@ cycles, so the user fixes everything in one round trip.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import math
 from collections.abc import Iterable, Mapping
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from partyflow.graph.errors import NodeIssue
+from partyflow.graph.explain import problem_lines
 from partyflow.nodes.protocol import InputSpec, NodeDefinition, NodeDefinitionError, types_match
 from partyflow.nodes.registry import NodeRegistry
 from partyflow.nodes.values import is_link
@@ -46,17 +48,8 @@ class ValidationResult:
         return {"error": self.error.to_json() if self.error else None, "node_errors": self.node_errors}
 
     def summary(self) -> list[str]:
-        """One line per problem, for a terminal."""
-        lines = []
-        repeated = any(self.error is not None and self.error.to_json() in entry["errors"]
-                       for entry in self.node_errors.values())
-        if self.error is not None and not repeated:  # a node's own error promoted to the top is said once
-            lines.append(f"{self.error.message}{': ' + self.error.details if self.error.details else ''}")
-        for node_id, entry in self.node_errors.items():
-            for issue in entry["errors"]:
-                detail = f" ({issue['details']})" if issue["details"] else ""
-                lines.append(f"node {node_id} [{entry['class_type']}]: {issue['message']}{detail}")
-        return lines
+        """One line per problem, for a terminal (see graph.explain)."""
+        return problem_lines(self.error.to_json() if self.error else None, self.node_errors)
 
 
 def validate_prompt(prompt: Any, registry: NodeRegistry, *, outputs: Iterable[str] | None = None,
@@ -234,8 +227,11 @@ class _Validator:
         for spec in definition.inputs.values():
             if spec.name not in inputs:
                 if spec.section == "required":
-                    self._add(node_id, _input_issue("required_input_missing", "Required input is missing",
-                                                    spec, spec.name))
+                    issue = _input_issue("required_input_missing", "Required input is missing", spec, spec.name)
+                    misspelt = _misspelling_of(spec.name, inputs, definition)
+                    if misspelt is not None:
+                        issue.extra_info["unknown_input"] = misspelt
+                    self._add(node_id, issue)
                 continue
             value = inputs[spec.name]
             if isinstance(value, list):
@@ -452,6 +448,15 @@ def _input_issue(kind: str, message: str, spec: InputSpec, details: str, receive
     if received is not None:
         extra["received_value"] = received
     return NodeIssue(kind, message, details, extra)
+
+
+def _misspelling_of(name: str, inputs: Mapping[str, Any], definition: NodeDefinition) -> str | None:
+    """An input the class does not declare that looks like `name` (`valeu` for `value`): a typo, most likely."""
+    unknown = [key for key in inputs if key not in definition.inputs]
+    if not unknown:
+        return None
+    close = difflib.get_close_matches(name, unknown, n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 def _custom_validated_inputs(definition: NodeDefinition) -> set[str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from partyflow.graph.errors import WorkflowFormatError
-from partyflow.graph.ui_format import is_ui_workflow, ui_to_api
+from partyflow.graph.ui_format import EDITOR_ONLY_TYPES, is_ui_workflow, ui_to_api
 
 MAX_WORKFLOW_BYTES = 64 * 1024 * 1024
 
@@ -18,8 +18,11 @@ ObjectInfo = Mapping[str, Mapping[str, Any]]
 def read_workflow_file(path: str | Path) -> Any:
     """Parse a JSON workflow file; errors name the file, line and column."""
     file = Path(path)
+    if file.is_dir():
+        raise WorkflowFormatError("this is a directory; give the path of a workflow JSON file", where=str(file))
     if not file.is_file():
-        raise WorkflowFormatError("no such workflow file", where=str(file))
+        raise WorkflowFormatError("no such workflow file" if not file.exists() else "not a regular file",
+                                  where=str(file))
     if file.stat().st_size > MAX_WORKFLOW_BYTES:
         raise WorkflowFormatError(f"file is larger than {MAX_WORKFLOW_BYTES // (1024 * 1024)} MiB", where=str(file))
     try:
@@ -44,6 +47,33 @@ def to_api_prompt(document: Any, object_info: Callable[[], ObjectInfo]) -> dict[
         return dict(document)
     raise WorkflowFormatError(f"a workflow is a JSON object, got {type(document).__name__}",
                               hint="use an API-format prompt or a workflow saved by the editor")
+
+
+def uninstalled_nodes(document: Any, known: Collection[str]) -> list[tuple[str, str, int]]:
+    """(node id, type, number of widget values) for each node of a UI workflow whose type is not installed.
+
+    Conversion cannot name such a node's widget values (their names come from the class), so they are left out
+    of the API prompt; callers warn about that instead of losing the values silently. Editor-only helpers and
+    subgraph instances (whose type is a subgraph id defined in the same file) are not nodes to install.
+    """
+    if not (isinstance(document, Mapping) and is_ui_workflow(document)):
+        return []
+    definitions = document.get("definitions")
+    subgraphs = definitions.get("subgraphs") if isinstance(definitions, Mapping) else None
+    graphs = [document, *(g for g in subgraphs or () if isinstance(g, Mapping))]
+    subgraph_ids = {str(g.get("id")) for g in graphs[1:]}
+    missing = []
+    for graph in graphs:
+        for node in graph.get("nodes") or ():
+            if not isinstance(node, Mapping):
+                continue
+            kind = str(node.get("type", ""))
+            if kind in known or kind in subgraph_ids or kind in EDITOR_ONLY_TYPES:
+                continue
+            values = node.get("widgets_values")
+            count = len(values) if isinstance(values, (list, Mapping)) else 0
+            missing.append((str(node.get("id")), kind, count))
+    return missing
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:

@@ -17,8 +17,11 @@ logger = logging.getLogger("partyflow.server")
 
 
 async def serve(engine: Engine, config: ServerConfig, *, extensions: Sequence[Extension] = (),
-                on_ready: Callable[[str], None] = lambda url: None) -> None:
-    """Listen until a stop signal; on SIGTERM the running prompt finishes (or is re-queued) before returning."""
+                on_ready: Callable[[str], None] | None = None) -> None:
+    """Listen until a stop signal; on SIGTERM the running prompt finishes (or is re-queued) before returning.
+
+    `on_ready` announces the bound address once (the CLI prints it for scripts to read); without one it is logged.
+    """
     app = create_app(engine, config, extensions=extensions)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2.0,
                            access_log=logging.getLogger("partyflow.access"))
@@ -30,8 +33,10 @@ async def serve(engine: Engine, config: ServerConfig, *, extensions: Sequence[Ex
     try:
         await _listen(runner, config)
         url = bound_url(runner, config)
-        logger.info("partyflow listening on %s", url)
-        on_ready(url)
+        if on_ready is None:
+            logger.info("partyflow listening on %s", url)
+        else:
+            on_ready(url)
         await stop.wait()
         logger.info("stopping: finishing the running prompt (up to %.0fs)", config.shutdown_grace_s)
     finally:

@@ -37,6 +37,32 @@ def mcp_library() -> ModuleType:
     return library
 
 
+def check_server(server: Any = None) -> bool | str:
+    """VALIDATE_INPUTS for every MCP node: a missing SDK or an unconfigured server name is refused before the
+    workflow runs (exit code 2 on the CLI, a 400 on the server), like an unknown model provider."""
+    if not isinstance(server, str):  # linked from another node: known only at run time
+        return True
+    try:
+        library = mcp_library()
+        if _is_configured_name(server.strip()):
+            library.configured_server(current_home(), server.strip())
+        else:
+            library.inline_server(server, timeout=60.0)
+    except (RuntimeError, ValueError) as exc:  # MCPConfigError is a ValueError
+        return str(exc)
+    return True
+
+
+def _is_configured_name(text: str) -> bool:
+    return bool(text) and " " not in text and "/" not in text and ":" not in text
+
+
+class _ServerChecked:
+    @classmethod
+    def VALIDATE_INPUTS(cls, server=None):
+        return check_server(server)
+
+
 def server_input() -> dict[str, Any]:
     return {"server": ("STRING", {"default": "", "tooltip": _SERVER_TIP})}
 
@@ -50,14 +76,14 @@ def timeout_input() -> dict[str, Any]:
 def resolve_server(server: str, timeout: float = 60.0) -> MCPServerConfig:
     """A configured server by name, else the text as a URL or command line."""
     library, text = mcp_library(), server.strip()
-    if text and " " not in text and "/" not in text and ":" not in text:
+    if _is_configured_name(text):
         # a bare word is a configured name; one that is not configured is far more likely misspelt than a
         # command to start, so it gets the error listing the configured servers
         return library.configured_server(current_home(), text)
     return library.inline_server(text, timeout=timeout)
 
 
-class MCPTools:
+class MCPTools(_ServerChecked):
     DESCRIPTION = ("Offer the tools of an MCP server to Agent nodes. Each tool call connects to the server; the "
                    "list of tools is read when this node runs.")
     CATEGORY = MCP_CATEGORY
@@ -86,7 +112,7 @@ class MCPTools:
         return (chain(tools, listed),)
 
 
-class MCPResource:
+class MCPResource(_ServerChecked):
     DESCRIPTION = "Read a resource of an MCP server (by URI) as text."
     CATEGORY = MCP_CATEGORY
     RETURN_TYPES = ("STRING",)
@@ -105,7 +131,7 @@ class MCPResource:
         return (await _read(resolve_server(server, timeout), uri.strip()),)
 
 
-class MCPPrompt:
+class MCPPrompt(_ServerChecked):
     DESCRIPTION = ("Get a prompt of an MCP server, filled with arguments: its text, and its messages as a history "
                    "for Chat or Agent nodes.")
     CATEGORY = MCP_CATEGORY
