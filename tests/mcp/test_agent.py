@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from tests.agents.scripted import calls, chat_requests, sent_messages, text
 from tests.support.openai_server import OpenAIServer
 
 from partyflow import Engine
+from partyflow.engine.engine import PromptValidationError
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "agents"
 
@@ -63,12 +65,12 @@ def test_a_hanging_tool_is_stopped_by_the_agents_tool_timeout(engine: Engine, sc
     assert "did not finish within 1 s" in json.loads(tool_messages(scripted)[0]["content"])["error"]
 
 
-def test_an_unknown_server_name_fails_the_node_listing_the_configured_ones(engine: Engine) -> None:
-    result = engine.run(agent_workflow("ecko"))
-    assert not result.ok and result.error is not None
-    assert result.error.node_id == "mcp"
-    assert "no MCP server 'ecko'" in result.error.message
-    assert "configured: echo, fetch" in result.error.message
+def test_an_unknown_server_name_is_refused_before_running_listing_the_configured_ones(engine: Engine) -> None:
+    with pytest.raises(PromptValidationError) as refused:
+        engine.run(agent_workflow("ecko"))
+    [line] = refused.value.result.summary()
+    assert line.startswith("node mcp (MCPTools): no MCP server 'ecko'")
+    assert "configured: echo, fetch" in line
 
 
 def test_resource_and_prompt_nodes(engine: Engine) -> None:
