@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from partyflow.builder import Workflow
     from partyflow.engine.engine import Engine, PromptValidationError, RunResult
 
-__all__ = ["Engine", "PromptValidationError", "RunResult", "__version__"]
+__all__ = ["Engine", "PromptValidationError", "RunResult", "Workflow", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -18,4 +19,8 @@ def __getattr__(name: str) -> Any:
         from partyflow.engine import engine
 
         return getattr(engine, name)
+    if name == "Workflow":
+        from partyflow.builder import Workflow
+
+        return Workflow
     raise AttributeError(f"module 'partyflow' has no attribute {name!r}")

@@ -9,7 +9,18 @@ from typing import Annotated, Any
 import typer
 
 from partyflow import __version__
-from partyflow.cli import audit, help_format, mcp, models, nodes, nodes_catalog, serve, snapshot, workflows  # noqa: F401 (nodes_catalog: adds to `nodes`)
+from partyflow.cli import (  # noqa: F401 (nodes_catalog: adds to `nodes`)
+    audit,
+    help_format,
+    mcp,
+    models,
+    nodes,
+    nodes_catalog,
+    nodes_stubs,  # noqa: F401 (adds `nodes stubs`)
+    serve,
+    snapshot,
+    workflows,
+)
 from partyflow.cli import backup as backup_cli  # issue 6 items 6-7
 from partyflow.cli import bundle as bundle_cli  # issue 6 items 1-3
 from partyflow.cli import keys as keys_cli  # issue 6 items 1-3

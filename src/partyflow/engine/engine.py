@@ -83,8 +83,41 @@ class RunResult:
         values = self.node_outputs[node_id][index]
         return values[0] if len(values) == 1 else values
 
+    def __getitem__(self, node: Any) -> NodeValues:
+        """The outputs of one node, by node id or by a builder's node handle (`result[chat].text`)."""
+        node_id = node if isinstance(node, str) else str(getattr(node, "id", node))
+        if node_id not in self.node_outputs:
+            state = "did not run" if self.error is None else f"did not run ({self.status})"
+            raise KeyError(f"node {node_id} {state}: it is not an output node nor needed by one")
+        return NodeValues(self, node_id, tuple(getattr(node, "output_names", ())))
+
     def history_status(self) -> dict[str, Any]:
         return {"status_str": "success" if self.ok else "error", "completed": self.ok, "messages": self.messages}
+
+
+class NodeValues:
+    """One node's outputs in a run: `values[0]`, or `values.text` when the node was named by a builder handle."""
+
+    def __init__(self, result: RunResult, node_id: str, names: tuple[str, ...]) -> None:
+        self._result, self._node_id, self._names = result, node_id, names
+
+    def __getitem__(self, index: int | str) -> Any:
+        if isinstance(index, str):
+            if index not in self._names:
+                raise KeyError(f"node {self._node_id} has no output {index!r} (its outputs: {', '.join(self._names)})")
+            index = self._names.index(index)
+        return self._result.output(self._node_id, index)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self[name]
+        except KeyError as exc:
+            raise AttributeError(str(exc)) from None
+
+    def __len__(self) -> int:
+        return len(self._result.node_outputs[self._node_id])
 
 
 class Engine:
@@ -187,6 +220,11 @@ class Engine:
             return self._runner.run_until_complete(self.run_async(workflow, **options))
         finally:
             self._runner_lock.release()
+
+    def stream(self, workflow: str | os.PathLike[str] | Mapping[str, Any], **options: Any) -> PromptStream:
+        """Run a workflow and iterate over its events as they happen (`async for event in engine.stream(wf)`);
+        the stream's `result` holds the RunResult once iteration ends. Validation errors raise when iterating."""
+        return PromptStream(self.run_async, workflow, options)
 
     def events(self) -> EventStream:
         """Every event of every prompt this engine runs, as an async iterator; call it inside the event loop.
@@ -350,3 +388,45 @@ def _on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
 
 
 __all__ = ["Engine", "PromptValidationError", "RunResult", "NodeRegistry", "HostContext"]
+
+
+class PromptStream:
+    """The events of one prompt as an async iterator; the run starts on the first `__anext__`."""
+
+    def __init__(self, run: Callable[..., Any], workflow: Any, options: dict[str, Any]) -> None:
+        self._run, self._workflow, self._options = run, workflow, options
+        self._events: asyncio.Queue[Any] | None = None
+        self._task: asyncio.Task[RunResult] | None = None
+        self.result: RunResult | None = None
+
+    def __aiter__(self) -> PromptStream:
+        return self
+
+    async def __anext__(self) -> Event:
+        if self._task is None:
+            self._start()
+        assert self._events is not None and self._task is not None
+        item = await self._events.get()
+        if item is _STREAM_END:
+            self.result = self._task.result()  # re-raises PromptValidationError and the like
+            raise StopAsyncIteration
+        return item
+
+    def _start(self) -> None:
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[Any] = asyncio.Queue()
+        thread = threading.get_ident()
+
+        def put(event: Event) -> None:  # custom messages may come from node threads
+            if threading.get_ident() == thread:
+                events.put_nowait(event)
+            else:
+                loop.call_soon_threadsafe(events.put_nowait, event)
+
+        sinks = [*self._options.pop("sinks", ()), put]
+        self._events = events
+        self._task = loop.create_task(self._run(self._workflow, sinks=sinks, **self._options))
+        self._task.add_done_callback(lambda _: events.put_nowait(_STREAM_END))
+
+
+_STREAM_END = object()

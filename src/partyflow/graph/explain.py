@@ -31,10 +31,13 @@ def node_problem(node_id: str, class_type: str, issue: Mapping[str, Any]) -> str
     extra = issue.get("extra_info") if isinstance(issue.get("extra_info"), Mapping) else {}
     input_name = extra.get("input_name")
     where = f"node {node_id} ({class_type})" + (f", input {input_name!r}" if input_name else "")
-    return f"{where}: {_what(issue, extra, input_name)}"
+    return f"{where}: {what_is_wrong(issue)}"
 
 
-def _what(issue: Mapping[str, Any], extra: Mapping[str, Any], input_name: Any) -> str:
+def what_is_wrong(issue: Mapping[str, Any]) -> str:
+    """The problem of one issue without where it is: "'abc' is not an INT value"."""
+    extra = issue.get("extra_info") if isinstance(issue.get("extra_info"), Mapping) else {}
+    input_name = extra.get("input_name")
     kind, message = issue.get("type"), str(issue.get("message", ""))
     if kind == "required_input_missing" and extra.get("unknown_input"):
         return f"unknown input {extra['unknown_input']!r} (did you mean {input_name!r}?)"
