@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from partyflow import __version__
+from partyflow.cli import access as access_cli  # issue 17: users and tokens
 from partyflow.cli import (  # noqa: F401 (nodes_catalog: adds to `nodes`)
     audit,
     help_format,
@@ -44,6 +45,7 @@ report_cli.register(app)  # issue 6, item 6
 app.add_typer(backup_cli.app, name="backup")  # issue 6, item 7
 mcp.register(app)
 scan_cli.register(app)  # issue 6, item 4: `scan` and `vulndb`
+access_cli.register(app)  # issue 17: `users` and `tokens`
 
 
 def _version(value: bool) -> None:

@@ -13,13 +13,15 @@ from collections.abc import AsyncIterator, Callable, Sequence
 
 from aiohttp import web
 
+from partyflow.access import AccessStore
 from partyflow.engine.engine import Engine
+from partyflow.server.access import access_middleware, audit_writer, login_routes
 from partyflow.server.config import ServerConfig
 from partyflow.server.context import CONTEXT, ENGINE, ServerContext
 from partyflow.server.hub import ClientHub
 from partyflow.server.metrics import Metrics
 from partyflow.server.routes import add_routes, files, info, manager, packs, prompt, templates, userdata
-from partyflow.server.security import error_middleware, origin_middleware, token_middleware
+from partyflow.server.security import error_middleware, origin_middleware
 from partyflow.server.users import UserStore
 from partyflow.server.websocket import websocket
 from partyflow.server.worker import QueueWorker
@@ -37,10 +39,10 @@ def create_app(engine: Engine, config: ServerConfig, *, extensions: Sequence[Ext
     the caller's to close. Raises `ServerConfigError` for an unsafe config (a public address without a token).
     """
     config.check()
-    middlewares = [error_middleware]
-    if config.token:
-        middlewares.append(token_middleware(config.token))
-    middlewares.append(origin_middleware(config))
+    access = AccessStore(engine.home.state_db)
+    audit = audit_writer(engine.home)
+    middlewares = [error_middleware, origin_middleware(config),
+                   access_middleware(access, server_token=config.token, audit=audit)]
     app = web.Application(middlewares=middlewares, client_max_size=config.max_upload_bytes)
 
     metrics = metrics or Metrics()
@@ -49,13 +51,15 @@ def create_app(engine: Engine, config: ServerConfig, *, extensions: Sequence[Ext
                     on_count=metrics.ws_clients.set, on_drop=lambda reason: metrics.ws_dropped.labels(reason).inc())
     ctx = ServerContext(engine=engine, config=config, metrics=metrics, hub=hub,
                         users=UserStore(engine.home.user, multi_user=config.multi_user),
-                        worker=QueueWorker(engine, hub, metrics))
+                        worker=QueueWorker(engine, hub, metrics), access=access)
     app[CONTEXT] = ctx
     app[ENGINE] = engine
 
     add_routes(app, [*prompt.ROUTES, *info.ROUTES, *files.ROUTES, *userdata.ROUTES, *templates.ROUTES,
                      *manager.ROUTES, ("GET", "/ws", websocket)])
     manager.attach(app)
+    for method, path, handler in login_routes(access, audit=audit):
+        app.router.add_route(method, path, handler)
     for method, path, handler in files.STATIC_ROUTES:
         app.router.add_route(method, path, handler)
     app.router.add_get("/metrics", info.get_metrics)
@@ -86,3 +90,4 @@ async def _stop(ctx: ServerContext) -> None:
     ctx.accepting = False
     await ctx.worker.stop(ctx.config.shutdown_grace_s)
     await ctx.hub.close_all()
+    ctx.access.close()

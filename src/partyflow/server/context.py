@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from partyflow.access import AccessStore
 from partyflow.engine.engine import Engine
 from partyflow.server.config import ServerConfig
 from partyflow.server.hub import ClientHub
@@ -22,6 +23,7 @@ class ServerContext:
     hub: ClientHub
     users: UserStore
     worker: QueueWorker
+    access: AccessStore  # users, tokens and sessions (server/access.py enforces them)
     accepting: bool = True  # False once shutdown began: POST /prompt answers 503
     extra: dict[str, object] = field(default_factory=dict)  # room for extensions' own state
 

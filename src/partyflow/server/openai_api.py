@@ -22,6 +22,7 @@ from aiohttp import web
 
 from partyflow.engine.engine import Engine, PromptValidationError, RunResult
 from partyflow.engine.events import CustomMessage, Event
+from partyflow.server.access import data_user, identity_of
 from partyflow.server.context import CONTEXT
 from partyflow.server.published import (
     BadRequest,
@@ -62,7 +63,17 @@ class OpenAIRoutes:
         self.catalog = Catalog()
 
     def _models(self, request: web.Request) -> dict[str, Publication]:
-        return self.catalog.models(_workflows_dir(request, self.engine))
+        """The models this caller may use. A signed-in user sees what any user of the server published (publishing
+        is for the team); a token scoped to `chat:<model>` sees only those models."""
+        identity = identity_of(request)
+        if identity is None or identity.via in ("local", "server-token"):
+            return self.catalog.models(_workflows_dir(request, self.engine))
+        models: dict[str, Publication] = {}
+        for folder in sorted(self.engine.home.user.glob("*/workflows")):
+            for name, publication in self.catalog.models(folder).items():
+                if identity.may_chat(name):
+                    models.setdefault(name, publication)
+        return models
 
     async def list_models(self, request: web.Request) -> web.Response:
         try:
@@ -226,13 +237,12 @@ async def _event(response: web.StreamResponse, payload: dict[str, Any]) -> None:
 
 
 def _workflows_dir(request: web.Request, engine: Engine) -> Path:
-    """The requesting user's saved workflows, chosen by the core app's user store (the `comfy-user` header)."""
-    header = request.headers.get(USER_HEADER)
+    """The requesting user's saved workflows: the signed-in user's, else the `comfy-user` header's."""
     server = request.app.get(CONTEXT)
     if server is None:  # mounted on a bare app (tests of this module alone): single-user
         return engine.home.user / DEFAULT_USER / "workflows"
     try:
-        return server.users.directory(server.users.user_for(header)) / "workflows"
+        return server.users.directory(data_user(request, server.users)) / "workflows"
     except (UnknownUser, PermissionError) as exc:
         raise BadRequest(str(exc), param=USER_HEADER) from None
 

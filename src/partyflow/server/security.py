@@ -1,8 +1,6 @@
-"""Request checks that run before any handler: API token, cross-site requests, and unexpected errors.
+"""Request checks that run before any handler: cross-site requests and unexpected errors.
 
-* **Token**: when the server has one, every request must carry it, as `Authorization: Bearer <token>`, a `token`
-  query parameter (WebSockets and the first page load cannot set headers) or the cookie set after such a page load.
-  Compared in constant time; never logged.
+* **Who may call what** (tokens, users, roles, sessions) is decided in one place: server/access.py.
 * **Origin/Host** (ComfyUI's rule against cross-site requests to a local server): when the Host header names a
   loopback address and an Origin header is present, their host:port must match. On a loopback-only server without a
   token the Host itself must also be loopback (or a configured trusted name): that stops DNS-rebinding pages.
@@ -10,7 +8,6 @@
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
@@ -24,37 +21,7 @@ from partyflow.server.errors import json_error
 logger = logging.getLogger("partyflow.server")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-TOKEN_COOKIE = "partyflow_token"
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
-
-
-def token_middleware(token: str) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
-    expected = token.encode()
-
-    @web.middleware
-    async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-        offered, from_query = _offered_token(request)
-        if offered is None or not hmac.compare_digest(offered.encode(), expected):
-            return json_error(401, "unauthorized", "Missing or wrong API token",
-                              "send 'Authorization: Bearer <token>' (or ?token=<token> on the WebSocket URL)")
-        response = await handler(request)
-        if from_query and request.method == "GET" and not response.prepared:
-            # A browser opened a page with ?token=: let the page's own fetches through without the query.
-            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict", path="/")
-        return response
-
-    return check_token
-
-
-def _offered_token(request: web.Request) -> tuple[str | None, bool]:
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer" and value:
-        return value.strip(), False
-    if "token" in request.query:
-        return request.query["token"], True
-    cookie = request.cookies.get(TOKEN_COOKIE)
-    return cookie, False
 
 
 def origin_middleware(config: ServerConfig) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:

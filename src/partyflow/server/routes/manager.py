@@ -35,6 +35,7 @@ from partyflow.manager.audit import AuditLog, current_actor
 from partyflow.manager.errors import ManagerError, UnknownPackError
 from partyflow.manager.packs import InstalledPack, OperationResult, PackManager
 from partyflow.nodes.loader import PackLoadResult
+from partyflow.server.access import identity_of
 from partyflow.server.context import CONTEXT, context
 from partyflow.server.errors import BadJSON, bad_request, json_error, not_found, read_json
 from partyflow.server.hub import ClientHub
@@ -468,7 +469,10 @@ def json_only(handler: Handler) -> Handler:
 
 
 def _actor(request: web.Request) -> str:
-    return f"{current_actor()} via http from {request.remote or 'unknown'}"
+    """Who asked, for the audit log: the signed-in user when there is one, else the OS user running the server."""
+    identity = identity_of(request)
+    who = identity.user if identity is not None and identity.via in ("token", "session") else current_actor()
+    return f"{who} via http from {request.remote or 'unknown'}"
 
 
 def _local_caller(request: web.Request) -> bool:

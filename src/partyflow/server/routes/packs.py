@@ -44,4 +44,5 @@ def _in_host(host: HostContext, handler: Callable[..., Any]) -> Callable[[web.Re
         return result
 
     call.__name__ = getattr(handler, "__name__", "pack_route")
+    call.partyflow_pack_route = True  # type: ignore[attr-defined]  # access rules: a pack's route, not ours
     return call

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from partyflow.server.access import data_user, identity_of
 from partyflow.server.context import context
 from partyflow.server.errors import BadJSON, bad_request, forbidden, json_error, not_found, read_json
 from partyflow.server.paths import PathRefused, confine, relative
@@ -23,7 +24,7 @@ USER_CSS = "user.css"
 def _user_dir(request: web.Request) -> Path:
     """The requesting user's directory; raises UnknownUser (answered 403 by `_guard`)."""
     users = context(request).users
-    return users.directory(users.user_for(request.headers.get("comfy-user")))
+    return users.directory(data_user(request, users))
 
 
 def _guard(handler: Any) -> Any:
@@ -48,6 +49,9 @@ def _guard(handler: Any) -> Any:
 
 async def get_users(request: web.Request) -> web.Response:
     users = context(request).users
+    identity = identity_of(request)
+    if identity is not None and identity.via in ("token", "session"):
+        return web.json_response({"storage": "server", "migrated": True})  # the account is the user: no picker
     if users.multi_user:
         return web.json_response({"storage": "server", "users": users.users()})
     return web.json_response({"storage": "server", "migrated": True})
@@ -69,7 +73,7 @@ async def post_users(request: web.Request) -> web.Response:
 
 def _user(request: web.Request) -> str:
     users = context(request).users
-    return users.user_for(request.headers.get("comfy-user"))
+    return data_user(request, users)
 
 
 async def get_settings(request: web.Request) -> web.Response:
