@@ -24,6 +24,7 @@ from partyflow.cli import (  # noqa: F401 (nodes_catalog: adds to `nodes`)
 )
 from partyflow.cli import backup as backup_cli  # issue 6 items 6-7
 from partyflow.cli import bundle as bundle_cli  # issue 6 items 1-3
+from partyflow.cli import channels as channels_cli  # issue 16
 from partyflow.cli import keys as keys_cli  # issue 6 items 1-3
 from partyflow.cli import mirror as mirror_cli  # issue 6 items 1-3
 from partyflow.cli import report as report_cli  # issue 6 items 6-7
@@ -46,6 +47,7 @@ app.add_typer(backup_cli.app, name="backup")  # issue 6, item 7
 mcp.register(app)
 scan_cli.register(app)  # issue 6, item 4: `scan` and `vulndb`
 access_cli.register(app)  # issue 17: `users` and `tokens`
+channels_cli.register(app)  # issue 16: `channels`
 
 
 def _version(value: bool) -> None:

@@ -46,6 +46,7 @@ def serve(
     home: HomeOption = None,
 ) -> None:
     """Serve ComfyUI's HTTP/WebSocket API (clients, node packs' routes and /metrics) until SIGTERM."""
+    from partyflow.channels import channels_extension
     from partyflow.server.config import ServerConfig, ServerConfigError
     from partyflow.server.frontend import FrontendNotFound, frontend_extension
     from partyflow.server.logs import configure
@@ -76,7 +77,7 @@ def serve(
     with user_errors():
         engine = open_engine(home_from(ctx, home))
     try:
-        extensions = [openai_extension(engine), frontend]
+        extensions = [openai_extension(engine), channels_extension(engine), frontend]
         asyncio.run(run_server(engine, config, extensions=extensions, on_ready=_announce))
     except ServerConfigError as exc:  # the address could not be bound
         typer.echo(f"error: {exc}", err=True)

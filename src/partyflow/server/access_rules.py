@@ -24,6 +24,7 @@ RULES: dict[tuple[str, str], Level] = {
     ("GET", "/"): PUBLIC, ("GET", "/login"): PUBLIC, ("POST", "/login"): PUBLIC, ("POST", "/logout"): PUBLIC,
     ("GET", "/templates/index.json"): PUBLIC, ("GET", "/templates/index_logo.json"): PUBLIC,
     ("GET", "/extensions/{pack}/{path}"): PUBLIC,  # packs' frontend scripts: code, no data
+    ("POST", "/channels/{name}/events"): PUBLIC,  # chat platforms: each request is verified by its signature
     # prompts, queue and history
     ("GET", "/prompt"): READ, ("POST", "/prompt"): RUN,
     ("GET", "/queue"): READ, ("POST", "/queue"): RUN,  # a runner deletes only its own queued prompts

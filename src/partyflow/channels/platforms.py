@@ -1,0 +1,303 @@
+"""Each platform's side, through its official SDK: verify an incoming request, read it as an `Inbound`
+message, and post answers (with the platform's limits, typing indicators and rate-limit retries).
+
+`verify(headers, body)` raises `Refused` (the HTTP status to answer and why) for a request that does not come
+from the platform — a bad signature, a replayed timestamp, a wrong secret — and returns either a reply the
+platform expects at once (a URL challenge) or the message to answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from partyflow.channels.config import ChannelConfig
+from partyflow.channels.runtime import Inbound
+
+logger = logging.getLogger("partyflow.channels")
+
+REPLAY_WINDOW_S = 300  # a signed request older (or newer) than this is a replay
+MAX_RATE_LIMIT_RETRIES = 3
+
+
+class Refused(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+@dataclass(frozen=True)
+class Verified:
+    """What an incoming request means: a direct reply (challenges, pings) and/or a message to answer."""
+
+    reply: dict[str, Any] | None = None
+    message: Inbound | None = None
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise Refused(400, "the body is not JSON") from None
+
+
+def _fresh(timestamp: str | None, now: float) -> None:
+    try:
+        sent = float(timestamp or "")
+    except ValueError:
+        raise Refused(401, "missing or malformed request timestamp") from None
+    if abs(now - sent) > REPLAY_WINDOW_S:
+        raise Refused(401, "the request timestamp is too old or in the future (a replay?)")
+
+
+# ---- Slack (Events API; answers through the Web API) -----------------------------------------------------------
+
+
+class Slack:
+    limit = 3900  # Slack truncates long messages and advises staying under 4,000 characters
+
+    def __init__(self, config: ChannelConfig) -> None:
+        from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+        from slack_sdk.signature import SignatureVerifier
+        from slack_sdk.web.async_client import AsyncWebClient
+
+        self.config = config
+        self._verifier = SignatureVerifier(config.secret("signing_secret_env"))
+        base = f"{config.api_base}/" if config.api_base else "https://slack.com/api/"
+        self.client = AsyncWebClient(token=config.secret("bot_token_env"), base_url=base)
+        self.client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=MAX_RATE_LIMIT_RETRIES))
+
+    def verify(self, headers: Mapping[str, str], body: bytes, now: float | None = None) -> Verified:
+        timestamp = headers.get("X-Slack-Request-Timestamp")
+        _fresh(timestamp, now or time.time())
+        if not self._verifier.is_valid(body, timestamp or "", headers.get("X-Slack-Signature", "")):
+            raise Refused(401, "the Slack signature does not match")
+        event = _json(body)
+        if event.get("type") == "url_verification":
+            return Verified(reply={"challenge": event.get("challenge", "")})
+        inner = event.get("event") or {}
+        if event.get("type") != "event_callback" or inner.get("type") not in ("message", "app_mention") \
+                or inner.get("bot_id") or inner.get("subtype") or not isinstance(inner.get("text"), str):
+            return Verified()  # edits, joins, our own posts: nothing to answer
+        return Verified(message=Inbound(event_id=str(event.get("event_id") or inner.get("ts")),
+                                        chat_id=str(inner.get("channel", "")), user_id=str(inner.get("user", "")),
+                                        text=inner["text"], thread_id=inner.get("thread_ts") or inner.get("ts")))
+
+    async def typing(self, message: Inbound) -> None:
+        return None  # the Web API has no typing indicator for bots
+
+    async def send(self, message: Inbound, text: str) -> None:
+        await self.client.chat_postMessage(channel=message.chat_id, text=text,
+                                           thread_ts=message.thread_id if self.config.session == "thread" else None)
+
+
+# ---- Telegram (webhook or long polling; answers through the Bot API) -------------------------------------------
+
+
+class Telegram:
+    limit = 4096
+
+    def __init__(self, config: ChannelConfig) -> None:
+        from telegram import Bot
+
+        self.config = config
+        self._secret = config.secret("secret_token_env")
+        base = config.api_base or "https://api.telegram.org"
+        self.bot = Bot(config.secret("bot_token_env"), base_url=f"{base}/bot", base_file_url=f"{base}/file/bot")
+
+    def verify(self, headers: Mapping[str, str], body: bytes, now: float | None = None) -> Verified:
+        offered = headers.get("X-Telegram-Bot-Api-Secret-Token", "")
+        if not hmac.compare_digest(offered.encode(), self._secret.encode()):
+            raise Refused(401, "the Telegram secret token does not match")
+        return Verified(message=self.read(_json(body)))
+
+    def read(self, update: Mapping[str, Any]) -> Inbound | None:
+        message = update.get("message") or {}
+        if not isinstance(message.get("text"), str) or (message.get("from") or {}).get("is_bot"):
+            return None
+        thread = message.get("message_thread_id")
+        return Inbound(event_id=str(update.get("update_id")), chat_id=str((message.get("chat") or {}).get("id")),
+                       user_id=str((message.get("from") or {}).get("id")), text=message["text"],
+                       thread_id=None if thread is None else str(thread))
+
+    async def typing(self, message: Inbound) -> None:
+        await self._retrying(self.bot.send_chat_action, chat_id=message.chat_id, action="typing")
+
+    async def send(self, message: Inbound, text: str) -> None:
+        thread = int(message.thread_id) if message.thread_id and self.config.session == "thread" else None
+        await self._retrying(self.bot.send_message, chat_id=message.chat_id, text=text, message_thread_id=thread)
+
+    async def _retrying(self, call: Any, **arguments: Any) -> Any:
+        from telegram.error import RetryAfter
+
+        for attempt in range(MAX_RATE_LIMIT_RETRIES + 1):
+            try:
+                return await call(**arguments)
+            except RetryAfter as exc:  # 429 with retry_after, as the Bot API documents
+                if attempt == MAX_RATE_LIMIT_RETRIES:
+                    raise
+                wait = exc.retry_after.total_seconds() if hasattr(exc.retry_after, "total_seconds") else exc.retry_after
+                await asyncio.sleep(float(wait))
+        return None
+
+    async def poll(self, on_message: Any, stop: asyncio.Event) -> None:
+        """Long polling (`partyflow channels run`): getUpdates until `stop`, acknowledging each batch."""
+        offset = None
+        async with self.bot:
+            while not stop.is_set():
+                updates = await self.bot.get_updates(offset=offset, timeout=25, allowed_updates=["message"])
+                for update in updates:
+                    offset = update.update_id + 1
+                    message = self.read(update.to_dict())
+                    if message is not None:
+                        on_message(message)
+
+
+# ---- Feishu / Lark (event subscription; answers through the Open API) -------------------------------------------
+
+
+class Feishu:
+    limit = 4000
+
+    def __init__(self, config: ChannelConfig) -> None:
+        import lark_oapi as lark
+
+        self.config = config
+        self._token = config.secret("verification_token_env")
+        self._encrypt_key = config.optional_secret("encrypt_key_env")
+        builder = lark.Client.builder().app_id(config.secret("app_id_env")).app_secret(config.secret("app_secret_env"))
+        if config.api_base:
+            builder = builder.domain(config.api_base)
+        self.client = builder.log_level(lark.LogLevel.ERROR).build()
+
+    def verify(self, headers: Mapping[str, str], body: bytes, now: float | None = None) -> Verified:
+        event = _json(body)
+        if self._encrypt_key:
+            self._check_signature(headers, body, now or time.time())
+            if "encrypt" in event:
+                event = json.loads(decrypt(self._encrypt_key, str(event["encrypt"])))
+        token = event.get("token") or (event.get("header") or {}).get("token", "")
+        if not hmac.compare_digest(str(token).encode(), self._token.encode()):
+            raise Refused(401, "the Feishu verification token does not match")
+        if event.get("type") == "url_verification":
+            return Verified(reply={"challenge": event.get("challenge", "")})
+        header, body_event = event.get("header") or {}, event.get("event") or {}
+        if header.get("event_type") != "im.message.receive_v1":
+            return Verified()
+        message = body_event.get("message") or {}
+        if message.get("message_type") != "text":
+            return Verified()
+        try:
+            text = json.loads(message.get("content") or "{}").get("text", "")
+        except ValueError:
+            return Verified()
+        sender = ((body_event.get("sender") or {}).get("sender_id") or {}).get("open_id", "")
+        return Verified(message=Inbound(event_id=str(header.get("event_id")), chat_id=str(message.get("chat_id")),
+                                        user_id=str(sender), text=text,
+                                        thread_id=message.get("thread_id") or message.get("root_id")))
+
+    def _check_signature(self, headers: Mapping[str, str], body: bytes, now: float) -> None:
+        timestamp = headers.get("X-Lark-Request-Timestamp")
+        _fresh(timestamp, now)
+        nonce = headers.get("X-Lark-Request-Nonce", "")
+        expected = hashlib.sha256((f"{timestamp}{nonce}{self._encrypt_key}").encode() + body).hexdigest()
+        if not hmac.compare_digest(expected, headers.get("X-Lark-Signature", "")):
+            raise Refused(401, "the Feishu signature does not match")
+
+    async def typing(self, message: Inbound) -> None:
+        return None  # bots cannot show typing in Feishu
+
+    async def send(self, message: Inbound, text: str) -> None:
+        from lark_oapi.api.im.v1 import CreateMessageRequest, CreateMessageRequestBody
+
+        request = (CreateMessageRequest.builder().receive_id_type("chat_id")
+                   .request_body(CreateMessageRequestBody.builder().receive_id(message.chat_id).msg_type("text")
+                                 .content(json.dumps({"text": text}, ensure_ascii=False)).build()).build())
+        for attempt in range(MAX_RATE_LIMIT_RETRIES + 1):
+            response = await self.client.im.v1.message.acreate(request)
+            if response.success():
+                return
+            if response.code == 99991400 and attempt < MAX_RATE_LIMIT_RETRIES:  # Feishu's "too many requests"
+                await asyncio.sleep(2 ** attempt)
+                continue
+            raise RuntimeError(f"Feishu refused the message: {response.code} {response.msg}")
+
+
+def decrypt(encrypt_key: str, data: str) -> str:
+    """Feishu's event encryption: AES-256-CBC, key = SHA-256 of the encrypt key, IV = the first 16 bytes."""
+    from cryptography.hazmat.primitives import padding
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    raw = base64.b64decode(data)
+    key = hashlib.sha256(encrypt_key.encode()).digest()
+    decryptor = Cipher(algorithms.AES(key), modes.CBC(raw[:16])).decryptor()
+    padded = decryptor.update(raw[16:]) + decryptor.finalize()
+    unpadder = padding.PKCS7(128).unpadder()
+    return (unpadder.update(padded) + unpadder.finalize()).decode()
+
+
+# ---- generic webhooks (HMAC-signed JSON both ways) ----------------------------------------------------------------
+
+
+class Webhook:
+    """`{"id", "chat", "user", "text"}` in, signed `X-Partyflow-Signature: sha256=HMAC(secret, "<ts>.<body>")`
+    with `X-Partyflow-Timestamp`; answers POSTed to the configured `reply_url`, signed the same way."""
+
+    limit = 16_000
+
+    def __init__(self, config: ChannelConfig) -> None:
+        self.config = config
+        self._secret = config.secret("secret_env").encode()
+        if not config.api_base:
+            from partyflow.channels.config import ChannelConfigError
+
+            raise ChannelConfigError(f"[channels.{config.name}] needs api_base: the URL answers are POSTed to")
+
+    def sign(self, timestamp: str, body: bytes) -> str:
+        return "sha256=" + hmac.new(self._secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+    def verify(self, headers: Mapping[str, str], body: bytes, now: float | None = None) -> Verified:
+        timestamp = headers.get("X-Partyflow-Timestamp")
+        _fresh(timestamp, now or time.time())
+        if not hmac.compare_digest(self.sign(timestamp or "", body), headers.get("X-Partyflow-Signature", "")):
+            raise Refused(401, "the webhook signature does not match")
+        event = _json(body)
+        if not isinstance(event, dict) or not all(isinstance(event.get(k), (str, int)) for k in ("id", "chat", "text")):
+            raise Refused(400, 'send {"id", "chat", "user", "text"}')
+        return Verified(message=Inbound(event_id=str(event["id"]), chat_id=str(event["chat"]),
+                                        user_id=str(event.get("user", "")), text=str(event["text"])))
+
+    async def typing(self, message: Inbound) -> None:
+        return None
+
+    async def send(self, message: Inbound, text: str) -> None:
+        import httpx
+
+        body = json.dumps({"chat": message.chat_id, "in_reply_to": message.event_id, "text": text}).encode()
+        timestamp = str(int(time.time()))
+        headers = {"Content-Type": "application/json", "X-Partyflow-Timestamp": timestamp,
+                   "X-Partyflow-Signature": self.sign(timestamp, body)}
+        async with httpx.AsyncClient(timeout=30) as client:
+            for attempt in range(MAX_RATE_LIMIT_RETRIES + 1):
+                response = await client.post(str(self.config.api_base), content=body, headers=headers)
+                if response.status_code == 429 and attempt < MAX_RATE_LIMIT_RETRIES:
+                    await asyncio.sleep(float(response.headers.get("Retry-After", 2 ** attempt)))
+                    continue
+                response.raise_for_status()
+                return
+
+
+ADAPTERS: dict[str, type] = {"slack": Slack, "telegram": Telegram, "feishu": Feishu, "webhook": Webhook}
+
+
+def adapter_for(config: ChannelConfig) -> Any:
+    """The platform adapter (raises ChannelConfigError for missing credentials, naming the variable)."""
+    return ADAPTERS[config.type](config)

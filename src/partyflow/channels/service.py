@@ -1,0 +1,129 @@
+"""Channels inside `partyflow serve` (webhook routes) and standalone (`partyflow channels run`: long polling).
+
+Each configured channel is started on its own: one with missing credentials or an unpublished workflow is
+reported (at start and by `partyflow channels test`) and skipped, and the others keep working. Webhook-style
+platforms post to `/channels/<name>/events`; the answer is acknowledged at once and posted in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from partyflow.channels.config import ChannelConfig, ChannelConfigError, load_channels
+from partyflow.channels.platforms import Refused, Telegram, adapter_for
+from partyflow.channels.runtime import ChannelRunError, ChannelRuntime
+
+logger = logging.getLogger("partyflow.channels")
+MAX_EVENT_BYTES = 1024 * 1024
+
+
+@dataclass
+class Channel:
+    config: ChannelConfig
+    adapter: Any
+    runtime: ChannelRuntime
+
+
+@dataclass
+class Channels:
+    running: dict[str, Channel] = field(default_factory=dict)
+    problems: dict[str, str] = field(default_factory=dict)  # name -> why it is not running
+
+    def close(self) -> None:
+        for channel in self.running.values():
+            channel.runtime.close()
+
+
+def start_channels(engine: Any, names: list[str] | None = None) -> Channels:
+    """Build every configured channel that can work; the others are listed in `problems` with the reason."""
+    channels = Channels()
+    try:
+        configs = load_channels(engine.settings.raw)
+    except ChannelConfigError as exc:
+        channels.problems["[channels]"] = str(exc)
+        return channels
+    for name, config in configs.items():
+        if names and name not in names:
+            continue
+        try:
+            adapter = adapter_for(config)
+            runtime = ChannelRuntime(engine, config)
+            try:
+                runtime.publication()
+            except ChannelRunError:
+                runtime.close()
+                raise
+        except (ChannelConfigError, ChannelRunError) as exc:
+            channels.problems[name] = str(exc)
+            logger.error("channel %s not started: %s", name, exc)
+            continue
+        channels.running[name] = Channel(config, adapter, runtime)
+    return channels
+
+
+def channels_extension(engine: Any) -> Callable[[web.Application], None]:
+    """The `/channels/<name>/events` route for `create_app(extensions=...)`."""
+
+    def install(app: web.Application) -> None:
+        state: dict[str, Channels] = {}
+
+        async def lifecycle(app: web.Application) -> Any:
+            state["channels"] = start_channels(engine)
+            for name in state["channels"].running:
+                logger.info("channel %s listening on /channels/%s/events", name, name)
+            yield
+            for channel in state["channels"].running.values():
+                await channel.runtime.drain()
+            state["channels"].close()
+
+        async def events(request: web.Request) -> web.Response:
+            channel = state["channels"].running.get(request.match_info["name"])
+            if channel is None:
+                return web.json_response({"error": "no such channel, or it is not running"}, status=404)
+            if request.content_length is not None and request.content_length > MAX_EVENT_BYTES:
+                return web.json_response({"error": "the event is too large"}, status=413)
+            body = await request.read()
+            try:
+                verified = channel.adapter.verify(request.headers, body)
+            except Refused as exc:
+                logger.warning("channel %s refused a request from %s: %s", channel.config.name, request.remote,
+                               exc.reason)
+                return web.json_response({"error": exc.reason}, status=exc.status)
+            if verified.message is not None:
+                channel.runtime.accept(verified.message, channel.adapter)
+            return web.json_response(verified.reply or {"ok": True})
+
+        app.cleanup_ctx.append(lifecycle)
+        app.router.add_post("/channels/{name}/events", events)
+
+    return install
+
+
+async def run_polling(engine: Any, names: list[str] | None, stop: asyncio.Event) -> Channels:
+    """`partyflow channels run`: long-poll the channels that can (Telegram) until `stop`."""
+    channels = start_channels(engine, names)
+    pollers = []
+    for name, channel in channels.running.items():
+        if isinstance(channel.adapter, Telegram):
+            def accept(message: Any, channel: Channel = channel) -> None:
+                channel.runtime.accept(message, channel.adapter)
+
+            pollers.append(asyncio.create_task(channel.adapter.poll(accept, stop), name=f"poll-{name}"))
+        else:
+            channels.problems[name] = (f"{channel.config.type} channels receive events over HTTP: run "
+                                       "`partyflow serve` and point the platform at /channels/NAME/events")
+    if pollers:
+        await stop.wait()
+        for task in pollers:
+            task.cancel()
+        await asyncio.gather(*pollers, return_exceptions=True)
+        for channel in channels.running.values():
+            await channel.runtime.drain()
+    channels.close()
+    return channels

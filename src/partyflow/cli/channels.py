@@ -1,0 +1,113 @@
+"""`partyflow channels list|test|run`: chat platforms answered by published workflows (docs/channels.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from partyflow.cli.common import (
+    EXIT_INVALID,
+    HomeOption,
+    cli_console,
+    home_from,
+    open_engine,
+    print_json,
+    user_errors,
+)
+
+app = typer.Typer(help="Chat platforms (Slack, Telegram, Feishu, webhooks) answered by published workflows.",
+                  no_args_is_help=True)
+JsonOption = Annotated[bool, typer.Option("--json", help="print JSON")]
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="channels")
+
+
+@app.command("list")
+def list_channels(ctx: typer.Context, as_json: JsonOption = False, home: HomeOption = None) -> None:
+    """Configured channels: platform, workflow, and whether their credentials are set (names only)."""
+    from partyflow.channels import ChannelConfigError, load_channels
+
+    with user_errors():
+        engine = open_engine(home_from(ctx, home), load_custom_nodes=False)
+    try:
+        configs = load_channels(engine.settings.raw)
+    except ChannelConfigError as exc:
+        cli_console(stderr=True).print(f"error: {exc}", markup=False)
+        raise typer.Exit(EXIT_INVALID) from None
+    finally:
+        engine.close()
+    rows = [{"name": c.name, "type": c.type, "model": c.model, "session": c.session,
+             "missing": c.missing_credentials()} for c in configs.values()]
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        cli_console().print("no channels: add [channels.NAME] tables to config.toml (docs/channels.md)", markup=False)
+        return
+    table = Table("name", "type", "workflow", "session", "credentials")
+    for row in rows:
+        table.add_row(escape(row["name"]), row["type"], escape(row["model"]), row["session"],
+                      escape("missing " + ", ".join(row["missing"])) if row["missing"] else "set")
+    cli_console().print(table)
+
+
+@app.command("test")
+def test(ctx: typer.Context, name: Annotated[str, typer.Argument(help="a [channels.NAME] table")],
+         as_json: JsonOption = False, home: HomeOption = None) -> None:
+    """Check a channel without posting anything: config, credentials, its published workflow (exit 2 if broken)."""
+    from partyflow.channels import start_channels
+
+    with user_errors():
+        engine = open_engine(home_from(ctx, home))
+    try:
+        channels = start_channels(engine, [name])
+        channels.close()
+    finally:
+        engine.close()
+    problem = channels.problems.get(name) or channels.problems.get("[channels]")
+    if name not in channels.running and problem is None:
+        problem = f"no [channels.{name}] table in config.toml"
+    if as_json:
+        print_json({"channel": name, "ok": problem is None, "problem": problem})
+    elif problem:
+        cli_console(stderr=True).print(f"error: channel {name}: {problem}", markup=False, highlight=False)
+    else:
+        cli_console().print(f"channel {name}: ready", markup=False)
+    if problem:
+        raise typer.Exit(EXIT_INVALID)
+
+
+@app.command("run")
+def run(ctx: typer.Context, names: Annotated[list[str] | None, typer.Argument(help="channels (default: all)")] = None,
+        home: HomeOption = None) -> None:
+    """Answer long-polling platforms (Telegram) until Ctrl-C; webhook platforms are served by `partyflow serve`."""
+    from partyflow.channels import run_polling
+
+    with user_errors():
+        engine = open_engine(home_from(ctx, home))
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        channels = await run_polling(engine, names or None, stop)
+        for channel, problem in channels.problems.items():
+            cli_console(stderr=True).print(f"channel {channel}: {problem}", markup=False, highlight=False)
+        if not channels.running:
+            raise typer.Exit(EXIT_INVALID)
+
+    try:
+        asyncio.run(main())
+    finally:
+        engine.close()
+
+
+

@@ -1,0 +1,116 @@
+"""Loopback stand-ins for the chat platforms' APIs, speaking their wire formats (what the official SDKs send and
+expect), recording every call so tests can wait for the answers a channel posts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class Call:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+@dataclass
+class PlatformAPI:
+    url: str = ""
+    calls: list[Call] = field(default_factory=list)
+    rate_limit_once: set[str] = field(default_factory=set)  # paths that answer 429 the first time
+    _changed: threading.Condition = field(default_factory=threading.Condition)
+    _loop: asyncio.AbstractEventLoop | None = None
+    _stop: asyncio.Event | None = None
+    _thread: threading.Thread | None = None
+
+    def wait_for(self, path_part: str, count: int = 1, timeout: float = 30) -> list[Call]:
+        with self._changed:
+            ok = self._changed.wait_for(lambda: len(self.matching(path_part)) >= count, timeout)
+        assert ok, f"expected {count} call(s) to {path_part}, got {[c.path for c in self.calls]}"
+        return self.matching(path_part)
+
+    def matching(self, path_part: str) -> list[Call]:
+        return [c for c in self.calls if path_part in c.path]
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        if request.content_type == "application/json":
+            body = json.loads(raw or b"{}")
+        else:
+            body = dict((await request.post()) if raw else {})
+            body = {k: str(v) for k, v in body.items()} or ({} if not raw else _form(raw))
+        path = request.path
+        if path in self.rate_limit_once:
+            self.rate_limit_once.discard(path)
+            return _rate_limited(path)
+        with self._changed:
+            self.calls.append(Call(path, dict(request.headers), body))
+            self._changed.notify_all()
+        return web.json_response(_answer(path, body))
+
+    def start(self) -> PlatformAPI:
+        ready = threading.Event()
+
+        async def main() -> None:
+            app = web.Application()
+            app.router.add_route("*", "/{tail:.*}", self._handle)
+            runner = web.AppRunner(app)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            self.url, self._loop, self._stop = f"http://127.0.0.1:{port}", asyncio.get_running_loop(), asyncio.Event()
+            ready.set()
+            await self._stop.wait()
+            await runner.cleanup()
+
+        self._thread = threading.Thread(target=lambda: asyncio.run(main()), daemon=True)
+        self._thread.start()
+        assert ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(10)
+
+
+def _form(raw: bytes) -> dict[str, str]:
+    from urllib.parse import parse_qsl
+
+    return dict(parse_qsl(raw.decode()))
+
+
+def _rate_limited(path: str) -> web.Response:
+    if path.startswith("/slack/"):
+        return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": "0"})
+    if path.startswith("/bot"):
+        return web.json_response({"ok": False, "error_code": 429, "description": "Too Many Requests: retry after 0",
+                                  "parameters": {"retry_after": 0}}, status=429)
+    return web.json_response({}, status=429, headers={"Retry-After": "0"})
+
+
+def _answer(path: str, body: dict[str, Any]) -> dict[str, Any]:
+    if path.startswith("/slack/"):
+        return {"ok": True, "channel": body.get("channel"), "ts": "1700000000.000200",
+                "message": {"text": body.get("text"), "type": "message"}}
+    if path.startswith("/bot"):
+        method = path.rsplit("/", 1)[-1]
+        if method == "getMe":
+            return {"ok": True, "result": {"id": 42, "is_bot": True, "first_name": "party", "username": "partybot"}}
+        if method == "sendMessage":
+            return {"ok": True, "result": {"message_id": 7, "date": 1700000000, "text": body.get("text"),
+                                           "chat": {"id": int(body.get("chat_id", 0)), "type": "private"}}}
+        return {"ok": True, "result": True}
+    if path.endswith("/tenant_access_token/internal"):
+        return {"code": 0, "msg": "ok", "tenant_access_token": "t-test", "expire": 7200}
+    if path.startswith("/open-apis/im/v1/messages"):
+        return {"code": 0, "msg": "success", "data": {"message_id": "om_1", "chat_id": body.get("receive_id")}}
+    return {"ok": True}
