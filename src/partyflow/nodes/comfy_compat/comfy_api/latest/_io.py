@@ -735,7 +735,8 @@ def _v1_alias(cls: type, method: str) -> Any:
     def alias(klass: type, *args: Any, **kwargs: Any) -> Any:
         return getattr(klass, method)(*args, **kwargs)
 
-    alias.__signature__ = inspect.signature(target)  # type: ignore[attr-defined]
+    # the unbound signature (with `cls`): binding to the class drops that first parameter again
+    alias.__signature__ = inspect.signature(getattr(target, "__func__", target))  # type: ignore[attr-defined]
     return classmethod(alias)
 
 

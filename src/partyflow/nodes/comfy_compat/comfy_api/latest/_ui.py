@@ -1,8 +1,8 @@
 """ComfyUI's V3 `ui` helpers: what a node shows in the editor (`NodeOutput(ui=...)`).
 
-Images and audio are written with partyflow's media module into the engine's temp/output folders, and the
-result is the same `{"images": [{"filename", "subfolder", "type"}]}` shape V1 nodes return, so `/view` and
-history show them.
+Images are written with the core image nodes' saver into the engine's temp/output folders (saving AUDIO is
+not offered yet and says so), and the result has the `{"images": [{"filename", "subfolder", "type"}]}` shape
+V1 nodes return, so `/view` and history show them.
 """
 
 from __future__ import annotations
@@ -73,13 +73,12 @@ class ImageSaveHelper:
     @staticmethod
     def save_images(images: Any, filename_prefix: str, folder_type: Any, cls: Any = None,
                     compress_level: int = 4) -> list[SavedResult]:
-        from partyflow.media.images import save_image_batch
+        from partyflow.builtin_nodes.comfy.images import save_images
 
         kind = str(getattr(folder_type, "value", folder_type))
         hidden = getattr(cls, "hidden", None)
-        saved = save_image_batch(images, filename_prefix, kind, prompt=getattr(hidden, "prompt", None),
-                                 extra_pnginfo=getattr(hidden, "extra_pnginfo", None),
-                                 compress_level=compress_level)
+        saved = save_images(images, filename_prefix, kind, prompt=getattr(hidden, "prompt", None),
+                            extra_pnginfo=getattr(hidden, "extra_pnginfo", None), compress_level=compress_level)
         return [SavedResult(**entry) for entry in saved]
 
     @staticmethod
@@ -94,10 +93,7 @@ class AudioSaveHelper:
     @staticmethod
     def save_audio(audio: Any, filename_prefix: str, folder_type: Any, cls: Any = None, format: str = "flac",
                    **_: Any) -> list[SavedResult]:
-        from partyflow.media.audio import save_audio_batch
-
-        kind = str(getattr(folder_type, "value", folder_type))
-        return [SavedResult(**entry) for entry in save_audio_batch(audio, filename_prefix, kind, fmt=format)]
+        raise NotImplementedError("saving AUDIO from a V3 node is not available in partyflow yet")
 
     @staticmethod
     def get_save_audio_ui(audio: Any, filename_prefix: str, cls: Any = None, format: str = "flac",
