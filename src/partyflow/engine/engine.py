@@ -105,7 +105,8 @@ class Engine:
         self.host.models = _model_manager(self.settings)  # issue 3, item 4: shared by the packs' local models
         self.host.run_workflow = self.run_async  # issue 7: workflow tools run nested prompts on this engine
         self._pool = ThreadPoolExecutor(max_workers=self.settings.max_workers, thread_name_prefix="partyflow-node")
-        self._services = ExecutionServices(self.registry, self.host, make_cache(cache or self.settings.cache), self._pool)
+        self._services = ExecutionServices(self.registry, self.host, make_cache(cache or self.settings.cache), self._pool,
+                                           parallel_packs=_parallel_packs(self.settings.raw))
         self._validator = PromptValidator(self.registry, max_string_length=self.settings.max_string_length)
         self._loops: dict[str, asyncio.AbstractEventLoop] = {}
         self._executions: dict[str, PromptExecution] = {}
@@ -350,3 +351,12 @@ def _on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
 
 
 __all__ = ["Engine", "PromptValidationError", "RunResult", "NodeRegistry", "HostContext"]
+
+
+def _parallel_packs(raw: Mapping[str, Any]) -> frozenset[str]:
+    """Packs whose sync nodes may overlap others: `[packs.<folder>] parallel = true` in config.toml (issue 20)."""
+    packs = raw.get("packs")
+    if not isinstance(packs, Mapping):
+        return frozenset()
+    return frozenset(name for name, table in packs.items()
+                     if isinstance(table, Mapping) and table.get("parallel") is True)
