@@ -156,3 +156,22 @@ def test_core_image_nodes_use_comfy_tensors_and_save_viewable_files(engine: Engi
         assert "prompt" in written.info
     preview = result.outputs["5"]["images"][0]
     assert preview["type"] == "temp" and (engine.home.temp / preview["subfolder"] / preview["filename"]).is_file()
+
+
+def test_host_modules_locate_themselves_in_the_home_not_in_partyflows_package(engine: Engine) -> None:
+    import os
+
+    import partyflow
+    from partyflow.nodes.host import host_context
+
+    package = Path(partyflow.__file__).resolve().parent
+    with host_context(engine.host):
+        import execution
+        import folder_paths
+        import nodes
+        import server
+
+        for module in (folder_paths, server, nodes, execution):
+            root = Path(os.path.dirname(module.__file__))
+            assert root == engine.home.root, module
+            assert package not in root.resolve().parents

@@ -15,6 +15,7 @@ import time
 from collections.abc import Collection, Iterable
 from typing import Any
 
+from partyflow.nodes.comfy_compat._located import located_file
 from partyflow.nodes.host import HostContext, current_host
 
 supported_pt_extensions: frozenset[str] = frozenset(
@@ -62,6 +63,8 @@ _MODULE_VALUES = {
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__file__":
+        return located_file(_REAL_FILE, "folder_paths.py")
     if name in _MODULE_VALUES:
         return _MODULE_VALUES[name]()
     raise AttributeError(f"module 'folder_paths' has no attribute {name!r}")
@@ -304,3 +307,7 @@ set_output_directory = _refuse_move("output")
 set_temp_directory = _refuse_move("temp")
 set_input_directory = _refuse_move("input")
 set_user_directory = _refuse_move("user")
+
+
+_REAL_FILE = __file__
+del __file__  # answered by __getattr__: a path in the engine's home (see _located)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from partyflow.nodes.comfy_compat._located import located_file
 from partyflow.nodes.comfy_compat._runtime import DiffusionRuntimeError
 from partyflow.nodes.comfy_compat.comfy import model_management
 from partyflow.nodes.host import current_host, current_host_or_none
@@ -124,6 +125,8 @@ def common_ksampler(*args: Any, **kwargs: Any) -> Any:
 
 def __getattr__(name: str) -> Any:
     """`EXTENSION_WEB_DIRS`, registered node classes by class_type, then ComfyUI's core classes."""
+    if name == "__file__":
+        return located_file(_REAL_FILE, "nodes.py")
     if name.startswith("__"):
         raise AttributeError(f"module 'nodes' has no attribute {name!r}")
     host = current_host_or_none()
@@ -146,3 +149,7 @@ def _core_class(name: str) -> type | None:
     except ImportError:  # pragma: no cover - the pack ships with partyflow
         return None
     return core.get(name)
+
+
+_REAL_FILE = __file__
+del __file__  # answered by __getattr__: a path in the engine's home (see _located)

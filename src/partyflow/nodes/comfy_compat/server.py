@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from partyflow.nodes.comfy_compat._located import located_file
 from partyflow.nodes.host import RouteTable, current_host, current_host_or_none, current_scope
 
 __all__ = ["BinaryEventTypes", "PromptServer"]
@@ -172,3 +173,13 @@ class PromptServer:
     """Only `PromptServer.instance` is offered; partyflow's own server is not this class."""
 
     instance: ClassVar[_ServerView] = _ServerView()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__file__":
+        return located_file(_REAL_FILE, "server.py")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_REAL_FILE = __file__
+del __file__  # answered by __getattr__: a path in the engine's home (see _located)
