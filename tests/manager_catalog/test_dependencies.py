@@ -33,7 +33,11 @@ def test_reads_requirements_txt_and_pyproject(tmp_path: Path) -> None:
                                       "-r more.txt"), pyproject_deps=("gamma", "alpha>=1"))
     (pack / "more.txt").write_text("beta==1.0\n")
     reqs, skipped = deps.read_requirements(pack)
-    assert reqs == ["alpha>=1", "beta==1.0", "gamma"]
+    assert reqs == ["alpha>=1", "beta==1.0"]  # requirements.txt wins, as with ComfyUI-Manager
+    txt = (pack / "requirements.txt").read_text()
+    (pack / "requirements.txt").unlink()
+    assert deps.read_requirements(pack) == (["gamma", "alpha>=1"], [])  # pyproject only without requirements.txt
+    (pack / "requirements.txt").write_text(txt)
     assert skipped == ["requirements.txt:3: --index-url https://evil.invalid/simple"]
     (pack / "requirements.txt").write_text("-r ../outside.txt\n")
     with pytest.raises(DependencyError, match="outside the pack"):
@@ -44,7 +48,7 @@ def test_reads_requirements_txt_and_pyproject(tmp_path: Path) -> None:
 
 
 def test_installs_from_the_wheelhouse_and_rolls_back(offline_home: Home, venv: str, tmp_path: Path) -> None:
-    pack = make_pack(tmp_path, "p", ("gamma",), pyproject_deps=("beta",))
+    pack = make_pack(tmp_path, "p", ("gamma", "beta"), pyproject_deps=("beta",))
     report = install_for_pack(pack, home=offline_home, python=venv)
     assert report.tool == "uv" and report.offline
     assert report.installed == {"gamma": "1.0", "delta": "1.5", "beta": "1.0", "alpha": "1.0"}

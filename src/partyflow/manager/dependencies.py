@@ -211,13 +211,19 @@ def find_uv() -> str | None:
 
 
 def read_requirements(pack_dir: Path) -> tuple[list[str], list[str]]:
-    """The pack's requirements (requirements.txt, then pyproject's [project].dependencies), deduplicated, and
-    the requirement-file lines that were not followed (index options a pack must not set for the host)."""
+    """The pack's requirements, deduplicated, and the requirement-file lines that were not followed (index
+    options a pack must not set for the host).
+
+    As ComfyUI-Manager does, requirements.txt is what a pack installs with; pyproject.toml's
+    [project].dependencies (registry metadata, often stale or pinned differently) are read only when the pack
+    has no requirements.txt.
+    """
     reqs: list[str] = []
     skipped: list[str] = []
     txt = pack_dir / "requirements.txt"
     if txt.is_file():
         _read_txt(txt, pack_dir.resolve(), reqs, skipped, depth=0)
+        return list(dict.fromkeys(reqs)), skipped
     pyproject = pack_dir / "pyproject.toml"
     if pyproject.is_file():
         try:

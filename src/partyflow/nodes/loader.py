@@ -64,7 +64,7 @@ class _Attempt:
 
 # --- public API ----------------------------------------------------------------------------------------------
 
-def load_packs(directories: Sequence[Path], host: HostContext, *, timeout: float = 30.0,
+def load_packs(directories: Sequence[Path], host: HostContext, *, timeout: float = 120.0,
                load_elsewhere: Callable[[Path], PackLoadResult | None] | None = None) -> list[PackLoadResult]:
     """Load every pack in `directories` (missing directories are skipped) and log the import times.
 
@@ -85,7 +85,7 @@ def _load_one(path: Path, host: HostContext, timeout: float,
 # --- end isolated packs ------------------------------------------------------------------------------------------
 
 
-def load_pack(path: Path, host: HostContext, *, timeout: float = 30.0) -> PackLoadResult:
+def load_pack(path: Path, host: HostContext, *, timeout: float = 120.0) -> PackLoadResult:
     """Import the pack at `path` into `host.registry` as `custom_nodes.<pack>`."""
     path = Path(path).absolute()
     name = path.stem if path.is_file() else path.name
@@ -98,7 +98,7 @@ def load_pack(path: Path, host: HostContext, *, timeout: float = 30.0) -> PackLo
                    python_module=f"{PACKAGE}.{name}", started=started, timeout=timeout)
 
 
-def load_module_pack(module_name: str, host: HostContext, *, timeout: float = 30.0) -> PackLoadResult:
+def load_module_pack(module_name: str, host: HostContext, *, timeout: float = 120.0) -> PackLoadResult:
     """Import one of our built-in packs (an importable module such as `partyflow.builtin_nodes.core`).
 
     Python imports it once per process; later engines register the classes of that same module.
@@ -253,7 +253,9 @@ def _module_path(module: types.ModuleType | None) -> Path | None:
 def _finish(attempt: _Attempt, host: HostContext, *, name: str, path: Path | None, module_name: str,
             python_module: str, started: float, timeout: float) -> PackLoadResult:
     if attempt.timed_out:
-        error = TimeoutError(f"import did not finish within {timeout:g} seconds; the pack was abandoned")
+        error = TimeoutError(f"import did not finish within {timeout:g} seconds; the pack was abandoned (raise "
+                             "pack_import_timeout under [engine] in config.toml, or PARTYFLOW_PACK_IMPORT_TIMEOUT, "
+                             "if it only needs longer)")
         return _failed(name, path, module_name, started, error, timed_out=True)
     if attempt.error is not None or attempt.module is None:
         return _failed(name, path, module_name, started, attempt.error or _PackError("import gave no module"))
