@@ -112,3 +112,20 @@ def test_wheelhouse_in_the_home_is_used_first(home: Home, wheelhouse: Path, venv
 def test_missing_requirements(tmp_path: Path) -> None:
     pack = make_pack(tmp_path, "p", ("alpha>=2", "beta", "gamma; python_version < '3'"))
     assert deps.missing_requirements(pack, {"alpha": "1.0"}) == ["alpha>=2 (installed: 1.0)", "beta"]
+
+
+def test_torch_comes_from_the_cpu_index_on_machines_without_a_gpu(home: Home,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(deps, "has_nvidia_gpu", lambda: False)
+    adds_torch = {"torch": "2.5.1", "filelock": "3.0"}
+    assert deps.torch_index_url(home, adds_torch, {}) == deps.CPU_TORCH_INDEX
+    assert deps.torch_index_url(home, adds_torch, {"torch": "2.5.1"}) is None  # already there: nothing to choose
+    assert deps.torch_index_url(home, {"filelock": "3.0"}, {}) is None
+    monkeypatch.setattr(deps, "has_nvidia_gpu", lambda: True)
+    assert deps.torch_index_url(home, adds_torch, {}) is None
+    write_config(home, '[manager]\ntorch_index = "cpu"\n')
+    assert deps.torch_index_url(home, adds_torch, {}) == deps.CPU_TORCH_INDEX
+    installer = deps.Installer(tool="uv", command=("uv", "pip"), python="python",
+                               extra_index_urls=(deps.CPU_TORCH_INDEX,))
+    assert installer.source_args(offline=False)[-2:] == ["--extra-index-url", deps.CPU_TORCH_INDEX]
+    assert "--extra-index-url" not in installer.source_args(offline=True)
