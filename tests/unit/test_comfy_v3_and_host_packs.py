@@ -175,3 +175,29 @@ def test_host_modules_locate_themselves_in_the_home_not_in_partyflows_package(en
             root = Path(os.path.dirname(module.__file__))
             assert root == engine.home.root, module
             assert package not in root.resolve().parents
+
+
+def test_core_audio_nodes_round_trip_a_wav_file(engine: Engine) -> None:
+    pytest.importorskip("torch")
+    import math
+    import struct
+    import wave
+
+    with wave.open(str(engine.home.input / "tone.wav"), "wb") as writer:
+        writer.setnchannels(1)
+        writer.setsampwidth(2)
+        writer.setframerate(8000)
+        writer.writeframes(b"".join(struct.pack("<h", int(16000 * math.sin(i / 10))) for i in range(800)))
+    prompt = {"1": {"class_type": "LoadAudio", "inputs": {"audio": "tone.wav"}},
+              "2": {"class_type": "SaveAudio", "inputs": {"audio": ["1", 0], "filename_prefix": "audio/tone"}},
+              "3": {"class_type": "PreviewAudio", "inputs": {"audio": ["1", 0]}}}
+    result = engine.run(prompt)
+    assert result.ok, result.error
+    audio = result.output("1")
+    assert audio["sample_rate"] == 8000 and tuple(audio["waveform"].shape) == (1, 1, 800)
+    assert abs(float(audio["waveform"][0, 0, 10]) - 16000 * math.sin(1) / 32768) < 1e-4
+    saved = result.outputs["2"]["audio"][0]
+    assert saved["subfolder"] == "audio" and saved["type"] == "output"
+    path = engine.home.output / "audio" / saved["filename"]
+    assert path.is_file() and path.suffix in (".flac", ".wav")
+    assert result.outputs["3"]["audio"][0]["type"] == "temp"

@@ -6,9 +6,9 @@ Workflows saved in ComfyUI use these names (`PreviewAny`, `PrimitiveString`, ...
 
 from __future__ import annotations
 
-from . import images, text
+from . import audio, images, text
 
-_MODULES = (text, images)
+_MODULES = (text, images, audio)
 
 NODE_CLASS_MAPPINGS = {name: cls for module in _MODULES for name, cls in module.NODE_CLASS_MAPPINGS.items()}
 NODE_DISPLAY_NAME_MAPPINGS = {name: title for module in _MODULES

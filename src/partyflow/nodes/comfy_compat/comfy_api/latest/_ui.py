@@ -1,8 +1,8 @@
 """ComfyUI's V3 `ui` helpers: what a node shows in the editor (`NodeOutput(ui=...)`).
 
-Images are written with the core image nodes' saver into the engine's temp/output folders (saving AUDIO is
-not offered yet and says so), and the result has the `{"images": [{"filename", "subfolder", "type"}]}` shape
-V1 nodes return, so `/view` and history show them.
+Images and audio are written with the core nodes' savers into the engine's temp/output folders, and the
+result has the `{"images": [{"filename", "subfolder", "type"}]}` shape V1 nodes return, so `/view` and
+history show them.
 """
 
 from __future__ import annotations
@@ -93,7 +93,11 @@ class AudioSaveHelper:
     @staticmethod
     def save_audio(audio: Any, filename_prefix: str, folder_type: Any, cls: Any = None, format: str = "flac",
                    **_: Any) -> list[SavedResult]:
-        raise NotImplementedError("saving AUDIO from a V3 node is not available in partyflow yet")
+        from partyflow.builtin_nodes.comfy.audio import SaveAudio
+
+        saver = SaveAudio()
+        saver.type = str(getattr(folder_type, "value", folder_type))
+        return [SavedResult(**entry) for entry in saver.save_audio(audio, filename_prefix)["ui"]["audio"]]
 
     @staticmethod
     def get_save_audio_ui(audio: Any, filename_prefix: str, cls: Any = None, format: str = "flac",
