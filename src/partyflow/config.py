@@ -106,7 +106,7 @@ class Settings:
     max_workers: int = 64             # worker threads for sync node functions
     max_history: int = 10_000
     max_string_length: int = 10_000_000
-    pack_import_timeout: float = 30.0
+    pack_import_timeout: float = 120.0  # real packs take 30-35 s to import on 2 cores (issue 20)
     extra_node_paths: tuple[str, ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict)  # the whole parsed config.toml, for other layers
 

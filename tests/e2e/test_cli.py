@@ -229,3 +229,30 @@ NODE_CLASS_MAPPINGS = {"WaitForInterrupt": WaitForInterrupt}
         _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
+
+
+# --- real packs' habits (issue 20) -------------------------------------------------------------------------------
+
+def test_run_json_stdout_stays_json_when_a_pack_prints(tmp_path: Path) -> None:
+    install_pack(tmp_path, "noisy_pack")
+    workflow = tmp_path / "noisy.json"
+    workflow.write_text(json.dumps({"1": {"class_type": "NoisyUpper", "inputs": {"text": "quiet"}}}))
+    done = partyflow("run", str(workflow), "--json", home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)  # nothing but the result on stdout
+    assert result["outputs"]["1"] == {"text": ["QUIET"]}
+    assert "noisy_pack: loading models..." in done.stderr and "raw write to fd 1" in done.stderr
+
+
+def test_a_broken_pack_costs_one_warning_line_and_doctor_names_the_host_module(tmp_path: Path) -> None:
+    install_pack(tmp_path, "broken_host_pack")
+    done = partyflow("validate", str(EXAMPLES / "hello.json"), home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    mentions = [line for line in done.stderr.splitlines() if "broken_host_pack" in line]
+    assert len(mentions) == 1 and "partyflow nodes doctor" in mentions[0]
+    assert "Traceback" not in done.stderr
+    doctor = partyflow("nodes", "doctor", "--json", home=tmp_path)
+    report = {entry["name"]: entry for entry in json.loads(doctor.stdout)}["broken_host_pack"]
+    assert not report["ok"] and "comfy.unheard_of_module" in report["error"]
+    assert any("ComfyUI's 'comfy.unheard_of_module'" in hint and "no requirement" in hint
+               for hint in report["hints"])

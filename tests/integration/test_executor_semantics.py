@@ -179,10 +179,16 @@ def test_validate_inputs_receives_linked_input_types(semantics):
 
 def test_independent_branches_run_concurrently(semantics):
     engine, _ = semantics
-    prompt = {"1": node("MeetAtBarrier", value=1), "2": node("MeetAtBarrier", value=2),
-              "3": node("Collect", value=["1", 0]), "4": node("Collect", value=["2", 0])}
-    result = engine.run(prompt)  # a sequential executor would deadlock at the barrier and time out
-    assert result.status == "success", result.error
+    # a third-party pack's sync nodes run one at a time unless the user marks the pack parallel (issue 20)
+    (engine.home.config_file).write_text("[packs.semantics]\nparallel = true\n")
+    parallel = Engine(home=engine.home.root, builtin_packs=())
+    try:
+        prompt = {"1": node("MeetAtBarrier", value=1), "2": node("MeetAtBarrier", value=2),
+                  "3": node("Collect", value=["1", 0]), "4": node("Collect", value=["2", 0])}
+        result = parallel.run(prompt)  # a sequential executor would deadlock at the barrier and time out
+        assert result.status == "success", result.error
+    finally:
+        parallel.close()
 
 
 def test_concurrency_limit_serialises_a_class(semantics):

@@ -33,7 +33,11 @@ def test_reads_requirements_txt_and_pyproject(tmp_path: Path) -> None:
                                       "-r more.txt"), pyproject_deps=("gamma", "alpha>=1"))
     (pack / "more.txt").write_text("beta==1.0\n")
     reqs, skipped = deps.read_requirements(pack)
-    assert reqs == ["alpha>=1", "beta==1.0", "gamma"]
+    assert reqs == ["alpha>=1", "beta==1.0"]  # requirements.txt wins, as with ComfyUI-Manager
+    txt = (pack / "requirements.txt").read_text()
+    (pack / "requirements.txt").unlink()
+    assert deps.read_requirements(pack) == (["gamma", "alpha>=1"], [])  # pyproject only without requirements.txt
+    (pack / "requirements.txt").write_text(txt)
     assert skipped == ["requirements.txt:3: --index-url https://evil.invalid/simple"]
     (pack / "requirements.txt").write_text("-r ../outside.txt\n")
     with pytest.raises(DependencyError, match="outside the pack"):
@@ -44,7 +48,7 @@ def test_reads_requirements_txt_and_pyproject(tmp_path: Path) -> None:
 
 
 def test_installs_from_the_wheelhouse_and_rolls_back(offline_home: Home, venv: str, tmp_path: Path) -> None:
-    pack = make_pack(tmp_path, "p", ("gamma",), pyproject_deps=("beta",))
+    pack = make_pack(tmp_path, "p", ("gamma", "beta"), pyproject_deps=("beta",))
     report = install_for_pack(pack, home=offline_home, python=venv)
     assert report.tool == "uv" and report.offline
     assert report.installed == {"gamma": "1.0", "delta": "1.5", "beta": "1.0", "alpha": "1.0"}
@@ -108,3 +112,20 @@ def test_wheelhouse_in_the_home_is_used_first(home: Home, wheelhouse: Path, venv
 def test_missing_requirements(tmp_path: Path) -> None:
     pack = make_pack(tmp_path, "p", ("alpha>=2", "beta", "gamma; python_version < '3'"))
     assert deps.missing_requirements(pack, {"alpha": "1.0"}) == ["alpha>=2 (installed: 1.0)", "beta"]
+
+
+def test_torch_comes_from_the_cpu_index_on_machines_without_a_gpu(home: Home,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(deps, "has_nvidia_gpu", lambda: False)
+    adds_torch = {"torch": "2.5.1", "filelock": "3.0"}
+    assert deps.torch_index_url(home, adds_torch, {}) == deps.CPU_TORCH_INDEX
+    assert deps.torch_index_url(home, adds_torch, {"torch": "2.5.1"}) is None  # already there: nothing to choose
+    assert deps.torch_index_url(home, {"filelock": "3.0"}, {}) is None
+    monkeypatch.setattr(deps, "has_nvidia_gpu", lambda: True)
+    assert deps.torch_index_url(home, adds_torch, {}) is None
+    write_config(home, '[manager]\ntorch_index = "cpu"\n')
+    assert deps.torch_index_url(home, adds_torch, {}) == deps.CPU_TORCH_INDEX
+    installer = deps.Installer(tool="uv", command=("uv", "pip"), python="python",
+                               extra_index_urls=(deps.CPU_TORCH_INDEX,))
+    assert installer.source_args(offline=False)[-2:] == ["--extra-index-url", deps.CPU_TORCH_INDEX]
+    assert "--extra-index-url" not in installer.source_args(offline=True)

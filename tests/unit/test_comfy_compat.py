@@ -327,9 +327,11 @@ def test_progress_bar_outside_a_node_call_only_counts() -> None:
     assert comfy.utils.PROGRESS_BAR_ENABLED is True
 
 
-def test_torch_helpers_are_refused_clearly() -> None:
-    with pytest.raises(AttributeError, match="torch-based core"):
-        comfy.utils.common_upscale  # noqa: B018
+def test_diffusion_helpers_import_and_fail_clearly_when_called() -> None:
+    from partyflow.nodes.comfy_compat._runtime import DiffusionRuntimeError
+
+    with pytest.raises(DiffusionRuntimeError, match="comfy.utils.pack_latents needs ComfyUI's diffusion runtime"):
+        comfy.utils.pack_latents(None)
 
 
 def test_host_modules_do_not_import_torch() -> None:

@@ -145,8 +145,9 @@ def test_basic_workflow_converts_to_the_exact_api_prompt() -> None:
         ([42, "fixed", 20, 7.5, "ddim", "karras", 0.8], _sampler(42, 20, 7.5, "ddim", "karras", denoise=0.8)),
         # Files saved without the control value still line up.
         ([42, 20, 7.5, "ddim", "karras", 0.8], _sampler(42, 20, 7.5, "ddim", "karras", denoise=0.8)),
-        # Fewer values than widgets: the rest stay unset for validation to default or report.
-        ([5, "decrement", 3], {"seed": 5, "steps": 3}),
+        # Fewer values than widgets (widgets added after the file was saved): the rest take their defaults,
+        # as the editor gives them on load.
+        ([5, "decrement", 3], _sampler(5, 3, 8.0, "euler", "normal", denoise=1.0)),
     ],
 )
 def test_control_after_generate_value_is_skipped_only_when_present(values, expected) -> None:
@@ -182,8 +183,8 @@ def test_primitive_values_and_reroute_chains_are_resolved_through() -> None:
         "14": _entry(
             "Sampler", {**_sampler(123, 10, 1.0, "euler", "normal", denoise=1.0), "model": ["13", 0]}
         ),
-        # the PrimitiveNode's value also reaches a target behind a Reroute.
-        "16": _entry("Sampler", {**_sampler(123, 30, 2.0, "ddim", "simple"), "model": ["13", 0]}),
+        # the PrimitiveNode's value also reaches a target behind a Reroute; denoise (not saved) takes its default.
+        "16": _entry("Sampler", {**_sampler(123, 30, 2.0, "ddim", "simple", denoise=1.0), "model": ["13", 0]}),
     }
 
 
@@ -496,3 +497,55 @@ def test_random_malformed_documents_either_convert_or_raise_workflow_format_erro
     else:
         assert isinstance(result, dict)
         json.dumps(result)
+
+
+# --- saved-format versions (issue 20) ---------------------------------------------------------------------------
+
+PARTY_INFO = {
+    "LLM": _info(
+        "LLM",
+        {
+            "model": ["CUSTOM", {}],
+            "system_prompt": ["STRING", {"multiline": True, "default": "You are helpful."}],
+            "user_prompt": ["STRING", {"multiline": True, "default": "Hello"}],
+            "temperature": ["FLOAT", {"default": 0.7}],
+            "is_memory": [["enable", "disable"], {"default": "enable"}],
+            "conversation_rounds": ["INT", {"default": 100}],
+        },
+        {
+            "tools": ["STRING", {"forceInput": True}],
+            "file_content": ["STRING", {"forceInput": True}],
+            "is_enable": ["BOOLEAN", {"default": True}],
+        },
+        order={"required": ["model", "system_prompt", "user_prompt", "temperature", "is_memory",
+                            "conversation_rounds"],
+               "optional": ["tools", "file_content", "is_enable"]},
+    ),
+}
+
+
+def test_force_input_sockets_saved_as_converted_widgets_keep_their_slot() -> None:
+    # an older editor made widgets for forceInput inputs and saved them converted (a `widget` marker): their
+    # values sit in widgets_values and must not shift the ones after them
+    node = _node(1, "LLM", ["sys", "hi", 0.5, "disable", 7, "", "", True],
+                 inputs=[("model", "CUSTOM"), ("tools", "STRING"), ("file_content", "STRING")])
+    for entry in node["inputs"]:
+        if entry["name"] in ("tools", "file_content"):
+            entry["widget"] = {"name": entry["name"]}
+    result = ui_to_api(_doc([node]), PARTY_INFO)["1"]["inputs"]
+    assert result["conversation_rounds"] == 7 and result["is_enable"] is True
+    assert result["tools"] == "" and result["file_content"] == ""
+
+
+def test_force_input_sockets_of_newer_editors_hold_no_slot() -> None:
+    node = _node(1, "LLM", ["sys", "hi", 0.5, "disable", 7, False],
+                 inputs=[("model", "CUSTOM"), ("tools", "STRING"), ("file_content", "STRING")])
+    result = ui_to_api(_doc([node]), PARTY_INFO)["1"]["inputs"]
+    assert result["conversation_rounds"] == 7 and result["is_enable"] is False
+    assert "tools" not in result and "file_content" not in result
+
+
+def test_widgets_added_after_saving_take_their_defaults() -> None:
+    node = _node(1, "LLM", ["sys", "hi", 0.5, "disable"], inputs=[("model", "CUSTOM")])
+    result = ui_to_api(_doc([node]), PARTY_INFO)["1"]["inputs"]
+    assert result["conversation_rounds"] == 100 and result["is_enable"] is True

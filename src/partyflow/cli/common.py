@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -96,6 +98,31 @@ def writing(output: Path) -> Iterator[None]:
         Console(stderr=True).print(f"[bold red]error:[/] cannot write {escape(str(output))}: "
                                    f"{escape(exc.strerror or str(exc))}", highlight=False)
         raise typer.Exit(EXIT_INVALID) from None
+
+
+@contextlib.contextmanager
+def stdout_kept_for_result(active: bool = True) -> Iterator[None]:
+    """While active, whatever packs and nodes print (Python's `print` from any thread, and writes to file
+    descriptor 1 by extensions or subprocesses) goes to stderr, so stdout carries only the command's result."""
+    if not active:
+        yield
+        return
+    saved_fd = None
+    try:
+        sys.stdout.flush()
+        if sys.stdout.fileno() == 1:
+            saved_fd = os.dup(1)
+            os.dup2(2, 1)
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        saved_fd = None  # not a real file (tests capture stdout): the Python-level redirect is enough
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        if saved_fd is not None:
+            sys.stderr.flush()
+            os.dup2(saved_fd, 1)
+            os.close(saved_fd)
 
 
 def print_json(data: Any) -> None:

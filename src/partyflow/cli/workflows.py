@@ -26,6 +26,7 @@ from partyflow.cli.common import (
     home_from,
     open_engine,
     print_json,
+    stdout_kept_for_result,
     user_errors,
 )
 
@@ -50,7 +51,7 @@ def run(
 ) -> None:
     """Run a workflow and print what its output nodes produced."""
     out = cli_console()
-    with user_errors():
+    with user_errors(), stdout_kept_for_result(as_json):  # packs may print; --json stdout stays JSON
         engine = open_engine(home_from(ctx, home), cache=cache)
         prompt = engine.load_workflow(workflow, overrides=set_ or [])
         with _node_tracebacks_logged(_verbose(ctx)):
@@ -184,7 +185,7 @@ def validate(
 ) -> None:
     """Check a workflow without running it; lists every problem at once (exit code 2 if any)."""
     out = cli_console()
-    with user_errors():
+    with user_errors(), stdout_kept_for_result(as_json):
         engine = open_engine(home_from(ctx, home))
         result = engine.validate(engine.load_workflow(workflow))
     engine.close()

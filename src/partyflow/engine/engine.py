@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("partyflow.engine")
 
-BUILTIN_PACKS = ("core", "llm", "agents")
+BUILTIN_PACKS = ("core", "comfy", "llm", "agents")
 _HISTORY_EVENTS = (ExecutionStart, ExecutionCached, ExecutionSuccess, ExecutionError, ExecutionInterrupted)
 
 
@@ -138,7 +138,8 @@ class Engine:
         self.host.models = _model_manager(self.settings)  # issue 3, item 4: shared by the packs' local models
         self.host.run_workflow = self.run_async  # issue 7: workflow tools run nested prompts on this engine
         self._pool = ThreadPoolExecutor(max_workers=self.settings.max_workers, thread_name_prefix="partyflow-node")
-        self._services = ExecutionServices(self.registry, self.host, make_cache(cache or self.settings.cache), self._pool)
+        self._services = ExecutionServices(self.registry, self.host, make_cache(cache or self.settings.cache), self._pool,
+                                           parallel_packs=_parallel_packs(self.settings.raw))
         self._validator = PromptValidator(self.registry, max_string_length=self.settings.max_string_length)
         self._loops: dict[str, asyncio.AbstractEventLoop] = {}
         self._executions: dict[str, PromptExecution] = {}
@@ -430,3 +431,12 @@ class PromptStream:
 
 
 _STREAM_END = object()
+
+
+def _parallel_packs(raw: Mapping[str, Any]) -> frozenset[str]:
+    """Packs whose sync nodes may overlap others: `[packs.<folder>] parallel = true` in config.toml (issue 20)."""
+    packs = raw.get("packs")
+    if not isinstance(packs, Mapping):
+        return frozenset()
+    return frozenset(name for name, table in packs.items()
+                     if isinstance(table, Mapping) and table.get("parallel") is True)

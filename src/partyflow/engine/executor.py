@@ -10,6 +10,7 @@ Lazy inputs, list mapping, graph expansion and ExecutionBlocker follow ComfyUI's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import logging
@@ -76,6 +77,24 @@ class ExecutionServices:
     # (prompt, signatures) of the last run: an identical prompt object (the validator hands back the same one for
     # an unchanged workflow) without IS_CHANGED nodes has the same signatures, so they are not hashed again
     signature_memo: tuple[Mapping[str, Any], dict[str, str]] | None = None
+    # third-party packs keep ComfyUI's one-node-at-a-time semantics (issue 20): their sync calls take this lock,
+    # except packs listed here (`[packs.<folder>] parallel = true`) and nodes with CONCURRENCY_LIMIT or async
+    parallel_packs: frozenset[str] = frozenset()
+    pack_lock: threading.Lock = field(default_factory=threading.Lock)
+    _serial: dict[type, bool] = field(default_factory=dict)
+
+    def serialized(self, definition: NodeDefinition) -> bool:
+        """Whether calls of this node class must not overlap other third-party sync calls."""
+        known = self._serial.get(definition.cls)
+        if known is None:
+            module = definition.python_module
+            pack = module.partition(".")[2].split(".")[0] if module.startswith("custom_nodes.") else None
+            entry = self.registry.entry(definition.class_type) if definition.class_type in self.registry else None
+            folder = entry.pack if entry is not None else pack
+            known = (pack is not None and not definition.is_async and definition.concurrency_limit is None
+                     and folder not in self.parallel_packs and pack not in self.parallel_packs)
+            self._serial[definition.cls] = known
+        return known
 
 
 class _NodeState:
@@ -380,7 +399,8 @@ class PromptExecution:
         display = self.dyn.get_display_node_id(node_id)
         if self._node_events:
             self._emit(Executing(self.prompt_id, node=node_id, display_node=display))
-        if not definition.is_async and definition.concurrency_limit is None and self.services.speeds.inline(definition.cls):
+        if (not definition.is_async and definition.concurrency_limit is None and self.services.speeds.inline(definition.cls)
+                and not self.services.serialized(definition)):
             function = getattr(prepared.instance, definition.function)
             token = enter_scope(self._scope(node_id, 0))
             started = time.perf_counter()
@@ -437,14 +457,19 @@ class PromptExecution:
         """Runs in a worker thread; times only the calls, so waiting in the pool's queue is not held against them."""
         function = getattr(prepared.instance, prepared.definition.function)
         results = []
-        started = time.perf_counter()
+        lock = self.services.pack_lock if self.services.serialized(prepared.definition) else contextlib.nullcontext()
+        with lock:
+            started = time.perf_counter()
+            self._calls(node_id, prepared, function, results)
+            return results, time.perf_counter() - started
+
+    def _calls(self, node_id: str, prepared: _Prepared, function: Any, results: list[Any]) -> None:
         with host_context(self.services.host):
             for index, kwargs in enumerate(prepared.calls):
                 if self.interrupt.is_set():
                     raise NodeInterrupted("interrupted")
                 with node_scope(self._scope(node_id, index)):
                     results.append(function(**kwargs))
-        return results, time.perf_counter() - started
 
     def _limit(self, definition: NodeDefinition) -> asyncio.Semaphore | None:
         if definition.concurrency_limit is None:

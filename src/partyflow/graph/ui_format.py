@@ -13,7 +13,7 @@ Semantics follow the frontend's `graphToPrompt` and `ExecutableNodeDTO` (ComfyUI
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -564,6 +564,9 @@ class _Converter:
 # --- widget values ---------------------------------------------------------------------------------------------
 
 
+_NO_DEFAULT = object()
+
+
 @dataclass(frozen=True)
 class _WidgetSpec:
     name: str
@@ -586,20 +589,42 @@ class _WidgetSpec:
             return True
         return value in _combo_options(self.type, self.options)
 
+    def default(self) -> Any:
+        """The value the editor gives a new widget: its declared default, else the first choice or the type's zero."""
+        if "default" in self.options:
+            return self.options["default"]
+        choices = _combo_options(self.type, self.options)
+        if choices:
+            return choices[0]
+        zero: dict[str, Any] = {"INT": self.options.get("min", 0), "FLOAT": self.options.get("min", 0.0),
+                                "STRING": "", "BOOLEAN": False}
+        return zero.get(self.type, _NO_DEFAULT) if isinstance(self.type, str) else _NO_DEFAULT
+
 
 def _widget_inputs(node: _Node, info: Mapping[str, Any]) -> dict[str, Any]:
-    """Name the node's widget values using INPUT_TYPES order; the values are a list, or a dict for some packs."""
-    specs = list(_widget_specs(info))
+    """Name the node's widget values using INPUT_TYPES order; the values are a list, or a dict for some packs.
+
+    Which inputs hold a slot follows the editor that saved the file: editors before socket-only inputs made
+    a widget for every value-typed input, `forceInput` ones too, and saved it converted to a socket (the input
+    entry carries a `widget` marker); newer editors make none. Widgets the class gained after the file was
+    saved take their defaults, as the editor gives them on load.
+    """
+    converted = {i.name for i in node.inputs if i.widget}
+    linked = {i.name for i in node.inputs if i.link is not None}
+    specs = list(_widget_specs(info, converted))
     values = node.widgets_values
     if isinstance(values, Mapping):
         return {spec.name: _wrap_list(values[spec.name]) for spec in specs if spec.name in values}
-    if not isinstance(values, list):
-        return {}
+    values = values if isinstance(values, list) else []
     inputs: dict[str, Any] = {}
     position = 0
     for index, spec in enumerate(specs):
         if position >= len(values):
-            break
+            if spec.name not in linked and not spec.options.get("forceInput"):
+                default = spec.default()
+                if default is not _NO_DEFAULT:
+                    inputs[spec.name] = _wrap_list(default)
+            continue
         inputs[spec.name] = _wrap_list(values[position])
         position += 1
         following = specs[index + 1] if index + 1 < len(specs) else None
@@ -608,7 +633,7 @@ def _widget_inputs(node: _Node, info: Mapping[str, Any]) -> dict[str, Any]:
     return inputs
 
 
-def _widget_specs(info: Mapping[str, Any]) -> Iterator[_WidgetSpec]:
+def _widget_specs(info: Mapping[str, Any], converted: Collection[str] = ()) -> Iterator[_WidgetSpec]:
     declared = info.get("input")
     declared = declared if isinstance(declared, Mapping) else {}
     order = info.get("input_order")
@@ -625,24 +650,25 @@ def _widget_specs(info: Mapping[str, Any]) -> Iterator[_WidgetSpec]:
         )
         names += [name for name in specs if name not in names]
         for name in names:
-            spec = _widget_spec(name, specs[name])
+            spec = _widget_spec(name, specs[name], name in converted)
             if spec is not None:
                 yield spec
 
 
-def _widget_spec(name: object, raw: object) -> _WidgetSpec | None:
-    """A widget is a built-in value type or a combo, unless `forceInput` makes it a socket."""
+def _widget_spec(name: object, raw: object, converted: bool = False) -> _WidgetSpec | None:
+    """A widget is a built-in value type or a combo; `forceInput` makes it a socket, unless the saving editor
+    still made it a widget (then the node's input carries a `widget` marker)."""
     if isinstance(raw, str):
         raw = [raw]
     if not isinstance(name, str) or not isinstance(raw, list | tuple) or not raw:
         return None
     input_type = raw[0]
     options = raw[1] if len(raw) > 1 and isinstance(raw[1], Mapping) else {}
-    if options.get("forceInput"):
-        return None
     is_widget = isinstance(input_type, list | tuple) or (
         isinstance(input_type, str) and input_type in WIDGET_TYPES
     )
+    if options.get("forceInput") and not converted:
+        return None
     return _WidgetSpec(name, input_type, options) if is_widget else None
 
 

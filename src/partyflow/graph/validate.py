@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import logging
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from partyflow.nodes.registry import NodeRegistry
 from partyflow.nodes.values import is_link
 
 DEFAULT_MAX_STRING = 10_000_000
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -278,6 +281,12 @@ class _Validator:
 
     def _check_constant(self, node_id: str, spec: InputSpec, value: Any, *, skip_range: bool) -> Any:
         converted = _convert(spec.type, value)
+        if converted is _INVALID and spec.type == "BOOLEAN" and isinstance(value, str):
+            # ComfyUI converts with bool(), so workflows saved with old combo values ('enable', 'disable') run
+            # there; do the same, but say so, since any non-empty text (even 'disable') becomes True
+            converted = bool(value)
+            logger.warning("node %s input %r: %r is not a boolean; treated as %s, as ComfyUI does", node_id,
+                           spec.name, value, converted)
         if converted is _INVALID:
             self._add(node_id, _input_issue("invalid_input_type", f"Failed to convert an input value to a {spec.type} value",
                                             spec, f"{spec.name}, {value!r}", value))

@@ -10,6 +10,7 @@ failed pack install can take it back.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.metadata
 import json
@@ -74,6 +75,7 @@ class Installer:
     index_url: str | None = None
     no_index: bool = False
     timeout: float = DEFAULT_TIMEOUT
+    extra_index_urls: tuple[str, ...] = ()  # e.g. PyTorch's CPU wheels on machines without a GPU
 
     @classmethod
     def for_home(cls, home: Home, python: str = sys.executable) -> Installer:
@@ -100,6 +102,10 @@ class Installer:
             args.append("--offline")
         elif self.index_url:
             args += ["--index-url", self.index_url]
+        if not (self.no_index or offline):
+            # uv prefers extra indexes over the default one; pip takes the highest version, and a `+cpu`
+            # local version sorts above the plain one
+            args += [a for url in self.extra_index_urls for a in ("--extra-index-url", url)]
         return args
 
     def run(self, verb: str, args: Sequence[str]) -> subprocess.CompletedProcess[str]:
@@ -211,13 +217,19 @@ def find_uv() -> str | None:
 
 
 def read_requirements(pack_dir: Path) -> tuple[list[str], list[str]]:
-    """The pack's requirements (requirements.txt, then pyproject's [project].dependencies), deduplicated, and
-    the requirement-file lines that were not followed (index options a pack must not set for the host)."""
+    """The pack's requirements, deduplicated, and the requirement-file lines that were not followed (index
+    options a pack must not set for the host).
+
+    As ComfyUI-Manager does, requirements.txt is what a pack installs with; pyproject.toml's
+    [project].dependencies (registry metadata, often stale or pinned differently) are read only when the pack
+    has no requirements.txt.
+    """
     reqs: list[str] = []
     skipped: list[str] = []
     txt = pack_dir / "requirements.txt"
     if txt.is_file():
         _read_txt(txt, pack_dir.resolve(), reqs, skipped, depth=0)
+        return list(dict.fromkeys(reqs)), skipped
     pyproject = pack_dir / "pyproject.toml"
     if pyproject.is_file():
         try:
@@ -295,6 +307,29 @@ def find_conflicts(plan: Mapping[str, str], installed: Mapping[str, str],
     return conflicts
 
 
+TORCH_PACKAGES = frozenset({"torch", "torchvision", "torchaudio"})
+CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def has_nvidia_gpu() -> bool:
+    """Whether this machine has an NVIDIA driver (CUDA wheels are useless, and huge, without one)."""
+    return Path("/proc/driver/nvidia/version").exists() or shutil.which("nvidia-smi") is not None
+
+
+def torch_index_url(home: Home, plan: Mapping[str, str], installed: Mapping[str, str]) -> str | None:
+    """The index to take torch wheels from when a pack's install would add torch: PyTorch's CPU wheels on a
+    machine without a GPU (`[manager] torch_index = "auto"`, the default), always (`"cpu"`), never (`"pypi"`),
+    or a URL of the user's choice."""
+    if not any(name in TORCH_PACKAGES and name not in installed for name in plan):
+        return None
+    choice = str(Settings.load(home).raw.get("manager", {}).get("torch_index", "auto"))
+    if choice == "pypi":
+        return None
+    if choice == "cpu" or (choice == "auto" and not has_nvidia_gpu()):
+        return CPU_TORCH_INDEX
+    return choice if choice.startswith(("http://", "https://", "file://")) else None
+
+
 def target_python(home: Home, python: str | None = None) -> str:
     """The interpreter whose environment packs run in: the argument, else `[manager] python` in config.toml
     (pointing the manager at a ComfyUI install's venv), else the one running partyflow."""
@@ -314,6 +349,11 @@ def install_requirements(requirements: Sequence[str], *, home: Home, pack: str =
         return report
     before = installed_packages(python)
     plan, offline = installer.plan(requirements, reinstall=reinstall)
+    torch_index = torch_index_url(home, plan, before)
+    if torch_index is not None and not offline:
+        installer = dataclasses.replace(installer, extra_index_urls=(torch_index,))
+        report._installer = installer
+        plan, offline = installer.plan(requirements, reinstall=reinstall)
     conflicts = find_conflicts(plan, before, protected_packages(home))
     if conflicts and not allow_conflicts:
         raise DependencyConflict(pack or ", ".join(requirements), conflicts)

@@ -27,6 +27,26 @@ from partyflow.manager.dependencies import (
 from partyflow.manager.errors import ManagerError
 
 _NO_MODULE = re.compile(r"No module named '([^']+)'")
+_NO_NAME = re.compile(r"cannot import name '([^']+)' from '([^']+)'")
+# ComfyUI's own modules: a pack that misses one needs a host name partyflow lacks, not a pip requirement
+_HOST_ROOTS = frozenset({"comfy", "comfy_extras", "comfy_api", "comfy_execution", "comfy_config", "folder_paths",
+                         "server", "nodes", "execution", "latent_preview", "node_helpers", "app", "comfyui_version",
+                         "cuda_malloc", "protocol", "main", "new_updater", "hook_breaker_ac10a0", "utils"})
+_COMPAT_PACKAGE = "partyflow.nodes.comfy_compat."
+
+
+def _host_name(error: str) -> str | None:
+    """The ComfyUI host name an import error is about (`comfy.diffusers_convert`, `nodes.Foo`), if it is one."""
+    missing = _NO_MODULE.search(error)
+    if missing and missing.group(1).split(".")[0] in _HOST_ROOTS:
+        return missing.group(1)
+    name = _NO_NAME.search(error)
+    if name:
+        module = name.group(2)
+        module = module[len(_COMPAT_PACKAGE):] if module.startswith(_COMPAT_PACKAGE) else module
+        if module.split(".")[0] in _HOST_ROOTS:
+            return f"{module}.{name.group(1)}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -94,9 +114,14 @@ def _check(pack: Any, home: Home, installed: dict[str, str], timeout: float) -> 
     except VerifyError as exc:
         error = str(exc)
         module = _NO_MODULE.search(error)
+        host = _host_name(error)
+        installable = [m for m in missing if not m.startswith("(requirements unreadable")]
         hints = []
-        if missing:
-            hints.append(f"run 'partyflow nodes fix {pack.name}' to install: {', '.join(missing)}")
+        if host:
+            hints.append(f"the pack needs ComfyUI's {host!r}, which partyflow does not provide as a host module "
+                         "(docs/node-packs.md lists what it provides); no requirement can install it")
+        elif installable:
+            hints.append(f"run 'partyflow nodes fix {pack.name}' to install: {', '.join(installable)}")
         elif module:
             hints.append(f"the pack imports {module.group(1)!r} but does not declare it in requirements.txt")
         return PackHealth(pack.name, pack.enabled, False, error=error,

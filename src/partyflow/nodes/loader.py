@@ -8,9 +8,11 @@ export no or broken mappings) becomes a `PackLoadResult` blaming that pack; it n
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import importlib
 import importlib.util
+import inspect
 import logging
 import sys
 import threading
@@ -62,7 +64,7 @@ class _Attempt:
 
 # --- public API ----------------------------------------------------------------------------------------------
 
-def load_packs(directories: Sequence[Path], host: HostContext, *, timeout: float = 30.0,
+def load_packs(directories: Sequence[Path], host: HostContext, *, timeout: float = 120.0,
                load_elsewhere: Callable[[Path], PackLoadResult | None] | None = None) -> list[PackLoadResult]:
     """Load every pack in `directories` (missing directories are skipped) and log the import times.
 
@@ -83,7 +85,7 @@ def _load_one(path: Path, host: HostContext, timeout: float,
 # --- end isolated packs ------------------------------------------------------------------------------------------
 
 
-def load_pack(path: Path, host: HostContext, *, timeout: float = 30.0) -> PackLoadResult:
+def load_pack(path: Path, host: HostContext, *, timeout: float = 120.0) -> PackLoadResult:
     """Import the pack at `path` into `host.registry` as `custom_nodes.<pack>`."""
     path = Path(path).absolute()
     name = path.stem if path.is_file() else path.name
@@ -96,7 +98,7 @@ def load_pack(path: Path, host: HostContext, *, timeout: float = 30.0) -> PackLo
                    python_module=f"{PACKAGE}.{name}", started=started, timeout=timeout)
 
 
-def load_module_pack(module_name: str, host: HostContext, *, timeout: float = 30.0) -> PackLoadResult:
+def load_module_pack(module_name: str, host: HostContext, *, timeout: float = 120.0) -> PackLoadResult:
     """Import one of our built-in packs (an importable module such as `partyflow.builtin_nodes.core`).
 
     Python imports it once per process; later engines register the classes of that same module.
@@ -190,7 +192,38 @@ def _exec_pack(path: Path, module_name: str) -> types.ModuleType:
         _forget(module_name)
         raise
     setattr(sys.modules[PACKAGE], module_name.rpartition(".")[2], module)
+    entrypoint = getattr(module, "comfy_entrypoint", None)
+    if callable(entrypoint):
+        module.__partyflow_v3_nodes__ = _v3_nodes(entrypoint)  # type: ignore[attr-defined]
     return module
+
+
+def _v3_nodes(entrypoint: Callable[[], Any]) -> dict[str, type]:
+    """ComfyUI's V3 registration: `comfy_entrypoint()` gives an extension whose `get_node_list()` names the nodes.
+
+    Runs in the import thread (which has no event loop), so the coroutines are simply driven to completion.
+    """
+
+    async def collect() -> list[Any]:
+        extension = entrypoint()
+        if inspect.isawaitable(extension):
+            extension = await extension
+        on_load = getattr(extension, "on_load", None)
+        if callable(on_load):
+            loaded = on_load()
+            if inspect.isawaitable(loaded):
+                await loaded
+        nodes = extension.get_node_list()
+        return list(await nodes if inspect.isawaitable(nodes) else nodes)
+
+    found: dict[str, type] = {}
+    for cls in asyncio.run(collect()):
+        schema = cls.GET_SCHEMA() if hasattr(cls, "GET_SCHEMA") else None
+        node_id = getattr(schema, "node_id", None)
+        if not isinstance(node_id, str) or not node_id:
+            raise _PackError(f"comfy_entrypoint listed {cls!r}, which has no schema node_id")
+        found[node_id] = cls
+    return found
 
 
 def _ensure_package() -> None:
@@ -220,7 +253,9 @@ def _module_path(module: types.ModuleType | None) -> Path | None:
 def _finish(attempt: _Attempt, host: HostContext, *, name: str, path: Path | None, module_name: str,
             python_module: str, started: float, timeout: float) -> PackLoadResult:
     if attempt.timed_out:
-        error = TimeoutError(f"import did not finish within {timeout:g} seconds; the pack was abandoned")
+        error = TimeoutError(f"import did not finish within {timeout:g} seconds; the pack was abandoned (raise "
+                             "pack_import_timeout under [engine] in config.toml, or PARTYFLOW_PACK_IMPORT_TIMEOUT, "
+                             "if it only needs longer)")
         return _failed(name, path, module_name, started, error, timed_out=True)
     if attempt.error is not None or attempt.module is None:
         return _failed(name, path, module_name, started, attempt.error or _PackError("import gave no module"))
@@ -240,10 +275,12 @@ def _finish(attempt: _Attempt, host: HostContext, *, name: str, path: Path | Non
 def _register(module: types.ModuleType, host: HostContext, name: str, python_module: str) -> tuple[str, ...]:
     """Check the whole mapping first, so a broken pack registers nothing."""
     mappings = getattr(module, "NODE_CLASS_MAPPINGS", None)
-    if mappings is None:
-        hint = (" (it uses ComfyUI's V3 interface, comfy_entrypoint, which partyflow does not load yet)"
-                if hasattr(module, "comfy_entrypoint") else "")
+    v3_nodes: dict[str, type] = getattr(module, "__partyflow_v3_nodes__", None) or {}
+    if mappings is None and not v3_nodes:
+        hint = " (its comfy_entrypoint listed no nodes)" if hasattr(module, "comfy_entrypoint") else ""
         raise _PackError(f"the pack exports no NODE_CLASS_MAPPINGS{hint}")
+    if mappings is None:
+        mappings = {}
     if not isinstance(mappings, Mapping):
         raise _PackError(f"NODE_CLASS_MAPPINGS must be a dict of class_type -> class, "
                          f"got {type(mappings).__name__}")
@@ -251,8 +288,18 @@ def _register(module: types.ModuleType, host: HostContext, name: str, python_mod
         if not isinstance(class_type, str) or not class_type or not isinstance(cls, type):
             raise _PackError(f"NODE_CLASS_MAPPINGS[{class_type!r}] must map a non-empty name to a class, "
                              f"got {cls!r}")
-    display_names = getattr(module, "NODE_DISPLAY_NAME_MAPPINGS", None)
-    added = host.registry.register_mappings(mappings, display_names, pack=name, python_module=python_module)
+    combined = {**mappings, **v3_nodes}
+    declared = getattr(module, "NODE_DISPLAY_NAME_MAPPINGS", None)
+    display_names = dict(declared) if isinstance(declared, Mapping) else {}
+    for class_type, cls in combined.items():
+        if class_type not in display_names and hasattr(cls, "GET_SCHEMA"):  # V3 nodes name themselves
+            try:
+                title = cls.DISPLAY_NAME
+            except Exception:  # a broken schema shows up when the class is read; no title is no harm
+                title = None
+            if title:
+                display_names[class_type] = title
+    added = host.registry.register_mappings(combined, display_names, pack=name, python_module=python_module)
     return tuple(added)
 
 
@@ -269,6 +316,11 @@ def _web_directory(module: types.ModuleType, path: Path | None, name: str) -> Pa
     return web if web.is_dir() else None
 
 
+def _first_line(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else text
+    return line if len(line) <= 200 else line[:197] + "..."
+
+
 def _failed(name: str, path: Path | None, module_name: str, started: float, error: BaseException, *,
             timed_out: bool = False, web_directory: Path | None = None) -> PackLoadResult:
     if isinstance(error, (_PackError, TimeoutError)):  # our own verdicts: the message says it all
@@ -276,8 +328,10 @@ def _failed(name: str, path: Path | None, module_name: str, started: float, erro
     else:
         described = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
         trace = "".join(traceback.format_exception(error))
-    logger.warning("Cannot import %s module for custom nodes: %s%s", path or module_name, described,
-                   f"\n{trace}" if trace else "")
+    logger.warning("Cannot import %s module for custom nodes: %s (details: partyflow nodes doctor)",
+                   path or module_name, _first_line(described))
+    if trace:
+        logger.debug("import of %s failed:\n%s", path or module_name, trace)
     return PackLoadResult(name=name, path=path, module_name=module_name, ok=False,
                           seconds=time.perf_counter() - started, error=described, traceback=trace,
                           web_directory=web_directory, timed_out=timed_out)

@@ -28,7 +28,38 @@ _ALIASES: dict[str, str] = {
     "comfy_execution.graph_utils": f"{__name__}.comfy_execution.graph_utils",
     "comfy_execution.graph": f"{__name__}.comfy_execution.graph",
     "nodes": f"{__name__}.nodes",
+    "comfy.cli_args": f"{__name__}.comfy.cli_args",
+    "comfy.samplers": f"{__name__}.comfy.samplers",
+    "comfy.sample": f"{__name__}.comfy.sample",
+    "comfy.sd": f"{__name__}.comfy.sd",
+    "comfy.comfy_types": f"{__name__}.comfy.comfy_types",
+    "comfy.comfy_types.node_typing": f"{__name__}.comfy.comfy_types.node_typing",
+    "comfy_api": f"{__name__}.comfy_api",
+    "comfy_api.latest": f"{__name__}.comfy_api.latest",
+    "comfy_api.latest._io": f"{__name__}.comfy_api.latest._io",
+    "comfy_api.latest._ui": f"{__name__}.comfy_api.latest._ui",
+    "comfy_api.feature_flags": f"{__name__}.comfy_api.feature_flags",
+    "comfy_api.torch_helpers": f"{__name__}.comfy_api.torch_helpers",
+    "latent_preview": f"{__name__}.latent_preview",
+    "node_helpers": f"{__name__}.node_helpers",
+    "execution": f"{__name__}.execution",
 }
+
+# ComfyUI modules that belong to its diffusion runtime: any import under these names that no real module
+# answers gets a placeholder module (see _runtime), so packs import and fail only when they use one.
+_DIFFUSION_PREFIXES = (
+    "comfy.controlnet", "comfy.diffusers_convert", "comfy.clip_vision", "comfy.latent_formats", "comfy.ops",
+    "comfy.sampler_helpers", "comfy.patcher_extension", "comfy.lora", "comfy.model_base", "comfy.model_detection",
+    "comfy.model_patcher", "comfy.model_sampling", "comfy.taesd", "comfy.k_diffusion", "comfy.ldm",
+    "comfy.quant_ops", "comfy.context_windows", "comfy.hooks", "comfy.sd1_clip", "comfy.sdxl_clip",
+    "comfy.text_encoders", "comfy.supported_models", "comfy.supported_models_base", "comfy.gligen",
+    "comfy.clip_model", "comfy.lora_convert", "comfy.float", "comfy.rmsnorm", "comfy.weight_adapter",
+    "comfy.image_encoders", "comfy.audio_encoders", "comfy.extra_samplers", "comfy.conds", "comfy.cldm",
+    "comfy.t2i_adapter", "comfy.model_sampling", "comfy_extras", "comfy_api.latest._input",
+    "comfy_api.latest._input_impl", "comfy_api.latest._util", "comfy_api.input", "comfy_api.input_impl",
+    "comfy_api.util", "comfy_execution.caching", "comfy_execution.progress", "comfy_execution.utils",
+    "comfy_execution.validation", "comfy_execution.jobs", "app",
+)
 
 COMFY_MODULE_NAMES: tuple[str, ...] = tuple(_ALIASES)
 
@@ -47,3 +78,16 @@ def install_compat_modules() -> None:
         if parent and sys.modules.get(parent) is not importlib.import_module(_ALIASES[parent]):
             continue  # never hang our submodule under somebody else's package
         sys.modules[alias] = module
+        head, _, child = alias.rpartition(".")
+        if head and sys.modules.get(head) is not None:
+            setattr(sys.modules[head], child, module)  # `import comfy` then `comfy.samplers.X` works
+    _install_placeholder_finder()
+
+
+def _install_placeholder_finder() -> None:
+    """Placeholder modules for ComfyUI's diffusion runtime, tried after every real finder."""
+    from partyflow.nodes.comfy_compat._runtime import PlaceholderFinder
+
+    owner = importlib.import_module(_ALIASES["comfy"])
+    if not any(isinstance(finder, PlaceholderFinder) and finder.owner is owner for finder in sys.meta_path):
+        sys.meta_path.append(PlaceholderFinder(_DIFFUSION_PREFIXES, owner))

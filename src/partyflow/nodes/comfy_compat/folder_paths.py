@@ -15,6 +15,7 @@ import time
 from collections.abc import Collection, Iterable
 from typing import Any
 
+from partyflow.nodes.comfy_compat._located import located_file
 from partyflow.nodes.host import HostContext, current_host
 
 supported_pt_extensions: frozenset[str] = frozenset(
@@ -62,6 +63,8 @@ _MODULE_VALUES = {
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__file__":
+        return located_file(_REAL_FILE, "folder_paths.py")
     if name in _MODULE_VALUES:
         return _MODULE_VALUES[name]()
     raise AttributeError(f"module 'folder_paths' has no attribute {name!r}")
@@ -216,3 +219,95 @@ def _next_counter(folder: str, filename: str) -> int:
     pattern = re.compile(re.escape(filename) + r"_(\d+)_")
     counters = [int(m.group(1)) for entry in os.listdir(folder) if (m := pattern.match(entry))]
     return max(counters, default=0) + 1
+
+
+# --- the rest of ComfyUI's public functions ---------------------------------------------------------------------
+
+_LEGACY_NAMES = {"unet": "diffusion_models", "clip": "text_encoders"}
+filename_list_cache: dict[str, Any] = {}  # ComfyUI's cache; partyflow lists afresh, so it stays empty
+extension_mimetypes_cache: dict[str, str] = {"webp": "image", "fbx": "model"}
+
+
+def map_legacy(folder_name: str) -> str:
+    """ComfyUI's renamed folders (`unet` is now `diffusion_models`, `clip` is `text_encoders`)."""
+    return _LEGACY_NAMES.get(folder_name, folder_name)
+
+
+def recursive_search(directory: str, excluded_dir_names: list[str] | None = None) -> tuple[list[str], dict[str, float]]:
+    """Every file under `directory` (relative, `/`-separated) and the modification time of each folder."""
+    if not os.path.isdir(directory):
+        return [], {}
+    excluded = set(excluded_dir_names or []) | {".git"}
+    files, folders = [], {directory: os.path.getmtime(directory)}
+    for root, subdirs, names in os.walk(directory, followlinks=True):
+        subdirs[:] = [d for d in subdirs if d not in excluded]
+        for sub in subdirs:
+            path = os.path.join(root, sub)
+            try:
+                folders[path] = os.path.getmtime(path)
+            except OSError:
+                continue
+        relative = os.path.relpath(root, directory)
+        files.extend(n if relative == "." else f"{relative}/{n}".replace(os.sep, "/") for n in names)
+    return files, folders
+
+
+def get_filename_list_(folder_name: str) -> tuple[list[str], dict[str, float], float]:
+    """`get_filename_list` with the folder times ComfyUI caches by."""
+    folder_name = map_legacy(folder_name)
+    times: dict[str, float] = {}
+    for folder in _host().folder_names_and_paths.get(folder_name, ([], set()))[0]:
+        times.update(recursive_search(folder)[1])
+    return get_filename_list(folder_name), times, time.perf_counter()
+
+
+def cached_filename_list_(folder_name: str) -> None:
+    """Nothing is cached here: listings are always fresh."""
+    return None
+
+
+def get_input_subfolders() -> list[str]:
+    """The folders under input/, relative and `/`-separated."""
+    root = get_input_directory()
+    found = []
+    for directory, subdirs, _files in os.walk(root):
+        for sub in subdirs:
+            found.append(os.path.relpath(os.path.join(directory, sub), root).replace(os.sep, "/"))
+    return sorted(found)
+
+
+def get_system_user_directory(name: str = "system") -> str:
+    """A per-feature folder under user/ whose name starts with `__` (not reachable over HTTP in ComfyUI)."""
+    if not name or not name.replace("_", "").isalnum():
+        raise ValueError(f"invalid system user directory name {name!r}")
+    return os.path.join(get_user_directory(), f"__{name}")
+
+
+def get_public_user_directory(user_id: str) -> str | None:
+    """user/<user_id> for ordinary user ids; None for names that are not (`__system` folders, traversal)."""
+    if not user_id or user_id.startswith("__") or "/" in user_id or "\\" in user_id or user_id in {".", ".."}:
+        return None
+    return os.path.join(get_user_directory(), user_id)
+
+
+def _refuse_move(kind: str) -> Any:
+    def setter(directory: str) -> None:
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "a pack asked to move the %s directory to %s; partyflow keeps its home's layout (use --home)", kind,
+            directory)
+
+    setter.__name__ = f"set_{kind}_directory"
+    setter.__doc__ = f"Ignored with a warning: partyflow's {kind} directory is fixed by its home."
+    return setter
+
+
+set_output_directory = _refuse_move("output")
+set_temp_directory = _refuse_move("temp")
+set_input_directory = _refuse_move("input")
+set_user_directory = _refuse_move("user")
+
+
+_REAL_FILE = __file__
+del __file__  # answered by __getattr__: a path in the engine's home (see _located)

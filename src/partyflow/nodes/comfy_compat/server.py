@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from partyflow.nodes.comfy_compat._located import located_file
 from partyflow.nodes.host import RouteTable, current_host, current_host_or_none, current_scope
 
 __all__ = ["BinaryEventTypes", "PromptServer"]
@@ -77,8 +78,108 @@ class _ServerView:
         """Run `handler` on each submitted prompt's JSON before it is queued."""
         current_host().prompt_handlers.append(handler)
 
+    @property
+    def supports(self) -> frozenset[str]:
+        """Server features packs test for; `custom_nodes_from_web` tells them their WEB_DIRECTORY is served
+        from the pack itself, so they never copy or link files into the host's folders."""
+        return SUPPORTS
+
+    @property
+    def app(self) -> _PackApp:
+        """`PromptServer.instance.app`: routes added here are mounted like `routes.get(...)` ones."""
+        return _PackApp(current_host().routes)
+
+    @property
+    def sockets(self) -> dict[str, Any]:
+        return {}
+
+    @property
+    def sockets_metadata(self) -> dict[str, Any]:
+        return {}
+
+    def send_progress_text(self, text: str, node_id: str, sid: str | None = None) -> None:
+        """Text shown on a node while it runs (ComfyUI's `progress_text` message)."""
+        current_host().emit_custom("progress_text", {"node": node_id, "text": text}, sid or self.client_id)
+
+
+SUPPORTS = frozenset({"custom_nodes_from_web"})
+
+
+class _PackRouter:
+    """The part of aiohttp's router packs call on `app.router`; everything lands in the engine's route table."""
+
+    def __init__(self, routes: RouteTable) -> None:
+        self._routes = routes
+
+    def add_route(self, method: str, path: str, handler: Callable[..., Any], **_: Any) -> None:
+        self._routes.route(method, path)(handler)
+
+    def add_get(self, path: str, handler: Callable[..., Any], **kw: Any) -> None:
+        self.add_route("GET", path, handler, **kw)
+
+    def add_post(self, path: str, handler: Callable[..., Any], **kw: Any) -> None:
+        self.add_route("POST", path, handler, **kw)
+
+    def add_put(self, path: str, handler: Callable[..., Any], **kw: Any) -> None:
+        self.add_route("PUT", path, handler, **kw)
+
+    def add_delete(self, path: str, handler: Callable[..., Any], **kw: Any) -> None:
+        self.add_route("DELETE", path, handler, **kw)
+
+    def add_patch(self, path: str, handler: Callable[..., Any], **kw: Any) -> None:
+        self.add_route("PATCH", path, handler, **kw)
+
+    def add_static(self, prefix: str, path: str, **_: Any) -> None:
+        """Files under `path` served at `prefix/<name>`, confined to that folder."""
+        self.add_route("GET", prefix.rstrip("/") + "/{filename:.+}", _static_handler(path))
+
+
+def _static_handler(folder: str) -> Callable[..., Any]:
+    async def serve(request: Any) -> Any:
+        import os
+
+        from aiohttp import web
+
+        root = os.path.realpath(folder)
+        target = os.path.realpath(os.path.join(root, request.match_info["filename"]))
+        if os.path.commonpath((root, target)) != root or not os.path.isfile(target):
+            raise web.HTTPNotFound()
+        return web.FileResponse(target)
+
+    return serve
+
+
+class _PackApp:
+    """`PromptServer.instance.app` as packs use it: `add_routes`, `router.add_*`; middlewares and startup
+    hooks are collected but never run, since a pack must not change how partyflow's server treats requests."""
+
+    def __init__(self, routes: RouteTable) -> None:
+        self.router = _PackRouter(routes)
+        self.middlewares: list[Any] = []
+        self.on_startup: list[Any] = []
+        self.on_shutdown: list[Any] = []
+        self.on_cleanup: list[Any] = []
+
+    def add_routes(self, definitions: Any) -> list[Any]:
+        for definition in definitions:
+            if hasattr(definition, "prefix") and hasattr(definition, "path") and not hasattr(definition, "handler"):
+                self.router.add_static(definition.prefix, str(definition.path))
+            else:
+                self.router.add_route(definition.method, definition.path, definition.handler)
+        return []
+
 
 class PromptServer:
     """Only `PromptServer.instance` is offered; partyflow's own server is not this class."""
 
     instance: ClassVar[_ServerView] = _ServerView()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__file__":
+        return located_file(_REAL_FILE, "server.py")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_REAL_FILE = __file__
+del __file__  # answered by __getattr__: a path in the engine's home (see _located)

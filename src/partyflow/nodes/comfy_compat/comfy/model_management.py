@@ -176,3 +176,86 @@ def cleanup_models(*_: Any, **__: Any) -> None:
 
 def load_models_gpu(*_: Any, **__: Any) -> None:
     """Models stay where the pack put them; there is no GPU placement here."""
+
+
+# --- names packs read for dtypes and memory errors (CPU answers: partyflow runs no diffusion models) -----------
+
+def _oom_exception() -> type[BaseException]:
+    """torch's out-of-memory error where torch is installed (as ComfyUI exports it), else MemoryError."""
+    try:
+        import torch
+        return torch.cuda.OutOfMemoryError
+    except (ImportError, AttributeError):
+        return MemoryError
+
+
+def __getattr__(name: str) -> Any:
+    """`OOM_EXCEPTION` is looked up on first use, so importing this module never imports torch."""
+    if name == "OOM_EXCEPTION":
+        value = _oom_exception()
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'comfy.model_management' has no attribute {name!r}")
+
+
+def raise_non_oom(exception: BaseException) -> None:
+    """Re-raise anything that is not an out-of-memory error."""
+    if not isinstance(exception, (_oom_exception(), MemoryError)):
+        raise exception
+
+
+def _float32() -> Any:
+    torch = sys.modules.get("torch")
+    return torch.float32 if torch is not None else "float32"
+
+
+def unet_dtype(*_: Any, **__: Any) -> Any:
+    return _float32()
+
+
+def vae_dtype(*_: Any, **__: Any) -> Any:
+    return _float32()
+
+
+def text_encoder_dtype(*_: Any, **__: Any) -> Any:
+    return _float32()
+
+
+def intermediate_dtype() -> Any:
+    return _float32()
+
+
+def get_autocast_device(dev: Any) -> str:
+    return getattr(dev, "type", "cpu")
+
+
+def is_directml_enabled() -> bool:
+    return False
+
+
+def in_training() -> bool:
+    return False
+
+
+def cast_to(weight: Any, dtype: Any = None, device: Any = None, non_blocking: bool = False, copy: bool = False,
+            stream: Any = None) -> Any:
+    """Move/cast a tensor, copying only when asked or needed."""
+    if not copy and (dtype is None or weight.dtype == dtype) and (device is None or weight.device == device):
+        return weight
+    return weight.to(device=device, dtype=dtype, non_blocking=non_blocking, copy=copy)
+
+
+def cast_to_device(tensor: Any, device: Any, dtype: Any, copy: bool = False) -> Any:
+    return cast_to(tensor, dtype=dtype, device=device, copy=copy)
+
+
+def load_model_gpu(model: Any) -> None:
+    """Nothing to place: partyflow keeps no diffusion models on a device."""
+
+
+def free_memory(memory_required: int, device: Any, keep_loaded: Any = ()) -> None:
+    """Nothing is loaded here to free."""
+
+
+def module_size(module: Any) -> int:
+    return sum(p.numel() * p.element_size() for p in module.state_dict().values()) if hasattr(module, "state_dict") else 0

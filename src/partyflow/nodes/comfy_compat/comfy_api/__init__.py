@@ -1,0 +1,1 @@
+"""ComfyUI's `comfy_api` package: the versioned node API; `latest` is the one partyflow implements."""
