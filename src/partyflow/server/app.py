@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from aiohttp import web
 
 from partyflow.engine.engine import Engine
+from partyflow.nodes.host import PromptSource
 from partyflow.server.config import ServerConfig
 from partyflow.server.context import CONTEXT, ENGINE, ServerContext
 from partyflow.server.hub import ClientHub
@@ -37,6 +38,8 @@ def create_app(engine: Engine, config: ServerConfig, *, extensions: Sequence[Ext
     the caller's to close. Raises `ServerConfigError` for an unsafe config (a public address without a token).
     """
     config.check()
+    # prompts of this engine now come from HTTP clients: code-running tools ask the policy with that (issue 10)
+    engine.host.source = PromptSource(over_http=True, loopback=config.loopback, security_level=config.security_level)
     middlewares = [error_middleware]
     if config.token:
         middlewares.append(token_middleware(config.token))

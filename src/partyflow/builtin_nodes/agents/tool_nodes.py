@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from partyflow.nodes.host import PromptSource, current_host_or_none
 from partyflow.tools import workflow_tool
 from partyflow.tools.builtin import (
     SandboxLimits,
@@ -100,9 +101,29 @@ class HTTPFetchTool(_ToolNode):
         return (chain(tools, http_fetch_tool(hosts, max_bytes=max_kilobytes * 1024, timeout=timeout)),)
 
 
+def code_tools_decision() -> Any:
+    """The security policy's answer (`SecurityPolicy.code_tools`) for whoever submitted the running prompt."""
+    from partyflow.security.policy import code_tools_decision as decide  # on use: keeps the pack's import fast
+
+    host = current_host_or_none()
+    source = host.source if host is not None else PromptSource()
+    return decide(current_home(), over_http=source.over_http, loopback=source.loopback,
+                  security_level=source.security_level)
+
+
+def require_code_tools() -> None:
+    """Refuse (PermissionError naming the setting) where the policy does not allow code-running tools."""
+    decision = code_tools_decision()
+    if not decision.allowed:
+        raise PermissionError(f"{decision.reason}; {decision.hint}" if decision.hint else decision.reason)
+
+
 class PythonCodeTool(_ToolNode):
-    DESCRIPTION = ("A tool running Python code (standard library) in a separate process without network, with "
-                   "time and memory limits, writing only in a work folder under the home's output folder.")
+    DESCRIPTION = ("A tool running Python code (standard library) in an OS sandbox (bubblewrap) without network, "
+                   "with time and memory limits, writing only in a work folder under the home's output folder. "
+                   "Over HTTP it needs [server] allow_code_tools = true in config.toml; off at security level "
+                   "strong.")
+    PARTYFLOW_RUNS_CODE = True  # the server refuses prompts with this node where the policy does not allow it
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -113,11 +134,19 @@ class PythonCodeTool(_ToolNode):
             **_more(),
         }}
 
+    @classmethod
+    def IS_CHANGED(cls, **_: Any) -> str:
+        """The policy's answer: a cached tool is not reused after the level or setting changed."""
+        decision = code_tools_decision()
+        return f"{decision.allowed}:{decision.reason}"
+
     def make(self, work_folder="code", timeout=10.0, memory_mb=512, tools=None):
+        require_code_tools()
         folder = confine(current_home().output, work_folder or "code")
         limits = SandboxLimits(wall_seconds=timeout, cpu_seconds=max(1, int(timeout)),
                                memory_bytes=memory_mb * 1024 * 1024)
-        return (chain(tools, python_tool(workdir=Path(folder), limits=limits)),)
+        # the tool asks again at each call: an agent may reuse it from the cache in a later prompt
+        return (chain(tools, python_tool(workdir=Path(folder), limits=limits, guard=require_code_tools)),)
 
 
 class TextSearchTool(_ToolNode):

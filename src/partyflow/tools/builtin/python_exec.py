@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,8 +72,10 @@ def _text(data: bytes, dropped: int) -> str:
     return text + (f"\n[... {dropped} more bytes cut]" if dropped else "")
 
 
-def python_tool(*, workdir: Path | None = None, limits: SandboxLimits = SandboxLimits()) -> Tool:
-    """A `run_python` tool; with `workdir`, files the code writes stay there between calls."""
+def python_tool(*, workdir: Path | None = None, limits: SandboxLimits = SandboxLimits(),
+                guard: Callable[[], None] | None = None) -> Tool:
+    """A `run_python` tool; with `workdir`, files the code writes stay there between calls. `guard` runs before
+    each call and refuses it by raising (PermissionError): the security policy's check, asked at call time."""
 
     async def run_python_code(code: str) -> dict[str, object]:
         """Run a Python 3 program (standard library only) and return its exit code, stdout and stderr.
@@ -82,8 +85,10 @@ def python_tool(*, workdir: Path | None = None, limits: SandboxLimits = SandboxL
             code: The complete program.
         """
         try:
+            if guard is not None:
+                guard()
             return await run_python(code, workdir=workdir, limits=limits)
-        except SandboxError as exc:
+        except (SandboxError, PermissionError) as exc:
             raise ToolError(str(exc)) from None
 
     return function_tool(run_python_code, name="run_python", timeout=limits.wall_seconds + 15)
