@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from tests.agents.scripted import calls, chat_requests, text
 from tests.server.live import LiveServer, finished, receive_until, run, start_server

@@ -103,7 +103,8 @@ class HTTPFetchTool(_ToolNode):
 
 def code_tools_decision() -> Any:
     """The security policy's answer (`SecurityPolicy.code_tools`) for whoever submitted the running prompt."""
-    from partyflow.security.policy import code_tools_decision as decide  # on use: keeps the pack's import fast
+    # imported on use: keeps the pack's import fast
+    from partyflow.security.policy import code_tools_decision as decide
 
     host = current_host_or_none()
     source = host.source if host is not None else PromptSource()
