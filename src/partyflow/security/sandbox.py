@@ -160,13 +160,20 @@ def _system_links() -> list[str]:
     return args
 
 
-def python_binds(*, site_packages: bool) -> tuple[Path, ...]:
+def python_binds(*, site_packages: bool, protected: Iterable[Path] = ()) -> tuple[Path, ...]:
     """The host folders the running Python needs inside the sandbox: its installation, and with
-    `site_packages` every folder on `sys.path` (the virtual environment, partyflow's source)."""
+    `site_packages` the virtual environment and the folders on `sys.path` (partyflow's source...). A `sys.path`
+    entry that would expose the home directory or a `protected` path (the current directory, often) is left out."""
     wanted = {Path(sys.base_prefix).resolve(), Path(os.path.realpath(_base_executable())).parent}
     if site_packages:
         wanted.add(Path(sys.prefix).resolve())
-        wanted.update(Path(p).resolve() for p in sys.path if p and os.path.isdir(p))
+        for entry in sys.path:
+            if entry and os.path.isdir(entry):
+                try:
+                    _guard([Path(entry)], protected)
+                except SandboxError:
+                    continue
+                wanted.add(Path(entry).resolve())
     return _outermost(wanted)
 
 
