@@ -226,13 +226,14 @@ class SecurityPolicy:
                         f"{caller.label}", self._hint())
 
     def code_tools(self, caller: Caller, *, server_allows: bool = False) -> Decision:
-        """May a workflow use tools that run code it supplies (the Python Code Tool)?
+        """May a workflow use tools that run code or commands it supplies (the Python Code Tool, inline MCP
+        server commands)?
 
         The code runs in the OS sandbox either way; this decides who may make partyflow run code at all.
         `strong`: nobody. `normal`: the local user (CLI, Python API); HTTP clients only where config.toml says
         `[server] allow_code_tools = true`. `normal-`: also clients of a loopback server. `weak`: everyone.
         """
-        what = "code-running tools (Python Code Tool)"
+        what = "code-running tools (the Python Code Tool, MCP servers started from a command in the workflow)"
         if self.level is SecurityLevel.STRONG:
             return Decision(False, f"{what} are off at security level 'strong'",
                             "set security_level = \"normal\" in config.toml to allow them for local runs")

@@ -43,7 +43,7 @@ from pathlib import Path
 from partyflow.security.seccomp import UnsupportedArchitecture, program
 
 __all__ = ["SCRATCH", "Limits", "SandboxError", "SandboxResult", "SandboxSpec", "SandboxUnavailable", "check",
-           "python_binds", "run", "run_sync"]
+           "environment", "python_binds", "run", "run_sync", "wrap"]
 
 SCRATCH = "/scratch"  # where the scratch folder appears inside; also the working directory and $HOME
 MAX_SCRATCH_ENTRIES = 20_000  # files and folders walked to find hard links; beyond it the run is refused
@@ -219,8 +219,17 @@ def _hard_links(scratch: Path) -> list[str]:
     return found
 
 
-def command(spec: SandboxSpec, argv: list[str], seccomp_fd: int) -> list[str]:
-    """The full command line: `prlimit` (limits inherited by everything inside) around `bwrap` around `argv`."""
+def environment(spec: SandboxSpec) -> dict[str, str]:
+    """The whole environment of the sandboxed program: a few neutral variables and what the caller passes."""
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": SCRATCH, "TMPDIR": SCRATCH,
+            **spec.env}
+
+
+def command(spec: SandboxSpec, argv: list[str], seccomp_fd: int, *, env_in_argv: bool = True) -> list[str]:
+    """The full command line: `prlimit` (limits inherited by everything inside) around `bwrap` around `argv`.
+
+    `env_in_argv=False`: the caller starts it with exactly `environment(spec)` instead (values such as secrets
+    then never appear in the process list)."""
     limits = spec.limits
     scratch = spec.scratch.resolve()
     _guard(spec.read_only, spec.protected)
@@ -230,8 +239,8 @@ def command(spec: SandboxSpec, argv: list[str], seccomp_fd: int) -> list[str]:
     if limits.memory_bytes is not None:
         rlimits.append(f"--as={limits.memory_bytes}")
     bwrap = [_which("bwrap"), "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-             "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--clearenv",
-             "--hostname", "sandbox"]
+             "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--hostname",
+             "sandbox"]
     if not spec.network:
         bwrap.append("--unshare-net")
     bwrap += ["--ro-bind", "/usr", "/usr", *_system_links()]
@@ -245,10 +254,10 @@ def command(spec: SandboxSpec, argv: list[str], seccomp_fd: int) -> list[str]:
     bwrap += ["--bind", str(scratch), SCRATCH]
     for relative in _hard_links(scratch):
         bwrap += ["--ro-bind", str(scratch / relative), f"{SCRATCH}/{relative}"]
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": SCRATCH, "TMPDIR": SCRATCH,
-           **spec.env}
-    for key, value in env.items():
-        bwrap += ["--setenv", key, value]
+    if env_in_argv:
+        bwrap.append("--clearenv")
+        for key, value in environment(spec).items():
+            bwrap += ["--setenv", key, value]
     bwrap += ["--chdir", SCRATCH, "--remount-ro", "/", "--seccomp", str(seccomp_fd), "--"]
     return [_which("prlimit"), *rlimits, "--", *bwrap, *argv]
 
@@ -268,6 +277,32 @@ async def run(argv: list[str], spec: SandboxSpec, *, stdin: bytes = b"") -> Sand
     finally:
         os.close(filter_fd)
     return await _supervise(process, stdin, spec.limits)
+
+
+_FD_PLACEHOLDER = "@PARTYFLOW-SECCOMP-FD@"
+_LAUNCHER = """
+import os, sys
+fd = os.memfd_create("partyflow-seccomp", 0)
+os.write(fd, bytes.fromhex(sys.argv[1]))
+os.lseek(fd, 0, os.SEEK_SET)
+argv = sys.argv[3:]
+argv[argv.index(sys.argv[2])] = str(fd)  # the first one: bubblewrap's --seccomp, before the sandboxed command
+os.execv(argv[0], argv)
+"""
+
+
+def wrap(argv: list[str], spec: SandboxSpec) -> tuple[list[str], dict[str, str]]:
+    """A command line, and the exact environment to start it with, that runs `argv` in the sandbox: for callers
+    that start the process themselves (the MCP SDK's stdio client) and so cannot pass the seccomp filter's file
+    descriptor. A tiny launcher (this Python in isolated mode) puts the filter in a memfd and executes the sandbox
+    with it. The caller owns the lifetime: `spec.limits.wall_seconds` is not enforced here (CPU time is)."""
+    check()
+    spec.scratch.mkdir(parents=True, exist_ok=True)
+    line = command(spec, argv, 0, env_in_argv=False)
+    line[line.index("--seccomp") + 1] = _FD_PLACEHOLDER
+    filter_hex = program(processes=spec.limits.processes, machine=platform.machine()).hex()
+    python = os.path.realpath(_base_executable())
+    return [python, "-I", "-S", "-c", _LAUNCHER, filter_hex, _FD_PLACEHOLDER, *line], environment(spec)
 
 
 def run_sync(argv: list[str], spec: SandboxSpec, *, stdin: bytes = b"") -> SandboxResult:

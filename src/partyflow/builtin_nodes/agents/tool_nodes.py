@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from partyflow.nodes.host import PromptSource, current_host_or_none
 from partyflow.tools import workflow_tool
 from partyflow.tools.builtin import (
     SandboxLimits,
@@ -25,7 +24,7 @@ from partyflow.tools.builtin import (
 )
 from partyflow.tools.builtin.files import confine
 
-from .common import CATEGORY, TOOL, chain, current_home
+from .common import CATEGORY, TOOL, chain, code_tools_decision, current_home, require_code_tools
 from .runner import workflow_runner
 
 TOOL_CATEGORY = f"{CATEGORY}/tools"
@@ -99,24 +98,6 @@ class HTTPFetchTool(_ToolNode):
         if not hosts:
             raise ValueError("list at least one allowed host: the fetch tool reaches nothing else")
         return (chain(tools, http_fetch_tool(hosts, max_bytes=max_kilobytes * 1024, timeout=timeout)),)
-
-
-def code_tools_decision() -> Any:
-    """The security policy's answer (`SecurityPolicy.code_tools`) for whoever submitted the running prompt."""
-    # imported on use: keeps the pack's import fast
-    from partyflow.security.policy import code_tools_decision as decide
-
-    host = current_host_or_none()
-    source = host.source if host is not None else PromptSource()
-    return decide(current_home(), over_http=source.over_http, loopback=source.loopback,
-                  security_level=source.security_level)
-
-
-def require_code_tools() -> None:
-    """Refuse (PermissionError naming the setting) where the policy does not allow code-running tools."""
-    decision = code_tools_decision()
-    if not decision.allowed:
-        raise PermissionError(f"{decision.reason}; {decision.hint}" if decision.hint else decision.reason)
 
 
 class PythonCodeTool(_ToolNode):

@@ -121,15 +121,21 @@ def _validate(engine: Any, prompt: Any, targets: list[str] | None) -> Validation
 
 
 def _code_tools_refusal(ctx: Any, prompt: Mapping[str, Any]) -> web.Response | None:
-    """403 before queueing a prompt with a node that runs code (`PARTYFLOW_RUNS_CODE`) where the security policy
+    """403 before queueing a prompt with a node that runs code or commands (`PARTYFLOW_RUNS_CODE`: the Python Code
+    Tool, MCP nodes given a command line) where the security policy
     refuses code-running tools to HTTP clients; the node checks again when it runs (other routes run prompts too)."""
     from partyflow.config import ConfigError
     from partyflow.security.policy import code_tools_decision
 
     registry = ctx.engine.registry
-    nodes = sorted(node_id for node_id, node in prompt.items() if isinstance(node, Mapping)
-                   and node.get("class_type") in registry
-                   and getattr(registry.entry(node["class_type"]).cls, "PARTYFLOW_RUNS_CODE", False))
+
+    def runs_code(node: Any) -> bool:  # a class flag, or a function of the node's inputs (MCP: a command line)
+        if not isinstance(node, Mapping) or node.get("class_type") not in registry:
+            return False
+        flag = getattr(registry.entry(node["class_type"]).cls, "PARTYFLOW_RUNS_CODE", False)
+        return bool(flag(dict(node.get("inputs") or {})) if callable(flag) else flag)
+
+    nodes = sorted(node_id for node_id, node in prompt.items() if runs_code(node))
     if not nodes:
         return None
     try:
