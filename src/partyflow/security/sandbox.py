@@ -191,7 +191,9 @@ def _outermost(paths: Iterable[Path]) -> tuple[Path, ...]:
 
 def _guard(paths: Iterable[Path], protected: Iterable[Path]) -> None:
     """Refuse to expose a folder that contains the home directory, the partyflow home or another protected path."""
-    guarded = [Path.home().resolve(), *(Path(p).resolve() for p in protected)]
+    guarded = [Path(p).resolve() for p in protected]
+    with contextlib.suppress(RuntimeError, KeyError):  # no home directory known: nothing to add
+        guarded.append(Path.home().resolve())
     for path in paths:
         resolved = path.resolve()
         if resolved == Path("/"):
