@@ -6,15 +6,17 @@ The first two are the escapes that worked against the old in-process audit hook 
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import os
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from partyflow.security import sandbox
+from partyflow.security import sandbox, seccomp
 from partyflow.tools.base import ToolError
 from partyflow.tools.builtin import SandboxLimits, python_tool, run_python
 
@@ -297,3 +299,29 @@ def test_without_the_os_sandbox_the_tool_refuses(world: dict[str, Path], monkeyp
         assert not (world["scratch"] / "ran.txt").exists()
     finally:
         sandbox._probe.cache_clear()
+
+
+def test_the_kernel_side_is_locked_down(world: dict[str, Path]) -> None:
+    """seccomp in filter mode, no_new_privs, no capabilities, and no way to make namespaces or ptrace inside."""
+    code = r"""
+import ctypes, os
+status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines() if ":" in line)
+print(status["Seccomp"].strip(), status["NoNewPrivs"].strip(), status["CapEff"].strip(), status["CapBnd"].strip())
+libc = ctypes.CDLL(None, use_errno=True)
+print(libc.unshare(0x10000000), libc.ptrace(16, 1, 0, 0), libc.mount(b"none", b"/scratch", b"tmpfs", 0, None))
+print(sorted(os.listdir("/")))
+"""
+    spec = sandbox.SandboxSpec(scratch=world["scratch"], proc=True,
+                               read_only=sandbox.python_binds(site_packages=False))
+    python = os.path.realpath(sys.executable)
+    result = sandbox.run_sync([python, "-I", "-S", "-c", code], spec)
+    lines = result.stdout.decode().splitlines()
+    assert result.exit_code == 0, result.stderr
+    assert lines[0] == "2 1 0000000000000000 0000000000000000"
+    assert lines[1] == "-1 -1 -1"
+    assert not {"home", "tmp", "run", "var", "srv", "opt", "mnt"} & set(ast.literal_eval(lines[2]))
+
+
+def test_an_unknown_architecture_means_no_sandbox() -> None:
+    with pytest.raises(seccomp.UnsupportedArchitecture, match="riscv64"):
+        seccomp.program(processes=False, machine="riscv64")

@@ -119,15 +119,21 @@ def _probe() -> str | None:
         if shutil.which(tool, path=os.defpath + ":/usr/sbin:/sbin") is None:
             return f"{tool!r} was not found"
     try:
-        program(processes=False)
+        filter_ = program(processes=False)
     except UnsupportedArchitecture as exc:
         return str(exc)
-    argv = [_which("bwrap"), "--unshare-all", "--die-with-parent", "--ro-bind", "/usr", "/usr",
-            *_system_links(), "--", "true"]
-    try:
-        done = subprocess.run(argv, capture_output=True, timeout=20, check=False, stdin=subprocess.DEVNULL)
+    filter_fd = os.memfd_create("partyflow-seccomp-probe", os.MFD_CLOEXEC)
+    try:  # the probe uses the real filter, so a kernel without seccomp filters is found here, not at run time
+        os.write(filter_fd, filter_)
+        os.lseek(filter_fd, 0, os.SEEK_SET)
+        argv = [_which("bwrap"), "--unshare-all", "--die-with-parent", "--ro-bind", "/usr", "/usr",
+                *_system_links(), "--seccomp", str(filter_fd), "--", "true"]
+        done = subprocess.run(argv, capture_output=True, timeout=20, check=False, stdin=subprocess.DEVNULL,
+                              pass_fds=(filter_fd,))
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"bubblewrap could not start ({exc})"
+    finally:
+        os.close(filter_fd)
     if done.returncode != 0:
         detail = done.stderr.decode("utf-8", "replace").strip().splitlines()
         return f"bubblewrap cannot create namespaces here ({detail[-1] if detail else f'exit {done.returncode}'})"
