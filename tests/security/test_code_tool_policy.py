@@ -13,8 +13,10 @@ from tests.agents.scripted import calls, chat_requests, text
 from tests.server.live import LiveServer, finished, receive_until, run, start_server
 from tests.support.openai_server import OpenAIServer
 from tests.support.providers import fresh_server_fixture, loader, node, openai_table, running_server_fixture
+from typer.testing import CliRunner
 
 from partyflow import Engine
+from partyflow.cli.main import app
 from partyflow.config import ConfigError, Home
 from partyflow.manager.security import SecurityLevel
 from partyflow.nodes.host import PromptSource
@@ -147,3 +149,13 @@ def test_local_runs_are_allowed_at_normal_and_refused_at_strong(engine_at: Any, 
     config.write_text('security_level = "strong"\n' + config.read_text())
     refused = engine.run(_prompt())
     assert not refused.ok and "off at security level 'strong'" in refused.error.message
+
+
+def test_the_cli_security_level_reaches_code_tools(tmp_path: Path, server: OpenAIServer) -> None:
+    home = _home(tmp_path, server)
+    workflow = tmp_path / "wf.json"
+    workflow.write_text(json.dumps(_prompt()))
+    result = CliRunner().invoke(app, ["--home", str(home), "--security-level", "strong", "run", str(workflow),
+                                      "--json"])
+    assert result.exit_code == 1 and "off at security level 'strong'" in json.loads(result.stdout)["error"]["message"]
+    assert not chat_requests(server)

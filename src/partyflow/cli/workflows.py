@@ -51,6 +51,7 @@ def run(
     out = Console()
     with user_errors():
         engine = open_engine(home_from(ctx, home), cache=cache)
+        engine.host.source = _local_source(ctx)  # the global --security-level reaches code-running tools
         prompt = engine.load_workflow(workflow, overrides=set_ or [])
         with _node_tracebacks_logged(_verbose(ctx)):
             result = _run_with_progress(engine, prompt, show=not as_json and sys.stderr.isatty())
@@ -161,6 +162,13 @@ def _print_outputs(out: Console, engine: Any, result: Any) -> None:
     else:
         seconds = sum(result.timings.values())
         err.print(f"[dim]{len(result.executed)} node(s) ran, {len(result.cached)} cached, {seconds:.2f}s node time[/]")
+
+
+def _local_source(ctx: typer.Context) -> Any:
+    from partyflow.nodes.host import PromptSource
+
+    obj = ctx.find_root().obj
+    return PromptSource(security_level=obj.get("security_level") if isinstance(obj, dict) else None)
 
 
 def validate(
