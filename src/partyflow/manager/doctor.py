@@ -107,6 +107,16 @@ def _attempt_hints(attempts: tuple[Attempt, ...]) -> list[str]:
     return hints
 
 
+def _own_venv(pack: Any, home: Home) -> Any:
+    """An isolated pack's environment (its imports resolve there), or None for packs of the host's environment."""
+    from partyflow.nodes.isolation.environment import python_of, venv_dir
+
+    if pack.record is None or not getattr(pack.record, "isolated", False):
+        return None
+    venv = venv_dir(home.root, pack.name)
+    return venv if python_of(venv).exists() else None
+
+
 def _check(pack: Any, home: Home, installed: dict[str, str], timeout: float) -> PackHealth:
     from partyflow.manager.verify import VerifyError, VerifyFailed, verify_pack
 
@@ -115,7 +125,7 @@ def _check(pack: Any, home: Home, installed: dict[str, str], timeout: float) -> 
     except DependencyError as exc:
         missing = (f"(requirements unreadable: {exc})",)
     try:
-        verified = verify_pack(pack.path, home.root, timeout=timeout, sandboxed=True)
+        verified = verify_pack(pack.path, home.root, timeout=timeout, sandboxed=True, venv=_own_venv(pack, home))
     except VerifyError as exc:
         error = str(exc)
         module = _NO_MODULE.search(error)

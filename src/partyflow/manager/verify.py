@@ -68,10 +68,12 @@ class VerifyFailed(VerifyError):
         self.attempts = attempts
 
 
-def verify_pack(path: Path, home_root: Path, *, timeout: float = 60.0, sandboxed: bool = False) -> Verified:
+def verify_pack(path: Path, home_root: Path, *, timeout: float = 60.0, sandboxed: bool = False,
+                venv: Path | None = None) -> Verified:
     """Refuse a pack without `__init__.py` (or a single .py), or one that does not import and export
     NODE_CLASS_MAPPINGS. `sandboxed`: import it in the OS sandbox (see the module docstring); raises
-    `SandboxUnavailable` where there is none."""
+    `SandboxUnavailable` where there is none. `venv` (sandboxed only): the pack's own environment (an isolated
+    pack), whose Python then imports it."""
     name = path.stem if path.is_file() else path.name
     if path.is_dir() and not (path / "__init__.py").is_file():
         raise VerifyError(f"{name}: not a node pack: the folder has no __init__.py", pack=name,
@@ -79,7 +81,7 @@ def verify_pack(path: Path, home_root: Path, *, timeout: float = 60.0, sandboxed
     if path.is_file() and path.suffix != ".py":
         raise VerifyError(f"{name}: not a node pack: {path.name} is not a .py file", pack=name)
     if sandboxed:
-        return _verify_sandboxed(path, name, home_root, timeout)
+        return _verify_sandboxed(path, name, home_root, timeout, venv)
     command = [sys.executable, "-m", "partyflow.manager.verify", str(path), str(home_root), str(timeout)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout + 10, cwd=home_root,
@@ -98,19 +100,22 @@ def verify_pack(path: Path, home_root: Path, *, timeout: float = 60.0, sandboxed
     return Verified(tuple(result["node_types"]), float(result["seconds"]))
 
 
-def _verify_sandboxed(path: Path, name: str, home_root: Path, timeout: float) -> Verified:
+def _verify_sandboxed(path: Path, name: str, home_root: Path, timeout: float, venv: Path | None) -> Verified:
     import partyflow
+    from partyflow.nodes.isolation.environment import python_of
     from partyflow.security.sandbox import Limits, SandboxSpec, python_binds, run_sync
 
     source = Path(partyflow.__file__).resolve().parent.parent  # so the child imports this very partyflow
     limits = Limits(wall_seconds=timeout + 10, cpu_seconds=int(timeout) + 5, memory_bytes=None,
                     file_bytes=256 * 1024 * 1024, open_files=1024, output_bytes=1024 * 1024, processes=True)
     with tempfile.TemporaryDirectory(prefix="partyflow-doctor-") as scratch:
+        extra = (venv.resolve(),) if venv is not None else ()
         spec = SandboxSpec(scratch=Path(scratch), limits=limits, proc=True, protected=(home_root,),
                            read_only=(*python_binds(site_packages=True, protected=(home_root,)), source,
-                                      path.resolve()),
+                                      path.resolve(), *extra),
                            env={"PYTHONPATH": str(source), "PYTHONDONTWRITEBYTECODE": "1"})
-        done = run_sync([sys.executable, "-m", "partyflow.manager.verify", "--sandboxed", str(path.resolve()),
+        python = str(python_of(venv)) if venv is not None else sys.executable
+        done = run_sync([python, "-m", "partyflow.manager.verify", "--sandboxed", str(path.resolve()),
                          str(timeout)], spec)
     stdout = done.stdout.decode("utf-8", "replace")
     attempts = _attempts(stdout)
