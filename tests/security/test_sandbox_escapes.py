@@ -325,3 +325,18 @@ print(sorted(os.listdir("/")))
 def test_an_unknown_architecture_means_no_sandbox() -> None:
     with pytest.raises(seccomp.UnsupportedArchitecture, match="riscv64"):
         seccomp.program(processes=False, machine="riscv64")
+
+
+def test_the_wall_clock_kills_the_whole_sandbox(world: dict[str, Path]) -> None:
+    marker = "987.654321"
+    spec = sandbox.SandboxSpec(scratch=world["scratch"], limits=sandbox.Limits(wall_seconds=1.5, processes=True))
+    result = sandbox.run_sync(["/bin/sh", "-c", f"sleep {marker} & sleep {marker}"], spec)
+    assert result.timed_out and result.killed_by == "SIGKILL"
+    left = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if marker.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                left.append(pid)
+        except OSError:
+            continue
+    assert not left, f"processes left behind: {left}"
