@@ -302,7 +302,8 @@ def test_without_the_os_sandbox_the_tool_refuses(world: dict[str, Path], monkeyp
 
 
 def test_the_kernel_side_is_locked_down(world: dict[str, Path]) -> None:
-    """seccomp in filter mode, no_new_privs, no capabilities, and no way to make namespaces or ptrace inside."""
+    """seccomp in filter mode, no_new_privs, no capabilities, no way to make namespaces or ptrace inside, no
+    inherited file descriptors or environment."""
     code = r"""
 import ctypes, os
 status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines() if ":" in line)
@@ -310,6 +311,7 @@ print(status["Seccomp"].strip(), status["NoNewPrivs"].strip(), status["CapEff"].
 libc = ctypes.CDLL(None, use_errno=True)
 print(libc.unshare(0x10000000), libc.ptrace(16, 1, 0, 0), libc.mount(b"none", b"/scratch", b"tmpfs", 0, None))
 print(sorted(os.listdir("/")))
+print(len(os.listdir("/proc/self/fd")), sorted(os.environ))
 """
     spec = sandbox.SandboxSpec(scratch=world["scratch"], proc=True,
                                read_only=sandbox.python_binds(site_packages=False))
@@ -320,6 +322,7 @@ print(sorted(os.listdir("/")))
     assert lines[0] == "2 1 0000000000000000 0000000000000000"
     assert lines[1] == "-1 -1 -1"
     assert not {"home", "tmp", "run", "var", "srv", "opt", "mnt"} & set(ast.literal_eval(lines[2]))
+    assert lines[3] == "4 ['HOME', 'LANG', 'PATH', 'PWD', 'TMPDIR']"  # 0-2 and listdir's own fd; PWD: bwrap's --chdir
 
 
 def test_an_unknown_architecture_means_no_sandbox() -> None:
