@@ -343,3 +343,30 @@ def test_the_wall_clock_kills_the_whole_sandbox(world: dict[str, Path]) -> None:
         except OSError:
             continue
     assert not left, f"processes left behind: {left}"
+
+
+def test_no_set_user_id_file_can_be_planted(world: dict[str, Path]) -> None:
+    """Files the sandbox writes are the host user's (root's, under CI): a set-user-ID shell there would be a way up."""
+    scratch = world["scratch"]
+    (scratch / "planted").write_bytes(b"#!/bin/sh\n")
+    os.chmod(scratch / "planted", 0o4755)  # as if something got one in: the run clears it afterwards
+    code = """
+import os, shutil
+shutil.copy("/bin/sh", "sh")
+results = []
+for attempt in (lambda: os.chmod("sh", 0o4755), lambda: os.chmod("sh", 0o2755),
+                lambda: os.open("new", os.O_CREAT | os.O_WRONLY, 0o6755), lambda: os.mkfifo("fifo"),
+                lambda: os.mknod("node", 0o4755)):
+    try:
+        attempt()
+        results.append("DID")
+    except OSError as exc:
+        results.append(type(exc).__name__)
+os.chmod("sh", 0o755)  # ordinary modes still work
+print(results)
+"""
+    result = run(code, scratch)
+    assert result["exit_code"] == 0 and "DID" not in str(result["stdout"]), result
+    for path in scratch.iterdir():
+        assert not path.lstat().st_mode & 0o6000, path
+    assert (scratch / "sh").stat().st_mode & 0o777 == 0o755

@@ -17,7 +17,8 @@ sandboxed program behaving:
 * **Nothing inherited**: the environment is cleared (only what the caller passes is set), and no file descriptor
   but the three standard ones reaches the program.
 * Files in the scratch folder with more than one hard link are bound read-only over themselves, so a hard link
-  placed there cannot be used to write to a file elsewhere. Symbolic links resolve inside the sandbox, where
+  placed there cannot be used to write to a file elsewhere. No set-user-ID/set-group-ID file can be made there
+  (seccomp), and any found after a run loses those bits. Symbolic links resolve inside the sandbox, where
   nothing outside the scratch folder is writable.
 
 When bubblewrap, `prlimit`, user namespaces or the seccomp table are missing, `check()` raises
@@ -34,6 +35,7 @@ import os
 import platform
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping
@@ -284,7 +286,32 @@ async def run(argv: list[str], spec: SandboxSpec, *, stdin: bytes = b"") -> Sand
             env={"PATH": os.defpath, "LANG": "C.UTF-8"}, pass_fds=(filter_fd,), start_new_session=True, cwd="/")
     finally:
         os.close(filter_fd)
-    return await _supervise(process, stdin, spec.limits)
+    try:
+        return await _supervise(process, stdin, spec.limits)
+    finally:
+        await asyncio.to_thread(_clear_set_id_bits, spec.scratch)
+
+
+def _clear_set_id_bits(scratch: Path) -> None:
+    """Second layer behind seccomp (which refuses setting them): no set-user-ID/set-group-ID file stays in the
+    scratch folder, where it would run with the host user's identity for anyone who can reach the folder."""
+    seen = 0
+    for folder, dirs, files in os.walk(scratch):
+        seen += len(dirs) + len(files)
+        if seen > MAX_SCRATCH_ENTRIES:
+            return
+        for name in files:
+            path = os.path.join(folder, name)
+            with contextlib.suppress(OSError):
+                if not os.lstat(path).st_mode & (stat.S_ISUID | stat.S_ISGID):
+                    continue
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # never a link's target
+                try:
+                    mode = os.fstat(fd).st_mode
+                    if stat.S_ISREG(mode):
+                        os.fchmod(fd, stat.S_IMODE(mode) & ~(stat.S_ISUID | stat.S_ISGID))
+                finally:
+                    os.close(fd)
 
 
 _FD_PLACEHOLDER = "@PARTYFLOW-SECCOMP-FD@"
