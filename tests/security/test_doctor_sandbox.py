@@ -53,6 +53,7 @@ here = pathlib.Path(__file__).parent
 subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--no-build-isolation", "--target",
                 {str(target)!r}, {str(project)!r}], capture_output=True)
 os.system("apt-get -s install cowsay >/dev/null 2>&1")  # -s: a simulation, harmless even unconfined
+subprocess.run("cd / && uv pip install tinyproj", shell=True, capture_output=True)
 for path in ({str(outside)!r}, {str(home.config_file)!r}, str(here / "cache.json"),
              {str(home.custom_nodes / "dropped" / "__init__.py")!r}):
     try:
@@ -89,6 +90,8 @@ def test_doctor_reports_import_time_installs_and_writes_without_doing_them(setup
     assert ("process", True) in kinds and ("write", False) in kinds and ("network", False) in kinds
     details = " | ".join(a.detail for a in health.attempts)
     assert "pip install" in details and "apt-get -s install cowsay" in details
+    shell = [a for a in health.attempts if "uv pip install tinyproj" in a.detail]
+    assert shell and all(a.package_manager for a in shell)  # found inside a shell command line too
     assert str(setup["outside"]) in details and "config.toml" in details and "cache.json" in details
     assert any("package manager at import" in hint for hint in health.hints)
     _untouched(setup, listener)

@@ -165,10 +165,15 @@ def _observe(out_fd: int, scratch: str) -> None:
             return None
         return target
 
+    def uses_package_manager(text: str) -> bool:  # "pip install x", "sh -c 'apt-get ...'", "python -m pip ..."
+        for separator in (";", "&&", "||", "|", "'", '"'):
+            text = text.replace(separator, " ")
+        return bool({os.path.basename(token) for token in text.split()} & PACKAGE_TOOLS)
+
     def command(args: Any) -> tuple[str, bool]:
         words = [os.fsdecode(a) for a in args] if isinstance(args, (list, tuple)) else [os.fsdecode(args)]
-        tools = {os.path.basename(w) for w in words[:4]} | {w for w in words[:4] if w in ("pip", "ensurepip")}
-        return " ".join(words)[:500], bool(tools & PACKAGE_TOOLS)
+        text = " ".join(words)
+        return text[:500], uses_package_manager(text)
 
     def hook(event: str, args: tuple[Any, ...]) -> None:
         try:
@@ -176,7 +181,7 @@ def _observe(out_fd: int, scratch: str) -> None:
                 report("process", *command(args[1]))
             elif event == "os.system":
                 text = os.fsdecode(args[0])
-                report("process", text[:500], bool(set(text.replace(";", " ").split()) & PACKAGE_TOOLS))
+                report("process", text[:500], uses_package_manager(text))
             elif event == "socket.connect":
                 report("network", f"connect to {args[1]!r}")
             elif event == "socket.getaddrinfo":
