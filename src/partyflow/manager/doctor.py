@@ -95,15 +95,16 @@ def fix(name: str, home: Home, *, allow_conflicts: bool = False) -> DependencyRe
     return report
 
 
-def _attempt_hints(attempts: tuple[Attempt, ...]) -> list[str]:
+def _attempt_hints(attempts: tuple[Attempt, ...], shown: int = 5) -> list[str]:
     if not attempts:
         return []
+    listed = "; ".join(a.describe() for a in attempts[:shown])
+    more = f"; and {len(attempts) - shown} more (--json lists them)" if len(attempts) > shown else ""
+    hints = [f"at import the pack tried (none of it happened in this check): {listed}{more}"]
     installs = [a for a in attempts if a.package_manager]
-    hints = [f"at import the pack {attempts[0].describe()}" + (f" and {len(attempts) - 1} more thing(s)"
-                                                               if len(attempts) > 1 else "")]
     if installs:
-        hints.append(f"the pack runs a package manager at import ({installs[0].detail}); nothing was installed by "
-                     "this check: install its dependencies with 'partyflow nodes fix', and consider removing it")
+        hints.append("it runs a package manager at import: install its dependencies with 'partyflow nodes fix' "
+                     "instead, and consider removing the pack")
     return hints
 
 
