@@ -1,4 +1,6 @@
-"""The Python code tool in real child processes: output, limits and refusals."""
+"""The Python code tool in real sandboxed processes (bubblewrap): output, limits and refusals.
+
+The escape suite lives in tests/security/test_sandbox_escapes.py."""
 
 from __future__ import annotations
 
@@ -28,9 +30,11 @@ def test_runs_code_and_captures_output() -> None:
     assert failed["exit_code"] == 1 and "ValueError: boom" in failed["stderr"]
 
 
-def test_network_is_refused() -> None:
-    result = run("import socket\nsocket.create_connection(('127.0.0.1', 9), timeout=1)")
-    assert result["exit_code"] == 1 and "network access is not allowed" in result["stderr"]
+def test_network_is_unreachable(server: OpenAIServer) -> None:
+    host, port = server.url.split("//")[1].split("/")[0].rsplit(":", 1)
+    result = run(f"import socket\nsocket.create_connection(({host!r}, {port}), timeout=2)")
+    assert result["exit_code"] == 1 and ("ConnectionRefusedError" in result["stderr"]
+                                          or "Network is unreachable" in result["stderr"])
 
 
 def test_writes_outside_the_work_folder_are_refused(tmp_path: Path) -> None:
@@ -38,15 +42,16 @@ def test_writes_outside_the_work_folder_are_refused(tmp_path: Path) -> None:
     target = tmp_path / "outside.txt"
     result = run(f"open('inside.txt', 'w').write('ok')\nopen({str(target)!r}, 'w').write('bad')", workdir=work)
     assert (work / "inside.txt").read_text() == "ok"
-    assert not target.exists() and "PermissionError" in result["stderr"]
-    removed = run(f"import os\nos.remove({str(work / 'inside.txt')!r})\nos.mkdir('/tmp-escape-x')", workdir=work)
-    assert "PermissionError" in removed["stderr"] and not Path("/tmp-escape-x").exists()
+    assert not target.exists() and result["exit_code"] == 1
+    made = run("import os\nos.mkdir('/tmp-escape-x')", workdir=work)
+    assert "Read-only file system" in made["stderr"] and not Path("/tmp-escape-x").exists()
 
 
-def test_processes_and_native_code_are_refused() -> None:
+def test_processes_and_native_code_are_refused(tmp_path: Path) -> None:
     assert "PermissionError" in run("import subprocess\nsubprocess.run(['true'])")["stderr"]
-    assert "PermissionError" in run("import os\nos.system('true')")["stderr"]
-    assert "PermissionError" in run("import ctypes\nctypes.CDLL(None)")["stderr"]
+    system = run("import os\nprint(os.system('echo x > made.txt'))", workdir=tmp_path)  # the shell never starts
+    assert system["stdout"] != "0\n" and not (tmp_path / "made.txt").exists()
+    assert run("import ctypes\nprint(ctypes.CDLL(None).fork())")["stdout"] == "-1\n"
 
 
 def test_memory_limit() -> None:
@@ -82,5 +87,5 @@ def test_an_agent_sees_the_refusals_and_carries_on(tmp_path: Path, server: OpenA
     result = asyncio.run(agent.run("try"))
     assert result.ok and result.answer == "Neither network nor that file is allowed."
     reached, wrote = (json.loads(run.output) for run in result.steps[0].tool_runs)
-    assert reached["exit_code"] == 1 and "network access is not allowed" in reached["stderr"]
-    assert wrote["exit_code"] == 1 and "writing" in wrote["stderr"] and not outside.exists()
+    assert reached["exit_code"] == 1 and "Error" in reached["stderr"]
+    assert wrote["exit_code"] == 1 and "Error" in wrote["stderr"] and not outside.exists()

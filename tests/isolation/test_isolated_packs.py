@@ -183,3 +183,11 @@ def test_interrupt_reaches_the_worker(engine: Engine) -> None:
     runner.join(30)
     assert outcome and outcome[0].status == "interrupted"
     assert engine.run(PROMPT).ok  # the worker is still usable
+
+
+def test_doctor_imports_an_isolated_pack_with_its_own_environment_in_the_sandbox(installed: Home) -> None:
+    from partyflow.manager.doctor import diagnose
+
+    health = {h.name: h for h in diagnose(installed)}
+    assert health["iso_pack"].ok and health["iso_pack"].node_types == ("VersionB",), health["iso_pack"]
+    assert health["iso_pack"].attempts == ()

@@ -84,6 +84,12 @@ def serve(
     root = resolve_home(home_from(ctx, home))
     with user_errors(), contextlib.redirect_stdout(sys.stderr):  # stdout is the MCP wire; packs may print
         engine = open_engine(root)
+    if transport == "http":  # its clients are HTTP clients: code-running tools follow the server rule (issue 10)
+        from partyflow.nodes.host import PromptSource
+
+        obj = ctx.find_root().obj
+        engine.host.source = PromptSource(over_http=True, loopback=_loopback(listen),
+                                          security_level=obj.get("security_level") if isinstance(obj, dict) else None)
     try:
         tools = PublishedTools(engine, Home(root).user / user / "workflows")
         server = build_server(tools)

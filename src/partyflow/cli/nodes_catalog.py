@@ -139,7 +139,8 @@ def doctor(
     as_json: JsonOption = False,
     home: HomeOption = None,
 ) -> None:
-    """Import each pack in a subprocess; report failures, missing dependencies and import time."""
+    """Import each pack in a sandboxed subprocess; report failures, missing dependencies, import time and what it
+    tried (installs, writes, network: none of it happens)."""
     from partyflow.manager.doctor import diagnose
 
     with manager_errors(as_json):

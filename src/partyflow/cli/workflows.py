@@ -53,6 +53,7 @@ def run(
     out = cli_console()
     with user_errors(), stdout_kept_for_result(as_json):  # packs may print; --json stdout stays JSON
         engine = open_engine(home_from(ctx, home), cache=cache)
+        engine.host.source = _local_source(ctx)  # the global --security-level reaches code-running tools
         prompt = engine.load_workflow(workflow, overrides=set_ or [])
         with _node_tracebacks_logged(_verbose(ctx)):
             result = _run_with_progress(engine, prompt, show=not as_json and sys.stderr.isatty())
@@ -175,6 +176,13 @@ def output_label(node_id: str, node: dict[str, Any]) -> str:
     title = meta.get("title") if isinstance(meta, dict) else None
     name = title or (node.get("class_type") if isinstance(node, dict) else None) or "node"
     return f"{name} (#{node_id})"
+
+
+def _local_source(ctx: typer.Context) -> Any:
+    from partyflow.nodes.host import PromptSource
+
+    obj = ctx.find_root().obj
+    return PromptSource(security_level=obj.get("security_level") if isinstance(obj, dict) else None)
 
 
 def validate(

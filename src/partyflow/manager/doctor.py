@@ -1,9 +1,12 @@
 """`nodes doctor` and `nodes fix`: find packs that do not load and why, and repair their dependencies.
 
-Each pack is imported in its own child process (the same check an install runs), so one that crashes or hangs
-cannot hide the others' results; packs are checked in parallel. A failed import is explained by comparing the
-pack's declared requirements with the environment, the most common cause after a Python upgrade or a manual
-`pip install`.
+Each pack is imported in its own child process, so one that crashes or hangs cannot hide the others' results;
+packs are checked in parallel. Diagnosing must not change the system, so the import runs in the OS sandbox
+(`partyflow.security.sandbox`, as code tools do): no network, nothing writable but a throwaway folder, a throwaway
+home instead of the real one. A pack that runs `pip install` or `apt-get` or writes files at import changes
+nothing, and the report says what it tried. Without the sandbox, doctor refuses to import anything.
+A failed import is explained by comparing the pack's declared requirements with the environment, the most common
+cause after a Python upgrade or a manual `pip install`.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from partyflow.manager.dependencies import (
     target_python,
 )
 from partyflow.manager.errors import ManagerError
+from partyflow.manager.verify import Attempt
 
 _NO_MODULE = re.compile(r"No module named '([^']+)'")
 _NO_NAME = re.compile(r"cannot import name '([^']+)' from '([^']+)'")
@@ -60,18 +64,27 @@ class PackHealth:
     missing_module: str | None = None
     missing_requirements: tuple[str, ...] = ()
     hints: tuple[str, ...] = field(default=())
+    attempts: tuple[Attempt, ...] = ()  # what the pack tried at import (processes, network, writes); none happened
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "enabled": self.enabled, "ok": self.ok, "seconds": self.seconds,
                 "node_types": list(self.node_types), "error": self.error, "missing_module": self.missing_module,
-                "missing_requirements": list(self.missing_requirements), "hints": list(self.hints)}
+                "missing_requirements": list(self.missing_requirements), "hints": list(self.hints),
+                "attempts": [a.to_dict() for a in self.attempts]}
 
 
 def diagnose(home: Home, *, include_disabled: bool = False, timeout: float = 60.0,
              workers: int | None = None) -> list[PackHealth]:
-    """Import every enabled pack (and disabled ones on request) in a subprocess; report failures, missing
-    dependencies and import time."""
+    """Import every enabled pack (and disabled ones on request) in a sandboxed subprocess; report failures, missing
+    dependencies, import time and what each pack tried to do. Refuses (ManagerError) without the OS sandbox."""
     from partyflow.manager.packs import PackManager
+    from partyflow.security.sandbox import SandboxUnavailable, check
+
+    try:
+        check()
+    except SandboxUnavailable as exc:
+        raise ManagerError(f"nodes doctor imports packs only inside the OS sandbox, so that a pack's import-time "
+                           f"installs or writes change nothing; {exc}", user_error=True) from None
 
     packs = [p for p in PackManager(home).installed() if p.enabled or include_disabled]
     installed = installed_packages(target_python(home))
@@ -102,21 +115,45 @@ def fix(name: str, home: Home, *, allow_conflicts: bool = False) -> DependencyRe
     return report
 
 
+def _attempt_hints(attempts: tuple[Attempt, ...], shown: int = 5) -> list[str]:
+    if not attempts:
+        return []
+    listed = "; ".join(a.describe() for a in attempts[:shown])
+    more = f"; and {len(attempts) - shown} more (--json lists them)" if len(attempts) > shown else ""
+    hints = [f"at import the pack tried (none of it happened in this check): {listed}{more}"]
+    installs = [a for a in attempts if a.package_manager]
+    if installs:
+        hints.append("it runs a package manager at import: install its dependencies with 'partyflow nodes fix' "
+                     "instead, and consider removing the pack")
+    return hints
+
+
+def _own_venv(pack: Any, home: Home) -> Any:
+    """An isolated pack's environment (its imports resolve there), or None for packs of the host's environment."""
+    from partyflow.nodes.isolation.environment import python_of, venv_dir
+
+    if pack.record is None or not getattr(pack.record, "isolated", False):
+        return None
+    venv = venv_dir(home.root, pack.name)
+    return venv if python_of(venv).exists() else None
+
+
 def _check(pack: Any, home: Home, installed: dict[str, str], timeout: float) -> PackHealth:
-    from partyflow.manager.verify import VerifyError, verify_pack
+    from partyflow.manager.verify import VerifyError, VerifyFailed, verify_pack
 
     try:
         missing = tuple(missing_requirements(pack.path, installed)) if pack.path.is_dir() else ()
     except DependencyError as exc:
         missing = (f"(requirements unreadable: {exc})",)
     try:
-        verified = verify_pack(pack.path, home.root, timeout=timeout)
+        verified = verify_pack(pack.path, home.root, timeout=timeout, sandboxed=True, venv=_own_venv(pack, home))
     except VerifyError as exc:
         error = str(exc)
         module = _NO_MODULE.search(error)
         host = _host_name(error)
         installable = [m for m in missing if not m.startswith("(requirements unreadable")]
-        hints = []
+        attempts = exc.attempts if isinstance(exc, VerifyFailed) else ()
+        hints = _attempt_hints(attempts)
         if host:
             hints.append(f"the pack needs ComfyUI's {host!r}, which partyflow does not provide as a host module "
                          "(docs/node-packs.md lists what it provides); no requirement can install it")
@@ -126,7 +163,8 @@ def _check(pack: Any, home: Home, installed: dict[str, str], timeout: float) -> 
             hints.append(f"the pack imports {module.group(1)!r} but does not declare it in requirements.txt")
         return PackHealth(pack.name, pack.enabled, False, error=error,
                           missing_module=module.group(1) if module else None, missing_requirements=missing,
-                          hints=tuple(hints))
-    hints = (f"declared but not installed: {', '.join(missing)}",) if missing else ()
+                          hints=tuple(hints), attempts=attempts)
+    hints = ([f"declared but not installed: {', '.join(missing)}"] if missing else []) + \
+        _attempt_hints(verified.attempts)
     return PackHealth(pack.name, pack.enabled, True, seconds=verified.seconds, node_types=verified.node_types,
-                      missing_requirements=missing, hints=hints)
+                      missing_requirements=missing, hints=tuple(hints), attempts=verified.attempts)

@@ -60,6 +60,16 @@ def _drop_custom_event(event: str, data: Any, client_id: str | None) -> None:
     """Default sink: without a server nobody listens to packs' custom messages."""
 
 
+@dataclass(frozen=True)
+class PromptSource:
+    """Who submits the prompts a host runs: the local user (CLI, Python API; the default) or a server's HTTP
+    clients. Nodes that need a permission (code-running tools) ask the security policy with it."""
+
+    over_http: bool = False
+    loopback: bool = True               # the server listens on loopback only
+    security_level: str | None = None   # the server's `--security-level`; None: environment, then config.toml
+
+
 @dataclass
 class HostContext:
     """What one engine offers to the packs it loads."""
@@ -78,6 +88,7 @@ class HostContext:
     run_workflow: Callable[..., Awaitable[Any]] | None = None  # issue 7: the engine's own `run_async`, so a node
     # that runs workflows (workflow tools) uses the engine it runs in (its packs, settings, models, cache) instead of
     # starting another per call; None where no engine set it (packs then start their own)
+    source: PromptSource = field(default_factory=PromptSource)  # issue 10: set by the server for HTTP prompts
 
     def __post_init__(self) -> None:
         if not self.folder_names_and_paths:

@@ -34,10 +34,13 @@ from partyflow.manager.security import LEVEL_ENV as MANAGER_LEVEL_ENV
 from partyflow.manager.security import Risk, SecurityLevel, allowed
 from partyflow.security.scanner.model import ScanReport, Severity
 
-__all__ = ["LEVEL_ENV", "Caller", "Decision", "LevelRules", "Origin", "PolicyRefusal", "SecurityPolicy",
-           "SignatureStatus", "enforce_staged", "parse_level", "resolve_level", "signature_status"]
+__all__ = ["CODE_TOOLS_SETTING", "LEVEL_ENV", "Caller", "code_tools_decision", "Decision", "LevelRules", "Origin", "PolicyRefusal", "SecurityPolicy",
+           "SignatureStatus", "enforce_staged", "parse_level", "resolve_level", "server_allows_code_tools",
+           "signature_status"]
 
 LEVEL_ENV = "PARTYFLOW_SECURITY_LEVEL"
+CODE_TOOLS_SETTING = "[server] allow_code_tools = true"
+"""The config.toml setting that lets a server's HTTP clients run workflows with code-running tools."""
 
 
 class Origin(enum.Enum):
@@ -222,6 +225,26 @@ class SecurityPolicy:
         return Decision(False, f"{action} is not allowed at security level {self.level.value!r} for a "
                         f"{caller.label}", self._hint())
 
+    def code_tools(self, caller: Caller, *, server_allows: bool = False) -> Decision:
+        """May a workflow use tools that run code or commands it supplies (the Python Code Tool, inline MCP
+        server commands)?
+
+        The code runs in the OS sandbox either way; this decides who may make partyflow run code at all.
+        `strong`: nobody. `normal`: the local user (CLI, Python API); HTTP clients only where config.toml says
+        `[server] allow_code_tools = true`. `normal-`: also clients of a loopback server. `weak`: everyone.
+        """
+        what = "code-running tools (the Python Code Tool, MCP servers started from a command in the workflow)"
+        if self.level is SecurityLevel.STRONG:
+            return Decision(False, f"{what} are off at security level 'strong'",
+                            "set security_level = \"normal\" in config.toml to allow them for local runs")
+        if caller.trusted or server_allows or self.level is SecurityLevel.WEAK or (
+                self.level is SecurityLevel.NORMAL_MINUS and caller.loopback):
+            return Decision(True, f"{what} allowed for a {caller.label} at {self.level.value!r}")
+        return Decision(False, f"{what} are refused for workflows submitted over HTTP at security level "
+                        f"{self.level.value!r}",
+                        f"an administrator can allow them for this server with {CODE_TOOLS_SETTING} in config.toml "
+                        "(the code still runs in the OS sandbox)")
+
     def require(self, decision: Decision, *, pack: str | None = None,
                 details: dict[str, Any] | None = None) -> None:
         if not decision.allowed:
@@ -233,6 +256,24 @@ class SecurityPolicy:
                 "require_signature": rules.require_signature, "refuse_at": rules.refuse_at.label,
                 "force_allowed": rules.force_allowed,
                 "install_script": self.install_script(Caller()).allowed}
+
+
+def code_tools_decision(home: Home, *, over_http: bool, loopback: bool = True,
+                        security_level: str | SecurityLevel | None = None) -> Decision:
+    """`SecurityPolicy.code_tools` for a prompt run in `home`: submitted over HTTP (to a server on loopback or
+    not, with that server's level override) or by the local user."""
+    policy = SecurityPolicy.load(home, security_level)
+    caller = Caller(trusted=not over_http, loopback=loopback)
+    return policy.code_tools(caller, server_allows=over_http and server_allows_code_tools(home))
+
+
+def server_allows_code_tools(home: Home) -> bool:
+    """config.toml's `[server] allow_code_tools` (default false); anything but a boolean is an error."""
+    server = Settings.load(home).raw.get("server", {})
+    value = server.get("allow_code_tools", False) if isinstance(server, dict) else False
+    if not isinstance(value, bool):
+        raise ConfigError(f"{home.config_file}: [server] allow_code_tools must be true or false, got {value!r}")
+    return value
 
 
 def signature_status(pack: Path, home: Home) -> SignatureStatus:

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from partyflow.access import AccessStore
 from partyflow.engine.engine import Engine
+from partyflow.nodes.host import PromptSource
 from partyflow.server.access import access_middleware, audit_writer, login_routes
 from partyflow.server.config import ServerConfig
 from partyflow.server.context import CONTEXT, ENGINE, ServerContext
@@ -39,6 +40,8 @@ def create_app(engine: Engine, config: ServerConfig, *, extensions: Sequence[Ext
     the caller's to close. Raises `ServerConfigError` for an unsafe config (a public address without a token).
     """
     config.check()
+    # prompts of this engine now come from HTTP clients: code-running tools ask the policy with that (issue 10)
+    engine.host.source = PromptSource(over_http=True, loopback=config.loopback, security_level=config.security_level)
     access = AccessStore(engine.home.state_db)
     audit = audit_writer(engine.home)
     middlewares = [error_middleware, origin_middleware(config),

@@ -19,6 +19,7 @@ from server import PromptServer
 from partyflow.config import Home
 from partyflow.llm import ChatModel, ProvidersConfig
 from partyflow.llm.providers import create
+from partyflow.nodes.host import PromptSource, current_host_or_none
 from partyflow.tools import Tool
 
 CATEGORY = "partyflow/agents"
@@ -47,6 +48,24 @@ ANY = AnyType("*")
 
 def current_home() -> Home:
     return Home(Path(folder_paths.base_path))
+
+
+def code_tools_decision() -> Any:
+    """The security policy's answer (`SecurityPolicy.code_tools`) for whoever submitted the running prompt."""
+    # imported on use: keeps the pack's import fast
+    from partyflow.security.policy import code_tools_decision as decide
+
+    host = current_host_or_none()
+    source = host.source if host is not None else PromptSource()
+    return decide(current_home(), over_http=source.over_http, loopback=source.loopback,
+                  security_level=source.security_level)
+
+
+def require_code_tools() -> None:
+    """Refuse (PermissionError naming the setting) where the policy does not allow code-running tools."""
+    decision = code_tools_decision()
+    if not decision.allowed:
+        raise PermissionError(f"{decision.reason}; {decision.hint}" if decision.hint else decision.reason)
 
 
 @asynccontextmanager

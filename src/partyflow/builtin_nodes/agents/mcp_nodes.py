@@ -15,7 +15,7 @@ import json
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from .common import CATEGORY, LLM_HISTORY, TOOL, chain, current_home
+from .common import CATEGORY, LLM_HISTORY, TOOL, chain, code_tools_decision, current_home, require_code_tools
 
 MCP_CATEGORY = f"{CATEGORY}/mcp"
 _SERVER_TIP = ("A server name from config.toml ([mcp.servers.NAME]), a URL (streamable HTTP) or a command line "
@@ -44,17 +44,13 @@ def check_server(server: Any = None) -> bool | str:
         return True
     try:
         library = mcp_library()
-        if _is_configured_name(server.strip()):
+        if _is_name(server.strip()):
             library.configured_server(current_home(), server.strip())
         else:
             library.inline_server(server, timeout=60.0)
     except (RuntimeError, ValueError) as exc:  # MCPConfigError is a ValueError
         return str(exc)
     return True
-
-
-def _is_configured_name(text: str) -> bool:
-    return bool(text) and " " not in text and "/" not in text and ":" not in text
 
 
 class _ServerChecked:
@@ -73,14 +69,43 @@ def timeout_input() -> dict[str, Any]:
                                              "server uses its own 'timeout')."})}
 
 
+def _is_name(text: str) -> bool:
+    return bool(text) and " " not in text and "/" not in text and ":" not in text
+
+
+def _is_inline_command(server: str) -> bool:
+    text = server.strip()
+    return not _is_name(text) and not text.startswith(("http://", "https://"))
+
+
 def resolve_server(server: str, timeout: float = 60.0) -> MCPServerConfig:
-    """A configured server by name, else the text as a URL or command line."""
+    """A configured server by name, else the text as a URL or command line.
+
+    A command line comes from the workflow: it runs in the OS sandbox, and only where the security policy allows
+    code-running tools for whoever submitted the prompt (the same rule as the Python Code Tool)."""
     library, text = mcp_library(), server.strip()
-    if _is_configured_name(text):
+    if _is_name(text):
         # a bare word is a configured name; one that is not configured is far more likely misspelt than a
         # command to start, so it gets the error listing the configured servers
         return library.configured_server(current_home(), text)
+    if _is_inline_command(text):
+        require_code_tools()
     return library.inline_server(text, timeout=timeout)
+
+
+def _runs_code(inputs: dict[str, Any]) -> bool:
+    """`PARTYFLOW_RUNS_CODE` of the MCP nodes: the server refuses a prompt up front when it starts a command."""
+    server = inputs.get("server")
+    return isinstance(server, str) and _is_inline_command(server)
+
+
+def _policy_state(server: str = "", **_: Any) -> str:
+    """IS_CHANGED of the MCP nodes: for an inline command, the policy's answer (a cached result is not reused
+    after the level or setting changed); otherwise constant."""
+    if not _is_inline_command(server):
+        return ""
+    decision = code_tools_decision()
+    return f"{decision.allowed}:{decision.reason}"
 
 
 class MCPTools(_ServerChecked):
@@ -90,6 +115,9 @@ class MCPTools(_ServerChecked):
     RETURN_TYPES = (TOOL,)
     RETURN_NAMES = ("tools",)
     FUNCTION = "make"
+
+    IS_CHANGED = staticmethod(_policy_state)
+    PARTYFLOW_RUNS_CODE = staticmethod(_runs_code)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -119,6 +147,9 @@ class MCPResource(_ServerChecked):
     RETURN_NAMES = ("text",)
     FUNCTION = "read"
 
+    IS_CHANGED = staticmethod(_policy_state)
+    PARTYFLOW_RUNS_CODE = staticmethod(_runs_code)
+
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {**server_input(), "uri": ("STRING", {"default": "", "tooltip": "The resource's URI, "
@@ -138,6 +169,9 @@ class MCPPrompt(_ServerChecked):
     RETURN_TYPES = ("STRING", LLM_HISTORY)
     RETURN_NAMES = ("text", "messages")
     FUNCTION = "get"
+
+    IS_CHANGED = staticmethod(_policy_state)
+    PARTYFLOW_RUNS_CODE = staticmethod(_runs_code)
 
     @classmethod
     def INPUT_TYPES(cls):

@@ -24,7 +24,7 @@ from partyflow.tools.builtin import (
 )
 from partyflow.tools.builtin.files import confine
 
-from .common import CATEGORY, TOOL, chain, current_home
+from .common import CATEGORY, TOOL, chain, code_tools_decision, current_home, require_code_tools
 from .runner import workflow_runner
 
 TOOL_CATEGORY = f"{CATEGORY}/tools"
@@ -101,8 +101,11 @@ class HTTPFetchTool(_ToolNode):
 
 
 class PythonCodeTool(_ToolNode):
-    DESCRIPTION = ("A tool running Python code (standard library) in a separate process without network, with "
-                   "time and memory limits, writing only in a work folder under the home's output folder.")
+    DESCRIPTION = ("A tool running Python code (standard library) in an OS sandbox (bubblewrap) without network, "
+                   "with time and memory limits, writing only in a work folder under the home's output folder. "
+                   "Over HTTP it needs [server] allow_code_tools = true in config.toml; off at security level "
+                   "strong.")
+    PARTYFLOW_RUNS_CODE = True  # the server refuses prompts with this node where the policy does not allow it
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -113,11 +116,19 @@ class PythonCodeTool(_ToolNode):
             **_more(),
         }}
 
+    @classmethod
+    def IS_CHANGED(cls, **_: Any) -> str:
+        """The policy's answer: a cached tool is not reused after the level or setting changed."""
+        decision = code_tools_decision()
+        return f"{decision.allowed}:{decision.reason}"
+
     def make(self, work_folder="code", timeout=10.0, memory_mb=512, tools=None):
+        require_code_tools()
         folder = confine(current_home().output, work_folder or "code")
         limits = SandboxLimits(wall_seconds=timeout, cpu_seconds=max(1, int(timeout)),
                                memory_bytes=memory_mb * 1024 * 1024)
-        return (chain(tools, python_tool(workdir=Path(folder), limits=limits)),)
+        # the tool asks again at each call: an agent may reuse it from the cache in a later prompt
+        return (chain(tools, python_tool(workdir=Path(folder), limits=limits, guard=require_code_tools)),)
 
 
 class TextSearchTool(_ToolNode):

@@ -59,6 +59,9 @@ async def post_prompt(request: web.Request) -> web.Response:
         if result.error is None:
             return _refuse("prompt_no_outputs", "Prompt has no outputs")
         return web.json_response(result.to_json(), status=400)
+    refused = await asyncio.to_thread(_code_tools_refusal, ctx, result.prompt)
+    if refused is not None:
+        return refused
     try:
         # the durable write waits for fsync: off the event loop, so WebSocket clients are not held up by it
         item = await asyncio.to_thread(ctx.engine.queue.put, result.prompt, prompt_id=prompt_id,
@@ -115,6 +118,36 @@ def _validate(engine: Any, prompt: Any, targets: list[str] | None) -> Validation
 
         return ValidationResult(prompt={}, outputs=[], error=NodeIssue(
             "exception_during_validation", "Exception during validation", f"{type(exc).__name__}: {exc}"))
+
+
+def _code_tools_refusal(ctx: Any, prompt: Mapping[str, Any]) -> web.Response | None:
+    """403 before queueing a prompt with a node that runs code or commands (`PARTYFLOW_RUNS_CODE`: the Python Code
+    Tool, MCP nodes given a command line) where the security policy
+    refuses code-running tools to HTTP clients; the node checks again when it runs (other routes run prompts too)."""
+    from partyflow.config import ConfigError
+    from partyflow.security.policy import code_tools_decision
+
+    registry = ctx.engine.registry
+
+    def runs_code(node: Any) -> bool:  # a class flag, or a function of the node's inputs (MCP: a command line)
+        if not isinstance(node, Mapping) or node.get("class_type") not in registry:
+            return False
+        flag = getattr(registry.entry(node["class_type"]).cls, "PARTYFLOW_RUNS_CODE", False)
+        return bool(flag(dict(node.get("inputs") or {})) if callable(flag) else flag)
+
+    nodes = sorted(node_id for node_id, node in prompt.items() if runs_code(node))
+    if not nodes:
+        return None
+    try:
+        decision = code_tools_decision(ctx.engine.home, over_http=True, loopback=ctx.config.loopback,
+                                       security_level=ctx.config.security_level)
+    except ConfigError as exc:
+        return web.json_response(error_body("code_tools_refused", "Code-running tools are refused", str(exc)),
+                                 status=403)
+    if decision.allowed:
+        return None
+    body = error_body("code_tools_refused", decision.reason, decision.hint or "", nodes=nodes)
+    return web.json_response(body, status=403)
 
 
 async def get_queue(request: web.Request) -> web.Response:

@@ -1,37 +1,28 @@
-"""Python code execution in a child process with time, memory, file-system and network limits.
+"""Python code execution in the OS sandbox (`partyflow.security.sandbox`): the Python Code Tool's engine.
 
-What it does (see `docs` in the tool's description and the package README for the honest version):
+Each call starts a fresh `python -I -S` (isolated mode: standard library only, no `PYTHON*` variables) inside
+bubblewrap: its own user, PID, IPC, UTS and (empty) network namespaces; a read-only file system holding only
+the Python installation and system libraries; the work folder read-write at `/scratch` (the current directory,
+`$HOME` and `$TMPDIR`); no `/proc`; no process creation (seccomp); address-space, CPU, file-size and open-file
+limits; a wall-clock timeout that kills the whole sandbox; output cut at a size. The environment is empty but for
+`PATH`, `LANG`, `HOME` and `TMPDIR`, so no secret reaches the code.
 
-* **Process**: a fresh `python -I -S` (isolated mode: no user site, no `PYTHON*` variables, no site-packages) in
-  its own session, with an environment holding no secrets, started in a private working folder.
-* **Time**: `RLIMIT_CPU` (CPU seconds) inside, and a wall-clock timeout outside that kills the process group.
-* **Memory**: `RLIMIT_AS` caps the address space; an allocation past it raises `MemoryError` in the child.
-* **Files**: `RLIMIT_FSIZE` caps the size of any file written; an audit hook (`sys.addaudithook`) refuses opening
-  for write, removing, renaming or chmod-ing anything outside the working folder. Reading is not confined.
-* **Network**: when unprivileged user namespaces work (`unshare --user --net`, most Linux distributions), the child
-  runs in an empty network namespace, which the kernel enforces. The audit hook also refuses creating sockets,
-  starting processes and loading native code (ctypes) as a second layer.
-
-The limits: an audit hook is not a security boundary. It stops well-meaning model code from doing harm by
-accident; it does not stop a determined attacker who finds an interpreter path that raises no audit event (for
-example a C extension module). Without the namespace, the hook is the only network barrier. For untrusted code
-from untrusted users, run partyflow itself in a container or VM with no network and a read-only file system.
+Where the sandbox is unavailable (no bubblewrap, no user namespaces), the tool refuses to run; it never falls
+back to something weaker. The tool returns the refusal to the model like any tool error.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import os
-import shutil
 import signal
-import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from partyflow.tools.base import Tool
+from partyflow.security.sandbox import Limits, SandboxError, SandboxSpec, python_binds, run
+from partyflow.tools.base import Tool, ToolError
 from partyflow.tools.functions import function_tool
 
 BOOT = Path(__file__).with_name("_sandbox_boot.py")
@@ -45,74 +36,46 @@ class SandboxLimits:
     file_bytes: int = 16 * 1024 * 1024
     output_bytes: int = 64 * 1024
 
-
-@functools.cache
-def namespace_prefix() -> tuple[str, ...]:
-    """`unshare` arguments that give the child an empty network namespace, or () where the kernel refuses.
-
-    Cached per process: whether user namespaces work does not change while we run.
-    """
-    unshare = shutil.which("unshare")
-    if unshare is None or not sys.platform.startswith("linux"):
-        return ()
-    prefix = (unshare, "--user", "--map-root-user", "--net")
-    try:
-        probe = subprocess.run([*prefix, "true"], capture_output=True, timeout=5, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return ()
-    return prefix if probe.returncode == 0 else ()
+    def to_limits(self) -> Limits:
+        return Limits(wall_seconds=self.wall_seconds, cpu_seconds=self.cpu_seconds, memory_bytes=self.memory_bytes,
+                      file_bytes=self.file_bytes, output_bytes=self.output_bytes, processes=False)
 
 
 async def run_python(code: str, *, workdir: Path | None = None, limits: SandboxLimits = SandboxLimits(),
                      ) -> dict[str, object]:
-    """Run `code` under `limits`; exit code, output (cut to `limits.output_bytes`), and whether it timed out."""
-    owned = workdir is None
-    folder = Path(tempfile.mkdtemp(prefix="partyflow-code-")) if owned else Path(workdir)  # type: ignore[arg-type]
-    folder.mkdir(parents=True, exist_ok=True)
-    prefix = await asyncio.to_thread(namespace_prefix)
-    env = {"PATH": os.defpath, "LANG": "C.UTF-8", "HOME": str(folder), "TMPDIR": str(folder)}
-    argv = [*prefix, sys.executable, "-I", "-S", "-c", BOOT.read_text(encoding="utf-8"),
-            str(limits.memory_bytes), str(limits.cpu_seconds), str(limits.file_bytes)]
-    try:
-        process = await asyncio.create_subprocess_exec(
-            *argv, cwd=folder, env=env, start_new_session=True, stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        timed_out = False
-        try:
-            stdout, stderr = await asyncio.wait_for(process.communicate(code.encode("utf-8")), limits.wall_seconds)
-        except TimeoutError:
-            timed_out = True
-            _kill_group(process.pid)
-            stdout, stderr = await process.communicate()
-        finally:
-            if process.returncode is None:
-                _kill_group(process.pid)
-                await process.wait()
-        code_ = process.returncode
-        return {
-            "exit_code": code_, "timed_out": timed_out or code_ == -signal.SIGXCPU,
-            "stdout": _cut(stdout, limits.output_bytes), "stderr": _cut(stderr, limits.output_bytes),
-            "network": "namespace" if prefix else "audit-hook",
-        }
-    finally:
-        if owned:
-            shutil.rmtree(folder, ignore_errors=True)
+    """Run `code` in the sandbox; exit code, output (cut to `limits.output_bytes`), and whether it timed out.
+
+    Raises `SandboxUnavailable` where the OS sandbox cannot run (the caller refuses; nothing ran).
+    """
+    with tempfile.TemporaryDirectory(prefix="partyflow-code-") as owned:
+        folder = Path(workdir) if workdir is not None else Path(owned)
+        binds = python_binds(site_packages=False)
+        spec = SandboxSpec(scratch=folder, limits=limits.to_limits(), read_only=binds)
+        result = await run([_python(), "-I", "-S", "-c", BOOT.read_text(encoding="utf-8")], spec,
+                           stdin=code.encode("utf-8"))
+    signalled = result.killed_by
+    return {
+        "exit_code": result.exit_code,
+        "timed_out": result.timed_out or signalled == signal.SIGXCPU.name,
+        "stdout": _text(result.stdout, result.stdout_dropped),
+        "stderr": _text(result.stderr, result.stderr_dropped),
+    }
 
 
-def _kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+def _python() -> str:
+    """The base interpreter (not a virtual environment's link to it): -I -S needs nothing else."""
+    return os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
 
 
-def _cut(data: bytes, limit: int) -> str:
-    text = data[:limit].decode("utf-8", errors="replace")
-    return text + (f"\n[... {len(data) - limit} more bytes cut]" if len(data) > limit else "")
+def _text(data: bytes, dropped: int) -> str:
+    text = data.decode("utf-8", errors="replace")
+    return text + (f"\n[... {dropped} more bytes cut]" if dropped else "")
 
 
-def python_tool(*, workdir: Path | None = None, limits: SandboxLimits = SandboxLimits()) -> Tool:
-    """A `run_python` tool; with `workdir`, files the code writes stay there between calls."""
+def python_tool(*, workdir: Path | None = None, limits: SandboxLimits = SandboxLimits(),
+                guard: Callable[[], None] | None = None) -> Tool:
+    """A `run_python` tool; with `workdir`, files the code writes stay there between calls. `guard` runs before
+    each call and refuses it by raising (PermissionError): the security policy's check, asked at call time."""
 
     async def run_python_code(code: str) -> dict[str, object]:
         """Run a Python 3 program (standard library only) and return its exit code, stdout and stderr.
@@ -121,6 +84,11 @@ def python_tool(*, workdir: Path | None = None, limits: SandboxLimits = SandboxL
         Args:
             code: The complete program.
         """
-        return await run_python(code, workdir=workdir, limits=limits)
+        try:
+            if guard is not None:
+                guard()
+            return await run_python(code, workdir=workdir, limits=limits)
+        except (SandboxError, PermissionError) as exc:
+            raise ToolError(str(exc)) from None
 
-    return function_tool(run_python_code, name="run_python", timeout=limits.wall_seconds + 5)
+    return function_tool(run_python_code, name="run_python", timeout=limits.wall_seconds + 15)

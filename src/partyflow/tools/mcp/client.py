@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
 import anyio
@@ -143,6 +144,8 @@ async def connect(config: MCPServerConfig, *, environ: Mapping[str, str] | None 
 
 def _transport(server: ResolvedServer, stderr: IO[str] | None) -> Any:
     config = server.config
+    if config.transport == "stdio" and config.sandbox:
+        return _sandboxed_stdio(server, stderr)
     if config.transport == "stdio":
         params = StdioServerParameters(command=config.command or "", args=list(config.args),
                                        env=server.env or None, cwd=config.cwd)
@@ -150,6 +153,30 @@ def _transport(server: ResolvedServer, stderr: IO[str] | None) -> Any:
     http = httpx2.AsyncClient(headers=server.headers or None, timeout=httpx2.Timeout(
         config.connect_timeout, read=max(config.timeout, 5.0) + 5.0))
     return _closing(streamable_http_client(config.url or "", http_client=http), http)
+
+
+@asynccontextmanager
+async def _sandboxed_stdio(server: ResolvedServer, stderr: IO[str] | None) -> AsyncIterator[Any]:
+    """The stdio server in the OS sandbox, with network, its scratch folder a throwaway one of this connection.
+
+    The server may start processes (npx, uvx do); limits: CPU time, file size, open files. Raises
+    `SandboxUnavailable` (as an MCPClientError) where there is no sandbox: never started unconfined."""
+    from partyflow.security.sandbox import Limits, SandboxError, SandboxSpec, wrap
+
+    config = server.config
+    cpu = int(max(config.timeout, config.connect_timeout)) * 4 + 60
+    limits = Limits(wall_seconds=math.inf, cpu_seconds=cpu, memory_bytes=None, file_bytes=512 * 1024 * 1024,
+                    open_files=1024, processes=True)
+    with tempfile.TemporaryDirectory(prefix="partyflow-mcp-") as scratch:
+        try:
+            argv, env = wrap([config.command or "", *config.args], SandboxSpec(
+                scratch=Path(scratch), limits=limits, network=True, proc=True, env=server.env))
+        except SandboxError as exc:
+            raise MCPClientError(f"MCP server {config.name!r} ({config.target}) must run in the OS sandbox: "
+                                 f"{exc}") from None
+        params = StdioServerParameters(command=argv[0], args=argv[1:], env=env)
+        async with stdio_client(params, errlog=stderr) as streams:  # type: ignore[arg-type]
+            yield streams
 
 
 @asynccontextmanager

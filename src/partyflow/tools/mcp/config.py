@@ -10,6 +10,9 @@
     headers = { Authorization = "Bearer ${SEARCH_TOKEN}" }
     timeout = 30                             # seconds one request may take (default 60)
 
+A stdio server with `sandbox = true` (and every command given inline in a workflow) is started in the OS sandbox:
+with network, but without the home directory or partyflow's home, writing only in a throwaway folder.
+
 Secrets stay in the environment: the file names them as `${NAME}`, they are substituted only when a connection
 opens, and every substituted value is redacted from the errors we raise. A config object therefore holds no
 secret and can travel along node links, be cached and be shown.
@@ -50,6 +53,7 @@ class MCPServerConfig(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict, repr=False)
     timeout: float = Field(default=60.0, gt=0)
     connect_timeout: float = Field(default=30.0, gt=0)
+    sandbox: bool = False  # start the stdio server in the OS sandbox (always so for commands given inline)
 
     @model_validator(mode="after")
     def _one_transport(self) -> MCPServerConfig:
@@ -61,6 +65,8 @@ class MCPServerConfig(BaseModel):
             raise ValueError("'headers' only apply to a 'url' server; a stdio server takes 'env'")
         if self.url and (self.env or self.args):
             raise ValueError("'env' and 'args' only apply to a 'command' server")
+        if self.url and self.sandbox:
+            raise ValueError("'sandbox' only applies to a 'command' server")
         return self
 
     @property
@@ -145,7 +151,10 @@ def configured_server(home: Home, name: str) -> MCPServerConfig:
 
 
 def inline_server(spec: str, *, name: str = "inline", timeout: float = 60.0) -> MCPServerConfig:
-    """A server from one line: a URL (streamable HTTP) or a command line (stdio, split like a shell would)."""
+    """A server from one line: a URL (streamable HTTP) or a command line (stdio, split like a shell would).
+
+    A command given inline comes from a workflow, not from the administrator's config.toml, so it runs in the OS
+    sandbox (`partyflow.security.sandbox`): network, but no home, nothing writable but a throwaway folder."""
     text = spec.strip()
     if not text:
         raise MCPConfigError("give an MCP server: a configured name, a URL or a command line")
@@ -155,7 +164,7 @@ def inline_server(spec: str, *, name: str = "inline", timeout: float = 60.0) -> 
         parts = shlex.split(text)
     except ValueError as exc:
         raise MCPConfigError(f"the MCP server command {text!r} cannot be split into words ({exc})") from None
-    return MCPServerConfig(name=name, command=parts[0], args=tuple(parts[1:]), timeout=timeout)
+    return MCPServerConfig(name=name, command=parts[0], args=tuple(parts[1:]), timeout=timeout, sandbox=True)
 
 
 def _describe(exc: ValidationError) -> str:
@@ -164,6 +173,7 @@ def _describe(exc: ValidationError) -> str:
         where = ".".join(str(part) for part in error["loc"])
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
-            message = ("is not a known field (command, args, env, cwd, url, headers, timeout, connect_timeout)")
+            message = ("is not a known field (command, args, env, cwd, url, headers, timeout, connect_timeout, "
+                       "sandbox)")
         problems.append(f"{where}: {message}" if where else message)
     return "; ".join(problems)
