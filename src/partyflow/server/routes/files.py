@@ -7,13 +7,14 @@ served as downloads, so an uploaded .html/.svg cannot act with the server's orig
 from __future__ import annotations
 
 import asyncio
+import errno
 import mimetypes
 from pathlib import Path
 
 from aiohttp import BodyPartReader, web
 
 from partyflow.server.context import context
-from partyflow.server.errors import bad_request, forbidden, json_error, not_found
+from partyflow.server.errors import bad_request, json_error, not_found, path_refused
 from partyflow.server.paths import PathRefused, confine
 from partyflow.server.routes import Route
 
@@ -48,7 +49,7 @@ async def view(request: web.Request) -> web.StreamResponse:
     try:
         path = confine(base, request.query.get("subfolder", ""), filename)
     except PathRefused as exc:
-        return forbidden("Path not allowed", str(exc))
+        return path_refused(exc)
     if not path.is_file():
         return not_found("No such file", filename)
     return file_response(path)
@@ -104,7 +105,7 @@ async def _upload(request: web.Request, *, mask: bool) -> web.Response:
         directory = confine(base, subfolder)
         target = confine(directory, name)
     except PathRefused as exc:
-        return forbidden("Path not allowed", str(exc))
+        return path_refused(exc)
     overwrite = fields.get("overwrite", "").lower() in ("true", "1")
     if mask:
         overwrite = True  # the mask editor saves over its own file
@@ -115,6 +116,10 @@ async def _upload(request: web.Request, *, mask: bool) -> web.Response:
     except (FileExistsError, NotADirectoryError, IsADirectoryError):
         return json_error(409, "conflict", "A file or folder is in the way",
                           "the subfolder names a file, or the file name names a folder")
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        return bad_request("Bad file name", "the file name (with its ' (n)' suffix) is too long", kind="bad_path")
     return web.json_response({"name": target.name, "subfolder": subfolder, "type": kind})
 
 
@@ -166,7 +171,7 @@ async def extension_file(request: web.Request) -> web.StreamResponse:
     try:
         path = confine(Path(directory), request.match_info["path"])
     except PathRefused as exc:
-        return forbidden("Path not allowed", str(exc))
+        return path_refused(exc)
     if not path.is_file():
         return not_found("No such file")
     return file_response(path, inline_scripts=True)

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from partyflow.engine.queue import MAX_QUEUE_NUMBER, queue_number
 from partyflow.graph.validate import ValidationResult, validate_prompt
 from partyflow.nodes.host import host_context
 from partyflow.server.context import context
@@ -72,7 +73,7 @@ async def post_prompt(request: web.Request) -> web.Response:
     return web.json_response({"prompt_id": item.prompt_id, "number": item.number, "node_errors": result.node_errors})
 
 
-def _options(body: dict[str, Any]) -> tuple[str, float | None, bool, dict[str, Any], list[str] | None] | web.Response:
+def _options(body: dict[str, Any]) -> tuple[str, int | None, bool, dict[str, Any], list[str] | None] | web.Response:
     prompt_id = body.get("prompt_id")
     if prompt_id is None:
         prompt_id = str(uuid.uuid4())
@@ -80,10 +81,10 @@ def _options(body: dict[str, Any]) -> tuple[str, float | None, bool, dict[str, A
         return _refuse("invalid_prompt", "prompt_id must be a non-empty string (up to 200 characters)")
     number = body.get("number")
     if number is not None:
-        if isinstance(number, bool) or not isinstance(number, (int, float)) or number != number \
-                or abs(number) == float("inf"):
-            return _refuse("invalid_prompt", "number must be a finite number", f"got {number!r}")
-        number = float(number)
+        number = queue_number(number)
+        if number is None:
+            return _refuse("invalid_prompt", f"number must be an integer between -{MAX_QUEUE_NUMBER} and "
+                           f"{MAX_QUEUE_NUMBER}", f"got {_short(body.get('number'))}")
     front = body.get("front", False)
     extra_data = body.get("extra_data", {})
     if extra_data is None:
@@ -102,6 +103,11 @@ def _options(body: dict[str, Any]) -> tuple[str, float | None, bool, dict[str, A
             return _refuse("invalid_prompt", "partial_execution_targets must be a list of node ids")
         targets = [str(t) for t in targets]
     return prompt_id, number, bool(front), extra_data, targets
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
 
 
 def _validate(engine: Any, prompt: Any, targets: list[str] | None) -> ValidationResult:
