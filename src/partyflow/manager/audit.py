@@ -316,7 +316,7 @@ class AuditLog:
                 outcome = self._check_anchor(held, outcome)
         return outcome
 
-    def _verify_locked(self) -> AuditVerification:
+    def _verify_locked(self, *, check_head: bool = True) -> AuditVerification:
         prev, expected_id, count = GENESIS, None, 0
         if not self._table_exists():
             stored = self._read_head()
@@ -345,7 +345,28 @@ class AuditLog:
             return AuditVerification(False, count, last + 1,
                                      f"the newest records {last + 1}..{issued} are missing (the log was cut short)",
                                      prev)
+        if not check_head:
+            return AuditVerification(True, count, head=prev)
         return self._check_head(count, last, prev)
+
+    def reseal(self) -> AuditVerification:
+        """Sign the current end of the chain with this home's key: for a log that arrived from elsewhere (a backup
+        restored onto this machine, whose audit key stays behind). The chain itself is checked first; a broken
+        chain, or a head that already says it was broken, stays marked broken in the new head."""
+        with transaction(self.conn):
+            if not self._table_exists():
+                raise AuditError(f"the audit_log table is missing from {self.conn_file()}")
+            outcome = self._verify_locked(check_head=False)
+            row = self.conn.execute("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
+            if row is None:
+                self.conn.execute("DELETE FROM audit_head")
+                return outcome
+            stored = self._read_head()
+            broken = stored[0].broken if isinstance(stored, tuple) else None  # pessimistic: kept unchecked
+            if not outcome.ok and broken is None:
+                broken = {"at_id": outcome.first_bad_id, "reason": f"the log was resealed while {outcome.reason}"}
+            self._store_head(SignedHead(row[0], row[1], broken))
+        return self.verify()
 
     def export(self, out: TextIO, fmt: Literal["json", "csv"] = "json") -> int:
         """Write every record (with its hashes, so the copy can be verified too); returns how many."""
