@@ -17,6 +17,7 @@ from partyflow.engine.engine import Engine
 from partyflow.server.config import ServerConfig
 from partyflow.server.context import CONTEXT, ENGINE, ServerContext
 from partyflow.server.hub import ClientHub
+from partyflow.server.logs import quiet_malformed_requests
 from partyflow.server.metrics import Metrics
 from partyflow.server.routes import add_routes, files, info, manager, packs, prompt, templates, userdata
 from partyflow.server.security import error_middleware, origin_middleware, token_middleware
@@ -37,6 +38,7 @@ def create_app(engine: Engine, config: ServerConfig, *, extensions: Sequence[Ext
     the caller's to close. Raises `ServerConfigError` for an unsafe config (a public address without a token).
     """
     config.check()
+    quiet_malformed_requests()  # a request aiohttp cannot parse is the client's fault: no traceback in our log
     middlewares = [error_middleware]
     if config.token:
         middlewares.append(token_middleware(config.token))

@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import errno
 import mimetypes
+import os
 from pathlib import Path
 
 from aiohttp import BodyPartReader, web
 
 from partyflow.server.context import context
 from partyflow.server.errors import bad_request, json_error, not_found, path_refused
-from partyflow.server.paths import PathRefused, confine
+from partyflow.server.paths import MAX_NAME_BYTES, BadName, PathRefused, confine
 from partyflow.server.routes import Route
 
 FOLDER_TYPES = ("input", "output", "temp")
@@ -109,8 +110,11 @@ async def _upload(request: web.Request, *, mask: bool) -> web.Response:
     overwrite = fields.get("overwrite", "").lower() in ("true", "1")
     if mask:
         overwrite = True  # the mask editor saves over its own file
-    if not overwrite:
-        target = _free_name(target)
+    try:
+        if not overwrite:
+            target = _free_name(target)
+    except PathRefused as exc:
+        return path_refused(exc)
     try:
         await asyncio.to_thread(_store, directory, target, image[1])
     except (FileExistsError, NotADirectoryError, IsADirectoryError):
@@ -159,6 +163,9 @@ def _free_name(target: Path) -> Path:
     candidate, index = target, 1
     while candidate.exists():
         candidate = target.with_name(f"{target.stem} ({index}){target.suffix}")
+        if len(os.fsencode(candidate.name)) > MAX_NAME_BYTES:
+            raise BadName(f"{target.name[:40]!r}... exists, and a free name beside it would be longer than "
+                          f"{MAX_NAME_BYTES} bytes; pass overwrite=true or choose a shorter name")
         index += 1
     return candidate
 

@@ -18,6 +18,7 @@ from partyflow.server.errors import BadJSON, bad_request, error_body, read_json
 from partyflow.server.routes import Route
 
 logger = logging.getLogger("partyflow.server")
+_SQLITE_MAX = 2**63 - 1  # SQLite's INTEGER: a larger LIMIT/OFFSET would overflow in the query
 
 
 def _refuse(kind: str, message: str, details: str = "", **extra: Any) -> web.Response:
@@ -142,6 +143,8 @@ async def get_history(request: web.Request) -> web.Response:
         return bad_request("max_items and offset must be integers")
     if max_items is not None and max_items < 0:
         return bad_request("max_items must not be negative")
+    if (max_items or 0) > _SQLITE_MAX or abs(offset) > _SQLITE_MAX:
+        return bad_request("max_items and offset must fit in 64 bits", f"at most {_SQLITE_MAX}")
     queue = context(request).engine.queue
     return web.json_response(queue.history(max_items=max_items, offset=offset))
 
