@@ -170,3 +170,16 @@ def test_links_on_undeclared_inputs_are_refused_up_front(server: LiveServer) -> 
             assert (await http.post("/prompt", json={"prompt": prompt})).status == 200
 
     run(scenario())
+
+
+def test_deep_json_over_the_websocket_is_ignored(server: LiveServer, tracebacks: Tracebacks) -> None:
+    async def scenario() -> None:
+        async with server.session() as http, http.ws_connect(server.ws_url("deep")) as ws:
+            assert (await ws.receive_json())["type"] == "status"
+            await ws.send_str(DEEP.decode() * 3)
+            await ws.send_json({"type": "feature_flags", "data": {}})
+            while (message := await ws.receive_json(timeout=10))["type"] != "feature_flags":
+                pass
+            assert "max_upload_size" in message["data"]
+
+    run(scenario())
