@@ -122,6 +122,25 @@ def test_an_older_unsigned_log_is_anchored_by_its_next_append(home: Home) -> Non
     assert outcome.ok and not outcome.signed
     fill(home, 1)
     assert verify(home).ok and verify(home).signed
+    legacy = Home(home.root / "legacy")  # anchoring such a log signs its head first
+    fill(legacy, 2)
+    with sqlite3.connect(legacy.state_db) as db:
+        db.execute("DELETE FROM audit_head")
+    shutil.rmtree(legacy.root / "keys" / "audit")
+    with AuditLog(legacy) as log:
+        document = log.anchor()
+        assert document["signed_head"]["last_id"] == 2 and log.verify().signed
+
+
+def test_a_head_taken_from_another_home_is_caught(home: Home) -> None:
+    fill(home)
+    other = Home(home.root / "other")
+    fill(other)
+    with sqlite3.connect(other.state_db) as db:
+        payload, signature = db.execute("SELECT payload, signature FROM audit_head").fetchone()
+    with sqlite3.connect(home.state_db) as db:
+        db.execute("UPDATE audit_head SET payload = ?, signature = ?", (payload, signature))
+    assert "does not match its signature" in verify(home).reason
 
 
 def test_an_anchor_file_catches_even_a_thief_of_the_key(home: Home, tmp_path: Path) -> None:
