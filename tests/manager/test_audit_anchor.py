@@ -92,6 +92,11 @@ def test_edited_or_deleted_head_and_missing_key_are_caught(home: Home) -> None:
     with sqlite3.connect(other.state_db) as db:
         db.execute("DELETE FROM audit_head")
     assert "signed head is missing" in verify(other).reason
+    with sqlite3.connect(other.state_db) as db:
+        db.execute("DROP TABLE audit_head")
+    assert "audit_head table is missing" in verify(other).reason
+    fill(other, 1)  # the next append writes a new head, which says what it found
+    assert "when record 6 was written, the audit_head table is missing" in verify(other).reason
     third = Home(home.root / "third")
     fill(third)
     shutil.rmtree(third.root / "keys" / "audit")

@@ -36,6 +36,14 @@ __all__ = ["AuditEntry", "AuditError", "AuditLog", "AuditVerification", "current
 
 COMPONENT = "audit"
 GENESIS = "0" * 64
+# the signed end of the chain (see audit_seal); one row
+_HEAD_TABLE = """
+    CREATE TABLE IF NOT EXISTS audit_head (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        payload TEXT NOT NULL,
+        signature TEXT NOT NULL
+    );
+    """
 MIGRATIONS = [
     """
     CREATE TABLE audit_log (
@@ -55,13 +63,7 @@ MIGRATIONS = [
     );
     CREATE INDEX audit_log_pack ON audit_log (pack);
     """,
-    """
-    CREATE TABLE audit_head (
-        id INTEGER PRIMARY KEY CHECK (id = 1),
-        payload TEXT NOT NULL,
-        signature TEXT NOT NULL
-    );
-    """,
+    _HEAD_TABLE,
 ]
 _COLUMNS = ("id", "at", "actor", "action", "pack", "version", "content_hash", "source", "result", "error",
             "details", "prev_hash", "hash")
@@ -174,11 +176,11 @@ class AuditLog:
 
     def _require_table(self) -> None:
         if not self._table_exists():
-            raise AuditError(f"the audit_log table is missing from {self.conn_file()}: the audit log was deleted",
+            raise AuditError(f"the audit_log table is missing from {self._db_file()}: the audit log was deleted",
                              hint="restore state.sqlite from a backup; 'partyflow audit verify' shows what the "
                                   "signed head still vouches for")
 
-    def conn_file(self) -> str:
+    def _db_file(self) -> str:
         from partyflow.store.sqlite import database_file
 
         return database_file(self.conn) or "the database"
@@ -197,6 +199,7 @@ class AuditLog:
             return "the stored signed head is malformed (it was edited)"
 
     def _store_head(self, head: SignedHead) -> None:
+        self.conn.execute(_HEAD_TABLE)  # dropped? the head about to be written says so (`broken`)
         self.conn.execute("INSERT INTO audit_head (id, payload, signature) VALUES (1, ?, ?) ON CONFLICT (id) DO "
                           "UPDATE SET payload = excluded.payload, signature = excluded.signature",
                           (json.dumps(head.payload(), sort_keys=True), self.key.sign(head)))
@@ -355,7 +358,7 @@ class AuditLog:
         chain, or a head that already says it was broken, stays marked broken in the new head."""
         with transaction(self.conn):
             if not self._table_exists():
-                raise AuditError(f"the audit_log table is missing from {self.conn_file()}")
+                raise AuditError(f"the audit_log table is missing from {self._db_file()}")
             outcome = self._verify_locked(check_head=False)
             row = self.conn.execute("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
             if row is None:
