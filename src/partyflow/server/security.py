@@ -5,8 +5,9 @@
   Compared in constant time; never logged.
 * **Origin/Host** (ComfyUI's rule against cross-site requests to a local server): when the Host header names a
   loopback address and an Origin header is present, the Origin's scheme, host and port must be exactly the
-  request's (an https page cannot drive an http server, a malformed Origin is refused). On a loopback-only server without a
-  token the Host itself must also be loopback (or a configured trusted name): that stops DNS-rebinding pages.
+  request's (an https page cannot drive an http server, a malformed Origin is refused). On a loopback-only server
+  without a token the Host itself must also be loopback (or a configured trusted name): that stops DNS-rebinding
+  pages, and a Host that is not exactly one host and port (`127.0.0.1:8188, evil.example`) is not loopback.
 """
 
 from __future__ import annotations
