@@ -420,7 +420,8 @@ def _stored_number(value: float | int) -> int:
 
 def _item(row: tuple[Any, ...]) -> QueueItem:
     number, prompt_id, prompt, extra_data, outputs_to_execute = row
-    return QueueItem(_stored_number(number), prompt_id, json.loads(prompt), json.loads(extra_data), json.loads(outputs_to_execute))
+    return QueueItem(_stored_number(number), prompt_id, json.loads(prompt), json.loads(extra_data),
+                     json.loads(outputs_to_execute))
 
 
 def _history_entry(row: tuple[Any, ...]) -> dict[str, Any]:
