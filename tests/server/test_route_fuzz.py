@@ -105,11 +105,11 @@ def test_hostile_sweep_over_every_route(full_server: LiveServer, tracebacks: Tra
                 if method in ("POST", "PUT", "PATCH", "DELETE"):
                     for body in HOSTILE_BODIES:
                         await _send(http, tally, method, plain, body=body, content_type="application/json")
-                for origin in HOSTILE_ORIGINS:
+                for origin in HOSTILE_ORIGINS[:2]:  # the middleware answers before any handler: two suffice
                     await _send(http, tally, method, plain, origin=origin)
-                for query in ({"filename": "a" * 300}, {"subfolder": "a" * 300, "filename": "x"},
-                              {"dir": "\u00e9" * 200}, {"path": "../.."}, {"max_items": "1e400"},
-                              {"offset": "9" * 400}):
+                for query in ({"filename": "a" * 300, "subfolder": "..", "dir": "\u00e9" * 200},
+                              {"subfolder": "a" * 300, "filename": "x", "path": "../..", "max_items": "1e400"},
+                              {"path": "a" * 300, "offset": "9" * 400, "type": "temp"}):
                     await _send(http, tally, method, f"{plain}?{urlencode(query)}")
 
     asyncio.run(sweep())
