@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.server.live import LiveServer, make_home, start_server
+from tests.server.live import LiveServer, Tracebacks, make_home, start_server
 
 from partyflow import Engine
 from partyflow.server import ServerConfig
+from partyflow.server.openai_api import openai_extension
 
 
 @pytest.fixture
@@ -52,3 +54,24 @@ def server_factory(engine: Engine) -> Iterator[Callable[..., LiveServer]]:
         live.stop()
 
 
+
+
+@pytest.fixture
+def full_server(engine: Engine) -> Iterator[LiveServer]:
+    """The server as `partyflow serve` builds it: ComfyUI's routes, the manager's and the OpenAI-compatible ones."""
+    live = start_server(engine, ServerConfig(port=0, shutdown_grace_s=1.0), extensions=(openai_extension(engine),))
+    yield live
+    live.stop()
+
+
+@pytest.fixture
+def tracebacks() -> Iterator[Tracebacks]:
+    """Fails the test if anything logged a traceback or an error while it ran (a client mistake must not)."""
+    handler = Tracebacks()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+    assert not handler.seen, [f"{r.name}: {r.getMessage()}" for r in handler.seen]

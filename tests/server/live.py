@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import shutil
 import threading
 from collections.abc import Awaitable, Callable
@@ -110,6 +111,18 @@ async def receive_until(ws: aiohttp.ClientWebSocketResponse, done: Callable[[dic
             messages.append(message)
             if done(message):
                 return messages
+
+
+class Tracebacks(logging.Handler):
+    """Collects every log record that carries a traceback or is an error, from any logger."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.seen: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info or record.levelno >= logging.ERROR:
+            self.seen.append(record)
 
 
 def finished(prompt_id: str) -> Callable[[dict[str, Any]], bool]:

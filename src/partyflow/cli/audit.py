@@ -32,7 +32,7 @@ app = typer.Typer(help="The audit log of node-pack changes: show, verify, export
 @contextlib.contextmanager
 def _log(ctx: typer.Context, home: Path | None) -> Iterator[AuditLog]:
     from partyflow.config import Home, resolve_home
-    from partyflow.manager.audit import AuditLog
+    from partyflow.manager.audit import AuditError, AuditLog
     from partyflow.store.sqlite import StoreError
 
     try:
@@ -41,7 +41,11 @@ def _log(ctx: typer.Context, home: Path | None) -> Iterator[AuditLog]:
         cli_console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(EXIT_INVALID) from None
     with log:
-        yield log
+        try:
+            yield log
+        except AuditError as exc:  # a dropped table, an unreadable key or anchor: one clear line, no traceback
+            cli_console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+            raise typer.Exit(EXIT_INVALID if exc.user_error else EXIT_FAILED) from None
 
 
 @app.command("show")
@@ -70,22 +74,50 @@ def show(
 @app.command("verify")
 def verify(
     ctx: typer.Context,
+    anchor: Annotated[Path | None, typer.Option("--anchor", help="also check the records up to this anchor file "
+                                                                 "(made by 'partyflow audit anchor')")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     home: HomeOption = None,
 ) -> None:
-    """Check the hash chain; exit code 1 and the first tampered record when it is broken."""
+    """Check the hash chain and its signed head (and an anchor file); exit code 1 and the first tampered record
+    when it is broken."""
     with _log(ctx, home) as log:
-        outcome = log.verify()
+        outcome = log.verify(anchor)
     if as_json:
         print_json(asdict(outcome))
     elif outcome.ok:
-        cli_console().print(f"[green]audit log intact[/]: {outcome.records} records, head {outcome.head[:16]}",
+        signed = (f", signed by audit key {outcome.key_id}" if outcome.signed
+                  else " (no signed head yet: written before heads were signed, or empty)")
+        cli_console().print(f"[green]audit log intact[/]: {outcome.records} records, head {outcome.head[:16]}{signed}",
                         highlight=False)
+        if outcome.anchor:
+            cli_console().print(f"[green]anchor ok[/]: {escape(outcome.anchor)}", highlight=False)
     else:
-        cli_console(stderr=True).print(f"[bold red]audit log tampered[/] at record {outcome.first_bad_id}: "
-                                   f"{escape(outcome.reason or '')}", highlight=False)
+        where = f" at record {outcome.first_bad_id}" if outcome.first_bad_id is not None else ""
+        cli_console(stderr=True).print(f"[bold red]audit log tampered[/]{where}: {escape(outcome.reason or '')}",
+                                   highlight=False)
     if not outcome.ok:
         raise typer.Exit(EXIT_FAILED)
+
+
+@app.command("anchor")
+def anchor(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option("--out", "-o", help="the anchor file to write", show_default=False)],
+    home: HomeOption = None,
+) -> None:
+    """Write the log's signed head to a file to keep elsewhere (another machine, a ticket, a backup):
+    'audit verify --anchor FILE' later proves every record up to it is unchanged, even against someone who
+    stole this home's audit key."""
+    import json
+
+    with _log(ctx, home) as log:
+        document = log.anchor()
+    with writing(out):
+        out.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    head = document["signed_head"]
+    cli_console(stderr=True).print(f"anchored {document['records']} records (newest {head['last_id']}, head "
+                               f"{head['head'][:16]}) in {out}", highlight=False)
 
 
 @app.command("export")

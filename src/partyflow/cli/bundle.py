@@ -104,11 +104,17 @@ def verify(
     as_json: JsonOption = False,
     home: HomeOption = None,
 ) -> None:
-    """Check the signature against the trusted keys and every file's sha256; exit 0 when all match."""
-    from partyflow.manager.bundles import verify_bundle
+    """Check the signature against the trusted keys and every file's sha256; exit 0 when all match.
+    A bundle that fails is recorded in the audit log (so a tampered copy that reached this machine is on record)."""
+    from partyflow.manager.bundles import BundleError, audit_refusal, verify_bundle
 
     with failures(as_json):
-        opened = verify_bundle(bundle, home_of(ctx, home), allow_unsigned=allow_unsigned)
+        where = home_of(ctx, home)
+        try:
+            opened = verify_bundle(bundle, where, allow_unsigned=allow_unsigned)
+        except BundleError as exc:
+            audit_refusal(where, bundle, exc, action="bundle-verify")
+            raise
     if as_json:
         print_json({"ok": True, **opened.summary()})
         return

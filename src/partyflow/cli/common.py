@@ -95,7 +95,7 @@ def writing(output: Path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] cannot write {escape(str(output))}: "
+        cli_console(stderr=True).print(f"[bold red]error:[/] cannot write {escape(str(output))}: "
                                    f"{escape(exc.strerror or str(exc))}", highlight=False)
         raise typer.Exit(EXIT_INVALID) from None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,6 +31,11 @@ from partyflow.cli import mirror as mirror_cli  # issue 6 items 1-3
 from partyflow.cli import report as report_cli  # issue 6 items 6-7
 from partyflow.cli import scan as scan_cli  # issue 6 items 4-5
 from partyflow.cli.common import HomeOption
+from partyflow.manager.security import LEVEL_ENV as MANAGER_LEVEL_ENV
+from partyflow.manager.security import SecurityLevel
+
+LEVEL_ENV = "PARTYFLOW_SECURITY_LEVEL"  # as partyflow.security.policy.LEVEL_ENV, without importing the policy
+LEVEL_NAMES = [level.value for level in SecurityLevel]
 
 app = typer.Typer(name="partyflow", help="Run LLM agent workflows as node graphs (ComfyUI-compatible).",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -56,6 +62,19 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _check_level(value: str | None) -> str | None:
+    if value is not None and value.strip().lower() not in LEVEL_NAMES:
+        raise typer.BadParameter(f"{value!r} is not a security level; use one of {', '.join(LEVEL_NAMES)}")
+    return value
+
+
+def _check_level_env() -> None:
+    for name in (LEVEL_ENV, MANAGER_LEVEL_ENV):
+        raw = os.environ.get(name)
+        if raw and raw.strip().lower() not in LEVEL_NAMES:
+            raise typer.BadParameter(f"{name}={raw!r} is not a security level; use one of {', '.join(LEVEL_NAMES)}")
+
+
 @app.callback()
 def main_options(
     ctx: typer.Context,
@@ -65,8 +84,10 @@ def main_options(
                                           help="print the version and exit")] = False,
     security_level: Annotated[str | None, typer.Option(  # security policy (issue 6, items 4-5)
         "--security-level", help="strong, normal, normal- or weak for this command (default: "
-        "PARTYFLOW_SECURITY_LEVEL, then config.toml's security_level, then normal)", show_default=False)] = None,
+        "PARTYFLOW_SECURITY_LEVEL, then config.toml's security_level, then normal)", show_default=False,
+        callback=_check_level)] = None,
 ) -> None:
+    _check_level_env()  # a bogus level is refused here, for every command, not only those that install
     ctx.obj = {"home": Path(home) if home else None, "security_level": security_level}
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")

@@ -59,6 +59,7 @@ _SCHEMA = [
     """,
 ]
 
+MAX_QUEUE_NUMBER = 2**53 - 1  # the largest integer a REAL column (and JavaScript) holds exactly
 _ITEM_COLUMNS = "number, prompt_id, prompt, extra_data, outputs_to_execute"
 
 
@@ -66,7 +67,7 @@ _ITEM_COLUMNS = "number, prompt_id, prompt, extra_data, outputs_to_execute"
 class QueueItem:
     """One accepted prompt. Lower `number` runs first; ties run in the order they were accepted."""
 
-    number: float
+    number: int
     prompt_id: str
     prompt: dict[str, Any]
     extra_data: dict[str, Any]
@@ -129,13 +130,18 @@ class PromptQueue:
         extra_data: dict[str, Any] | None = None,
         outputs_to_execute: list[str] | None = None,
         front: bool = False,
-        number: float | None = None,
+        number: int | None = None,
     ) -> QueueItem:
         """Accept a prompt; it is durable when this returns. ``front=True`` puts it before every pending prompt;
         an explicit `number` (ComfyUI's POST /prompt field) places it by that number instead.
 
         Raises ValueError when `prompt_id` is already queued or in history (history is keyed by prompt id).
         """
+        if number is not None:
+            checked = queue_number(number)
+            if checked is None:
+                raise ValueError(f"number must be an integer between -{MAX_QUEUE_NUMBER} and {MAX_QUEUE_NUMBER}")
+            number = checked
         prompt_id = prompt_id or str(uuid.uuid4())
         extra_data = {} if extra_data is None else extra_data
         outputs_to_execute = [] if outputs_to_execute is None else list(outputs_to_execute)
@@ -352,14 +358,14 @@ class PromptQueue:
                     f"prompt_id {prompt_id!r} is already {where}; submit with a new prompt_id or none at all"
                 )
 
-    def _next_number(self) -> float:
+    def _next_number(self) -> int:
         self._conn.execute("UPDATE queue_counter SET last_number = last_number + 1")
         (number,) = self._conn.execute("SELECT last_number FROM queue_counter").fetchone()
-        return number
+        return _stored_number(number)
 
-    def _front_number(self) -> float:
+    def _front_number(self) -> int:
         (lowest,) = self._conn.execute("SELECT MIN(number) FROM queue_items WHERE state = 'pending'").fetchone()
-        return self._next_number() if lowest is None else lowest - 1
+        return self._next_number() if lowest is None else _stored_number(lowest) - 1
 
     def _trim_history(self) -> None:
         self._conn.execute(
@@ -392,9 +398,30 @@ def _dump_all(prompt_id: str, **fields: Any) -> list[str]:
     return encoded
 
 
+def queue_number(value: Any) -> int | None:
+    """`value` as a queue number, or None when it is not one: an integer (or a float with no fraction, as
+    JavaScript clients send them) within +-MAX_QUEUE_NUMBER. ComfyUI's queue numbers are integers; the bound
+    keeps them exact in the REAL column and keeps 400-digit integers from overflowing on the way in."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float):
+        if not value.is_integer():
+            return None
+        value = int(value)
+    if not isinstance(value, int) or abs(value) > MAX_QUEUE_NUMBER:
+        return None
+    return value
+
+
+def _stored_number(value: float | int) -> int:
+    """Numbers are stored as REAL (older homes may hold fractions): handed out as the integers ComfyUI uses."""
+    return int(value)
+
+
 def _item(row: tuple[Any, ...]) -> QueueItem:
     number, prompt_id, prompt, extra_data, outputs_to_execute = row
-    return QueueItem(number, prompt_id, json.loads(prompt), json.loads(extra_data), json.loads(outputs_to_execute))
+    return QueueItem(_stored_number(number), prompt_id, json.loads(prompt), json.loads(extra_data),
+                     json.loads(outputs_to_execute))
 
 
 def _history_entry(row: tuple[Any, ...]) -> dict[str, Any]:

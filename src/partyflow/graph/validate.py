@@ -17,6 +17,7 @@ from typing import Any
 
 from partyflow.graph.errors import NodeIssue
 from partyflow.graph.explain import problem_lines
+from partyflow.graph.limits import MAX_JSON_DEPTH, json_depth_exceeds
 from partyflow.nodes.protocol import InputSpec, NodeDefinition, NodeDefinitionError, types_match
 from partyflow.nodes.registry import NodeRegistry
 from partyflow.nodes.values import is_link
@@ -163,6 +164,13 @@ class _Validator:
                 continue
             class_type = node.get("class_type")
             inputs = node.get("inputs", {})
+            if _is_mapping(inputs) and json_depth_exceeds(inputs, MAX_JSON_DEPTH - 1):
+                # copying or checking it would end in a RecursionError: refuse it as the user's mistake it is
+                self._add(node_id, NodeIssue("value_too_deep", "Input value nests too deeply",
+                                             f"input values may nest at most {MAX_JSON_DEPTH - 1} levels deep"))
+                self.prompt[node_id] = {"class_type": class_type if isinstance(class_type, str) else "",
+                                        "inputs": {}}
+                continue
             entry: dict[str, Any] = {"class_type": class_type if isinstance(class_type, str) else "",
                                      "inputs": _snapshot(dict(inputs)) if _is_mapping(inputs) else {}}
             if _is_mapping(node.get("_meta")):
@@ -249,6 +257,14 @@ class _Validator:
             if converted is not _INVALID:
                 inputs[spec.name] = {"__value__": converted} if wrapped else converted
                 constants[spec.name] = converted
+        for name, value in inputs.items():
+            if name not in definition.inputs and is_link(value) and not _declares_anything(definition, name):
+                # the executor would never hand it to the node: refuse now rather than run the linked branch
+                self._add(node_id, NodeIssue(
+                    "undeclared_input", "Link on an input the node does not declare",
+                    f"{name}: {node['class_type']} has no input named {name!r}; "
+                    f"its inputs are {', '.join(definition.inputs) or 'none'}",
+                    {"input_name": name, "received_value": value}))
         if definition.has_validate_inputs:
             self._custom_validation(node_id, definition, constants, linked_types)
 
@@ -485,6 +501,20 @@ def _parameters(func: Any) -> set[str] | None:
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()):
         return None
     return {name for name in signature.parameters if name not in ("self", "cls")}
+
+
+def _declares_anything(definition: NodeDefinition, name: str) -> bool:
+    """Some packs take dynamic inputs through an INPUT_TYPES section whose mapping claims to contain every name
+    (rgthree's flexible optional inputs); such a section declares `name` too."""
+    for section in ("required", "optional"):
+        entries = definition.raw_input_types.get(section)
+        if isinstance(entries, Mapping) and type(entries) is not dict:
+            try:
+                if name in entries:
+                    return True
+            except Exception:
+                return False
+    return False
 
 
 def _title(node: Mapping[str, Any], default: str) -> str:

@@ -242,8 +242,19 @@ def restore_backup(archive: Path, home: Home) -> RestoreSummary:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     shutil.rmtree(aside, ignore_errors=True)
+    _reseal_audit(home)
     files = sum(1 for e in manifest["entries"] if e["type"] == "file")
     return RestoreSummary(root, files, str(manifest.get("created_at", "")), replaced, _missing_venvs(root))
+
+
+def _reseal_audit(home: Home) -> None:
+    """The audit log's signed head was made with the source machine's audit key, which stays behind like every
+    key: sign the restored chain's end with this home's key (a broken chain stays marked broken)."""
+    from partyflow.manager.audit import AuditLog
+
+    if home.state_db.is_file():
+        with AuditLog(home) as log:
+            log.reseal()
 
 
 def _swap(root: Path, staging: Path, aside: Path) -> None:

@@ -25,11 +25,13 @@ import os
 import re
 import shutil
 import stat
+import struct
 import subprocess
 import sys
 import tempfile
 import uuid
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -203,9 +205,17 @@ def _zip(path: Path) -> Iterator[zipfile.ZipFile]:
     try:
         with zipfile.ZipFile(path) as zf:
             yield zf
-    except zipfile.BadZipFile as exc:
-        raise BundleError("corrupt", f"{path.name}: not a bundle, or it is corrupt ({exc})",
+    except _DAMAGED as exc:
+        detail = str(exc) or type(exc).__name__
+        raise BundleError("corrupt", f"{path.name}: not a bundle, or it is corrupt ({detail})",
                           hint="copy the bundle again; do not install it") from None
+
+
+# What zipfile raises for damaged bytes besides BadZipFile (measured by flipping every byte of a bundle): a broken
+# deflate stream, a stream cut short, a flipped compression method or version, a flipped encryption flag, a name
+# that no longer decodes, a header that no longer unpacks.
+_DAMAGED = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, UnicodeDecodeError,
+            struct.error)
 
 
 def _read_small(zf: zipfile.ZipFile, name: str) -> bytes | None:
@@ -217,8 +227,8 @@ def _read_small(zf: zipfile.ZipFile, name: str) -> bytes | None:
         raise BundleError("corrupt", f"{name} is larger than {MAX_MANIFEST} bytes")
     try:
         return zf.read(info)
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise BundleError("hash mismatch", f"{name}: damaged ({exc})",
+    except (OSError, ValueError, *_DAMAGED) as exc:
+        raise BundleError("hash mismatch", f"{name}: damaged ({str(exc) or type(exc).__name__})",
                           hint="a byte of the bundle changed; do not install it") from None
 
 
@@ -278,8 +288,8 @@ def _check_members(zf: zipfile.ZipFile, opened: OpenedBundle, extract_to: Path |
                         break
                     digest.update(chunk)
                     out.write(chunk)
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-            raise BundleError("hash mismatch", f"{label}: {member} is damaged ({exc})",
+        except (OSError, ValueError, *_DAMAGED) as exc:
+            raise BundleError("hash mismatch", f"{label}: {member} is damaged ({str(exc) or type(exc).__name__})",
                               hint="a byte of the bundle changed; do not install it") from None
         if written != size or digest.hexdigest() != expected:
             raise BundleError("hash mismatch", f"{label}: {member} does not match the sha256 in the signed "
@@ -782,12 +792,13 @@ def plan_install(path: Path | str, home: Home | Path | str | None = None, *, all
 
 
 def audit_refusal(home: Home | Path | str | None, path: Path | str, exc: ManagerError, *, actor: str | None = None,
-                  opened: OpenedBundle | None = None) -> None:
-    """Record a refused or failed bundle install (also one refused while only planning, before asking the user)."""
+                  opened: OpenedBundle | None = None, action: str = "bundle-install") -> None:
+    """Record a refused or failed bundle install (also one refused while only planning, before asking the user),
+    or, with `action="bundle-verify"`, a bundle that failed verification."""
     from partyflow.manager.audit import AuditLog
 
     with AuditLog(_home(home)) as audit:
-        audit.record("bundle-install", result="refused" if exc.user_error else "failed",
+        audit.record(action, result="refused" if exc.user_error else "failed",
                      pack=exc.pack, source=str(path), error=str(exc), actor=actor,
                      details={"reason": getattr(exc, "reason", None), "digest": opened.digest if opened else None,
                               **(getattr(exc, "details", None) or {})})

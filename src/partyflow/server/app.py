@@ -20,6 +20,7 @@ from partyflow.server.access import access_middleware, audit_writer, login_route
 from partyflow.server.config import ServerConfig
 from partyflow.server.context import CONTEXT, ENGINE, ServerContext
 from partyflow.server.hub import ClientHub
+from partyflow.server.logs import quiet_malformed_requests
 from partyflow.server.metrics import Metrics
 from partyflow.server.routes import add_routes, files, info, manager, packs, prompt, templates, userdata
 from partyflow.server.security import error_middleware, origin_middleware
@@ -42,6 +43,7 @@ def create_app(engine: Engine, config: ServerConfig, *, extensions: Sequence[Ext
     config.check()
     # prompts of this engine now come from HTTP clients: code-running tools ask the policy with that (issue 10)
     engine.host.source = PromptSource(over_http=True, loopback=config.loopback, security_level=config.security_level)
+    quiet_malformed_requests()  # a request aiohttp cannot parse is the client's fault: no traceback in our log
     access = AccessStore(engine.home.state_db)
     audit = audit_writer(engine.home)
     middlewares = [error_middleware, origin_middleware(config),

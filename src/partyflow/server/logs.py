@@ -63,3 +63,29 @@ def configure(log_format: str, *, secrets: Iterable[str] = (), level: int = logg
     root.addHandler(handler)
     root.setLevel(level)
     return handler
+
+
+class MalformedRequests(logging.Filter):
+    """aiohttp logs a request it cannot even parse (a request line over 8 KiB, a broken header) as an error with
+    a traceback, although it answers 400 and the fault is the client's. This turns such a record into one warning
+    line without the traceback; everything else passes unchanged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and 400 <= (exc.code or 400) < 500:
+            record.msg = "refused a malformed HTTP request from %s: %s"
+            record.args = (*(record.args if isinstance(record.args, tuple) else ())[:1],
+                           type(exc).__name__)
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def quiet_malformed_requests() -> None:
+    """Attach `MalformedRequests` to aiohttp's server logger once per process (idempotent)."""
+    server_logger = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedRequests) for f in server_logger.filters):
+        server_logger.addFilter(MalformedRequests())

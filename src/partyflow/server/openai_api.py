@@ -24,6 +24,7 @@ from partyflow.engine.engine import Engine, PromptValidationError, RunResult
 from partyflow.engine.events import CustomMessage, Event
 from partyflow.server.access import data_user, identity_of
 from partyflow.server.context import CONTEXT
+from partyflow.server.errors import BadJSON, read_json
 from partyflow.server.published import (
     BadRequest,
     Catalog,
@@ -93,9 +94,9 @@ class OpenAIRoutes:
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return error_response(400, "the request body is not valid JSON")
+            body = await read_json(request)
+        except BadJSON as exc:
+            return error_response(400, str(exc))
         try:
             model, turn, stream, include_usage = parse_chat(body)
             publication = self._models(request).get(model)

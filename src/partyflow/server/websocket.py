@@ -55,7 +55,7 @@ def _incoming(ctx: ServerContext, client: Client, text: str) -> None:
     """Clients announce their feature flags; we answer with ours. Anything else is ignored, as in ComfyUI."""
     try:
         message = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes: ignored all the same
         return
     if isinstance(message, dict) and message.get("type") == "feature_flags":
         ctx.hub.send_to(client, {"type": "feature_flags", "data": server_features(ctx.config.max_upload_bytes)})

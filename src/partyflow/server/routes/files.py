@@ -7,14 +7,16 @@ served as downloads, so an uploaded .html/.svg cannot act with the server's orig
 from __future__ import annotations
 
 import asyncio
+import errno
 import mimetypes
+import os
 from pathlib import Path
 
 from aiohttp import BodyPartReader, web
 
 from partyflow.server.context import context
-from partyflow.server.errors import bad_request, forbidden, json_error, not_found
-from partyflow.server.paths import PathRefused, confine
+from partyflow.server.errors import bad_request, json_error, not_found, path_refused
+from partyflow.server.paths import MAX_NAME_BYTES, BadName, PathRefused, confine
 from partyflow.server.routes import Route
 
 FOLDER_TYPES = ("input", "output", "temp")
@@ -48,7 +50,7 @@ async def view(request: web.Request) -> web.StreamResponse:
     try:
         path = confine(base, request.query.get("subfolder", ""), filename)
     except PathRefused as exc:
-        return forbidden("Path not allowed", str(exc))
+        return path_refused(exc)
     if not path.is_file():
         return not_found("No such file", filename)
     return file_response(path)
@@ -104,17 +106,24 @@ async def _upload(request: web.Request, *, mask: bool) -> web.Response:
         directory = confine(base, subfolder)
         target = confine(directory, name)
     except PathRefused as exc:
-        return forbidden("Path not allowed", str(exc))
+        return path_refused(exc)
     overwrite = fields.get("overwrite", "").lower() in ("true", "1")
     if mask:
         overwrite = True  # the mask editor saves over its own file
-    if not overwrite:
-        target = _free_name(target)
+    try:
+        if not overwrite:
+            target = _free_name(target)
+    except PathRefused as exc:
+        return path_refused(exc)
     try:
         await asyncio.to_thread(_store, directory, target, image[1])
     except (FileExistsError, NotADirectoryError, IsADirectoryError):
         return json_error(409, "conflict", "A file or folder is in the way",
                           "the subfolder names a file, or the file name names a folder")
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        return bad_request("Bad file name", "the file name (with its ' (n)' suffix) is too long", kind="bad_path")
     return web.json_response({"name": target.name, "subfolder": subfolder, "type": kind})
 
 
@@ -154,6 +163,9 @@ def _free_name(target: Path) -> Path:
     candidate, index = target, 1
     while candidate.exists():
         candidate = target.with_name(f"{target.stem} ({index}){target.suffix}")
+        if len(os.fsencode(candidate.name)) > MAX_NAME_BYTES:
+            raise BadName(f"{target.name[:40]!r}... exists, and a free name beside it would be longer than "
+                          f"{MAX_NAME_BYTES} bytes; pass overwrite=true or choose a shorter name")
         index += 1
     return candidate
 
@@ -166,7 +178,7 @@ async def extension_file(request: web.Request) -> web.StreamResponse:
     try:
         path = confine(Path(directory), request.match_info["path"])
     except PathRefused as exc:
-        return forbidden("Path not allowed", str(exc))
+        return path_refused(exc)
     if not path.is_file():
         return not_found("No such file")
     return file_response(path, inline_scripts=True)

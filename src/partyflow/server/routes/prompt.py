@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from partyflow.engine.queue import MAX_QUEUE_NUMBER, queue_number
 from partyflow.graph.validate import ValidationResult, validate_prompt
 from partyflow.nodes.host import host_context
 from partyflow.server.context import context
@@ -17,6 +18,7 @@ from partyflow.server.errors import BadJSON, bad_request, error_body, read_json
 from partyflow.server.routes import Route
 
 logger = logging.getLogger("partyflow.server")
+_SQLITE_MAX = 2**63 - 1  # SQLite's INTEGER: a larger LIMIT/OFFSET would overflow in the query
 
 
 def _refuse(kind: str, message: str, details: str = "", **extra: Any) -> web.Response:
@@ -75,7 +77,7 @@ async def post_prompt(request: web.Request) -> web.Response:
     return web.json_response({"prompt_id": item.prompt_id, "number": item.number, "node_errors": result.node_errors})
 
 
-def _options(body: dict[str, Any]) -> tuple[str, float | None, bool, dict[str, Any], list[str] | None] | web.Response:
+def _options(body: dict[str, Any]) -> tuple[str, int | None, bool, dict[str, Any], list[str] | None] | web.Response:
     prompt_id = body.get("prompt_id")
     if prompt_id is None:
         prompt_id = str(uuid.uuid4())
@@ -83,10 +85,10 @@ def _options(body: dict[str, Any]) -> tuple[str, float | None, bool, dict[str, A
         return _refuse("invalid_prompt", "prompt_id must be a non-empty string (up to 200 characters)")
     number = body.get("number")
     if number is not None:
-        if isinstance(number, bool) or not isinstance(number, (int, float)) or number != number \
-                or abs(number) == float("inf"):
-            return _refuse("invalid_prompt", "number must be a finite number", f"got {number!r}")
-        number = float(number)
+        number = queue_number(number)
+        if number is None:
+            return _refuse("invalid_prompt", f"number must be an integer between -{MAX_QUEUE_NUMBER} and "
+                           f"{MAX_QUEUE_NUMBER}", f"got {_short(body.get('number'))}")
     front = body.get("front", False)
     extra_data = body.get("extra_data", {})
     if extra_data is None:
@@ -105,6 +107,11 @@ def _options(body: dict[str, Any]) -> tuple[str, float | None, bool, dict[str, A
             return _refuse("invalid_prompt", "partial_execution_targets must be a list of node ids")
         targets = [str(t) for t in targets]
     return prompt_id, number, bool(front), extra_data, targets
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
 
 
 def _validate(engine: Any, prompt: Any, targets: list[str] | None) -> ValidationResult:
@@ -169,6 +176,8 @@ async def get_history(request: web.Request) -> web.Response:
         return bad_request("max_items and offset must be integers")
     if max_items is not None and max_items < 0:
         return bad_request("max_items must not be negative")
+    if (max_items or 0) > _SQLITE_MAX or abs(offset) > _SQLITE_MAX:
+        return bad_request("max_items and offset must fit in 64 bits", f"at most {_SQLITE_MAX}")
     queue = context(request).engine.queue
     return web.json_response(queue.history(max_items=max_items, offset=offset))
 

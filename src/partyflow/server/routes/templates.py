@@ -14,7 +14,7 @@ from pathlib import Path
 from aiohttp import web
 
 from partyflow.server.context import context
-from partyflow.server.errors import forbidden, not_found
+from partyflow.server.errors import not_found, path_refused
 from partyflow.server.paths import PathRefused, confine
 from partyflow.server.routes import Route
 from partyflow.server.routes.files import file_response
@@ -61,7 +61,7 @@ async def get_template(request: web.Request) -> web.StreamResponse:
     try:
         path = confine(folder, name)
     except PathRefused as exc:
-        return forbidden("Path not allowed", str(exc))
+        return path_refused(exc)
     if not path.is_file():
         return not_found("No such template", name)
     return file_response(path)

@@ -4,6 +4,7 @@ directory; the `comfy-user` header picks the user when multi-user mode is on."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,15 @@ from aiohttp import web
 
 from partyflow.server.access import data_user, identity_of
 from partyflow.server.context import context
-from partyflow.server.errors import BadJSON, bad_request, forbidden, json_error, not_found, read_json
+from partyflow.server.errors import (
+    BadJSON,
+    bad_request,
+    forbidden,
+    json_error,
+    not_found,
+    path_refused,
+    read_json,
+)
 from partyflow.server.paths import PathRefused, confine, relative
 from partyflow.server.routes import Route
 from partyflow.server.routes.files import file_response
@@ -34,13 +43,17 @@ def _guard(handler: Any) -> Any:
         except UnknownUser as exc:
             return forbidden("Unknown user", str(exc))
         except PathRefused as exc:
-            return forbidden("Path not allowed", str(exc))
+            return path_refused(exc)
         except BadJSON as exc:
             return bad_request("Invalid request body", str(exc))
         except (FileExistsError, NotADirectoryError, IsADirectoryError):
             # e.g. saving `a.json/b.json` when a.json is a file: the user's naming clash, not a server fault
             return json_error(409, "conflict", "A file or folder is in the way",
                               "a folder in the path is a file, or the target is a folder")
+        except OSError as exc:
+            if exc.errno != errno.ENAMETOOLONG:
+                raise
+            return bad_request("Bad file name", "a name in the path is too long", kind="bad_path")
     wrapped.__name__ = handler.__name__
     return wrapped
 
