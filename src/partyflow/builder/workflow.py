@@ -20,6 +20,7 @@ from typing import Any, Generic, TypeVar
 from partyflow.graph.explain import what_is_wrong
 from partyflow.graph.validate import validate_prompt
 from partyflow.graph.workflow import read_workflow_file
+from partyflow.nodes.host import host_context
 from partyflow.nodes.protocol import InputSpec, NodeDefinition, NodeDefinitionError, types_match
 
 __all__ = ["BuilderError", "InputRef", "NodeHandle", "Output", "Workflow"]
@@ -255,7 +256,8 @@ class Workflow(Mapping[str, dict[str, Any]]):
         if class_type not in self._engine.registry:
             raise BuilderError(self._unknown_class(class_type))
         try:
-            return self._engine.registry.definition(class_type)
+            with host_context(self._engine.host):  # INPUT_TYPES may ask the host (folder_paths, providers)
+                return self._engine.registry.definition(class_type)
         except NodeDefinitionError as exc:
             raise BuilderError(str(exc)) from None
 
@@ -311,7 +313,8 @@ class Workflow(Mapping[str, dict[str, Any]]):
             if not types_match(value.type, spec.type):
                 raise BuilderError(f"{where}: takes {spec.type}, but {value!r} gives {value.type}")
             return
-        problem = _constant_problem(handle.class_type, spec, value, self._engine.registry)
+        with host_context(self._engine.host):
+            problem = _constant_problem(handle.class_type, spec, value, self._engine.registry)
         if problem:
             raise BuilderError(f"{where}: {problem}")
 

@@ -1,0 +1,231 @@
+"""Images, speech and transcription through OpenAI-compatible APIs, and offline speech with espeak-ng.
+
+Each function takes a configured provider (its base URL and key variable, never a key in a workflow) and returns
+partyflow's media values: IMAGE batches and AUDIO dicts in ComfyUI's shapes. Errors name what to fix: a provider
+that refuses images or speech, an image too large, a format the API does not take, a missing espeak-ng.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from partyflow.media.images import encode_png, load_image, require_torch
+
+MAX_INPUT_IMAGE_BYTES = 50 * 1024 * 1024  # the Images API's own limit for edits
+SPEECH_FORMATS = ("wav", "mp3", "flac", "opus", "aac", "pcm")
+
+
+class MediaServiceError(RuntimeError):
+    """A media call that cannot be made or failed; the message says which provider and what to change."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where an OpenAI-compatible media API lives: from a provider of config.toml."""
+
+    provider: str
+    base_url: str | None
+    api_key: str | None
+    timeout: float = 120.0
+
+    @classmethod
+    def of(cls, config: Any) -> Endpoint:
+        return cls(config.name, config.base_url, config.api_key(), float(config.timeout))
+
+    def client(self) -> Any:
+        import openai
+
+        return openai.AsyncOpenAI(base_url=self.base_url, api_key=self.api_key or "not-needed", timeout=self.timeout,
+                                  max_retries=2)
+
+
+async def _call(endpoint: Endpoint, what: str, make: Any) -> Any:
+    import openai
+
+    client = endpoint.client()
+    try:
+        return await make(client)
+    except openai.APIStatusError as exc:
+        raise MediaServiceError(f"provider {endpoint.provider!r} refused the {what} request "
+                                f"({exc.status_code}): {exc.message}") from None
+    except openai.APIConnectionError as exc:
+        raise MediaServiceError(f"provider {endpoint.provider!r} cannot be reached for {what}: {exc}") from None
+    finally:
+        await client.close()
+
+
+# ---- images --------------------------------------------------------------------------------------------------
+
+
+async def generate_images(endpoint: Endpoint, prompt: str, *, model: str, size: str = "1024x1024",
+                          quality: str | None = None, n: int = 1, seed: int | None = None) -> Any:
+    """`images.generate` -> an IMAGE batch `[n,H,W,3]` (every image at the first one's size)."""
+    if not prompt.strip():
+        raise MediaServiceError("give a prompt describing the image")
+    options: dict[str, Any] = {"model": model, "prompt": prompt, "n": n, "size": size, "response_format": "b64_json"}
+    if quality:
+        options["quality"] = quality
+    if seed is not None:
+        options["extra_body"] = {"seed": seed}  # honoured by providers that support seeds, ignored by others
+    response = await _call(endpoint, "image generation", lambda c: c.images.generate(**options))
+    return await _images_of(response, endpoint)
+
+
+async def edit_images(endpoint: Endpoint, image: Any, prompt: str, *, model: str, mask: Any | None = None,
+                      size: str = "1024x1024", n: int = 1) -> Any:
+    """`images.edit`: the first image of a batch changed as the prompt says (where `mask` is 1, when given)."""
+    picture = _png_upload(image, "image.png")
+    options: dict[str, Any] = {"model": model, "image": picture, "prompt": prompt, "n": n, "size": size,
+                               "response_format": "b64_json"}
+    if mask is not None:
+        options["mask"] = _png_upload(_mask_as_alpha(image, mask), "mask.png", raw=True)
+    response = await _call(endpoint, "image edit", lambda c: c.images.edit(**options))
+    return await _images_of(response, endpoint)
+
+
+async def image_variations(endpoint: Endpoint, image: Any, *, model: str, size: str = "1024x1024", n: int = 1) -> Any:
+    picture = _png_upload(image, "image.png")
+    response = await _call(endpoint, "image variation", lambda c: c.images.create_variation(
+        model=model, image=picture, n=n, size=size, response_format="b64_json"))
+    return await _images_of(response, endpoint)
+
+
+def _png_upload(image: Any, name: str, *, raw: bool = False) -> tuple[str, bytes, str]:
+    data = image if raw else encode_png(image[:1] if image.ndim == 4 else image)
+    if len(data) > MAX_INPUT_IMAGE_BYTES:
+        raise MediaServiceError(f"the image is {len(data) // (1024 * 1024)} MiB as PNG; the Images API takes up to "
+                                f"{MAX_INPUT_IMAGE_BYTES // (1024 * 1024)} MiB: scale it down first")
+    return (name, data, "image/png")
+
+
+def _mask_as_alpha(image: Any, mask: Any) -> bytes:
+    """The API's mask is a PNG whose transparent pixels mark what to change; ComfyUI's MASK is 1 there."""
+    import numpy as np
+    from PIL import Image
+
+    height, width = image.shape[1:3] if image.ndim == 4 else image.shape[0:2]
+    plane = mask[0] if mask.ndim == 3 else mask
+    if tuple(plane.shape) != (height, width):
+        raise MediaServiceError(f"the mask is {tuple(plane.shape)} but the image is {(height, width)}: give a mask of "
+                                "the image's size")
+    alpha = (255 * (1.0 - plane.detach().cpu().float().numpy().clip(0, 1))).astype(np.uint8)
+    rgba = np.zeros((height, width, 4), dtype=np.uint8)
+    rgba[..., 3] = alpha
+    out = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(out, format="PNG")
+    return out.getvalue()
+
+
+async def _images_of(response: Any, endpoint: Endpoint) -> Any:
+    torch = require_torch()
+    frames = []
+    for item in response.data or ():
+        if item.b64_json:
+            data = base64.b64decode(item.b64_json)
+        elif item.url:
+            data = await _download(item.url, endpoint)
+        else:
+            continue
+        image, _ = load_image(data)
+        frames.append(image)
+    if not frames:
+        raise MediaServiceError(f"provider {endpoint.provider!r} returned no image")
+    first = frames[0].shape[1:3]
+    return torch.cat([f for f in frames if f.shape[1:3] == first], dim=0)
+
+
+async def _download(url: str, endpoint: Endpoint) -> bytes:
+    import httpx
+
+    async with httpx.AsyncClient(timeout=endpoint.timeout) as client:
+        response = await client.get(url)
+        response.raise_for_status()
+        return response.content
+
+
+# ---- speech out ----------------------------------------------------------------------------------------------
+
+
+async def speak_api(endpoint: Endpoint, text: str, *, model: str, voice: str, speed: float = 1.0) -> dict[str, Any]:
+    """`audio.speech` as WAV -> AUDIO."""
+    if not text.strip():
+        raise MediaServiceError("there is no text to speak")
+    response = await _call(endpoint, "speech", lambda c: c.audio.speech.create(
+        model=model, voice=voice, input=text, response_format="wav", speed=speed))
+    return decode_wav(response.content, endpoint.provider)
+
+
+def espeak_available() -> bool:
+    return shutil.which("espeak-ng") is not None
+
+
+async def speak_offline(text: str, *, voice: str = "en", words_per_minute: int = 160) -> dict[str, Any]:
+    """espeak-ng (no model, no network) -> AUDIO."""
+    if not text.strip():
+        raise MediaServiceError("there is no text to speak")
+    program = shutil.which("espeak-ng")
+    if program is None:
+        raise MediaServiceError("offline speech needs espeak-ng: apt-get install espeak-ng (or brew install espeak-ng)")
+    with tempfile.TemporaryDirectory(prefix="partyflow-speech-") as folder:
+        target = Path(folder) / "speech.wav"
+        process = await asyncio.create_subprocess_exec(
+            program, "-v", voice, "-s", str(int(words_per_minute)), "-w", str(target), "--stdin",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        _, errors = await process.communicate(text.encode())
+        if process.returncode != 0 or not target.exists():
+            raise MediaServiceError(f"espeak-ng failed for voice {voice!r}: {errors.decode(errors='replace').strip()} "
+                                    "(espeak-ng --voices lists the voices)")
+        return decode_wav(target.read_bytes(), "espeak-ng")
+
+
+def decode_wav(data: bytes, source: str) -> dict[str, Any]:
+    """WAV bytes -> AUDIO; a clear error for anything else (some servers answer MP3 whatever was asked)."""
+    from partyflow.media.audio import load_audio
+
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise MediaServiceError(f"{source} did not return WAV audio (got {data[:4]!r}...)")
+    with tempfile.NamedTemporaryFile(suffix=".wav") as handle:
+        handle.write(data)
+        handle.flush()
+        audio = load_audio(handle.name)
+    if audio["waveform"].shape[-1] == 0:
+        raise MediaServiceError(f"{source} returned silence (no samples)")
+    return audio
+
+
+# ---- speech in -----------------------------------------------------------------------------------------------
+
+
+async def transcribe(endpoint: Endpoint, audio: dict[str, Any], *, model: str, language: str | None = None,
+                     translate: bool = False, prompt: str | None = None) -> dict[str, Any]:
+    """`audio.transcriptions` (or `translations`, into English) -> {"text", "language", "segments": [...]}."""
+    from partyflow.media.audio import encode_audio
+
+    waveform = audio.get("waveform") if isinstance(audio, dict) else None
+    if waveform is None or waveform.shape[-1] == 0:
+        raise MediaServiceError("the audio is empty")
+    if float(waveform.abs().max()) < 1e-4:
+        raise MediaServiceError("the audio is silent: there is nothing to transcribe")
+    data, _ = encode_audio(waveform[0], int(audio["sample_rate"]), "wav")
+    upload = ("audio.wav", data, "audio/wav")
+    options: dict[str, Any] = {"model": model, "file": upload, "response_format": "verbose_json"}
+    if prompt:
+        options["prompt"] = prompt
+    if translate:
+        response = await _call(endpoint, "translation", lambda c: c.audio.translations.create(**options))
+    else:
+        if language:
+            options["language"] = language
+        options["timestamp_granularities"] = ["segment"]
+        response = await _call(endpoint, "transcription", lambda c: c.audio.transcriptions.create(**options))
+    segments = [{"start": float(s.start), "end": float(s.end), "text": s.text}
+                for s in (getattr(response, "segments", None) or ())]
+    return {"text": response.text, "language": getattr(response, "language", None) or language,
+            "duration": getattr(response, "duration", None), "segments": segments}

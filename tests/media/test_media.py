@@ -1,0 +1,226 @@
+"""Multimodal (issue 13): image generation, speech and transcription through a scripted OpenAI-compatible server on
+loopback that speaks the real wire formats and returns real PNG and WAV bytes; espeak-ng and Tesseract for real."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import threading
+import wave
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from aiohttp import web
+from PIL import Image, ImageDraw, ImageFont
+
+from partyflow import Engine, Workflow
+from partyflow.media.images import load_image
+from partyflow.media.ocr import OCRError, ocr
+from partyflow.media.services import Endpoint, MediaServiceError, speak_offline, transcribe
+
+KEY = "sk-media-test"
+
+
+def png(width: int, height: int, colour: tuple[int, int, int]) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(out, format="PNG")
+    return out.getvalue()
+
+
+def wav(seconds: float = 0.5, rate: int = 16000) -> bytes:
+    samples = (0.3 * np.sin(2 * np.pi * 440 * np.arange(int(seconds * rate)) / rate) * 32767).astype("<i2")
+    out = io.BytesIO()
+    with wave.open(out, "wb") as writer:
+        writer.setnchannels(1)
+        writer.setsampwidth(2)
+        writer.setframerate(rate)
+        writer.writeframes(samples.tobytes())
+    return out.getvalue()
+
+
+@dataclass
+class MediaServer:
+    """/v1/images/{generations,edits,variations}, /v1/audio/{speech,transcriptions,translations}."""
+
+    url: str = ""
+    requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    _stop: Any = None
+    _loop: Any = None
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Authorization") != f"Bearer {KEY}":
+            return web.json_response({"error": {"message": "bad key", "type": "invalid_request_error"}}, status=401)
+        path = request.path
+        if request.content_type == "application/json":
+            body: dict[str, Any] = await request.json()
+        else:
+            form = await request.post()
+            body = {k: (v.file.read() if hasattr(v, "file") else v) for k, v in form.items()}
+        self.requests.append((path, body))
+        if path.startswith("/v1/images/"):
+            if body.get("prompt") == "refuse":
+                return web.json_response({"error": {"message": "content policy", "type": "invalid_request_error"}},
+                                         status=400)
+            n = int(body.get("n", 1))
+            return web.json_response({"created": 1, "data": [
+                {"b64_json": base64.b64encode(png(64, 48, (200, 30 * i, 10))).decode()} for i in range(n)]})
+        if path == "/v1/audio/speech":
+            return web.Response(body=wav(), content_type="audio/wav")
+        if path in ("/v1/audio/transcriptions", "/v1/audio/translations"):
+            assert body["file"][:4] == b"RIFF"
+            return web.json_response({"task": "transcribe", "language": "english", "duration": 0.5,
+                                      "text": "hello from the scripted server",
+                                      "segments": [{"id": 0, "seek": 0, "start": 0.0, "end": 0.5,
+                                                    "text": "hello from the scripted server", "tokens": [1],
+                                                    "temperature": 0.0, "avg_logprob": -0.1,
+                                                    "compression_ratio": 1.0, "no_speech_prob": 0.0}]})
+        return web.json_response({"error": {"message": "not found"}}, status=404)
+
+    def start(self) -> MediaServer:
+        ready = threading.Event()
+
+        async def main() -> None:
+            app = web.Application(client_max_size=64 * 1024 * 1024)
+            app.router.add_route("POST", "/{tail:.*}", self.handle)
+            runner = web.AppRunner(app)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/v1"  # type: ignore[union-attr]
+            self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+            ready.set()
+            await self._stop.wait()
+            await runner.cleanup()
+
+        threading.Thread(target=lambda: asyncio.run(main()), daemon=True).start()
+        assert ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._stop.set)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[MediaServer]:
+    live = MediaServer().start()
+    yield live
+    live.stop()
+
+
+@pytest.fixture(scope="module")
+def engine(server: MediaServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    import os
+
+    home = tmp_path_factory.mktemp("media")
+    (home / "config.toml").write_text(f'[providers.media]\ntype = "openai_compat"\nbase_url = "{server.url}"\n'
+                                      f'api_key_env = "PF_MEDIA_KEY"\nmodel = "gpt-image-1"\n')
+    os.environ["PF_MEDIA_KEY"] = KEY
+    with Engine(home=home) as engine:
+        yield engine
+    os.environ.pop("PF_MEDIA_KEY", None)
+
+
+def test_story_illustrated_and_read_aloud(engine: Engine, server: MediaServer) -> None:
+    """The issue's first example: a story, an image drawn for it, the story read aloud — saved for the editor."""
+    wf = Workflow(engine)
+    story = wf.TextValue(value="A small robot learns to paint the sea.")
+    painter = wf.APIModelLoader(provider="media", model="gpt-image-1")
+    picture = wf.GenerateImage(model=painter.model, prompt=story.text, size="1024x1024", n=2)
+    wf.SaveImage(images=picture.images, filename_prefix="story")
+    voice = wf.SpeakOffline(text=story.text, voice="en", words_per_minute=170)
+    wf.SaveAudio(audio=voice.audio, filename_prefix="story")
+    result = engine.run(wf)
+    assert result.ok, result.error
+    images = result[picture].images
+    assert tuple(images.shape) == (2, 48, 64, 3)
+    generation = next(body for path, body in server.requests if path == "/v1/images/generations")
+    assert generation["prompt"] == "A small robot learns to paint the sea." and generation["n"] == 2
+    saved = [p.name for p in (engine.home.output).iterdir()]
+    assert sum(name.startswith("story") and name.endswith(".png") for name in saved) == 2
+    assert any(name.startswith("story") and name.endswith((".flac", ".wav")) for name in saved)
+    audio = result[voice].audio
+    assert audio["sample_rate"] == 22050 and audio["waveform"].shape[-1] > 22050  # over a second of real speech
+
+
+def test_edit_with_mask_speech_and_transcription(engine: Engine, server: MediaServer) -> None:
+    wf = Workflow(engine)
+    loader = wf.APIModelLoader(provider="media", model="gpt-image-1")
+    source = wf.GenerateImage(model=loader.model, prompt="a square", n=1)
+    Image.new("RGBA", (64, 48), (0, 0, 0, 0)).save(engine.home.input / "clear.png")  # transparent: MASK = 1
+    mask = wf.LoadImage(image="clear.png").MASK
+    edit = wf.EditImage(model=loader.model, image=source.images, prompt="make it blue", mask=mask)
+    wf.PreviewImage(images=edit.images)
+    tts = wf.TextToSpeech(model=wf.APIModelLoader(provider="media", model="tts-1").model, text="hello", voice="nova")
+    heard = wf.TranscribeAudio(model=wf.APIModelLoader(provider="media", model="whisper-1").model, audio=tts.audio,
+                               language="en")
+    wf.DisplayText(text=heard.text)
+    result = engine.run(wf)
+    assert result.ok, result.error
+    edits = [body for path, body in server.requests if path == "/v1/images/edits"]
+    assert edits and edits[-1]["prompt"] == "make it blue" and edits[-1]["image"][:8] == b"\x89PNG\r\n\x1a\n"
+    alpha = np.asarray(Image.open(io.BytesIO(edits[-1]["mask"])))[..., 3]
+    assert alpha.max() == 0  # MASK 1 everywhere = every pixel transparent = all may change
+    speech = next(body for path, body in server.requests if path == "/v1/audio/speech")
+    assert speech == {"model": "tts-1", "voice": "nova", "input": "hello", "response_format": "wav", "speed": 1.0}
+    assert result[heard].text == "hello from the scripted server"
+    assert result[heard].segments["segments"][0]["end"] == 0.5
+
+
+def test_bad_input_is_named(engine: Engine, server: MediaServer) -> None:
+    endpoint = Endpoint("media", server.url, KEY)
+    torch = pytest.importorskip("torch")
+    silent = {"waveform": torch.zeros(1, 1, 16000), "sample_rate": 16000}
+    with pytest.raises(MediaServiceError, match="silent"):
+        asyncio.run(transcribe(endpoint, silent, model="whisper-1"))
+    wf = Workflow(engine)
+    loader = wf.APIModelLoader(provider="media", model="gpt-image-1")
+    wf.PreviewImage(images=wf.GenerateImage(model=loader.model, prompt="refuse").images)
+    result = engine.run(wf)
+    assert not result.ok and "provider 'media' refused the image generation request (400)" in result.error.message
+    with pytest.raises(MediaServiceError, match="espeak-ng failed for voice 'xx-nonsense'"):
+        asyncio.run(speak_offline("hi", voice="xx-nonsense"))
+
+
+def _rendered(text: str) -> Image.Image:
+    font = ImageFont.load_default(size=36)
+    picture = Image.new("RGB", (40 + 22 * len(text), 110), "white")
+    ImageDraw.Draw(picture).text((20, 30), text, fill="black", font=font)
+    return picture
+
+
+def test_ocr_reads_a_rendered_page_and_names_missing_languages(engine: Engine, tmp_path: Path) -> None:
+    sentence = "Partyflow reads scanned pages offline"
+    words = ocr(_rendered(sentence), layout="words")
+    assert [w["text"] for w in words] == sentence.split()
+    assert all(w["box"][2] > 0 and w["confidence"] > 50 for w in words)
+    with pytest.raises(OCRError, match="Tesseract has no data for xyz; installed: eng"):
+        ocr(_rendered(sentence), languages="xyz")
+    page = engine.home.input / "page.png"
+    _rendered(sentence).save(page)
+    wf = Workflow(engine)
+    image = wf.LoadImage(image="page.png")
+    read = wf.OCRImage(image=image.IMAGE, languages="eng")
+    wf.DisplayText(text=read.text)
+    result = engine.run(wf)
+    assert result.ok, result.error
+    assert result[read].text.split() == sentence.split()
+
+
+def test_speech_round_trip_through_tesseract(tmp_path: Path) -> None:
+    """espeak-ng speaks a sentence; the same sentence rendered as an image is read back by Tesseract."""
+    sentence = "the robot paints the sea"
+    audio = asyncio.run(speak_offline(sentence))
+    assert float(audio["waveform"].abs().max()) > 0.05
+    assert ocr(_rendered(sentence)).lower().split() == sentence.split()
+
+
+def test_image_sizes_round_trip(tmp_path: Path) -> None:
+    image, mask = load_image(png(30, 20, (1, 2, 3)))
+    assert tuple(image.shape) == (1, 20, 30, 3) and tuple(mask.shape) == (1, 20, 30)
+    json.dumps({"ok": True})
