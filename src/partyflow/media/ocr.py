@@ -8,6 +8,7 @@ vision route sends the image to a provider's chat model with a transcription ins
 from __future__ import annotations
 
 import asyncio
+import functools
 import shutil
 from typing import Any, Literal
 
@@ -27,10 +28,12 @@ def tesseract_available() -> bool:
     return shutil.which("tesseract") is not None
 
 
-def installed_languages() -> list[str]:
+@functools.cache
+def installed_languages() -> tuple[str, ...]:
+    """Tesseract's language data, asked once per process (it runs `tesseract --list-langs`)."""
     import pytesseract
 
-    return sorted(pytesseract.get_languages(config=""))
+    return tuple(sorted(pytesseract.get_languages(config="")))
 
 
 def ocr(picture: Any, *, languages: str = "eng", layout: Layout = "text", page_mode: int = 3) -> Any:
@@ -44,10 +47,11 @@ def ocr(picture: Any, *, languages: str = "eng", layout: Layout = "text", page_m
         raise OCRError(f"the image has {image.width}x{image.height} pixels; OCR takes up to {MAX_PIXELS:,}: scale it "
                        "down first")
     wanted = [code for code in languages.split("+") if code]
-    missing = [code for code in wanted if code not in installed_languages()]
+    installed = installed_languages()
+    missing = [code for code in wanted if code not in installed]
     if missing or not wanted:
         raise OCRError(f"Tesseract has no data for {'+'.join(missing) or '(no language)'}; installed: "
-                       f"{', '.join(installed_languages())} (Debian: apt-get install tesseract-ocr-<code>)")
+                       f"{', '.join(installed)} (Debian: apt-get install tesseract-ocr-<code>)")
     config = f"--psm {int(page_mode)}"
     lang = "+".join(wanted)
     if layout == "text":

@@ -12,6 +12,7 @@ import base64
 import io
 import shutil
 import tempfile
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,25 +41,34 @@ class Endpoint:
         return cls(config.name, config.base_url, config.api_key(), float(config.timeout))
 
     def client(self) -> Any:
+        """One client per endpoint and event loop, kept with the loop: building one (an HTTP pool and TLS
+        settings) costs more than a loopback call, and a client cannot move between loops."""
         import openai
 
-        return openai.AsyncOpenAI(base_url=self.base_url, api_key=self.api_key or "not-needed", timeout=self.timeout,
-                                  max_retries=2)
+        from partyflow.llm.providers.openai_compat import tls_context
+
+        clients = _CLIENTS.setdefault(asyncio.get_running_loop(), {})
+        key = (self.base_url, self.api_key, self.timeout)
+        if key not in clients:
+            clients[key] = openai.AsyncOpenAI(
+                base_url=self.base_url, api_key=self.api_key or "not-needed", timeout=self.timeout, max_retries=2,
+                http_client=openai.DefaultAsyncHttpxClient(verify=tls_context()))
+        return clients[key]
+
+
+_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], Any]] = weakref.WeakKeyDictionary()
 
 
 async def _call(endpoint: Endpoint, what: str, make: Any) -> Any:
     import openai
 
-    client = endpoint.client()
     try:
-        return await make(client)
+        return await make(endpoint.client())
     except openai.APIStatusError as exc:
         raise MediaServiceError(f"provider {endpoint.provider!r} refused the {what} request "
                                 f"({exc.status_code}): {exc.message}") from None
     except openai.APIConnectionError as exc:
         raise MediaServiceError(f"provider {endpoint.provider!r} cannot be reached for {what}: {exc}") from None
-    finally:
-        await client.close()
 
 
 # ---- images --------------------------------------------------------------------------------------------------
@@ -186,18 +196,27 @@ async def speak_offline(text: str, *, voice: str = "en", words_per_minute: int =
 
 
 def decode_wav(data: bytes, source: str) -> dict[str, Any]:
-    """WAV bytes -> AUDIO; a clear error for anything else (some servers answer MP3 whatever was asked)."""
-    from partyflow.media.audio import load_audio
+    """WAV bytes -> AUDIO, in memory; a clear error for anything else (some servers answer MP3 whatever was
+    asked)."""
+    import wave
+
+    import numpy as np
+
+    from partyflow.media.audio import _pcm_to_float
 
     if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         raise MediaServiceError(f"{source} did not return WAV audio (got {data[:4]!r}...)")
-    with tempfile.NamedTemporaryFile(suffix=".wav") as handle:
-        handle.write(data)
-        handle.flush()
-        audio = load_audio(handle.name)
-    if audio["waveform"].shape[-1] == 0:
+    try:
+        with wave.open(io.BytesIO(data), "rb") as reader:
+            channels, width, rate = reader.getnchannels(), reader.getsampwidth(), reader.getframerate()
+            raw = reader.readframes(reader.getnframes())
+    except (wave.Error, EOFError) as exc:
+        raise MediaServiceError(f"{source} returned a WAV file that cannot be read: {exc}") from None
+    samples = _pcm_to_float(raw, width).reshape(-1, channels).T
+    if samples.shape[-1] == 0:
         raise MediaServiceError(f"{source} returned silence (no samples)")
-    return audio
+    torch = require_torch()
+    return {"waveform": torch.from_numpy(np.ascontiguousarray(samples)).unsqueeze(0), "sample_rate": rate}
 
 
 # ---- speech in -----------------------------------------------------------------------------------------------
