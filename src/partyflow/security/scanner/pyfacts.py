@@ -80,8 +80,9 @@ class ImportFact:
 
 @dataclass(frozen=True)
 class LoadFact:
-    """Code loaded by name at run time: `importlib.import_module(x)` (kind "module") or a file run or executed
-    (`runpy.run_path`, `exec(open(...).read())`, `[sys.executable, "x.py"]`: kind "file"). `target` is None when the
+    """Code loaded by name at run time: `importlib.import_module(x)` (kind "module"), a file loaded or executed
+    (`spec_from_file_location`, `runpy.run_path`, `exec(open(...).read())`: kind "file") or a script started as a
+    program, its `__main__` block included (`[sys.executable, "x.py"]`: kind "script"). `target` is None when the
     name is computed."""
 
     kind: str
@@ -293,6 +294,7 @@ _EXECUTORS = frozenset({"exec", "eval", "compile"})
 class _Walker:
     def __init__(self, facts: ModuleFacts) -> None:
         self.facts = facts
+        self.instances: dict[str, dict[str, str]] = {}   # scope -> variable -> the dotted name it was made by
         self.defs: list[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef]] = []
         self._qualify(facts.tree.body, "", False)
 
@@ -366,6 +368,10 @@ class _Walker:
                 self._block(stmt.orelse, scope, env, main)
                 continue
             if isinstance(stmt, ast.Assign):
+                if isinstance(stmt.value, ast.Call) and dotted(stmt.value.func):
+                    for target in stmt.targets:   # `x = Updater()`: `x.check()` calls Updater.check
+                        if isinstance(target, ast.Name):
+                            self.instances.setdefault(scope.name, {})[target.id] = dotted(stmt.value.func)
                 labels = self._expr(stmt.value, scope, env)
                 for target in stmt.targets:
                     self._bind(target, labels, env)
@@ -532,6 +538,14 @@ class _Walker:
     def _edges(self, node: ast.Call, name: str, scope: Scope) -> None:
         """What this call makes run: the function it calls, functions handed to an invoker, code loaded by name."""
         target = dotted(node.func)
+        if isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Call) \
+                and dotted(node.func.value.func):
+            target = f"{dotted(node.func.value.func)}().{node.func.attr}"   # `Updater().check()`
+        elif target and "." in target:
+            head, rest = target.split(".", 1)
+            made_by = self.instances.get(scope.name, {}).get(head) or self.instances.get("<module>", {}).get(head)
+            if made_by:
+                target = f"{made_by}().{rest}"
         if target:
             scope.refs.add(target)
         method = name.rsplit(".", 1)[-1]
@@ -558,7 +572,7 @@ class _Walker:
         elif any(self.facts.resolve(n) == "sys.executable" for n in ast.walk(node) if isinstance(n, ast.Attribute)):
             script = _py_literal(node)
             if script is not None:
-                scope.loads.append(LoadFact("file", script, node.lineno))
+                scope.loads.append(LoadFact("script", script, node.lineno))
 
     def _record(self, node: ast.Call, name: str, scope: Scope, args: tuple[Labels, ...], kwargs: dict[str, Labels],
                 receiver: Labels, everything: Labels) -> None:

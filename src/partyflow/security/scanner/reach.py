@@ -40,6 +40,7 @@ _SCRIPT_DIRS = frozenset({"test", "tests", "testing", "example", "examples", "sc
 _NOT_REFERENCES = frozenset({"__init__.py", "setup.py", "install.py", "__main__.py"})
 _SCRIPT_NAME = re.compile(r"[\w./\\-]+\.pyw?\b")
 _MAX_CHASE = 5
+_CLASS = ".<class>"
 
 Binding = tuple[str, tuple[str, ...], str]   # ("mod", module parts, "") or ("sym", module parts, name)
 
@@ -164,7 +165,7 @@ class _Pack:
         for load in loads:
             for target in self._loaded(relpath, qual, load):
                 self._visit(target, "<module>", rank)
-                if load.kind == "file":
+                if load.kind == "script":
                     self._visit(target, "<main>", rank)
 
     # --- imports ----------------------------------------------------------------------------------------------
@@ -219,7 +220,7 @@ class _Pack:
     def _loaded(self, relpath: str, qual: str, load: LoadFact) -> list[str]:
         if load.target is None:
             return self._computed_load(relpath, qual)
-        if load.kind == "file":
+        if load.kind in ("file", "script"):
             return self._files(relpath, load.target)
         target = load.target
         if target.startswith("\x00"):
@@ -283,6 +284,16 @@ class _Pack:
         return found
 
     def _callee(self, relpath: str, qual: str, ref: str) -> list[tuple[str, str]]:
+        if "()." in ref:   # a method of an instance: `Cls().method` -> the class's method
+            maker, method = ref.split("().", 1)
+            if "." in method:
+                return []
+            found: list[tuple[str, str]] = []
+            for target, target_qual in self._callee(relpath, qual, maker):
+                if target_qual.endswith(_CLASS):
+                    cls = target_qual.removesuffix(_CLASS)
+                    found += [f for f in self._method(target, cls, method, 0) if f not in found]
+            return found
         facts = self.modules[relpath]
         parts = ref.split(".")
         enclosing = qual.split(".") if qual not in ("<module>", "<main>") else []
@@ -335,7 +346,7 @@ class _Pack:
         return []
 
     def _constructor(self, relpath: str, cls: str) -> list[tuple[str, str]]:
-        found: list[tuple[str, str]] = []
+        found: list[tuple[str, str]] = [(relpath, cls + _CLASS)]   # names the class itself (no such scope)
         for method in ("__new__", "__init__", "__post_init__"):
             found += self._method(relpath, cls, method, 0)
         return found
