@@ -96,6 +96,8 @@ _WEBHOOKS = ("/api/webhooks/", "api.telegram.org/bot", "hooks.slack.com",
              "pipedream.net", "interact.sh", "oast.")
 _SYSTEM_ROOTS = ("etc", "usr", "bin", "sbin", "lib", "lib64", "opt", "boot", "root", "library", "system",
                  "applications", "var", "srv", "dev")
+_HARMLESS_DEVICES = ("/dev/null", "/dev/tty", "/dev/stdout", "/dev/stderr", "/dev/stdin", "/dev/fd/",
+                     "/proc/self/fd/", "/dev/zero", "/dev/urandom", "/dev/random")
 _HOME_VARS = ("HOME", "USERPROFILE", "APPDATA", "LOCALAPPDATA", "XDG_CONFIG_HOME", "XDG_DATA_HOME")
 
 
@@ -137,7 +139,9 @@ def string_labels(text: str) -> frozenset[str]:
         labels.add(SITE_PACKAGES)
     if low.startswith("~"):
         labels.add(USER_HOME)
-    if low.startswith(("/tmp", "/var/tmp", "/dev/shm")) or "%temp%" in low:
+    if low.startswith(_HARMLESS_DEVICES):
+        pass  # /dev/null, the terminal, the process's own streams: not a place anything is stored
+    elif low.startswith(("/tmp", "/var/tmp", "/dev/shm")) or "%temp%" in low:
         labels.add(TEMP)
     elif low.startswith("/") and low[1:].split("/", 1)[0] in _SYSTEM_ROOTS:
         labels.add(OUTSIDE_PATH)

@@ -612,6 +612,9 @@ def _py_literal(node: ast.AST) -> str | None:
 
 
 def _is_main_guard(test: ast.expr) -> bool:
+    """`__name__ == "__main__"`, also as one part of an `and` (`sys.platform != "win32" and __name__ == ...`)."""
+    if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And):
+        return any(_is_main_guard(value) for value in test.values)
     return isinstance(test, ast.Compare) and isinstance(test.left, ast.Name) and test.left.id == "__name__" \
         and any(isinstance(c, ast.Constant) and c.value == "__main__" for c in test.comparators)
 

@@ -20,6 +20,7 @@ import re
 import zlib
 from collections.abc import Iterator
 
+from partyflow.security.scanner import indicators as ind
 from partyflow.security.scanner.model import Finding, Severity
 from partyflow.security.scanner.rules.base import PyContext, make
 
@@ -50,8 +51,15 @@ def check(ctx: PyContext) -> Iterator[Finding]:
                 yield from _hidden_text(ctx, node.lineno, codes, f"a string built from {count} chr() calls")
     for call in facts.calls:
         if call.name in ("marshal.loads", "marshal.load"):
-            yield make(ctx, "PF102", Severity.HIGH, call.line,
-                       "marshal.loads() rebuilds compiled code objects: source that cannot be reviewed")
+            first = call.arg(0)
+            if ind.DECODED in call.all_args or ind.NETWORK in call.all_args \
+                    or (isinstance(first, ast.Constant) and isinstance(first.value, bytes | str)):
+                yield make(ctx, "PF102", Severity.HIGH, call.line,
+                           "marshal.loads() of an embedded or downloaded blob rebuilds code objects: source that "
+                           "cannot be reviewed")
+            else:
+                yield make(ctx, "PF102", Severity.MEDIUM, call.line,
+                           "marshal.loads() of a file (a bytecode cache?) rebuilds code objects")
         elif call.method == "join" and call.node.args:
             codes = chr_literal_codes(call.node.args[0])
             if codes is not None:
