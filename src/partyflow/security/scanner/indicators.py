@@ -94,6 +94,7 @@ _ENCODED_CMD = re.compile(
 _WEBHOOKS = ("/api/webhooks/", "api.telegram.org/bot", "hooks.slack.com",
              "pastebin.com/api", "webhook.site", "ngrok.io", "ngrok-free.app", "transfer.sh", "requestbin",
              "pipedream.net", "interact.sh", "oast.")
+_WEBHOOK_MARKERS = frozenset(hook.strip("/") for hook in _WEBHOOKS)
 _SYSTEM_ROOTS = ("etc", "usr", "bin", "sbin", "lib", "lib64", "opt", "boot", "root", "library", "system",
                  "applications", "var", "srv", "dev")
 _HARMLESS_DEVICES = ("/dev/null", "/dev/tty", "/dev/stdout", "/dev/stderr", "/dev/stdin", "/dev/fd/",
@@ -127,8 +128,8 @@ def string_labels(text: str) -> frozenset[str]:
             labels.add(EXE_REF)
     elif low.strip().endswith(_EXE_SUFFIXES) and " " not in low.strip():
         labels.add(EXE_REF)
-    if any(hook in low for hook in _WEBHOOKS):
-        labels.add(WEBHOOK)
+    if any(hook in low for hook in _WEBHOOKS) and low.strip().strip("/") not in _WEBHOOK_MARKERS:
+        labels.add(WEBHOOK)   # an endpoint; the bare marker alone is a pattern in someone's rule list
     if any(marker in low for marker in _CRED_MARKERS):
         labels.add(CRED_PATH)
     if any(marker in low for marker in _PERSIST_MARKERS):

@@ -135,7 +135,7 @@ def _spawn(ctx: PyContext, call: CallFact) -> Iterator[Finding]:
         return
     manager = _package_manager(argv)
     if manager is not None:
-        yield from _manager_findings(ctx, call, manager, at_import)
+        yield from _manager_findings(ctx, call, manager, at_import, argv)
         return
     if program in INTERPRETERS and len(argv) > 1 and (argv[1] or "").lower() in _INLINE_FLAGS:
         inline = argv[2] if len(argv) > 2 else None
@@ -189,11 +189,18 @@ def _detached(call: CallFact, joined: str) -> bool:
                             or "nohup" in words or "disown" in words or "-windowstyle" in words)
 
 
-def _manager_findings(ctx: PyContext, call: CallFact, manager: str, at_import: bool) -> Iterator[Finding]:
+_QUERIES = frozenset({"-s", "-q", "-l", "-qa", "-Q", "list", "show", "info", "status", "search", "--version",
+                      "-v", "freeze", "check", "query", "policy"})
+
+
+def _manager_findings(ctx: PyContext, call: CallFact, manager: str, at_import: bool,
+                      argv: list[str | None]) -> Iterator[Finding]:
     if at_import:
+        query = any(word in _QUERIES for word in argv[1:4] if word)
+        effect = "asks it about installed packages (a process at every server start)" if query else \
+            "it changes the machine at every server start, unasked"
         yield make(ctx, "PF103", Severity.HIGH, call.line,
-                   f"runs the package manager {manager} when the pack is imported: it changes the machine at every "
-                   "server start, unasked")
+                   f"runs the package manager {manager} when the pack is imported: {effect}")
     elif manager in SYSTEM_PACKAGE_MANAGERS:
         where = "the install script" if ctx.facts.install_script else "the pack"
         yield make(ctx, "PF103", Severity.MEDIUM, call.line,
