@@ -105,8 +105,9 @@ def _hidden_text(ctx: PyContext, line: int, codes: list[int], what: str) -> Iter
         text = "".join(chr(c) for c in codes)
     except (ValueError, OverflowError):
         return
-    readable = sum(c.isascii() and (c.isalnum() or c in "._-/:\\ ") for c in text)
-    if len(text) >= _HIDDEN_TEXT and readable >= 0.8 * len(text) and any(c.isalpha() for c in text):
+    printable = all(c.isascii() and c.isprintable() for c in text)
+    wordy = sum(c.isalnum() for c in text) >= len(text) / 2 and any(c.isalpha() for c in text)
+    if len(text) >= _HIDDEN_TEXT and printable and wordy:
         shown = text if len(text) <= 40 else text[:37] + "..."
         yield make(ctx, "PF102", Severity.HIGH, line, f"{what} spells {shown!r}: text hidden from readers and "
                    "scanners")
