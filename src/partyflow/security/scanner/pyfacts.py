@@ -163,10 +163,18 @@ class ModuleFacts:
     functions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = field(default_factory=dict)  # qualname -> def
     classes: dict[str, ast.ClassDef] = field(default_factory=dict)                              # qualname -> class
     main_guard: bool = False         # has an `if __name__ == "__main__":` block (a script)
-    reach: str = "import"            # how the pack runs this module (see `reach.Reach`); set by `reach`
+    reach: str = "import"            # how the pack runs this module (see `reach`); set by `reach`
+    _by_name: dict[str, list[Scope]] = field(default_factory=dict, repr=False)
+    _indexed: int = field(default=-1, repr=False)
 
     def scopes_named(self, name: str) -> list[Scope]:
-        return [s for s in self.scopes if s.name == name]
+        """Every scope with this qualified name (a def repeated in if/else branches gives several)."""
+        if self._indexed != len(self.scopes):   # (re)built once the walk has made every scope
+            self._by_name.clear()
+            for scope in self.scopes:
+                self._by_name.setdefault(scope.name, []).append(scope)
+            self._indexed = len(self.scopes)
+        return self._by_name.get(name, [])
 
     def line_text(self, line: int) -> str:
         lines = self.source.splitlines()
