@@ -297,6 +297,7 @@ _FILE_LOADERS = frozenset({"runpy.run_path", "importlib.util.spec_from_file_loca
                            "importlib.machinery.SourceFileLoader", "imp.load_compiled", "execfile",
                            "importlib.util.spec_from_loader"})
 _EXECUTORS = frozenset({"exec", "eval", "compile"})
+_SPAWN_MODULES = frozenset({"subprocess", "os", "asyncio", "pty", "multiprocessing"})
 
 
 class _Walker:
@@ -577,7 +578,8 @@ class _Walker:
                                                                                           "read_text")
                         for n in ast.walk(first)):
             scope.loads.append(LoadFact("file", _py_literal(node), node.lineno))
-        elif any(self.facts.resolve(n) == "sys.executable" for n in ast.walk(node) if isinstance(n, ast.Attribute)):
+        elif name.split(".", 1)[0] in _SPAWN_MODULES and any(
+                self.facts.resolve(n) == "sys.executable" for n in ast.walk(node) if isinstance(n, ast.Attribute)):
             script = _py_literal(node)
             if script is not None:
                 scope.loads.append(LoadFact("script", script, node.lineno))

@@ -107,11 +107,17 @@ class _Pack:
     level: dict[tuple[str, str], int] = field(default_factory=dict)
     todo: list[tuple[str, str, int]] = field(default_factory=list)
     bindings: dict[str, dict[str, Binding]] = field(default_factory=dict)
+    by_name: dict[str, list[str]] = field(default_factory=dict)        # file name -> relpaths
+    folders: set[str] = field(default_factory=set)                      # "a/", "a/b/" for every module's folders
+    loaded: set[tuple[tuple[str, ...], int]] = field(default_factory=set)  # computed loads already followed
 
     def run(self) -> None:
         for relpath in self.modules:
             if "!" not in relpath:
                 self.by_parts.setdefault(_parts(relpath), relpath)
+                self.by_name.setdefault(relpath.rsplit("/", 1)[-1], []).append(relpath)
+                parts = relpath.split("/")[:-1]
+                self.folders.update("/".join(parts[:size]) + "/" for size in range(1, len(parts) + 1))
         for relpath, kind in self.entries.items():
             self._visit(relpath, "<module>", _RANK[kind])
             if kind == INSTALL:
@@ -163,6 +169,11 @@ class _Pack:
             for target in self._imported(relpath, fact):
                 self._visit(target, "<module>", rank)
         for load in loads:
+            if load.target is None:   # a computed load: follow each distinct set of folders once per rank
+                prefixes = self._computed_prefixes(relpath, qual)
+                if (prefixes, rank) in self.loaded:
+                    continue
+                self.loaded.add((prefixes, rank))
             for target in self._loaded(relpath, qual, load):
                 self._visit(target, "<module>", rank)
                 if load.kind == "script":
@@ -229,27 +240,30 @@ class _Pack:
             fact = ImportFact(0, target, (), "", 0)
         return self._imported(relpath, fact)
 
-    def _computed_load(self, relpath: str, qual: str) -> list[str]:
-        """A load by computed name (`for f in glob(join(here, "nodes", "*.py")): spec_from_file_location(...)`): the
-        pack folders the loading function names (else those its module names), else everything under the loading
-        module's folder. Over-approximate on purpose."""
+    def _computed_prefixes(self, relpath: str, qual: str) -> tuple[str, ...]:
+        """Where a load by computed name (`for f in glob(join(here, "nodes", "*.py")): spec_from_file_location(...)`)
+        may load from: the pack folders the loading function names (else those its module names), else everything
+        under the loading module's folder. Over-approximate on purpose."""
         folder = relpath.rsplit("/", 1)[0] + "/" if "/" in relpath else ""
-        everything = [rel for rel in self.modules if rel.startswith(folder) and "!" not in rel]
         facts = self.modules[relpath]
         for scopes in (facts.scopes_named(qual), facts.scopes_named("<module>")):
             named = {lit.strip("/\\.").replace("\\", "/") for scope in scopes for lit in scope.literals}
-            prefixes = [f"{folder}{name}/" for name in named if name]
-            chosen = [rel for rel in everything if any(rel.startswith(prefix) for prefix in prefixes)]
+            prefixes = sorted(f"{folder}{name}/" for name in named if name)
+            chosen = tuple(p for p in prefixes if p in self.folders)
             if chosen:
                 return chosen
-        return everything
+        return (folder,)
+
+    def _computed_load(self, relpath: str, qual: str) -> list[str]:
+        prefixes = self._computed_prefixes(relpath, qual)
+        return [rel for rel in self.modules if "!" not in rel and rel.startswith(prefixes)]
 
     def _files(self, relpath: str, literal: str) -> list[str]:
         """Pack files a literal `dir/name.py` names, nearest to the naming module first."""
         name = literal.replace("\\", "/").rsplit("/", 1)[-1]
         if name in _NOT_REFERENCES:
             return []
-        matches = [rel for rel in self.modules if rel.rsplit("/", 1)[-1] == name and rel != relpath]
+        matches = [rel for rel in self.by_name.get(name, []) if rel != relpath]
         folder = relpath.rsplit("/", 1)[0] if "/" in relpath else ""
         near = [rel for rel in matches if (rel.rsplit("/", 1)[0] if "/" in rel else "") == folder]
         return near or matches

@@ -39,9 +39,12 @@ def check(ctx: PyContext) -> Iterator[Finding]:
         flagged.add(call.line)
         yield make(ctx, "PF110", Severity.HIGH, call.line, f"crypto miner: {what}")
     seen: set[str] = set()
-    docstrings = _docstrings(facts.tree)
+    docstrings: set[str] | None = None
     for line, text in facts.strings:
-        if line in flagged or text in docstrings or ind.miner_list(text):
+        if line in flagged or not ind.MINER_PATTERN.search(text) or ind.miner_list(text):
+            continue
+        docstrings = _docstrings(facts.tree) if docstrings is None else docstrings
+        if text in docstrings:
             continue
         for match in ind.MINER_PATTERN.finditer(text):
             kind = match.lastgroup or "indicator"
