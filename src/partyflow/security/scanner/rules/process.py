@@ -196,7 +196,9 @@ _QUERIES = frozenset({"-s", "-q", "-l", "-qa", "-Q", "list", "show", "info", "st
 def _manager_findings(ctx: PyContext, call: CallFact, manager: str, at_import: bool,
                       argv: list[str | None]) -> Iterator[Finding]:
     if at_import:
-        query = any(word in _QUERIES for word in argv[1:4] if word)
+        words = [_program(w) or "" for w in argv]
+        after = words[words.index(manager) + 1:] if manager in words else []
+        query = bool(after) and next((w for w in after if not w.startswith("-") or w in _QUERIES), "") in _QUERIES
         effect = "asks it about installed packages (a process at every server start)" if query else \
             "it changes the machine at every server start, unasked"
         yield make(ctx, "PF103", Severity.HIGH, call.line,
@@ -214,8 +216,11 @@ def _pip_install(argv: list[str | None]) -> list[str | None] | None:
     words = [w.lower() if w else w for w in argv]
     for i, word in enumerate(words):
         if word in ("pip", "pip3") or (word and word.endswith(("/pip", "/pip3"))):
-            if i + 1 < len(words) and words[i + 1] == "install":
-                return argv[i + 2:]
+            following = i + 1
+            while following < len(words) and (words[following] or "").startswith("-"):
+                following += 1   # pip's own options before the command (`pip -q install`)
+            if following < len(words) and words[following] == "install":
+                return argv[following + 1:]
     return None
 
 
