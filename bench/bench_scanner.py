@@ -13,7 +13,9 @@ Sets, each printed as a table (worst severity and number of high-or-above findin
 - fetched packs (optional): every folder under `--packs DIR` (or $PARTYFLOW_BENCH_PACKS), e.g. real ComfyUI packs
   checked out from their repositories and unpacked wheels such as comfyui-manager. Nothing is downloaded here: the
   table says which were present. Packs listed in `KNOWN_RISKY` are real code that does what a high finding means
-  (import-time package installs, writes to shell profiles) and are reported apart, with the reason.
+  (import-time package installs, writes to shell profiles) and are reported apart, with the reason. Each fetched
+  pack's count of high findings is compared with tests/security/corpus/real_packs.toml (which also names the
+  commit or version measured).
 
 The goal: 100% of the malicious set at high or above, and 0 high findings on the benign sets.
 """
@@ -38,12 +40,11 @@ from partyflow.security.scanner import ScanOptions, ScanReport, Severity, import
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "tests" / "security" / "corpus"
 EXTRA_LIBRARIES = ("pydantic", "langgraph", "websockets", "openai", "hypothesis")
+REAL_PACKS = tomllib.loads((CORPUS / "real_packs.toml").read_text())
+PACKS = {entry["name"]: entry for entry in REAL_PACKS["pack"]}
 # real code whose high findings are true: what they describe is what the code does
-KNOWN_RISKY = {
-    "comfyui_LLM_party": "runs apt-get, brew, pacman, dnf and pip install from __init__ at every import",
-    "typer": "writes shell completion into ~/.bashrc / ~/.zshrc when asked (a shell-profile write)",
-    "huggingface_hub": "writes shell completion into the shell profile when asked",
-}
+KNOWN_RISKY = {entry["import"]: entry["reason"] for entry in REAL_PACKS["library"]} | \
+    {entry["name"]: entry["reason"] for entry in REAL_PACKS["pack"] if not entry["benign"]}
 
 
 def _installed(module: str) -> Path | None:
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     real: list[tuple[str, Path]] = []
     missing: list[str] = []
     for module in [e["import"] for e in tomllib.loads((CORPUS / "real_code.toml").read_text())["package"]] \
-            + list(EXTRA_LIBRARIES) + ["typer", "huggingface_hub"]:
+                    + list(EXTRA_LIBRARIES) + [entry["import"] for entry in REAL_PACKS["library"]]:
         path = _installed(module)
         (real.append((module, path)) if path is not None else missing.append(module))
     real.append(("partyflow.security.scanner", REPO / "src" / "partyflow" / "security" / "scanner"))
@@ -95,10 +96,14 @@ def main(argv: list[str] | None = None) -> int:
                              for p in benign)
         real_items = real_flagged = real_high = 0
         risky: list[tuple[str, int]] = []
+        unexpected: list[str] = []
         for name, path in real + [(p.name.removesuffix("-py3-none-any").removesuffix("-py2.py3-none-any"), p)
                                   for p in fetched]:
             kind = "fetched pack" if (name, path) not in real else "installed library"
             report = scan(path, options=ScanOptions(use_bandit=not args.no_bandit, use_vulndb=False))
+            recorded = PACKS.get(name)
+            if recorded is not None and len(report.at_or_above(Severity.HIGH)) != recorded["high"]:
+                unexpected.append(f"{name}: {len(report.at_or_above(Severity.HIGH))} high, recorded {recorded['high']}")
             if name in KNOWN_RISKY:
                 risky.append((name, _row(table, name, f"{kind}, known risky", report)))
                 continue
@@ -133,10 +138,12 @@ def main(argv: list[str] | None = None) -> int:
         summary.add_row(f"known risky: {name}", f"{high} high findings - {KNOWN_RISKY[name]}")
     if missing:
         summary.add_row("libraries not installed here", ", ".join(missing))
+    if unexpected:
+        summary.add_row("differs from real_packs.toml", "; ".join(unexpected))
     for label, rate in throughput.items():
         summary.add_row(f"throughput, {label}", f"{rate:,.0f} files/s")
     console.print(summary)
-    ok = detected == len(malicious) and benign_flagged == 0 and real_flagged == 0
+    ok = detected == len(malicious) and benign_flagged == 0 and real_flagged == 0 and not unexpected
     console.print("PASS" if ok else "MISS")
     return 0 if ok or args.no_check else 1
 

@@ -147,3 +147,12 @@ def test_script_launched_by_the_pack_is_on_demand(tmp_path: Path) -> None:
     report = scan(root, options=_OPTIONS)
     assert not report.at_or_above(Severity.HIGH)
     assert not any("standalone script" in f.message for f in report.findings)
+
+
+def test_a_linked_pack_folder_is_scanned_through_the_link(tmp_path: Path) -> None:
+    real = pack(tmp_path / "real", {"__init__.py": NET + f"{CALL}\n"})
+    link = tmp_path / "custom_nodes" / "linked"
+    link.parent.mkdir()
+    link.symlink_to(real, target_is_directory=True)
+    report = scan(link, options=_OPTIONS)
+    assert report.files_scanned == 1 and report.at_or_above(Severity.HIGH)

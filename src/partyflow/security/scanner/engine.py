@@ -72,6 +72,8 @@ def scan(target: str | os.PathLike[str], *, home: Home | Path | str | None = Non
          options: ScanOptions = ScanOptions()) -> ScanReport:
     """Scan a pack folder, a single file, or the installed pack named `target` in `home`."""
     root = _locate(target, home)
+    if root.is_symlink() and root.is_dir():   # a link to a pack (custom_nodes/x -> ~/src/x): scan what it points to
+        root = root.resolve()
     home_obj = home if isinstance(home, Home) else Home(resolve_home(home)) if home is not None else None
     vulns = VulnDb.open(home_obj) if (options.use_vulndb and home_obj is not None) else None
     try:
