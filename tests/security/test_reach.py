@@ -55,6 +55,12 @@ def import_time_network(root: Path) -> set[str]:
     (f"if __name__ == '__main__':\n    {CALL}\n", False),                       # a script's main block
     (f"import sys\nif sys.platform != 'win32' and __name__ == '__main__':\n    {CALL}\n", False),
     (f"lambda: {CALL}\n", False),
+    (f"ROUTES = []\nROUTES.append(lambda: {CALL})\n", False),
+    (f"(lambda: {CALL})()\n", True),                                         # what a lambda does when called
+    (f"import threading\nthreading.Thread(target=lambda: {CALL}).start()\n", True),
+    (f"def f():\n    {CALL}\nrun = f\nrun()\n", True),                         # through an alias
+    (f"ping = lambda: {CALL}\nping()\n", True),
+    (f"def f():\n    {CALL}\nfor step in (f,):\n    step()\n", True),          # a loop over functions
 ])
 def test_import_time_is_precise(tmp_path: Path, body: str, runs: bool) -> None:
     root = pack(tmp_path / "p", {"__init__.py": NET + body})

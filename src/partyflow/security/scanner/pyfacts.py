@@ -304,6 +304,8 @@ class _Walker:
     def __init__(self, facts: ModuleFacts) -> None:
         self.facts = facts
         self.instances: dict[str, dict[str, str]] = {}   # scope -> variable -> the dotted name it was made by
+        self.aliases: dict[str, dict[str, list[str]]] = {}  # scope -> variable -> the functions it stands for
+        self.lambdas: set[str] = set()
         self.defs: list[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef]] = []
         self._qualify(facts.tree.body, "", False)
 
@@ -344,6 +346,38 @@ class _Walker:
                     local[arg.arg] = frozenset({ind.PARAM})
             self._block(fn.body, scope, local, None)
 
+    def _lambda(self, node: ast.Lambda, env: dict[str, Labels]) -> None:
+        """A lambda's body is a scope of its own: it runs when something calls the lambda."""
+        name = _lambda_name(node)
+        if name in self.lambdas:
+            return
+        self.lambdas.add(name)
+        scope = Scope(name, import_time=False)
+        self.facts.scopes.append(scope)
+        local = dict(env)
+        for arg in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs, node.args.vararg,
+                    node.args.kwarg]:
+            if arg is not None:
+                local[arg.arg] = frozenset({ind.PARAM})
+        self._expr(node.body, scope, local)
+
+    def _functions_of(self, node: ast.expr, scope: Scope) -> list[str]:
+        """The functions an expression stands for: a name (through `x = f` aliases), a lambda, `getattr(m, "f")`."""
+        if isinstance(node, ast.Lambda):
+            return [_lambda_name(node)]
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr" \
+                and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant) \
+                and isinstance(node.args[1].value, str) and dotted(node.args[0]):
+            return [f"{dotted(node.args[0])}.{node.args[1].value}"]
+        name = dotted(node)
+        if not name:
+            return []
+        if "." not in name:
+            aliased = self.aliases.get(scope.name, {}).get(name) or self.aliases.get("<module>", {}).get(name)
+            if aliased:
+                return list(aliased)
+        return [name]
+
     def _import(self, stmt: ast.Import | ast.ImportFrom, scope: Scope) -> None:
         if isinstance(stmt, ast.Import):
             for alias in stmt.names:
@@ -382,6 +416,10 @@ class _Walker:
                         if isinstance(target, ast.Name):
                             self.instances.setdefault(scope.name, {})[target.id] = dotted(stmt.value.func)
                 labels = self._expr(stmt.value, scope, env)
+                functions = self._functions_of(stmt.value, scope)
+                for target in stmt.targets:      # `run = beacon` / `run = lambda: ...`: `run()` calls it
+                    if isinstance(target, ast.Name) and functions:
+                        self.aliases.setdefault(scope.name, {})[target.id] = functions
                 for target in stmt.targets:
                     self._bind(target, labels, env)
             elif isinstance(stmt, ast.AnnAssign | ast.AugAssign):
@@ -391,6 +429,10 @@ class _Walker:
                 self._bind(stmt.target, labels, env)
             elif isinstance(stmt, ast.For | ast.AsyncFor):
                 self._bind(stmt.target, self._expr(stmt.iter, scope, env), env)
+                if isinstance(stmt.target, ast.Name) and isinstance(stmt.iter, ast.List | ast.Tuple | ast.Set):
+                    functions = [f for element in stmt.iter.elts for f in self._functions_of(element, scope)]
+                    if functions:                # `for step in (a, b): step()`
+                        self.aliases.setdefault(scope.name, {})[stmt.target.id] = functions
                 self._block(stmt.body, scope, env, main)
                 self._block(stmt.orelse, scope, env, main)
             elif isinstance(stmt, ast.With | ast.AsyncWith):
@@ -466,6 +508,7 @@ class _Walker:
         if isinstance(node, ast.Call):
             return self._call(node, scope, env)
         if isinstance(node, ast.Lambda):
+            self._lambda(node, env)
             return _EMPTY
         if isinstance(node, ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp):
             inner = dict(env)
@@ -547,6 +590,9 @@ class _Walker:
     def _edges(self, node: ast.Call, name: str, scope: Scope) -> None:
         """What this call makes run: the function it calls, functions handed to an invoker, code loaded by name."""
         target = dotted(node.func)
+        if not target or "." not in target:   # `f()` through an alias, `(lambda: ...)()`, `getattr(m, "f")()`
+            for function in self._functions_of(node.func, scope):
+                scope.refs.add(function)
         if isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Call) \
                 and dotted(node.func.value.func):
             target = f"{dotted(node.func.value.func)}().{node.func.attr}"   # `Updater().check()`
@@ -561,9 +607,7 @@ class _Walker:
         if name in _INVOKERS or (name.startswith("?.") and method in _INVOKER_METHODS) \
                 or method in ("Thread", "Timer", "Process"):
             for value in [*node.args, *(k.value for k in node.keywords if k.arg in (None, "target", "function"))]:
-                handed = dotted(value)
-                if handed:
-                    scope.refs.add(handed)
+                scope.refs.update(self._functions_of(value, scope))
         first = node.args[0] if node.args else None
         if name in _MODULE_LOADERS:
             literal = fold_string(first) if first is not None else None
@@ -610,6 +654,10 @@ def _reads_files(name: str) -> bool:
 
 _CLIENT_PRESERVING = frozenset({"accept", "dup", "makefile", "__enter__", "__aenter__", "session", "Session",
                                 "cursor", "channel", "open_session", "get_transport", "invoke_shell"})
+
+
+def _lambda_name(node: ast.Lambda) -> str:
+    return f"<lambda:{node.lineno}:{node.col_offset}>"
 
 
 def _py_literal(node: ast.AST) -> str | None:

@@ -309,8 +309,10 @@ class _Pack:
                     found += [f for f in self._method(target, cls, method, 0) if f not in found]
             return found
         facts = self.modules[relpath]
+        if ref.startswith("<lambda:"):
+            return [(relpath, ref)]
         parts = ref.split(".")
-        enclosing = qual.split(".") if qual not in ("<module>", "<main>") else []
+        enclosing = qual.split(".") if qual not in ("<module>", "<main>") and not qual.startswith("<") else []
         if parts[0] in ("self", "cls") and len(parts) == 2:
             for size in range(len(enclosing) - 1, 0, -1):
                 owner = ".".join(enclosing[:size])
