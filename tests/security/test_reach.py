@@ -162,3 +162,22 @@ def test_a_linked_pack_folder_is_scanned_through_the_link(tmp_path: Path) -> Non
     link.symlink_to(real, target_is_directory=True)
     report = scan(link, options=_OPTIONS)
     assert report.files_scanned == 1 and report.at_or_above(Severity.HIGH)
+
+
+def test_hostile_import_graphs_do_not_break_the_scan(tmp_path: Path) -> None:
+    """Cycles, self-imports, star imports, relative imports past the top, unparseable files, deep re-export
+    chains: the scan finishes and still finds the import-time call."""
+    files = {
+        "__init__.py": "from . import a\nfrom .a import *\nfrom .... import nothing\nfrom .chain0 import f\nf()\n",
+        "a.py": "from . import b\nfrom .a import a\nimport a\n",
+        "b.py": "from . import a\nfrom .b import b\n",
+        "broken.py": "def (:\n",
+        "chain9.py": NET + f"def f():\n    {CALL}\n",
+    }
+    for index in range(9):
+        files[f"chain{index}.py"] = f"from .chain{index + 1} import f\n"
+    root = pack(tmp_path / "p", files)
+    report = scan(root, options=_OPTIONS)
+    assert any(f.rule_id == "PF100" and f.path == "broken.py" for f in report.findings)
+    assert report.files_scanned == len(files)
+    assert [(f.path, f.rule_id) for f in report.at_or_above(Severity.HIGH)] == [("chain9.py", "PF104")]

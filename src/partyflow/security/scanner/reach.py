@@ -39,7 +39,7 @@ _SCRIPT_DIRS = frozenset({"test", "tests", "testing", "example", "examples", "sc
                           "benchmark", "benchmarks", "bench", "demo", "demos", "sample", "samples"})
 _NOT_REFERENCES = frozenset({"__init__.py", "setup.py", "install.py", "__main__.py"})
 _SCRIPT_NAME = re.compile(r"[\w./\\-]+\.pyw?\b")
-_MAX_CHASE = 5
+_MAX_CHASE = 20   # re-export chains followed this deep (cycles end here too)
 _CLASS = ".<class>"
 
 Binding = tuple[str, tuple[str, ...], str]   # ("mod", module parts, "") or ("sym", module parts, name)
