@@ -10,7 +10,9 @@ import pytest
 from partyflow.config import Home
 
 CORPUS = Path(__file__).parent / "corpus"
-EXPECTED: dict[str, str] = tomllib.loads((CORPUS / "expected.toml").read_text())["malicious"]
+_EXPECTATIONS = tomllib.loads((CORPUS / "expected.toml").read_text())
+EXPECTED: dict[str, str] = _EXPECTATIONS["malicious"]
+BENIGN_EXPECTED: dict[str, list[str]] = _EXPECTATIONS["benign"]
 MALICIOUS = sorted(EXPECTED)
 BENIGN = sorted(p.name for p in (CORPUS / "benign").iterdir() if p.is_dir())
 

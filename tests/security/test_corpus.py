@@ -4,10 +4,10 @@ high. The rates are printed (run with -s) and written to the pytest cache for th
 from __future__ import annotations
 
 import pytest
-from tests.security.conftest import BENIGN, CORPUS, EXPECTED, MALICIOUS
+from tests.security.conftest import BENIGN, BENIGN_EXPECTED, CORPUS, EXPECTED, MALICIOUS
 
 from partyflow.config import Home
-from partyflow.security.scanner import Severity, scan
+from partyflow.security.scanner import ScanOptions, Severity, scan
 
 
 @pytest.mark.parametrize("name", MALICIOUS)
@@ -24,6 +24,18 @@ def test_malicious_sample_is_flagged_high(name: str, vuln_home: Home) -> None:
 def test_benign_sample_is_not_flagged_high(name: str, vuln_home: Home) -> None:
     report = scan(CORPUS / "benign" / name, home=vuln_home)
     assert not report.at_or_above(Severity.HIGH), [f.to_dict() for f in report.at_or_above(Severity.HIGH)]
+
+
+@pytest.mark.parametrize("name", BENIGN)
+def test_benign_sample_has_exactly_the_expected_findings(name: str, vuln_home: Home) -> None:
+    """Each benign sample's findings (our rules) are recorded in expected.toml: a new alarm or a lost note shows up."""
+    report = scan(CORPUS / "benign" / name, home=vuln_home, options=ScanOptions(use_bandit=False))
+    found = sorted(f"{f.rule_id}/{f.severity.label}/{f.path}" for f in report.findings if f.tool == "partyflow")
+    assert found == sorted(BENIGN_EXPECTED[name]), [f.to_dict() for f in report.findings]
+
+
+def test_every_benign_sample_has_recorded_expectations() -> None:
+    assert sorted(BENIGN_EXPECTED) == BENIGN
 
 
 def test_rates(vuln_home: Home, request: pytest.FixtureRequest) -> None:

@@ -22,10 +22,12 @@ _ALL = (
     Rule("PF100", "scan-coverage", "A file could not be analysed (too large, unparseable): what was not read was "
                                    "not checked."),
     Rule("PF101", "dynamic-exec", "exec/eval/compile of computed, decoded or downloaded data."),
-    Rule("PF102", "obfuscation", "Encoded blobs, chr() chains, marshal or packer markers that hide code."),
-    Rule("PF103", "process-spawn", "Starting processes: shells with inline code, hidden background processes, "
-                                   "spawns at import time."),
-    Rule("PF104", "import-time-network", "Network use when the module is imported (module level)."),
+    Rule("PF102", "obfuscation", "Encoded blobs, text spelled with chr() of literal numbers, marshal of blobs or "
+                                 "packer runtimes that hide code."),
+    Rule("PF103", "process-spawn", "Starting processes: package managers and shells when the pack is imported, "
+                                   "hidden background processes, inline code."),
+    Rule("PF104", "import-time-network", "Network use when the pack is imported (module level, class bodies, "
+                                         "decorators and what they call, across the pack's files)."),
     Rule("PF105", "executable-download", "Downloading executables or scripts and making them runnable."),
     Rule("PF106", "credential-theft", "Reading credentials (environment beyond one configured key, browser stores, "
                                       "SSH keys, wallets) and using the network."),

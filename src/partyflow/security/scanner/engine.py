@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from partyflow.config import Home, resolve_home
-from partyflow.security.scanner import pyfacts
+from partyflow.security.scanner import pyfacts, reach
 from partyflow.security.scanner.bandit_adapter import bandit_version, run_bandit
 from partyflow.security.scanner.catalog import RULES
 from partyflow.security.scanner.model import Finding, ScanReport, Severity, SkippedFile
@@ -28,6 +28,7 @@ from partyflow.security.scanner.rules import (
     deserialization,
     dynamic_exec,
     filesystem,
+    miner,
     network,
     obfuscation,
     pickles,
@@ -41,11 +42,14 @@ from partyflow.security.scanner.vulndb import VulnDb
 __all__ = ["ScanError", "ScanOptions", "scan", "scan_source"]
 
 PY_RULES = (dynamic_exec.check, obfuscation.check, process.check, network.check, credentials.check,
-            filesystem.check, deserialization.check)
+            filesystem.check, deserialization.check, miner.check)
 _SKIP_DIRS = frozenset({".git", "__pycache__", ".hg", ".svn", "node_modules", ".mypy_cache", ".pytest_cache"})
 _TEXT_SUFFIXES = frozenset({".py", ".pyw", ".txt", ".md", ".rst", ".json", ".yaml", ".yml", ".toml", ".cfg",
                             ".ini", ".js", ".mjs", ".ts", ".html", ".htm", ".css", ".csv", ".xml", ".in",
                             ".sh", ".bash", ".zsh", ".bat", ".cmd", ".ps1", ".command", ".vbs", ".pth", ""})
+
+
+_PACK_ANALYSIS_BYTES = 64 * 1024 * 1024   # Python source analysed together for reachability
 
 
 class ScanError(ValueError):
@@ -68,6 +72,8 @@ def scan(target: str | os.PathLike[str], *, home: Home | Path | str | None = Non
          options: ScanOptions = ScanOptions()) -> ScanReport:
     """Scan a pack folder, a single file, or the installed pack named `target` in `home`."""
     root = _locate(target, home)
+    if root.is_symlink() and root.is_dir():   # a link to a pack (custom_nodes/x -> ~/src/x): scan what it points to
+        root = root.resolve()
     home_obj = home if isinstance(home, Home) else Home(resolve_home(home)) if home is not None else None
     vulns = VulnDb.open(home_obj) if (options.use_vulndb and home_obj is not None) else None
     try:
@@ -104,6 +110,8 @@ class _Scan:
         self.vulns = vulns
         self.report = ScanReport(target=target, root=str(root))
         self.python_files: list[tuple[Path, str]] = []
+        self.python_sources: list[tuple[str, str]] = []   # (relpath, text): analysed together once all are read
+        self.user_scripts: set[str] = set()
         self.total = 0
 
     def run(self) -> ScanReport:
@@ -111,6 +119,7 @@ class _Scan:
         base = self.root.parent if self.root.is_file() else self.root
         for path in self._files():
             self._file(path, path.relative_to(base).as_posix())
+        self._python_pack()
         if self.options.use_bandit:
             bandit = run_bandit(self.python_files)
             version = bandit_version()
@@ -218,16 +227,46 @@ class _Scan:
         name = relpath.rsplit("/", 1)[-1].rsplit("!", 1)[-1].lower()
         text = data.decode("utf-8", "replace")
         self.report.add(textfiles.check_text(relpath, text))
+        if name.endswith(textfiles.SCRIPT_SUFFIXES) and path is not None:
+            self.user_scripts |= reach.script_names(text)
         if name.endswith(".pth"):
             self.report.add(textfiles.check_pth(relpath, data))
         elif name.endswith((".py", ".pyw")):
-            self.report.add(_python_findings(text, relpath, depth=0))
-            if path is not None:
+            if path is None:   # inside a wheel or zip: a module on its own, imported once installed
+                self.report.add(_python_findings(text, relpath, depth=0))
+            else:
+                self.python_sources.append((relpath, text))
                 self.python_files.append((path, relpath))
         elif name.startswith("requirements") and name.endswith((".txt", ".in")):
             self.report.add(requirements.check_requirements_text(text, relpath, self.vulns))
         elif name == "pyproject.toml":
             self.report.add(requirements.check_pyproject(text, relpath, self.vulns))
+
+    def _python_pack(self) -> None:
+        """The pack's Python files together: parse each, decide what runs at import (`reach`), then run the rules.
+        Past the analysis budget the remaining files are analysed on their own (as if imported)."""
+        modules: dict[str, pyfacts.ModuleFacts] = {}
+        alone: list[pyfacts.ModuleFacts] = []
+        budget = _PACK_ANALYSIS_BYTES
+        for relpath, text in self.python_sources:
+            parsed = _parse(text, relpath)
+            if isinstance(parsed, list):
+                self.report.add(parsed)
+                continue
+            budget -= len(text)
+            if budget >= 0:
+                modules[relpath] = parsed
+            else:
+                alone.append(reach.single(parsed))
+        self.python_sources = []
+        if self.root.is_dir() and not self.root.is_symlink():
+            reach.resolve(modules, package=(self.root / "__init__.py").is_file(), root_name=self.root.name,
+                          user_scripts=self.user_scripts)
+        else:
+            for facts in modules.values():
+                reach.single(facts)
+        for facts in [*modules.values(), *alone]:
+            self.report.add(_reach_adjusted(facts, _rules(facts, 0)))
 
     def _pickle(self, relpath: str, data: bytes, path: Path) -> None:
         if data:
@@ -274,6 +313,15 @@ class _Scan:
 
 
 def _python_findings(source: str, relpath: str, depth: int, line_offset: int = 0) -> list[Finding]:
+    """Our rules on one module analysed on its own (a source string, an archive member, a decoded payload)."""
+    parsed = _parse(source, relpath, line_offset)
+    if isinstance(parsed, list):
+        return parsed
+    return _rules(reach.single(parsed), depth, line_offset)
+
+
+def _parse(source: str, relpath: str, line_offset: int = 0) -> pyfacts.ModuleFacts | list[Finding]:
+    """The module's facts, or the coverage finding that says why it could not be analysed."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -284,10 +332,14 @@ def _python_findings(source: str, relpath: str, depth: int, line_offset: int = 0
                         f"not valid Python 3 ({type(exc).__name__}); its code was not analysed",
                         RULES["PF100"].name)]
     try:
-        facts = pyfacts.analyse(tree, source, relpath)
+        return pyfacts.analyse(tree, source, relpath)
     except RecursionError:
         return [Finding(relpath, line_offset, "PF100", Severity.MEDIUM, "nesting too deep to analyse",
                         RULES["PF100"].name)]
+
+
+def _rules(facts: pyfacts.ModuleFacts, depth: int, line_offset: int = 0) -> list[Finding]:
+    relpath = facts.relpath
 
     def payload(code: str, line: int) -> list[Finding]:
         return _python_findings(code, relpath, depth + 1, line_offset or line)
@@ -301,3 +353,18 @@ def _python_findings(source: str, relpath: str, depth: int, line_offset: int = 0
                          f.message if f.message.startswith("in decoded payload") else
                          "in decoded payload: " + f.message, f.rule_name, f.tool, "") for f in found]
     return found
+
+
+def _reach_adjusted(facts: pyfacts.ModuleFacts, found: list[Finding]) -> list[Finding]:
+    """A standalone script or test that nothing in the pack runs is scanned one level lower: it runs only when a
+    person runs it. (A module nothing imports but that is not recognisably a script keeps its severities: an
+    import the analysis could not see must not hide a payload.)"""
+    if facts.reach != reach.SCRIPT:
+        return found
+    lowered = []
+    for f in found:
+        severity = Severity(max(Severity.LOW, f.severity - 1))
+        lowered.append(Finding(f.path, f.line, f.rule_id, severity,
+                               f"{f.message} (in a standalone script the pack never imports or runs)",
+                               f.rule_name, f.tool, f.snippet))
+    return lowered

@@ -13,7 +13,7 @@ import re
 __all__ = [
     "CRED_PATH", "DECODED", "DOWNLOAD_EXEC", "ENCODED_CMD", "ENV_DUMP", "EXE_REF", "HTTP_CLIENT", "NETWORK",
     "OUTSIDE_PATH", "PARAM", "PERSIST_CMD", "PERSIST_PATH", "PTH_NAME", "SECRET_ENV", "SITE_PACKAGES", "TEMP",
-    "URL", "USER_HOME", "WEBHOOK", "is_secret_env_name", "string_labels",
+    "MINER", "MINER_PATTERN", "URL", "USER_HOME", "WEBHOOK", "is_secret_env_name", "miner_list", "string_labels",
 ]
 
 DECODED = "decoded"            # produced by a decoder (base64, hex, zlib, marshal, chr chains)
@@ -35,6 +35,20 @@ WEBHOOK = "webhook"            # a drop box for stolen data (chat webhooks, past
 DOWNLOAD_EXEC = "download_exec"  # a shell command that downloads and runs something
 ENCODED_CMD = "encoded_cmd"    # a shell command carrying an encoded payload (powershell -enc, base64 -d | sh)
 PARAM = "param"                # a function parameter: input chosen by the caller (a node's user)
+MINER = "miner"                # names a miner program, mining pool, miner option, stratum URL or Monero wallet
+
+# Crypto-miner indicators. Named groups tell what matched; a text naming three or more different programs or pools
+# is a list of them (a scanner's rules, a malware advisory), not a miner's configuration.
+MINER_PATTERN = re.compile(
+    r"(?P<stratum>stratum\+(tcp|ssl|tls)://[a-z0-9\[])|"
+    r"(?P<program>\b(xmrig|xmr-stak|cpuminer|minerd|ccminer|nbminer|phoenixminer|lolminer|gminer|ethminer|"
+    r"nanominer|srbminer|teamredminer)\b)|"
+    r"(?P<pool>\b(supportxmr|moneroocean|nanopool|2miners|f2pool|hashvault|c3pool|minexmr|herominers|unmineable|"
+    r"nicehash|ethermine|xmrpool|viabtc|antpool|miningpoolhub)\b)|"
+    r"(?P<option>--donate-level|--cpu-max-threads-hint|\brandomx\b|\bcryptonight\b)|"
+    r"(?P<wallet>\b4[0-9AB][1-9A-HJ-NP-Za-km-z]{93}\b)",
+    re.IGNORECASE,
+)
 
 _SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH", "COOKIE", "SESSION", "PRIVATE")
 _NOT_SECRET = ("KEYBOARD", "MONKEY", "KEY_PATH_UNUSED")
@@ -80,8 +94,11 @@ _ENCODED_CMD = re.compile(
 _WEBHOOKS = ("/api/webhooks/", "api.telegram.org/bot", "hooks.slack.com",
              "pastebin.com/api", "webhook.site", "ngrok.io", "ngrok-free.app", "transfer.sh", "requestbin",
              "pipedream.net", "interact.sh", "oast.")
+_WEBHOOK_MARKERS = frozenset(hook.strip("/") for hook in _WEBHOOKS)
 _SYSTEM_ROOTS = ("etc", "usr", "bin", "sbin", "lib", "lib64", "opt", "boot", "root", "library", "system",
                  "applications", "var", "srv", "dev")
+_HARMLESS_DEVICES = ("/dev/null", "/dev/tty", "/dev/stdout", "/dev/stderr", "/dev/stdin", "/dev/fd/",
+                     "/proc/self/fd/", "/dev/zero", "/dev/urandom", "/dev/random")
 _HOME_VARS = ("HOME", "USERPROFILE", "APPDATA", "LOCALAPPDATA", "XDG_CONFIG_HOME", "XDG_DATA_HOME")
 
 
@@ -111,8 +128,8 @@ def string_labels(text: str) -> frozenset[str]:
             labels.add(EXE_REF)
     elif low.strip().endswith(_EXE_SUFFIXES) and " " not in low.strip():
         labels.add(EXE_REF)
-    if any(hook in low for hook in _WEBHOOKS):
-        labels.add(WEBHOOK)
+    if any(hook in low for hook in _WEBHOOKS) and low.strip().strip("/") not in _WEBHOOK_MARKERS:
+        labels.add(WEBHOOK)   # an endpoint; the bare marker alone is a pattern in someone's rule list
     if any(marker in low for marker in _CRED_MARKERS):
         labels.add(CRED_PATH)
     if any(marker in low for marker in _PERSIST_MARKERS):
@@ -123,7 +140,9 @@ def string_labels(text: str) -> frozenset[str]:
         labels.add(SITE_PACKAGES)
     if low.startswith("~"):
         labels.add(USER_HOME)
-    if low.startswith(("/tmp", "/var/tmp", "/dev/shm")) or "%temp%" in low:
+    if low.startswith(_HARMLESS_DEVICES):
+        pass  # /dev/null, the terminal, the process's own streams: not a place anything is stored
+    elif low.startswith(("/tmp", "/var/tmp", "/dev/shm")) or "%temp%" in low:
         labels.add(TEMP)
     elif low.startswith("/") and low[1:].split("/", 1)[0] in _SYSTEM_ROOTS:
         labels.add(OUTSIDE_PATH)
@@ -136,7 +155,16 @@ def string_labels(text: str) -> frozenset[str]:
         labels.add(DOWNLOAD_EXEC)
     if _ENCODED_CMD.search(text):
         labels.add(ENCODED_CMD)
+    if MINER_PATTERN.search(text) and not miner_list(text):
+        labels.add(MINER)
     return frozenset(labels)
+
+
+def miner_list(text: str) -> bool:
+    """Three or more different miner programs or pools in one text: a list of them (detection rules, an advisory),
+    which a miner's own configuration never is."""
+    names = {m.group(0).lower() for m in MINER_PATTERN.finditer(text) if m.lastgroup in ("program", "pool")}
+    return len(names) >= 3
 
 
 def download_exec_in(text: str) -> re.Match[str] | None:

@@ -6,6 +6,10 @@ by a network call?"). A small forward data-flow (labels follow assignments, call
 module-level names are visible to functions) answers them once, so each rule stays a few lines of policy. It is
 deliberately approximate: it never runs code, it over-approximates through calls, and it does not follow data across
 modules.
+
+When code runs is decided elsewhere (`reach`): this pass records, per scope, what the scope imports, which functions
+it calls or hands to something that calls them right away, and what it loads by name; `reach` follows those edges
+across the pack's modules and sets each scope's `import_time`.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from dataclasses import dataclass, field
 
 from partyflow.security.scanner import indicators as ind
 
-__all__ = ["CallFact", "ModuleFacts", "Scope", "analyse", "fold_string", "is_install_script", "is_network_call"]
+__all__ = ["CallFact", "ImportFact", "LoadFact", "ModuleFacts", "Scope", "analyse", "fold_string", "is_install_script",
+           "is_network_call"]
 
 Labels = frozenset[str]
 _EMPTY: Labels = frozenset()
@@ -62,9 +67,36 @@ def is_install_script(relpath: str) -> bool:
     return relpath.replace("\\", "/").rsplit("/", 1)[-1].lower() in _INSTALL_SCRIPTS
 
 
+@dataclass(frozen=True)
+class ImportFact:
+    """One `import` statement: `level` dots, the module named, and the names taken from it (`from m import a`)."""
+
+    level: int
+    module: str
+    names: tuple[tuple[str, str], ...]   # (imported name, local name); empty for `import m`
+    local: str                           # the local name `import a.b` / `import a.b as c` binds ("" for from)
+    line: int
+
+
+@dataclass(frozen=True)
+class LoadFact:
+    """Code loaded by name at run time: `importlib.import_module(x)` (kind "module"), a file loaded or executed
+    (`spec_from_file_location`, `runpy.run_path`, `exec(open(...).read())`: kind "file") or a script started as a
+    program, its `__main__` block included (`[sys.executable, "x.py"]`: kind "script"). `target` is None when the
+    name is computed."""
+
+    kind: str
+    target: str | None
+    line: int
+
+
 @dataclass
 class Scope:
-    """A function body (or the module body) and what it does with secrets."""
+    """A function body (or the module body) and what it does with secrets.
+
+    `name` is the qualified name (`Class.method`, `outer.inner`; `<module>` for the module body and `<main>` for its
+    `if __name__ == "__main__":` block). `import_time` is set by `reach`: true when the scope runs as the pack is
+    imported (or, in an install script, when the script runs)."""
 
     name: str
     import_time: bool
@@ -72,6 +104,10 @@ class Scope:
     cred_reads: list[tuple[int, str]] = field(default_factory=list)  # (line, literal) of credential paths
     env_dumps: list[int] = field(default_factory=list)
     calls: list[CallFact] = field(default_factory=list)
+    refs: set[str] = field(default_factory=set)        # dotted names this scope calls ("@name": applies as decorator)
+    imports: list[ImportFact] = field(default_factory=list)
+    loads: list[LoadFact] = field(default_factory=list)
+    literals: set[str] = field(default_factory=set)   # short one-word literals: folder names a loader may use
 
 
 @dataclass(frozen=True)
@@ -79,11 +115,15 @@ class CallFact:
     node: ast.Call
     name: str                     # resolved dotted name; "?.method" when the receiver is unknown
     scope: Scope
-    import_time: bool
     args: tuple[Labels, ...]      # labels per positional argument
     kwargs: dict[str, Labels]
     receiver: Labels              # labels of `x` in `x.method(...)`
     all_args: Labels              # every argument's labels together
+
+    @property
+    def import_time(self) -> bool:
+        """Whether this call runs when the pack is imported (its scope was reached from the pack's import)."""
+        return self.scope.import_time
 
     @property
     def line(self) -> int:
@@ -115,11 +155,26 @@ class ModuleFacts:
     relpath: str
     source: str
     tree: ast.Module
-    install_script: bool
+    install_script: bool             # runs as an install script (install.py, setup.py) and is not imported
     aliases: dict[str, str]
     scopes: list[Scope]
     calls: list[CallFact]
     strings: list[tuple[int, str]]   # every string literal with its line
+    functions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = field(default_factory=dict)  # qualname -> def
+    classes: dict[str, ast.ClassDef] = field(default_factory=dict)                              # qualname -> class
+    main_guard: bool = False         # has an `if __name__ == "__main__":` block (a script)
+    reach: str = "import"            # how the pack runs this module (see `reach`); set by `reach`
+    _by_name: dict[str, list[Scope]] = field(default_factory=dict, repr=False)
+    _indexed: int = field(default=-1, repr=False)
+
+    def scopes_named(self, name: str) -> list[Scope]:
+        """Every scope with this qualified name (a def repeated in if/else branches gives several)."""
+        if self._indexed != len(self.scopes):   # (re)built once the walk has made every scope
+            self._by_name.clear()
+            for scope in self.scopes:
+                self._by_name.setdefault(scope.name, []).append(scope)
+            self._indexed = len(self.scopes)
+        return self._by_name.get(name, [])
 
     def line_text(self, line: int) -> str:
         lines = self.source.splitlines()
@@ -130,6 +185,8 @@ class ModuleFacts:
 
 
 def analyse(tree: ast.Module, source: str, relpath: str) -> ModuleFacts:
+    """The facts of one module. Every scope starts as not running at import; `reach.single()` (one module on its
+    own) or `reach.resolve()` (a whole pack) decides which do."""
     aliases = _aliases(tree)
     facts = ModuleFacts(relpath, source, tree, is_install_script(relpath), aliases, [], [], [])
     for node in ast.walk(tree):
@@ -137,6 +194,18 @@ def analyse(tree: ast.Module, source: str, relpath: str) -> ModuleFacts:
             facts.strings.append((getattr(node, "lineno", 0), node.value))
     _Walker(facts).run()
     return facts
+
+
+def dotted(node: ast.expr) -> str:
+    """`a.b.c` for a chain of attributes on a name, "" for anything else (calls, subscripts)."""
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return ""
+    parts.append(node.id)
+    return ".".join(reversed(parts))
 
 
 def fold_string(node: ast.expr) -> str | None:
@@ -212,70 +281,145 @@ def _resolve(node: ast.expr, aliases: dict[str, str]) -> str:
 
 # --- the walk ----------------------------------------------------------------------------------------------------
 
+# Calls that run a function handed to them right away (or on a thread they start): handing a function to one of
+# these at import time runs it at import time. Registrations (routes, callbacks, signal handlers) are not here: they
+# run when something happens, not when the pack loads.
+_INVOKERS = frozenset({
+    "threading.Thread", "threading.Timer", "multiprocessing.Process", "_thread.start_new_thread",
+    "thread.start_new_thread", "atexit.register", "map", "filter", "sorted", "min", "max", "functools.reduce",
+    "asyncio.run", "asyncio.to_thread", "asyncio.create_task", "asyncio.ensure_future",
+})
+_INVOKER_METHODS = frozenset({"submit", "run_in_executor", "run_until_complete", "call_soon", "call_later",
+                              "call_soon_threadsafe", "start_new_thread", "apply_async", "create_task"})
+_MODULE_LOADERS = frozenset({"importlib.import_module", "__import__", "importlib.__import__", "runpy.run_module",
+                             "imp.load_module", "importlib.reload"})
+_FILE_LOADERS = frozenset({"runpy.run_path", "importlib.util.spec_from_file_location", "imp.load_source",
+                           "importlib.machinery.SourceFileLoader", "imp.load_compiled", "execfile",
+                           "importlib.util.spec_from_loader"})
+_EXECUTORS = frozenset({"exec", "eval", "compile"})
+_SPAWN_MODULES = frozenset({"subprocess", "os", "asyncio", "pty", "multiprocessing"})
+
+
 class _Walker:
     def __init__(self, facts: ModuleFacts) -> None:
         self.facts = facts
-        self.functions: dict[str, list[ast.FunctionDef | ast.AsyncFunctionDef]] = {}
-        for node in ast.walk(facts.tree):
+        self.instances: dict[str, dict[str, str]] = {}   # scope -> variable -> the dotted name it was made by
+        self.aliases: dict[str, dict[str, list[str]]] = {}  # scope -> variable -> the functions it stands for
+        self.lambdas: set[str] = set()
+        self.defs: list[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef]] = []
+        self._qualify(facts.tree.body, "", False)
+
+    def _qualify(self, body: Iterable[ast.stmt], prefix: str, in_function: bool) -> None:
+        """Qualified names for every def and class (`Class.method`, `outer.inner`), in any nesting."""
+        for node in body:
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                self.functions.setdefault(node.name, []).append(node)
+                name = prefix + node.name
+                self.facts.functions.setdefault(name, node)
+                self.defs.append((name, node))
+                self._qualify(node.body, name + ".", True)
+            elif isinstance(node, ast.ClassDef):
+                name = prefix + node.name
+                self.facts.classes.setdefault(name, node)
+                self._qualify(node.body, name + ".", in_function)
+            else:
+                for field_name in ("body", "orelse", "finalbody", "handlers", "cases"):
+                    inner = getattr(node, field_name, None)
+                    if isinstance(inner, list):
+                        for child in inner:
+                            if isinstance(child, ast.ExceptHandler | ast.match_case):
+                                self._qualify(child.body, prefix, in_function)
+                        self._qualify([c for c in inner if isinstance(c, ast.stmt)], prefix, in_function)
 
     def run(self) -> None:
-        module = Scope("<module>", import_time=True)
-        main = Scope("<main>", import_time=self.facts.install_script)
+        module = Scope("<module>", import_time=False)
+        main = Scope("<main>", import_time=False)
         self.facts.scopes += [module, main]
         env: dict[str, Labels] = {}
         self._block(self.facts.tree.body, module, env, main)
-        reached = self._reached_at_import(module)
-        for name, defs in self.functions.items():
-            for fn in defs:
-                scope = Scope(name, import_time=name in reached)
-                self.facts.scopes.append(scope)
-                local = dict(env)
-                for arg in [*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs, fn.args.vararg,
-                            fn.args.kwarg]:
-                    if arg is not None and arg.arg not in ("self", "cls"):
-                        local[arg.arg] = frozenset({ind.PARAM})
-                self._block(fn.body, scope, local, None)
+        for name, fn in self.defs:  # every def, also a second one under the same name (if/else variants)
+            scope = Scope(name, import_time=False)
+            self.facts.scopes.append(scope)
+            local = dict(env)
+            for arg in [*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs, fn.args.vararg,
+                        fn.args.kwarg]:
+                if arg is not None and arg.arg not in ("self", "cls"):
+                    local[arg.arg] = frozenset({ind.PARAM})
+            self._block(fn.body, scope, local, None)
 
-    def _reached_at_import(self, module: Scope) -> set[str]:
-        """Functions that run when the module is imported: called at module level (directly, as a thread target or
-        a registered callback), and whatever those call."""
-        todo = [c for c in module.calls]
-        names: set[str] = set()
-        frontier: list[str] = []
-        for call in todo:
-            for candidate in [call.name, *(_resolve(a, {}) for a in call.node.args),
-                              *(_resolve(k.value, {}) for k in call.node.keywords)]:
-                if candidate in self.functions and candidate not in names:
-                    names.add(candidate)
-                    frontier.append(candidate)
-        while frontier:
-            current = frontier.pop()
-            for fn in self.functions[current]:
-                for node in ast.walk(fn):
-                    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
-                            and node.func.id in self.functions and node.func.id not in names:
-                        names.add(node.func.id)
-                        frontier.append(node.func.id)
-        return names
+    def _lambda(self, node: ast.Lambda, env: dict[str, Labels]) -> None:
+        """A lambda's body is a scope of its own: it runs when something calls the lambda."""
+        name = _lambda_name(node)
+        if name in self.lambdas:
+            return
+        self.lambdas.add(name)
+        scope = Scope(name, import_time=False)
+        self.facts.scopes.append(scope)
+        local = dict(env)
+        for arg in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs, node.args.vararg,
+                    node.args.kwarg]:
+            if arg is not None:
+                local[arg.arg] = frozenset({ind.PARAM})
+        self._expr(node.body, scope, local)
+
+    def _functions_of(self, node: ast.expr, scope: Scope) -> list[str]:
+        """The functions an expression stands for: a name (through `x = f` aliases), a lambda, `getattr(m, "f")`."""
+        if isinstance(node, ast.Lambda):
+            return [_lambda_name(node)]
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr" \
+                and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant) \
+                and isinstance(node.args[1].value, str) and dotted(node.args[0]):
+            return [f"{dotted(node.args[0])}.{node.args[1].value}"]
+        name = dotted(node)
+        if not name:
+            return []
+        if "." not in name:
+            aliased = self.aliases.get(scope.name, {}).get(name) or self.aliases.get("<module>", {}).get(name)
+            if aliased:
+                return list(aliased)
+        return [name]
+
+    def _import(self, stmt: ast.Import | ast.ImportFrom, scope: Scope) -> None:
+        if isinstance(stmt, ast.Import):
+            for alias in stmt.names:
+                local = alias.asname or alias.name.split(".")[0]
+                scope.imports.append(ImportFact(0, alias.name, (), local if alias.asname else alias.name,
+                                                stmt.lineno))
+        else:
+            names = tuple((alias.name, alias.asname or alias.name) for alias in stmt.names)
+            scope.imports.append(ImportFact(stmt.level, stmt.module or "", names, "", stmt.lineno))
 
     # statements, in order, so labels flow forward
     def _block(self, body: Iterable[ast.stmt], scope: Scope, env: dict[str, Labels], main: Scope | None) -> None:
         for stmt in body:
-            if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
-                for deco in stmt.decorator_list:
+            if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                for deco in stmt.decorator_list:  # decorators run where the def is
                     self._expr(deco, scope, env)
+                    target = dotted(deco.func if isinstance(deco, ast.Call) else deco)
+                    if target:
+                        scope.refs.add("@" + target)
+                if isinstance(stmt, ast.ClassDef):
+                    for base in [*stmt.bases, *(k.value for k in stmt.keywords)]:
+                        self._expr(base, scope, env)
+                    self._block(stmt.body, scope, env, main)
                 continue
-            if isinstance(stmt, ast.ClassDef):
-                self._block(stmt.body, scope, env, main)
+            if isinstance(stmt, ast.Import | ast.ImportFrom):
+                self._import(stmt, scope)
                 continue
             if main is not None and isinstance(stmt, ast.If) and _is_main_guard(stmt.test):
+                self.facts.main_guard = True
                 self._block(stmt.body, main, env, None)
                 self._block(stmt.orelse, scope, env, main)
                 continue
             if isinstance(stmt, ast.Assign):
+                if isinstance(stmt.value, ast.Call) and dotted(stmt.value.func):
+                    for target in stmt.targets:   # `x = Updater()`: `x.check()` calls Updater.check
+                        if isinstance(target, ast.Name):
+                            self.instances.setdefault(scope.name, {})[target.id] = dotted(stmt.value.func)
                 labels = self._expr(stmt.value, scope, env)
+                functions = self._functions_of(stmt.value, scope)
+                for target in stmt.targets:      # `run = beacon` / `run = lambda: ...`: `run()` calls it
+                    if isinstance(target, ast.Name) and functions:
+                        self.aliases.setdefault(scope.name, {})[target.id] = functions
                 for target in stmt.targets:
                     self._bind(target, labels, env)
             elif isinstance(stmt, ast.AnnAssign | ast.AugAssign):
@@ -285,6 +429,10 @@ class _Walker:
                 self._bind(stmt.target, labels, env)
             elif isinstance(stmt, ast.For | ast.AsyncFor):
                 self._bind(stmt.target, self._expr(stmt.iter, scope, env), env)
+                if isinstance(stmt.target, ast.Name) and isinstance(stmt.iter, ast.List | ast.Tuple | ast.Set):
+                    functions = [f for element in stmt.iter.elts for f in self._functions_of(element, scope)]
+                    if functions:                # `for step in (a, b): step()`
+                        self.aliases.setdefault(scope.name, {})[stmt.target.id] = functions
                 self._block(stmt.body, scope, env, main)
                 self._block(stmt.orelse, scope, env, main)
             elif isinstance(stmt, ast.With | ast.AsyncWith):
@@ -336,6 +484,8 @@ class _Walker:
         if node is None:
             return _EMPTY
         if isinstance(node, ast.Constant):
+            if isinstance(node.value, str) and len(node.value) <= 120 and " " not in node.value:
+                scope.literals.add(node.value)
             return ind.string_labels(node.value) if isinstance(node.value, str) else _EMPTY
         if isinstance(node, ast.Name):
             resolved = self.facts.aliases.get(node.id, "")
@@ -358,6 +508,7 @@ class _Walker:
         if isinstance(node, ast.Call):
             return self._call(node, scope, env)
         if isinstance(node, ast.Lambda):
+            self._lambda(node, env)
             return _EMPTY
         if isinstance(node, ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp):
             inner = dict(env)
@@ -409,8 +560,13 @@ class _Walker:
         kwargs = {kw.arg or "**": self._expr(kw.value, scope, env) for kw in node.keywords}
         everything = frozenset().union(*args, *kwargs.values())
         self._record(node, name, scope, args, kwargs, receiver, everything)
+        self._edges(node, name, scope)
         result = set(everything | receiver)
         method = name.rsplit(".", 1)[-1]
+        if ind.HTTP_CLIENT in result and ind.HTTP_CLIENT not in everything and method not in _CLIENT_PRESERVING:
+            # what a client's method returns is a response or data, not another client: `r.json().get(...)` and
+            # `data.get(...)` are dictionary look-ups, not network use
+            result.discard(ind.HTTP_CLIENT)
         if name in DECODERS or (method == "decode" and _rot_or_b64(node)):
             result.add(ind.DECODED)
         if name in NETWORK_FETCH or (ind.HTTP_CLIENT in receiver and method in CLIENT_METHODS):
@@ -431,9 +587,50 @@ class _Walker:
             scope.cred_reads.append((node.lineno, text or ast.unparse(node)[:80]))
         return frozenset(result)
 
+    def _edges(self, node: ast.Call, name: str, scope: Scope) -> None:
+        """What this call makes run: the function it calls, functions handed to an invoker, code loaded by name."""
+        target = dotted(node.func)
+        if not target or "." not in target:   # `f()` through an alias, `(lambda: ...)()`, `getattr(m, "f")()`
+            for function in self._functions_of(node.func, scope):
+                scope.refs.add(function)
+        if isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Call) \
+                and dotted(node.func.value.func):
+            target = f"{dotted(node.func.value.func)}().{node.func.attr}"   # `Updater().check()`
+        elif target and "." in target:
+            head, rest = target.split(".", 1)
+            made_by = self.instances.get(scope.name, {}).get(head) or self.instances.get("<module>", {}).get(head)
+            if made_by:
+                target = f"{made_by}().{rest}"
+        if target:
+            scope.refs.add(target)
+        method = name.rsplit(".", 1)[-1]
+        if name in _INVOKERS or (name.startswith("?.") and method in _INVOKER_METHODS) \
+                or method in ("Thread", "Timer", "Process"):
+            for value in [*node.args, *(k.value for k in node.keywords if k.arg in (None, "target", "function"))]:
+                scope.refs.update(self._functions_of(value, scope))
+        first = node.args[0] if node.args else None
+        if name in _MODULE_LOADERS:
+            literal = fold_string(first) if first is not None else None
+            package = node.args[1] if len(node.args) > 1 else None
+            if literal is not None and literal.startswith(".") and package is not None:
+                literal = "\x00" + literal  # relative to the calling package
+            scope.loads.append(LoadFact("module", literal, node.lineno))
+        elif name in _FILE_LOADERS or name.endswith("SourceFileLoader"):
+            scope.loads.append(LoadFact("file", _py_literal(node), node.lineno))
+        elif name in _EXECUTORS and first is not None and not isinstance(first, ast.Constant) \
+                and any(isinstance(n, ast.Call) and dotted(n.func).rsplit(".", 1)[-1] in ("open", "read",
+                                                                                          "read_text")
+                        for n in ast.walk(first)):
+            scope.loads.append(LoadFact("file", _py_literal(node), node.lineno))
+        elif name.split(".", 1)[0] in _SPAWN_MODULES and any(
+                self.facts.resolve(n) == "sys.executable" for n in ast.walk(node) if isinstance(n, ast.Attribute)):
+            script = _py_literal(node)
+            if script is not None:
+                scope.loads.append(LoadFact("script", script, node.lineno))
+
     def _record(self, node: ast.Call, name: str, scope: Scope, args: tuple[Labels, ...], kwargs: dict[str, Labels],
                 receiver: Labels, everything: Labels) -> None:
-        fact = CallFact(node, name, scope, scope.import_time, args, kwargs, receiver, everything)
+        fact = CallFact(node, name, scope, args, kwargs, receiver, everything)
         scope.calls.append(fact)
         self.facts.calls.append(fact)
 
@@ -455,7 +652,27 @@ def _reads_files(name: str) -> bool:
     return name in _FILE_READERS or (name.startswith("?.") and name[2:] in _READ_METHODS)
 
 
+_CLIENT_PRESERVING = frozenset({"accept", "dup", "makefile", "__enter__", "__aenter__", "session", "Session",
+                                "cursor", "channel", "open_session", "get_transport", "invoke_shell"})
+
+
+def _lambda_name(node: ast.Lambda) -> str:
+    return f"<lambda:{node.lineno}:{node.col_offset}>"
+
+
+def _py_literal(node: ast.AST) -> str | None:
+    """The first `something.py` literal inside a call (the script it runs or loads), None when there is none."""
+    for child in ast.walk(node):
+        if isinstance(child, ast.Constant) and isinstance(child.value, str) \
+                and child.value.strip().lower().endswith((".py", ".pyw")):
+            return child.value.strip()
+    return None
+
+
 def _is_main_guard(test: ast.expr) -> bool:
+    """`__name__ == "__main__"`, also as one part of an `and` (`sys.platform != "win32" and __name__ == ...`)."""
+    if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And):
+        return any(_is_main_guard(value) for value in test.values)
     return isinstance(test, ast.Compare) and isinstance(test.left, ast.Name) and test.left.id == "__name__" \
         and any(isinstance(c, ast.Constant) and c.value == "__main__" for c in test.comparators)
 

@@ -2,7 +2,9 @@
 
 torch.load(weights_only=True) and safetensors only rebuild tensors and are fine. torch.load without the argument is
 safe on torch >= 2.6 (weights_only became the default) but unpickles on older versions: medium. Unpickling data
-fetched from the network is critical.
+fetched from the network, or a blob embedded in the code, is critical: that is a payload. Unpickling a file or
+bytes from elsewhere (a cache, a checkpoint, the pack's own worker process) is how many honest libraries work and a
+vulnerability only when an attacker controls the data: medium.
 """
 
 from __future__ import annotations
@@ -48,7 +50,16 @@ def check(ctx: PyContext) -> Iterator[Finding]:
         if name in PICKLERS or (name.endswith(".Unpickler") and "pickle" in name):
             if name == "pickletools.dis":
                 continue
-            severity = Severity.CRITICAL if from_network else Severity.HIGH
-            source = "downloaded data" if from_network else "a file or bytes"
-            yield make(ctx, "PF109", severity, call.line,
-                       f"{name}() of {source}: unpickling runs whatever code the data names; use safetensors/JSON")
+            embedded = ind.DECODED in call.all_args or _literal_bytes(call.arg(0, "data"))
+            if from_network or embedded:
+                source = "downloaded data" if from_network else "a blob embedded in the code"
+                yield make(ctx, "PF109", Severity.CRITICAL, call.line,
+                           f"{name}() of {source}: the pickle is a payload that runs code while loading")
+            else:
+                yield make(ctx, "PF109", Severity.MEDIUM, call.line,
+                           f"{name}() of a file or bytes: unpickling runs whatever code the data names, so whoever "
+                           "can change that data runs code; prefer safetensors/JSON")
+
+
+def _literal_bytes(node: ast.expr | None) -> bool:
+    return isinstance(node, ast.Constant) and isinstance(node.value, bytes | str)

@@ -53,7 +53,10 @@ def _written_path(call: CallFact) -> frozenset[str] | None:
     if call.method == "open" and call.name.startswith(("?.", "pathlib.Path")) and ind.PARAM not in call.receiver \
             and _write_mode(call.arg(0, "mode")):
         return call.receiver
-    if call.method in ("rename", "replace") and call.name.startswith(("?.", "pathlib.Path")):
+    if call.method in ("rename", "replace") and call.name.startswith(("?.", "pathlib.Path")) \
+            and len(call.node.args) + len(call.node.keywords) == 1:
+        # Path.rename/replace take one target; str.replace(old, new) takes two (`s.replace("~", "~0")`, the JSON
+        # pointer escape, is text, not a file)
         return call.arg_labels(0, "target")
     return None
 

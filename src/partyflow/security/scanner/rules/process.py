@@ -4,6 +4,11 @@ Calling a known tool with an argument list (ffmpeg, git, pip on the pack's own r
 noted. What droppers do is different: a shell or interpreter given inline code, a hidden or detached background
 process, a command built from decoded or downloaded data, or a spawn the moment the module is imported.
 `pip install` of named packages is checked like a requirements file (typosquats, blocklist, URLs).
+
+"At import" means what `reach` found: the pack's `__init__` and everything it runs, across files. A package manager
+(pip, apt-get, brew, npm...) or a shell run at import changes the machine every time the server starts, with no one
+asking, often as root: high. The same in an install script (install.py, which the manager runs once, on request) is
+expected for pip and noted for system package managers; in a function it runs when a person uses the node.
 """
 
 from __future__ import annotations
@@ -33,6 +38,14 @@ INTERPRETERS = frozenset({"sh", "bash", "zsh", "dash", "ksh", "cmd", "cmd.exe", 
                           "pwsh", "python", "python3", "perl", "ruby", "node", "osascript", "mshta", "wscript",
                           "cscript", "rundll32", "regsvr32"})
 _INLINE_FLAGS = ("-c", "/c", "-e", "-command", "-encodedcommand", "-enc", "-e:")
+SYSTEM_PACKAGE_MANAGERS = frozenset({"apt", "apt-get", "aptitude", "dpkg", "yum", "dnf", "rpm", "zypper", "pacman",
+                                     "apk", "brew", "port", "snap", "flatpak", "choco", "winget", "scoop", "emerge",
+                                     "nix-env", "pkg", "sudo", "su", "doas", "msiexec"})
+PACKAGE_MANAGERS = SYSTEM_PACKAGE_MANAGERS | frozenset({"pip", "pip3", "uv", "conda", "mamba", "micromamba", "npm",
+                                                        "pnpm", "yarn", "npx", "gem", "cargo", "go", "poetry",
+                                                        "pipx", "easy_install", "ensurepip", "playwright", "mim"})
+_TERMINALS = frozenset({"start", "gnome-terminal", "xterm", "konsole", "x-terminal-emulator", "mate-terminal",
+                        "xfce4-terminal", "terminator", "alacritty", "kitty", "wt", "open"})
 
 
 def check(ctx: PyContext) -> Iterator[Finding]:
@@ -69,12 +82,36 @@ def _program(word: str | None) -> str | None:
     return word.replace("\\", "/").rsplit("/", 1)[-1].lower().removesuffix(".exe") or None
 
 
+def _package_manager(argv: list[str | None]) -> str | None:
+    """The package manager a command runs: its program, `python -m pip`, one after `sudo`, `&&` or `;`."""
+    words = [_program(w) or "" for w in argv]
+    for index, word in enumerate(words):
+        before = words[index - 1] if index else ""
+        if index and not (before in ("&&", ";", "||", "|", "-m", "exec") or before.endswith((";", "&&"))):
+            continue
+        if word in ("sudo", "doas", "su"):
+            following = words[index + 1] if index + 1 < len(words) else ""
+            return following if following in PACKAGE_MANAGERS else word
+        if word in PACKAGE_MANAGERS and word != "pkg":
+            return word
+    return None
+
+
+def _visible_terminal(program: str | None, argv: list[str | None], joined: str) -> bool:
+    """Opening a terminal window for the user (`start cmd /k ...`, `osascript -e 'tell app "Terminal"...'`) is
+    visible by design, unlike a detached process with its output thrown away."""
+    lowered = joined.lower()
+    return program in _TERMINALS or ("cmd" in lowered.split() and "/k" in lowered.split()) \
+        or (program == "osascript" and "terminal" in lowered)
+
+
 def _spawn(ctx: PyContext, call: CallFact) -> Iterator[Finding]:
     facts = ctx.facts
     labels = call.all_args
     argv, shell = _argv(ctx, call)
     program = _program(argv[0]) if argv else None
     joined = " ".join(w for w in argv if w)
+    at_import = call.import_time and not facts.install_script
     if labels & {ind.DECODED, ind.NETWORK}:
         source = "downloaded" if ind.NETWORK in labels else "decoded"
         yield make(ctx, "PF103", Severity.CRITICAL, call.line, f"runs a command built from {source} data")
@@ -87,26 +124,43 @@ def _spawn(ctx: PyContext, call: CallFact) -> Iterator[Finding]:
         yield make(ctx, "PF108", Severity.HIGH, call.line,
                    "runs a command that installs persistence (crontab, scheduled task, service, Run key)")
         return
-    if _detached(call, joined):
+    terminal = _visible_terminal(program, argv, joined)
+    if _detached(call, joined) and not terminal:
         yield make(ctx, "PF103", Severity.HIGH, call.line,
                    "starts a detached or hidden background process that outlives the pack's work")
-        return
-    if program in INTERPRETERS and len(argv) > 1 and (argv[1] or "").lower() in _INLINE_FLAGS:
-        inline = argv[2] if len(argv) > 2 else None
-        if inline is None:
-            yield make(ctx, "PF103", Severity.HIGH, call.line,
-                       f"runs {program} with computed inline code")
-        else:
-            yield make(ctx, "PF103", Severity.MEDIUM, call.line, f"runs {program} with inline code")
         return
     pip = _pip_install(argv)
     if pip is not None:
         yield from _pip_findings(ctx, call, pip)
         return
-    import_time = call.import_time and not facts.install_script
-    if import_time and program not in KNOWN_TOOLS:
+    manager = _package_manager(argv)
+    if manager is not None:
+        yield from _manager_findings(ctx, call, manager, at_import, argv)
+        return
+    if program in INTERPRETERS and len(argv) > 1 and (argv[1] or "").lower() in _INLINE_FLAGS:
+        inline = argv[2] if len(argv) > 2 else None
+        what = "computed inline code" if inline is None else "inline code"
+        if at_import:
+            yield make(ctx, "PF103", Severity.HIGH, call.line,
+                       f"runs {program} with {what} when the pack is imported")
+        elif terminal:
+            yield make(ctx, "PF103", Severity.MEDIUM, call.line, f"opens a terminal window running {what}")
+        else:
+            yield make(ctx, "PF103", Severity.MEDIUM, call.line, f"runs {program} with {what}")
+        return
+    if at_import and shell:
         yield make(ctx, "PF103", Severity.HIGH, call.line,
-                   f"starts a process ({program or 'computed command'}) when the module is imported")
+                   f"runs a shell command ({(joined or 'computed')[:60]}) when the pack is imported")
+        return
+    if at_import and program not in KNOWN_TOOLS:
+        yield make(ctx, "PF103", Severity.HIGH, call.line,
+                   f"starts a process ({program or 'computed command'}) when the pack is imported")
+        return
+    if at_import:
+        yield make(ctx, "PF103", Severity.MEDIUM, call.line, f"starts {program} when the pack is imported")
+        return
+    if terminal:
+        yield make(ctx, "PF103", Severity.MEDIUM, call.line, "opens a terminal window running a command")
         return
     if shell and (not argv or None in argv):
         yield make(ctx, "PF103", Severity.MEDIUM, call.line,
@@ -135,13 +189,38 @@ def _detached(call: CallFact, joined: str) -> bool:
                             or "nohup" in words or "disown" in words or "-windowstyle" in words)
 
 
+_QUERIES = frozenset({"-s", "-q", "-l", "-qa", "-Q", "list", "show", "info", "status", "search", "--version",
+                      "-v", "freeze", "check", "query", "policy"})
+
+
+def _manager_findings(ctx: PyContext, call: CallFact, manager: str, at_import: bool,
+                      argv: list[str | None]) -> Iterator[Finding]:
+    if at_import:
+        words = [_program(w) or "" for w in argv]
+        after = words[words.index(manager) + 1:] if manager in words else []
+        query = bool(after) and next((w for w in after if not w.startswith("-") or w in _QUERIES), "") in _QUERIES
+        effect = "asks it about installed packages (a process at every server start)" if query else \
+            "it changes the machine at every server start, unasked"
+        yield make(ctx, "PF103", Severity.HIGH, call.line,
+                   f"runs the package manager {manager} when the pack is imported: {effect}")
+    elif manager in SYSTEM_PACKAGE_MANAGERS:
+        where = "the install script" if ctx.facts.install_script else "the pack"
+        yield make(ctx, "PF103", Severity.MEDIUM, call.line,
+                   f"{where} runs the system package manager {manager} (needs root, changes the whole machine)")
+    else:
+        yield make(ctx, "PF103", Severity.LOW, call.line, f"runs the package manager {manager}")
+
+
 def _pip_install(argv: list[str | None]) -> list[str | None] | None:
     """The arguments after `pip install`, when the command is a pip install (python -m pip, pip, uv pip)."""
     words = [w.lower() if w else w for w in argv]
     for i, word in enumerate(words):
         if word in ("pip", "pip3") or (word and word.endswith(("/pip", "/pip3"))):
-            if i + 1 < len(words) and words[i + 1] == "install":
-                return argv[i + 2:]
+            following = i + 1
+            while following < len(words) and (words[following] or "").startswith("-"):
+                following += 1   # pip's own options before the command (`pip -q install`)
+            if following < len(words) and words[following] == "install":
+                return argv[following + 1:]
     return None
 
 
@@ -171,12 +250,15 @@ def _pip_findings(ctx: PyContext, call: CallFact, args: list[str | None]) -> Ite
     found = requirements.check_lines(specs, facts.relpath, line=call.line)
     yield from found
     at_import = call.import_time and not facts.install_script
-    severity = Severity.MEDIUM if at_import else Severity.LOW
-    if names and not any(f.severity >= Severity.HIGH for f in found):
-        yield make(ctx, "PF103", severity, call.line,
+    if at_import:
+        what = ", ".join(names[:5]) if names else "the pack's requirements" if own_requirements else "computed names"
+        yield make(ctx, "PF103", Severity.HIGH, call.line,
+                   f"runs pip install ({what}) when the pack is imported: it changes the environment at every server "
+                   "start, unasked")
+    elif names and not any(f.severity >= Severity.HIGH for f in found):
+        yield make(ctx, "PF103", Severity.LOW, call.line,
                    f"installs packages that are not in the pack's requirements: {', '.join(names[:5])}")
     elif computed and not own_requirements:
         yield make(ctx, "PF103", Severity.MEDIUM, call.line, "pip install of computed package names")
     elif own_requirements:
-        yield make(ctx, "PF103", severity, call.line,
-                   "runs pip on the pack's own requirements" + (" at import time" if at_import else ""))
+        yield make(ctx, "PF103", Severity.LOW, call.line, "runs pip on the pack's own requirements")

@@ -1,6 +1,9 @@
-"""Rules on raw text, for every text file (Python included): PF110 miner indicators, and for shell/batch/PowerShell
+"""Rules on raw text, for every text file but Python: PF110 miner indicators, and for shell/batch/PowerShell
 scripts PF105 download-and-run and PF108 persistence commands. Also PF111 (.pth files) and PF112 (native binaries),
 which are judged by a file's name and first bytes.
+
+Miner names in prose (README, docs, a changelog warning about a malicious package) are noted, not alarmed on; in
+scripts and configuration they are what runs. Python files get the data-flow version of this rule (`rules/miner`).
 """
 
 from __future__ import annotations
@@ -9,20 +12,15 @@ import re
 from collections.abc import Iterator
 
 from partyflow.security.scanner.catalog import RULES
-from partyflow.security.scanner.indicators import download_exec_in, persistence_command_in
+from partyflow.security.scanner.indicators import (
+    MINER_PATTERN,
+    download_exec_in,
+    miner_list,
+    persistence_command_in,
+)
 from partyflow.security.scanner.model import Finding, Severity
 
 SCRIPT_SUFFIXES = (".sh", ".bash", ".zsh", ".bat", ".cmd", ".ps1", ".command", ".vbs")
-_MINER = re.compile(
-    r"(?P<stratum>stratum\+(tcp|ssl|tls)://)|"
-    r"(?P<program>\b(xmrig|xmr-stak|cpuminer|minerd|ccminer|nbminer|phoenixminer|lolminer|gminer|ethminer|"
-    r"nanominer|srbminer|teamredminer)\b)|"
-    r"(?P<pool>\b(supportxmr|moneroocean|nanopool|2miners|f2pool|hashvault|c3pool|minexmr|herominers|unmineable|"
-    r"nicehash|ethermine|xmrpool|viabtc|antpool|miningpoolhub)\b)|"
-    r"(?P<option>--donate-level|--cpu-max-threads-hint|\brandomx\b|\bcryptonight\b)|"
-    r"(?P<wallet>\b4[0-9AB][1-9A-HJ-NP-Za-km-z]{93}\b)",
-    re.IGNORECASE,
-)
 _NATIVE_MAGIC = (b"\x7fELF", b"MZ", b"\xcf\xfa\xed\xfe", b"\xce\xfa\xed\xfe", b"\xca\xfe\xba\xbe")
 NATIVE_SUFFIXES = (".exe", ".dll", ".so", ".dylib", ".scr", ".msi", ".com", ".sys", ".elf")
 
@@ -35,14 +33,26 @@ def _finding(relpath: str, text: str, offset: int, rule_id: str, severity: Sever
     return Finding(relpath, line, rule_id, severity, message, RULES[rule_id].name, snippet=snippet)
 
 
+PROSE_SUFFIXES = (".md", ".rst", ".txt", ".html", ".htm", ".markdown", ".adoc")
+
+
 def check_text(relpath: str, text: str) -> Iterator[Finding]:
+    lowered = relpath.lower()
+    if lowered.endswith((".py", ".pyw")):
+        return
+    prose = lowered.endswith(PROSE_SUFFIXES)
     seen: set[str] = set()
-    for match in _MINER.finditer(text):
+    for match in MINER_PATTERN.finditer(text):
         kind = match.lastgroup or "indicator"
         if kind in seen:
             continue
         seen.add(kind)
-        severity = Severity.CRITICAL if kind == "stratum" else Severity.HIGH
+        line_start = text.rfind("\n", 0, match.start()) + 1
+        line_end = text.find("\n", match.end()) % (len(text) + 1)
+        if kind in ("program", "pool", "option") and (prose or miner_list(text[line_start:line_end])):
+            severity = Severity.LOW if miner_list(text[line_start:line_end]) else Severity.MEDIUM
+        else:
+            severity = Severity.CRITICAL if kind == "stratum" else Severity.HIGH
         what = {"stratum": "a stratum mining-pool URL", "program": f"the miner program {match.group(0)!r}",
                 "pool": f"the mining pool {match.group(0)!r}", "option": f"the miner option {match.group(0)!r}",
                 "wallet": "a Monero wallet address"}[kind]

@@ -1,0 +1,2 @@
+@echo off
+python -m streamlit run webui.py
