@@ -270,9 +270,9 @@ class Engine:
             failure = ExecutionFailure("", "", str(exc), type(exc).__name__)
             result = RunResult(item.prompt_id, "error", {}, {}, [], [], {}, failure,
                                [["execution_error", {"prompt_id": item.prompt_id, "exception_message": str(exc)}]])
-        # the history write waits for fsync: in a thread, so the loop keeps serving events meanwhile
-        await asyncio.to_thread(self.queue.finish, item, outputs=result.outputs, status=result.history_status(),
-                                meta={**result.meta, "timings": result.timings})
+        # written by the queue's writer thread (batched with whatever else is being written); the loop runs on
+        await self.queue.finish_async(item, outputs=result.outputs, status=result.history_status(),
+                                      meta={**result.meta, "timings": result.timings})
         return result
 
     async def serve_queue(self, stop: asyncio.Event, sinks: Sequence[EventSink] = ()) -> None:
