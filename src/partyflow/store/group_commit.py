@@ -24,7 +24,8 @@ Durability, and why it is split in two:
 
 When SQLite refuses WAL mode (some network file systems), every commit runs with ``synchronous=FULL`` instead and
 durable units are answered at commit. Checkpoints run on the sync thread (on a connection of its own) once the WAL
-passes `checkpoint_bytes`, so the writer never stalls on copying pages into the database file.
+has been written to for `checkpoint_interval` seconds, so the writer never stalls on copying pages into the database
+file (SQLite would checkpoint on the committing thread every 1,000 pages).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,8 +50,8 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-CHECKPOINT_BYTES = 4 * 1024 * 1024
-"""WAL size past which the sync thread checkpoints (SQLite's own default is 1,000 pages: 4 MiB)."""
+CHECKPOINT_INTERVAL_S = 0.5
+"""How often (at most) the sync thread checkpoints while writes keep coming."""
 
 
 @dataclass(eq=False)
@@ -74,12 +76,13 @@ class GroupCommit:
     def __init__(self, conn: StoreConnection, *, name: str,
                  before_commit: Callable[[StoreConnection, list[Any]], None] | None = None,
                  after_commit: Callable[[list[Any]], None] | None = None,
-                 checkpoint_bytes: int = CHECKPOINT_BYTES) -> None:
+                 checkpoint_interval: float = CHECKPOINT_INTERVAL_S) -> None:
         self._conn = conn
         self._name = name
         self._before_commit = before_commit
         self._after_commit = after_commit
-        self._checkpoint_bytes = checkpoint_bytes
+        self._checkpoint_interval = checkpoint_interval
+        self._last_checkpoint = time.monotonic()
         path = database_file(conn)
         (mode,) = conn.execute("PRAGMA journal_mode").fetchone()
         self._wal_path = Path(f"{path}-wal") if mode.lower() == "wal" and path else None
@@ -176,8 +179,9 @@ class GroupCommit:
                  else answer_now).append(unit)
             with self._lock:  # durable units are answered by the sync thread once the WAL holding them is on disk
                 self._unsynced.extend(to_sync)
+                if to_sync or not self._committed_since_check:  # else it is awake, or already timing a checkpoint
+                    self._wake_syncer.notify()
                 self._committed_since_check = True
-                self._wake_syncer.notify()
             _settle(answer_now)
 
     def _apply(self, batch: list[_Unit[Any]]) -> None:
@@ -218,16 +222,25 @@ class GroupCommit:
     def _sync_loop(self) -> None:
         while True:
             with self._lock:
-                while not self._unsynced and not self._committed_since_check and not self._writer_finished:
-                    self._wake_syncer.wait()
+                while not self._unsynced and not self._writer_finished:
+                    if not self._committed_since_check:
+                        self._wake_syncer.wait()
+                        continue
+                    due = self._last_checkpoint + self._checkpoint_interval - time.monotonic()
+                    if due <= 0:
+                        break
+                    self._wake_syncer.wait(due)
                 waiting, self._unsynced = self._unsynced, []
-                check, self._committed_since_check = self._committed_since_check, False
                 stop = self._writer_finished  # the writer's last batch is in `waiting` by now
+                checkpoint = (self._committed_since_check and not stop
+                              and time.monotonic() - self._last_checkpoint >= self._checkpoint_interval)
+                if checkpoint:
+                    self._committed_since_check = False
             if waiting:
                 self._sync_now(waiting)
                 _settle(waiting)
-            if check and not stop:
-                self._maybe_checkpoint()
+            if checkpoint:
+                self._checkpoint()
             if stop:
                 return
 
@@ -251,12 +264,11 @@ class GroupCommit:
         finally:
             os.close(fd)
 
-    def _maybe_checkpoint(self) -> None:
+    def _checkpoint(self) -> None:
+        self._last_checkpoint = time.monotonic()
         if self._wal_path is None or self._db_path is None:
             return
         try:
-            if self._wal_path.stat().st_size < self._checkpoint_bytes:
-                return
             if self._checkpointer is None:
                 self._checkpointer = open_database(self._db_path, synchronous="NORMAL")
             # PASSIVE: copies what no reader still needs, never waits on the writer
