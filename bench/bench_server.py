@@ -247,7 +247,7 @@ async def engine_queue_run(engine: Engine, tags: Tags, clients: int, prompts: in
         for _ in todo:
             prompt_id = uuid.uuid4().hex
             done = waiting[prompt_id] = asyncio.get_running_loop().create_future()
-            engine.submit(partyflow_prompt(tags()), prompt_id=prompt_id)
+            await engine.submit_async(partyflow_prompt(tags()), prompt_id=prompt_id)
             if not await done:
                 raise RuntimeError(f"engine queue: prompt {prompt_id} failed")
 

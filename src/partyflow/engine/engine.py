@@ -259,6 +259,16 @@ class Engine:
         return self.queue.put(checked.prompt, prompt_id=prompt_id, extra_data=dict(extra_data or {}),
                               outputs_to_execute=checked.runnable_outputs, front=front, number=number)
 
+    async def submit_async(self, workflow: str | os.PathLike[str] | Mapping[str, Any], *,
+                           prompt_id: str | None = None, front: bool = False, number: float | None = None,
+                           extra_data: Mapping[str, Any] | None = None, outputs: Iterable[str] | None = None,
+                           strict: bool = False) -> QueueItem:
+        """`submit` for the event loop: the loop runs on while the prompt is written, and prompts submitted in the
+        same instant share one transaction and one sync (the queue's group commit)."""
+        checked = self._checked(workflow, outputs, strict)
+        return await self.queue.put_async(checked.prompt, prompt_id=prompt_id, extra_data=dict(extra_data or {}),
+                                          outputs_to_execute=checked.runnable_outputs, front=front, number=number)
+
     async def run_queued(self, item: QueueItem, sinks: Sequence[EventSink] = ()) -> RunResult:
         """Run a claimed queue item and move it into history, even if execution blew up."""
         client_id = item.extra_data.get("client_id") if isinstance(item.extra_data, Mapping) else None

@@ -113,6 +113,8 @@ class PromptQueue:
             self._remaining: int = self._count("queue_items")
             self._history_count: int = self._count("queue_history")
             self._recounted: int | None = None
+            # ids of pending and running prompts: a poll for one of them is answered without a read
+            self._queued: set[str] = {row[0] for row in self._conn.execute("SELECT prompt_id FROM queue_items")}
             self._reader = open_database(Path(db_path))
             self._group = GroupCommit(self._conn, name="queue", before_commit=self._prune,
                                       after_commit=self._committed)
@@ -207,7 +209,7 @@ class PromptQueue:
                 placed = _front_number(conn) if front else _next_number(conn)
             conn.execute(f"INSERT INTO queue_items ({_ITEM_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
                          (placed, prompt_id, *encoded))
-            return _Change(placed, remaining=1, wake=True)
+            return _Change(placed, remaining=1, wake=True, added=prompt_id)
 
         return work, lambda change: QueueItem(change.value, prompt_id, prompt, extra, targets)
 
@@ -294,7 +296,7 @@ class PromptQueue:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (item.number, item.prompt_id, *encoded, finished_at),
             )
-            return _Change(remaining=-1, history=1)
+            return _Change(remaining=-1, history=1, removed=(item.prompt_id,))
 
         return work
 
@@ -324,17 +326,18 @@ class PromptQueue:
         ids = [(prompt_id,) for prompt_id in prompt_ids]
 
         def work(conn: StoreConnection) -> _Change:
-            removed = conn.executemany("DELETE FROM queue_items WHERE prompt_id = ? AND state = 'pending'",
-                                       ids).rowcount
-            return _Change(removed, remaining=-removed, changed=removed > 0)
+            removed = tuple(prompt_id for (prompt_id,) in ids if conn.execute(
+                "DELETE FROM queue_items WHERE prompt_id = ? AND state = 'pending'", (prompt_id,)).rowcount)
+            return _Change(len(removed), remaining=-len(removed), changed=bool(removed), removed=removed)
 
         return self._group.call(work).value
 
     def clear(self) -> int:
         """Remove every pending prompt; returns how many. Running ones stay."""
         def work(conn: StoreConnection) -> _Change:
-            removed = conn.execute("DELETE FROM queue_items WHERE state = 'pending'").rowcount
-            return _Change(removed, remaining=-removed, changed=removed > 0)
+            removed = tuple(prompt_id for (prompt_id,) in conn.execute(
+                "DELETE FROM queue_items WHERE state = 'pending' RETURNING prompt_id").fetchall())
+            return _Change(len(removed), remaining=-len(removed), changed=bool(removed), removed=removed)
 
         return self._group.call(work).value
 
@@ -366,9 +369,13 @@ class PromptQueue:
 
     def history_json(self, prompt_id: str) -> str:
         """``history(prompt_id)`` as JSON text, assembled from the stored JSON without decoding it: what
-        ``GET /history/{prompt_id}`` answers, the request clients poll while they wait."""
-        with self._read() as reader:
-            row = reader.execute(
+        ``GET /history/{prompt_id}`` answers, the request clients poll while they wait: a prompt still queued is
+        answered from memory, a finished one by one read by key (one statement, its own read transaction)."""
+        if prompt_id in self._queued:
+            return "{}"
+        assert self._reader is not None
+        with self._reader.lock:
+            row = self._reader.execute(
                 "SELECT number, prompt, extra_data, outputs_to_execute, outputs, status, meta FROM queue_history"
                 " WHERE prompt_id = ?", (prompt_id,)).fetchone()
         if row is None:
@@ -443,6 +450,10 @@ class PromptQueue:
         self._recounted = min(count, self.max_history)
 
     def _committed(self, changes: list[_Change]) -> None:
+        for change in changes:
+            if change.added is not None:
+                self._queued.add(change.added)
+            self._queued.difference_update(change.removed)
         self._remaining += sum(change.remaining for change in changes)
         if self._recounted is not None:
             self._history_count = self._recounted
@@ -474,6 +485,8 @@ class _Change:
     history: int = 0  # change in history entries
     wake: bool = False  # an item became claimable
     changed: bool = True  # listeners hear of it
+    added: str | None = None  # a prompt id that joined the queue
+    removed: tuple[str, ...] = ()  # prompt ids that left it
 
 
 # -- SQL units (run inside the writer's transaction) -------------------------------------------------------------

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 import logging
@@ -64,14 +65,14 @@ def origin_middleware(config: ServerConfig) -> Callable[[web.Request, Handler], 
     @web.middleware
     async def check_origin(request: web.Request, handler: Handler) -> web.StreamResponse:
         host = request.headers.get("Host", "")
-        host_name, host_port = _split_host(host, request.scheme)
-        if check_host and host and not (is_loopback_name(host_name) or host_name in trusted):
+        host_name, host_port, host_loopback = _host_facts(host, request.scheme)
+        if check_host and host and not (host_loopback or host_name in trusted):
             logger.warning("refused a request for Host %r on a loopback-only server", host)
             return json_error(403, "forbidden", "Host not allowed",
                               "this server only answers requests addressed to localhost; add the name to "
                               "trusted_hosts or listen on another address with a token")
         origin = request.headers.get("Origin")
-        if origin and host and is_loopback_name(host_name):
+        if origin and host and host_loopback:
             parts = urlsplit(origin)
             origin_port = parts.port or _DEFAULT_PORTS.get(parts.scheme, 0)
             if (parts.hostname or "").lower() != host_name or origin_port != host_port:
@@ -91,6 +92,14 @@ def is_loopback_name(name: str) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
+
+
+@functools.lru_cache(maxsize=256)
+def _host_facts(host: str, scheme: str) -> tuple[str, int, bool]:
+    """Name, port and loopback-ness of a Host header; remembered, since every request asks (bounded: a client
+    sending ever new Host values only evicts older answers)."""
+    name, port = _split_host(host, scheme)
+    return name, port, is_loopback_name(name)
 
 
 def _split_host(host: str, scheme: str) -> tuple[str, int]:
