@@ -271,6 +271,17 @@ class Engine:
 
     async def run_queued(self, item: QueueItem, sinks: Sequence[EventSink] = ()) -> RunResult:
         """Run a claimed queue item and move it into history, even if execution blew up."""
+        result, _ = await self._run_queued(item, sinks, claim_next=False)
+        return result
+
+    async def run_queued_then_claim(self, item: QueueItem,
+                                    sinks: Sequence[EventSink] = ()) -> tuple[RunResult, QueueItem | None]:
+        """`run_queued`, and claim the next pending item in the same write that records this one's result (what a
+        serial queue worker does next anyway); the claimed item, or None, comes back with the result."""
+        return await self._run_queued(item, sinks, claim_next=True)
+
+    async def _run_queued(self, item: QueueItem, sinks: Sequence[EventSink],
+                          claim_next: bool) -> tuple[RunResult, QueueItem | None]:
         client_id = item.extra_data.get("client_id") if isinstance(item.extra_data, Mapping) else None
         try:
             result = await self._execute(item.prompt, item.outputs_to_execute, item.prompt_id, item.extra_data,
@@ -281,9 +292,10 @@ class Engine:
             result = RunResult(item.prompt_id, "error", {}, {}, [], [], {}, failure,
                                [["execution_error", {"prompt_id": item.prompt_id, "exception_message": str(exc)}]])
         # written by the queue's writer thread (batched with whatever else is being written); the loop runs on
-        await self.queue.finish_async(item, outputs=result.outputs, status=result.history_status(),
-                                      meta={**result.meta, "timings": result.timings})
-        return result
+        claimed = await self.queue.finish_async(item, outputs=result.outputs, status=result.history_status(),
+                                                meta={**result.meta, "timings": result.timings},
+                                                claim_next=claim_next)
+        return result, claimed
 
     async def serve_queue(self, stop: asyncio.Event, sinks: Sequence[EventSink] = ()) -> None:
         """Run queued prompts one at a time, in queue order, until `stop` is set."""

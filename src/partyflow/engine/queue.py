@@ -240,14 +240,17 @@ class PromptQueue:
         return None
 
     async def _claim_async(self) -> QueueItem | None:
-        change = await self._group.call_async(_claim, abandon=self._unclaim)
+        change = await self._group.call_async(_claim, abandon=self._abandoned)
         return change.value
 
-    def _unclaim(self, change: _Change) -> None:
+    def _abandoned(self, change: _Change) -> None:
         """A claim whose waiter went away: put the item back where it was."""
-        item: QueueItem | None = change.value
-        if item is None:
-            return
+        if change.value is not None:
+            self.unclaim(change.value)
+
+    def unclaim(self, item: QueueItem) -> None:
+        """Put a claimed item that will not run now back to pending, in its old place (it runs next). Returns at
+        once; the change is written with the next batch."""
         prompt_id = item.prompt_id
 
         def work(conn: StoreConnection) -> _Change:
@@ -268,10 +271,23 @@ class PromptQueue:
         self._group.call(self._finish_work(item, outputs, status, meta))
 
     async def finish_async(
-        self, item: QueueItem, *, outputs: dict[str, Any], status: dict[str, Any], meta: dict[str, Any] | None = None
-    ) -> None:
-        """`finish` for the event loop."""
-        await self._group.call_async(self._finish_work(item, outputs, status, meta))
+        self, item: QueueItem, *, outputs: dict[str, Any], status: dict[str, Any], meta: dict[str, Any] | None = None,
+        claim_next: bool = False,
+    ) -> QueueItem | None:
+        """`finish` for the event loop. With `claim_next`, the same transaction also claims the next pending item
+        and returns it (None when nothing is pending): a serial worker saves a round trip per prompt."""
+        finish = self._finish_work(item, outputs, status, meta)
+        if not claim_next:
+            await self._group.call_async(finish)
+            return None
+
+        def work(conn: StoreConnection) -> _Change:
+            done = finish(conn)
+            claimed = _claim(conn)
+            return _Change(claimed.value, remaining=done.remaining, history=done.history, removed=done.removed)
+
+        change = await self._group.call_async(work, abandon=self._abandoned)
+        return change.value
 
     def _finish_work(self, item: QueueItem, outputs: dict[str, Any], status: dict[str, Any],
                      meta: dict[str, Any] | None) -> Callable[[StoreConnection], _Change]:
