@@ -240,7 +240,7 @@ class PromptQueue:
         return None
 
     async def _claim_async(self) -> QueueItem | None:
-        change = await self._group.call_async(_claim, abandon=self._abandoned)
+        change = await self._group.call_async(_claim, abandon=self._abandoned, inline=True)
         return change.value
 
     def _abandoned(self, change: _Change) -> None:
@@ -278,7 +278,7 @@ class PromptQueue:
         and returns it (None when nothing is pending): a serial worker saves a round trip per prompt."""
         finish = self._finish_work(item, outputs, status, meta)
         if not claim_next:
-            await self._group.call_async(finish)
+            await self._group.call_async(finish, inline=True)
             return None
 
         def work(conn: StoreConnection) -> _Change:
@@ -286,7 +286,7 @@ class PromptQueue:
             claimed = _claim(conn)
             return _Change(claimed.value, remaining=done.remaining, history=done.history, removed=done.removed)
 
-        change = await self._group.call_async(work, abandon=self._abandoned)
+        change = await self._group.call_async(work, abandon=self._abandoned, inline=True)
         return change.value
 
     def _finish_work(self, item: QueueItem, outputs: dict[str, Any], status: dict[str, Any],
