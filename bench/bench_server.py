@@ -275,15 +275,12 @@ class Scenario:
     prefill: int = 0
 
 
-def measure_server(start: Callable[[Path], Any], scenario: Scenario, tags: Tags, runs: int) -> float:
-    """Median prompts/s of `runs` polling runs, each on a server started fresh (and prefilled when asked)."""
-    rates = []
-    for _ in range(runs):
-        with tempfile.TemporaryDirectory(prefix="partyflow-bench-server-") as tmp, start(Path(tmp)) as server:
-            if scenario.prefill:
-                asyncio.run(polling_run(server, tags, 32, scenario.prefill))
-            rates.append(asyncio.run(polling_run(server, tags, scenario.clients, scenario.prompts)).rate)
-    return statistics.median(rates)
+def measure_server(start: Callable[[Path], Any], scenario: Scenario, tags: Tags) -> float:
+    """Prompts/s of one polling run on a server started fresh (and prefilled when asked)."""
+    with tempfile.TemporaryDirectory(prefix="partyflow-bench-server-") as tmp, start(Path(tmp)) as server:
+        if scenario.prefill:
+            asyncio.run(polling_run(server, tags, 32, scenario.prefill))
+        return asyncio.run(polling_run(server, tags, scenario.clients, scenario.prompts)).rate
 
 
 def measure_websocket(start: Callable[[Path], Any], clients: int, prompts: int, tags: Tags) -> RunResult:
@@ -340,9 +337,13 @@ def main() -> int:
 
     rates: dict[tuple[str, str], float] = {}
     for scenario in scenarios:
-        for name, start in starters.items():  # back to back, so both see the same machine load
-            rates[name, scenario.label] = measure_server(start, scenario, tags, args.runs)
-            console.print(f"{name:>9} {scenario.label}: {rates[name, scenario.label]:,.0f} prompts/s")
+        samples: dict[str, list[float]] = {name: [] for name in starters}
+        for _ in range(args.runs):
+            for name, start in starters.items():  # alternating, so both see the same machine load
+                samples[name].append(measure_server(start, scenario, tags))
+                console.print(f"{name:>9} {scenario.label}: {samples[name][-1]:,.0f} prompts/s")
+        for name, values in samples.items():
+            rates[name, scenario.label] = statistics.median(values)
         rates["engine", scenario.label] = measure_engine(scenario, tags, args.runs) if not scenario.prefill \
             else float("nan")
     ws = {name: measure_websocket(start, 32, scaled(1000), tags) for name, start in starters.items()}

@@ -299,11 +299,15 @@ class Engine:
 
     async def serve_queue(self, stop: asyncio.Event, sinks: Sequence[EventSink] = ()) -> None:
         """Run queued prompts one at a time, in queue order, until `stop` is set."""
+        item: QueueItem | None = None
         while not stop.is_set():
-            item = await self.queue.next(stop)
             if item is None:
-                return
-            await self.run_queued(item, sinks)
+                item = await self.queue.next(stop)
+                if item is None:
+                    return
+            _, item = await self.run_queued_then_claim(item, sinks)
+        if item is not None:  # claimed with the last result, but stopping: it stays first in line
+            self.queue.unclaim(item)
 
     async def drain(self, sinks: Sequence[EventSink] = ()) -> list[RunResult]:
         """Run everything pending now (including prompts recovered after a crash), then return."""
