@@ -189,3 +189,25 @@ def test_the_sync_thread_checkpoints_off_the_writers_path(tmp_path: Path, monkey
     assert group._checkpointer is None  # closed with the group
     assert len(names(conn)) == 3
     conn.close()
+
+
+def test_a_listener_may_write_again_after_a_change_committed_inline(tmp_path: Path):
+    with PromptQueue(tmp_path / "state.sqlite") as queue:
+        queue.put({"1": {"class_type": "X", "inputs": {}}}, prompt_id="a")
+        heard_on: list[str] = []
+
+        def listener() -> None:
+            heard_on.append(threading.current_thread().name)
+            if len(heard_on) == 1:  # the claim's notification: write again, synchronously, from inside it
+                queue.put({"1": {"class_type": "X", "inputs": {}}}, prompt_id="from-listener")
+
+        queue.add_listener(listener)
+        claimed: list[Any] = []
+        consumer = threading.Thread(target=lambda: claimed.append(asyncio.run(queue._claim_async())),
+                                    name="consumer")
+        consumer.start()
+        consumer.join(30)
+        assert not consumer.is_alive(), "deadlocked"
+        assert claimed[0].prompt_id == "a"
+        assert heard_on[0] == "consumer"  # committed inline, on the claiming thread
+        assert [item.prompt_id for item in queue.pending()] == ["from-listener"]

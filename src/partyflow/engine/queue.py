@@ -117,7 +117,7 @@ class PromptQueue:
             self._queued: set[str] = {row[0] for row in self._conn.execute("SELECT prompt_id FROM queue_items")}
             self._reader = open_database(Path(db_path))
             self._group = GroupCommit(self._conn, name="queue", before_commit=self._prune,
-                                      after_commit=self._committed)
+                                      after_commit=self._committed, notify=self._notify)
         except BaseException:
             if self._reader is not None:
                 self._reader.close()
@@ -475,6 +475,8 @@ class PromptQueue:
             self._history_count = self._recounted
         else:
             self._history_count += sum(change.history for change in changes)
+
+    def _notify(self, changes: list[_Change]) -> None:
         if any(change.changed for change in changes):
             self._changed(wake=any(change.wake for change in changes))
 

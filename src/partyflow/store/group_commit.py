@@ -69,18 +69,22 @@ class GroupCommit:
     """Applies units of work to `conn` in batched transactions on a thread of its own; see the module docstring.
 
     `before_commit(conn, values)` runs inside every batch's transaction after its units, with the values the batch's
-    successful units returned (for upkeep such as pruning); `after_commit(values)` runs on the writer thread after every successful commit with the values the batch's
-    successful units returned, in order (for counters and change notifications). Neither may raise.
+    successful units returned (for upkeep such as pruning); `after_commit(values)` runs after every successful
+    commit, still holding the connection's lock (so two never overlap: for bookkeeping such as counters), and
+    `notify(values)` right after the lock is released (for change notifications, which may call back into the
+    store). None of them may raise; they run on the writer thread, or on the caller's for an inline unit.
     """
 
     def __init__(self, conn: StoreConnection, *, name: str,
                  before_commit: Callable[[StoreConnection, list[Any]], None] | None = None,
                  after_commit: Callable[[list[Any]], None] | None = None,
+                 notify: Callable[[list[Any]], None] | None = None,
                  checkpoint_interval: float = CHECKPOINT_INTERVAL_S) -> None:
         self._conn = conn
         self._name = name
         self._before_commit = before_commit
         self._after_commit = after_commit
+        self._notify = notify
         self._checkpoint_interval = checkpoint_interval
         self._last_checkpoint = time.monotonic()
         path = database_file(conn)
@@ -164,9 +168,11 @@ class GroupCommit:
                     return False
                 finally:
                     conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-                self._run_units(conn, [unit])
+                committed = self._run_units(conn, [unit])
             finally:
                 conn.lock.release()
+            if committed:
+                self._notify_changes([unit])
             return True
         finally:
             with self._lock:
@@ -240,10 +246,20 @@ class GroupCommit:
             except Exception as exc:
                 self._failed(batch, exc)
                 return
-            self._run_units(conn, batch)
+            committed = self._run_units(conn, batch)
+        if committed:
+            self._notify_changes(batch)
 
-    def _run_units(self, conn: StoreConnection, batch: list[_Unit[Any]]) -> None:
-        """Inside the transaction BEGIN opened (holding the connection's lock): run, commit, then the hook."""
+    def _notify_changes(self, batch: list[_Unit[Any]]) -> None:
+        if self._notify is not None:
+            try:
+                self._notify([unit.value for unit in batch if unit.error is None])
+            except Exception:
+                logger.exception("%s: change notification failed", self._name)
+
+    def _run_units(self, conn: StoreConnection, batch: list[_Unit[Any]]) -> bool:
+        """Inside the transaction BEGIN opened (holding the connection's lock): run, commit, then the hook.
+        Returns whether the batch was committed."""
         try:
             try:
                 for unit in batch:
@@ -262,12 +278,13 @@ class GroupCommit:
                 raise
         except Exception as exc:  # the upkeep or COMMIT failed: nothing of the batch was written
             self._failed(batch, exc)
-            return
+            return False
         if self._after_commit is not None:  # still under the connection's lock: hooks never run concurrently
             try:
                 self._after_commit([unit.value for unit in batch if unit.error is None])
             except Exception:
                 logger.exception("%s: after-commit hook failed", self._name)
+        return True
 
     def _failed(self, batch: list[_Unit[Any]], exc: Exception) -> None:
         logger.error("%s: a batch of %d write(s) failed: %s", self._name, len(batch), exc)
