@@ -105,7 +105,8 @@ class GroupCommit:
         self._committed_since_check = False
         self._closing = False
         self._writer_finished = False
-        self._busy = False  # a batch (or an inline unit) is being applied
+        self._writer_busy = False  # the writer has taken a batch and not finished it
+        self._inline_busy = False  # a caller is applying a unit inline
         self._writer = threading.Thread(target=self._write_loop, name=f"{name}-writer", daemon=True)
         self._syncer = threading.Thread(target=self._sync_loop, name=f"{name}-sync", daemon=True)
         self._writer.start()
@@ -153,9 +154,9 @@ class GroupCommit:
     def _try_inline(self, unit: _Unit[Any]) -> bool:
         """Apply `unit` on this thread if that needs no waiting at all; False (nothing done) otherwise."""
         with self._lock:
-            if self._pending or self._busy or self._closing:
-                return False
-            self._busy = True
+            if self._pending or self._writer_busy or self._inline_busy or self._closing:
+                return False  # something submitted earlier is still to be written: keep the order
+            self._inline_busy = True
         conn = self._conn
         try:
             if not conn.lock.acquire(blocking=False):
@@ -176,9 +177,7 @@ class GroupCommit:
             return True
         finally:
             with self._lock:
-                self._busy = False
-                if self._pending:
-                    self._wake_writer.notify()
+                self._inline_busy = False
 
     def submit(self, work: Callable[[StoreConnection], Any]) -> None:
         """Run `work` in the next batch without waiting; a failure is logged."""
@@ -219,12 +218,12 @@ class GroupCommit:
                     self._writer_finished = True
                     self._wake_syncer.notify()
                     return
-                self._busy = True
+                self._writer_busy = True
             try:
                 self._apply(batch)
             finally:
                 with self._lock:
-                    self._busy = False
+                    self._writer_busy = False
             to_sync: list[_Unit[Any]] = []
             answer_now: list[_Unit[Any]] = []
             for unit in batch:
