@@ -1,208 +1,304 @@
-"""Server overhead: the HTTP/WebSocket server against the engine it wraps, on a 10-node text workflow.
+"""Server throughput on trivial prompts: partyflow against a real ComfyUI 0.3.75, and against the engine's own queue.
 
-Measured with 50 concurrent clients on 127.0.0.1 (aiohttp clients on this process's main loop; the server on
-its own loop in a thread, as `partyflow serve` runs it):
+The prompt is a constant node into an output node (`TextValue -> DisplayText` for partyflow, ComfyUI's
+`PrimitiveString -> PreviewAny`), each with a distinct value so no cache answers. The client is the same for both
+servers and runs in this process, each server in a process of its own on 127.0.0.1:
 
-- accepted/s: POST /prompt answers per second (validation + durable enqueue + HTTP), against `Engine.submit`
-  called directly by 50 concurrent tasks;
-- end-to-end prompts/s: each client posts a prompt over HTTP and waits on its WebSocket for the prompt's
-  finish, then posts the next; against the same 50 clients calling `Engine.run_async` directly, and against
-  the engine running the prompts one at a time as the queue does (the fair peer: the server's queue is serial);
-- WebSocket latency: from the engine emitting the output node's `executed` event (node end) to the client
-  receiving it, p50 and p99.
+- **polling** (the throughput rows): each of N clients posts `/prompt`, then polls `/history/{prompt_id}` until
+  the entry is there (first poll at once, then after 1, 2 and 4 ms, then every 4 ms), then posts its next prompt;
+  prompts/s over the whole run. "C x P" means C clients sharing P prompts;
+- **history**: the 32 x 1000 run again on a server that has 10,000 entries in history already (put there by
+  running 10,000 prompts through it first, untimed: partyflow's default `max_history` is 10,000, so every timed
+  prompt also prunes);
+- **WebSocket**: 32 clients, each connected to `/ws` with its client id, post and wait for their prompt's
+  `execution_success`; p50/p99 from the POST's answer (accepted) to that message;
+- **engine queue** (always): the same prompt counts through `Engine.submit` and the engine's own queue worker in
+  this process, no HTTP: what the server wraps.
 
-Every prompt differs (its first text carries a counter) so the output cache never answers.
+ComfyUI comes from `bench/setup_comfyui.sh DIR` (its own throwaway venv); pass `--comfyui DIR` or set
+PARTYFLOW_BENCH_COMFYUI=DIR. Without it the ComfyUI columns say "not run" and the ComfyUI goals are skipped.
+Each server starts on a fresh home (ComfyUI: a fresh --base-directory) for every row.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import itertools
 import json
 import os
+import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import aiohttp
-from aiohttp import web
 
-from _support import Goal, Prompt, parse_args, ratio, report_goals, show_table
+from _support import Goal, console, ratio, report_goals, show_table
 from partyflow.engine.engine import Engine
-from partyflow.engine.events import Event, Executed
-from partyflow.server.app import create_app
-from partyflow.server.config import ServerConfig
+from partyflow.engine.events import Event, ExecutionError, ExecutionSuccess
 
-CLIENTS = int(os.environ.get("BENCH_CLIENTS", "50"))
-PROMPTS_PER_CLIENT = 4
-ACCEPT_PROMPTS = 1_000
-NODES = 10
-GOAL_E2E_OVERHEAD = 2.0  # server end-to-end time per prompt / engine's, one prompt at a time (both serial)
-GOAL_WS_P99_MS = 50.0
-CHILD_FLAG = "--serve-child"
+Prompt = dict[str, dict[str, Any]]
+PromptFactory = Callable[[str], Prompt]
+
+POLL_DELAYS = (0.0, 0.001, 0.002, 0.004)  # then POLL_DELAYS[-1] until the entry is there
+HISTORY_PREFILL = 10_000
+GOAL_HISTORY_RATIO = 0.9  # prompts/s with 10,000 entries in history / fresh
+START_TIMEOUT = 120.0
 
 
-def text_workflow(tag: str) -> Prompt:
-    """A string, eight concatenations and a Show Text: ten nodes, one output."""
-    prompt: Prompt = {"1": {"class_type": "TextValue", "inputs": {"value": f"run {tag}"}}}
-    for index in range(2, NODES):
-        prompt[str(index)] = {"class_type": "TextConcatenate",
-                              "inputs": {"text_a": [str(index - 1), 0], "text_b": f"step {index}", "separator": " "}}
-    prompt[str(NODES)] = {"class_type": "DisplayText", "inputs": {"text": [str(NODES - 1), 0]}}
-    return prompt
+def partyflow_prompt(tag: str) -> Prompt:
+    return {"1": {"class_type": "TextValue", "inputs": {"value": f"value {tag}"}},
+            "2": {"class_type": "DisplayText", "inputs": {"text": ["1", 0]}}}
 
 
-class NodeEndClock:
-    """When the engine emitted each prompt's output-node `executed` event (CLOCK_MONOTONIC: same in every process)."""
-
-    def __init__(self) -> None:
-        self.ended: dict[str, float] = {}
-
-    def __call__(self, event: Event) -> None:
-        if isinstance(event, Executed) and event.node == str(NODES):
-            self.ended[event.prompt_id] = time.monotonic()
-
-    def extension(self, app: web.Application) -> None:
-        """GET /bench/node-ends: the recorded times, for the benchmark's clients in the other process."""
-        async def ends(request: web.Request) -> web.Response:
-            return web.json_response(self.ended)
-        app.router.add_get("/bench/node-ends", ends)
+def comfyui_prompt(tag: str) -> Prompt:
+    return {"1": {"class_type": "PrimitiveString", "inputs": {"value": f"value {tag}"}},
+            "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}}}
 
 
-async def child_server(home: str) -> None:
-    """The server process: `partyflow serve`'s app plus the clock route; prints its port, stops when stdin closes."""
-    engine = Engine(home=home, load_custom_nodes=False)
-    await engine.run_async(text_workflow("warm-up"))
-    clock = NodeEndClock()
-    engine.subscribe(clock)
-    runner = web.AppRunner(create_app(engine, ServerConfig(port=0), extensions=[clock.extension]),
-                           handle_signals=False, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    print(runner.addresses[0][1], flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-    await runner.cleanup()
-    engine.close()
+# ---- servers ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    name: str
+    url: str
+    prompt: PromptFactory
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _stop(process: subprocess.Popen[Any]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 @contextmanager
-def server_process(home: str) -> Iterator[str]:
-    """The server in its own process (as `partyflow serve` runs), so clients and server do not share a GIL."""
-    child = subprocess.Popen([sys.executable, __file__, CHILD_FLAG, home], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True)
+def partyflow_server(home: Path) -> Iterator[Server]:
+    """`partyflow serve` on a free port, as users run it."""
+    process = subprocess.Popen([sys.executable, "-m", "partyflow", "serve", "--home", str(home), "--port", "0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
-        port = child.stdout.readline().strip() if child.stdout else ""
-        if not port:
-            raise RuntimeError("the server process did not start")
-        yield f"http://127.0.0.1:{port}"
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.startswith("partyflow listening on "):
+                url = line.removeprefix("partyflow listening on ").strip()
+                break
+        else:
+            raise RuntimeError(f"partyflow serve exited with {process.wait()} before listening")
+        yield Server("partyflow", url, partyflow_prompt)
     finally:
-        if child.stdin:
-            child.stdin.close()
-        child.wait(timeout=30)
+        _stop(process)
 
 
-async def accept_rate(url: str, counter: itertools.count) -> float:
-    """POST /prompt answers per second, CLIENTS posting concurrently until ACCEPT_PROMPTS are in."""
-    remaining = iter(range(ACCEPT_PROMPTS))
+@contextmanager
+def comfyui_server(root: Path, base: Path) -> Iterator[Server]:
+    """ComfyUI's main.py from `bench/setup_comfyui.sh`'s folder, on CPU, with `base` as its base directory."""
+    port = _free_port()
+    (base / "custom_nodes").mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(root / "stubs")}
+    process = subprocess.Popen(
+        [str(root / "venv" / "bin" / "python"), "main.py", "--cpu", "--disable-auto-launch", "--listen", "127.0.0.1",
+         "--port", str(port), "--base-directory", str(base)],
+        cwd=root / "ComfyUI", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        asyncio.run(_wait_until_up(url, process))
+        yield Server("ComfyUI", url, comfyui_prompt)
+    finally:
+        _stop(process)
 
-    async def client(session: aiohttp.ClientSession) -> None:
-        for _ in remaining:
-            async with session.post(f"{url}/prompt", json={"prompt": text_workflow(str(next(counter)))}) as answer:
-                if answer.status != 200:
-                    raise RuntimeError(f"POST /prompt: {answer.status} {await answer.text()}")
 
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CLIENTS)) as session:
-        started = time.perf_counter()
-        await asyncio.gather(*(client(session) for _ in range(CLIENTS)))
-        return ACCEPT_PROMPTS / (time.perf_counter() - started)
-
-
-async def wait_idle(url: str) -> None:
-    """Until the accept test's backlog has run, so it does not slow the next measurement."""
+async def _wait_until_up(url: str, process: subprocess.Popen[Any]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
     async with aiohttp.ClientSession() as session:
-        while True:
-            async with session.get(f"{url}/prompt") as answer:
-                if (await answer.json())["exec_info"]["queue_remaining"] == 0:
-                    return
-            await asyncio.sleep(0.05)
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"ComfyUI exited with {process.returncode} while starting")
+            try:
+                async with session.get(f"{url}/prompt") as answer:
+                    if answer.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"ComfyUI did not answer on {url} within {START_TIMEOUT:.0f}s")
 
 
-async def end_to_end(url: str, counter: itertools.count) -> tuple[float, list[float]]:
-    """Prompts/s with each client waiting for its prompt's finish on its WebSocket; and node-end latencies (s)."""
-    received_at: dict[str, float] = {}
+# ---- clients ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    prompts: int
+    seconds: float
+    latencies: list[float] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.prompts / self.seconds
+
+
+class Tags:
+    """Distinct values for every prompt of the whole benchmark, so no run hits a cache."""
+
+    def __init__(self) -> None:
+        self._counter = itertools.count()
+        self._run = uuid.uuid4().hex[:8]
+
+    def __call__(self) -> str:
+        return f"{self._run}-{next(self._counter)}"
+
+
+async def _post(session: aiohttp.ClientSession, server: Server, tags: Tags, client_id: str) -> str:
+    body = {"prompt": server.prompt(tags()), "client_id": client_id}
+    async with session.post(f"{server.url}/prompt", json=body) as answer:
+        if answer.status != 200:
+            raise RuntimeError(f"{server.name} POST /prompt: {answer.status} {await answer.text()}")
+        return (await answer.json())["prompt_id"]
+
+
+async def polling_run(server: Server, tags: Tags, clients: int, prompts: int) -> RunResult:
+    """`clients` clients share `prompts` prompts; each posts one, polls its history entry, then posts the next."""
+    todo = iter(range(prompts))
 
     async def client(session: aiohttp.ClientSession) -> None:
         client_id = uuid.uuid4().hex
-        async with session.ws_connect(f"{url}/ws?clientId={client_id}") as ws:
-            for _ in range(PROMPTS_PER_CLIENT):
-                body = {"prompt": text_workflow(str(next(counter))), "client_id": client_id}
-                async with session.post(f"{url}/prompt", json=body) as answer:
-                    prompt_id = (await answer.json())["prompt_id"]
+        for _ in todo:
+            prompt_id = await _post(session, server, tags, client_id)
+            for attempt in itertools.count():
+                await asyncio.sleep(POLL_DELAYS[min(attempt, len(POLL_DELAYS) - 1)])
+                async with session.get(f"{server.url}/history/{prompt_id}") as answer:
+                    entry = (await answer.json()).get(prompt_id)
+                if entry is not None:
+                    if entry["status"]["status_str"] != "success":
+                        raise RuntimeError(f"{server.name}: prompt {prompt_id} failed: {entry['status']}")
+                    break
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(session) for _ in range(clients)))
+        return RunResult(prompts, time.perf_counter() - started)
+
+
+async def websocket_run(server: Server, tags: Tags, clients: int, prompts: int) -> RunResult:
+    """Each client waits on its own WebSocket for its prompt's `execution_success`; latency from the POST's answer."""
+    todo = iter(range(prompts))
+    latencies: list[float] = []
+    ws_url = server.url.replace("http://", "ws://", 1)
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        client_id = uuid.uuid4().hex
+        async with session.ws_connect(f"{ws_url}/ws?clientId={client_id}", max_msg_size=0) as ws:
+            for _ in todo:
+                prompt_id = await _post(session, server, tags, client_id)
+                accepted = time.perf_counter()
                 async for message in ws:
                     if message.type != aiohttp.WSMsgType.TEXT:
                         continue
-                    received = time.monotonic()
                     frame = json.loads(message.data)
                     data = frame.get("data") or {}
                     if data.get("prompt_id") != prompt_id:
                         continue
-                    if frame["type"] == "executed" and data.get("node") == str(NODES):
-                        received_at[prompt_id] = received
-                    if frame["type"] == "executing" and data.get("node") is None:
+                    if frame["type"] == "execution_success":
+                        latencies.append(time.perf_counter() - accepted)
                         break
                     if frame["type"] == "execution_error":
-                        raise RuntimeError(f"prompt failed: {data.get('exception_message')}")
+                        raise RuntimeError(f"{server.name}: prompt failed: {data.get('exception_message')}")
+                else:
+                    raise RuntimeError(f"{server.name}: WebSocket closed while waiting for {prompt_id}")
 
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CLIENTS * 2)) as session:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients * 2)) as session:
         started = time.perf_counter()
-        await asyncio.gather(*(client(session) for _ in range(CLIENTS)))
-        elapsed = time.perf_counter() - started
-        async with session.get(f"{url}/bench/node-ends") as answer:
-            ended = await answer.json()
-    return CLIENTS * PROMPTS_PER_CLIENT / elapsed, [at - ended[pid] for pid, at in received_at.items()]
+        await asyncio.gather(*(client(session) for _ in range(clients)))
+        return RunResult(prompts, time.perf_counter() - started, latencies)
 
 
-async def engine_submit_rate(engine: Engine, counter: itertools.count) -> float:
-    remaining = iter(range(ACCEPT_PROMPTS))
+async def engine_queue_run(engine: Engine, tags: Tags, clients: int, prompts: int) -> RunResult:
+    """The engine's own persistent queue, no HTTP: each client submits, waits for its prompt to finish, repeats."""
+    todo = iter(range(prompts))
+    waiting: dict[str, asyncio.Future[bool]] = {}
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, (ExecutionSuccess, ExecutionError)) and event.prompt_id in waiting:
+            future = waiting.pop(event.prompt_id)
+            if not future.done():
+                future.set_result(isinstance(event, ExecutionSuccess))
 
     async def client() -> None:
-        for _ in remaining:
-            engine.submit(text_workflow(str(next(counter))))
-            await asyncio.sleep(0)  # let the other clients interleave, as requests would
+        for _ in todo:
+            prompt_id = uuid.uuid4().hex
+            done = waiting[prompt_id] = asyncio.get_running_loop().create_future()
+            await engine.submit_async(partyflow_prompt(tags()), prompt_id=prompt_id)
+            if not await done:
+                raise RuntimeError(f"engine queue: prompt {prompt_id} failed")
 
-    started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(CLIENTS)))
-    rate = ACCEPT_PROMPTS / (time.perf_counter() - started)
-    engine.queue.clear()
-    return rate
+    stop = asyncio.Event()
+    unsubscribe = engine.subscribe(on_event)
+    worker = asyncio.create_task(engine.serve_queue(stop))
+    try:
+        started = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        return RunResult(prompts, time.perf_counter() - started)
+    finally:
+        stop.set()
+        await worker
+        unsubscribe()
 
 
-async def engine_rates(engine: Engine, counter: itertools.count) -> tuple[float, float, float]:
-    """Prompts/s: 50 concurrent callers of run_async; run_async one prompt at a time; and through the engine's
-    persistent queue (submit, then the queue runs them one at a time: the server's path without HTTP/WS)."""
-    async def client() -> None:
-        for _ in range(PROMPTS_PER_CLIENT):
-            result = await engine.run_async(text_workflow(str(next(counter))))
-            if not result.ok:
-                raise RuntimeError(str(result.error))
+# ---- the benchmark ---------------------------------------------------------------------------------------------
 
-    started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(CLIENTS)))
-    concurrent = CLIENTS * PROMPTS_PER_CLIENT / (time.perf_counter() - started)
-    started = time.perf_counter()
-    for _ in range(CLIENTS * PROMPTS_PER_CLIENT):
-        await engine.run_async(text_workflow(str(next(counter))))
-    serial = CLIENTS * PROMPTS_PER_CLIENT / (time.perf_counter() - started)
-    started = time.perf_counter()
-    for _ in range(CLIENTS * PROMPTS_PER_CLIENT):
-        engine.submit(text_workflow(str(next(counter))))
-        await engine.drain()
-    queued = CLIENTS * PROMPTS_PER_CLIENT / (time.perf_counter() - started)
-    return concurrent, serial, queued
+
+@dataclass(frozen=True)
+class Scenario:
+    label: str
+    clients: int
+    prompts: int
+    prefill: int = 0
+
+
+def measure_server(start: Callable[[Path], Any], scenario: Scenario, tags: Tags) -> float:
+    """Prompts/s of one polling run on a server started fresh (and prefilled when asked)."""
+    with tempfile.TemporaryDirectory(prefix="partyflow-bench-server-") as tmp, start(Path(tmp)) as server:
+        if scenario.prefill:
+            asyncio.run(polling_run(server, tags, 32, scenario.prefill))
+        return asyncio.run(polling_run(server, tags, scenario.clients, scenario.prompts)).rate
+
+
+def measure_websocket(start: Callable[[Path], Any], clients: int, prompts: int, tags: Tags) -> RunResult:
+    with tempfile.TemporaryDirectory(prefix="partyflow-bench-server-") as tmp, start(Path(tmp)) as server:
+        return asyncio.run(websocket_run(server, tags, clients, prompts))
+
+
+def measure_engine(scenario: Scenario, tags: Tags, runs: int) -> float:
+    rates = []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory(prefix="partyflow-bench-engine-") as tmp:
+            engine = Engine(home=tmp, load_custom_nodes=False)
+            try:
+                engine.run(partyflow_prompt("warm-up"))
+                rates.append(asyncio.run(engine_queue_run(engine, tags, scenario.clients, scenario.prompts)).rate)
+            finally:
+                engine.close()
+    return statistics.median(rates)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -210,51 +306,83 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=1, help="runs per row, median taken (default 1)")
+    parser.add_argument("--no-check", action="store_true", help="only print; exit 0 even if a goal is missed")
+    parser.add_argument("--comfyui", default=os.environ.get("PARTYFLOW_BENCH_COMFYUI"),
+                        help="folder made by bench/setup_comfyui.sh (default: $PARTYFLOW_BENCH_COMFYUI)")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every prompt count (quick looks: 0.2)")
+    return parser.parse_args()
+
+
 def main() -> int:
-    if len(sys.argv) == 3 and sys.argv[1] == CHILD_FLAG:
-        asyncio.run(child_server(sys.argv[2]))
-        return 0
-    args = parse_args(__doc__.splitlines()[0], runs=1)
-    counter = itertools.count()
-    with tempfile.TemporaryDirectory(prefix="partyflow-bench-server-") as home, server_process(home) as url:
-        async def over_http() -> tuple[float, float, list[float]]:
-            accepted = await accept_rate(url, counter)
-            await wait_idle(url)
-            e2e, latencies = await end_to_end(url, counter)
-            return accepted, e2e, latencies
+    args = parse_args()
+    comfyui_root = Path(args.comfyui) if args.comfyui else None
+    if comfyui_root is not None and not (comfyui_root / "ComfyUI" / "main.py").is_file():
+        console.print(f"[red]--comfyui {comfyui_root}: no ComfyUI/main.py there (run bench/setup_comfyui.sh)[/]")
+        return 2
 
-        accepted, e2e, latencies = asyncio.run(over_http())
-    with tempfile.TemporaryDirectory(prefix="partyflow-bench-engine-") as direct_home:
-        direct = Engine(home=direct_home, load_custom_nodes=False)
-        try:
-            submit_rate = asyncio.run(engine_submit_rate(direct, counter))
-            concurrent, serial, queued = asyncio.run(engine_rates(direct, counter))
-        finally:
-            direct.close()
+    def scaled(count: int) -> int:
+        return max(1, round(count * args.scale))
 
-    p50, p99 = percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000
-    show_table(
-        f"Server vs engine: {NODES}-node text workflow, {CLIENTS} concurrent clients, server in its own process",
-        ["measure", "server (HTTP + WebSocket)", "engine directly", "server / engine"],
-        [
-            ["prompts accepted/s (POST /prompt vs Engine.submit)", f"{accepted:,.0f}", f"{submit_rate:,.0f}",
-             f"{ratio(accepted, submit_rate):.2f}x"],
-            ["end-to-end prompts/s vs engine queue (submit + run)", f"{e2e:,.0f}", f"{queued:,.0f}",
-             f"{ratio(e2e, queued):.2f}x"],
-            ["end-to-end prompts/s vs run_async, one at a time", f"{e2e:,.0f}", f"{serial:,.0f}",
-             f"{ratio(e2e, serial):.2f}x"],
-            ["end-to-end prompts/s vs run_async, 50 concurrent", f"{e2e:,.0f}", f"{concurrent:,.0f}",
-             f"{ratio(e2e, concurrent):.2f}x"],
-            ["WebSocket node end -> client p50 / p99 (ms)", f"{p50:.2f} / {p99:.2f}", "-", "-"],
-        ],
-    )
-    overhead = ratio(queued, e2e)
-    goals = [
-        Goal("end-to-end overhead", overhead <= GOAL_E2E_OVERHEAD,
-             f"the server takes {overhead:.2f}x the time per prompt of the engine's own queue "
-             f"(goal <= {GOAL_E2E_OVERHEAD}x)"),
-        Goal("WebSocket latency", p99 <= GOAL_WS_P99_MS, f"p99 {p99:.2f} ms (goal <= {GOAL_WS_P99_MS:.0f} ms)"),
-    ]
+    scenarios = [Scenario("1 x 200", 1, scaled(200)), Scenario("16 x 300", 16, scaled(300)),
+                 Scenario("32 x 1000", 32, scaled(1000)),
+                 Scenario(f"32 x 1000, {scaled(HISTORY_PREFILL):,} in history", 32, scaled(1000),
+                          scaled(HISTORY_PREFILL))]
+    tags = Tags()
+    starters: dict[str, Callable[[Path], Any]] = {"partyflow": lambda tmp: partyflow_server(tmp / "home")}
+    if comfyui_root is not None:
+        starters["ComfyUI"] = lambda tmp: comfyui_server(comfyui_root, tmp / "comfyui")
+
+    rates: dict[tuple[str, str], float] = {}
+    for scenario in scenarios:
+        samples: dict[str, list[float]] = {name: [] for name in starters}
+        for _ in range(args.runs):
+            for name, start in starters.items():  # alternating, so both see the same machine load
+                samples[name].append(measure_server(start, scenario, tags))
+                console.print(f"{name:>9} {scenario.label}: {samples[name][-1]:,.0f} prompts/s")
+        for name, values in samples.items():
+            rates[name, scenario.label] = statistics.median(values)
+        rates["engine", scenario.label] = measure_engine(scenario, tags, args.runs) if not scenario.prefill \
+            else float("nan")
+    ws = {name: measure_websocket(start, 32, scaled(1000), tags) for name, start in starters.items()}
+
+    def cell(name: str, label: str) -> str:
+        value = rates.get((name, label))
+        return "not run" if value is None or value != value else f"{value:,.0f}"
+
+    rows = []
+    for scenario in scenarios:
+        ours, theirs = rates["partyflow", scenario.label], rates.get(("ComfyUI", scenario.label))
+        rows.append([scenario.label, cell("ComfyUI", scenario.label), cell("partyflow", scenario.label),
+                     f"{ratio(ours, theirs):.2f}x" if theirs else "-", cell("engine", scenario.label)])
+    show_table("Prompts/s, trivial prompt (constant -> output node), clients poll /history/{id}; "
+               "server in its own process",
+               ["clients x prompts", "ComfyUI 0.3.75", "partyflow", "partyflow / ComfyUI", "engine queue (no HTTP)"],
+               rows)
+    ws_rows = []
+    for name, result in ws.items():
+        ws_rows.append([name, f"{result.rate:,.0f}", f"{percentile(result.latencies, 0.5) * 1000:.1f}",
+                        f"{percentile(result.latencies, 0.99) * 1000:.1f}"])
+    show_table(f"32 clients x {scaled(1000)} prompts on the WebSocket: accepted (POST answered) -> "
+               "execution_success", ["server", "prompts/s", "p50 ms", "p99 ms"], ws_rows)
+
+    goals = []
+    if "ComfyUI" in starters:
+        for scenario in scenarios[:3]:
+            ours, theirs = rates["partyflow", scenario.label], rates["ComfyUI", scenario.label]
+            goals.append(Goal(f"throughput {scenario.label}", ours >= theirs,
+                              f"{ours:,.0f} vs ComfyUI {theirs:,.0f} prompts/s = {ratio(ours, theirs):.2f}x "
+                              "(goal >= 1x)"))
+    else:
+        console.print("ComfyUI not run: set PARTYFLOW_BENCH_COMFYUI or pass --comfyui (see bench/setup_comfyui.sh)")
+    fresh, full = rates["partyflow", scenarios[2].label], rates["partyflow", scenarios[3].label]
+    goals.append(Goal("history-size independence", ratio(full, fresh) >= GOAL_HISTORY_RATIO,
+                      f"{full:,.0f} prompts/s with {scaled(HISTORY_PREFILL):,} entries in history vs {fresh:,.0f} "
+                      f"fresh = {ratio(full, fresh):.2f}x (goal >= {GOAL_HISTORY_RATIO})"))
+    p99 = percentile(ws["partyflow"].latencies, 0.99) * 1000
+    goals.append(Goal("WebSocket p99 reported", True, f"partyflow p99 accepted -> execution_success {p99:.1f} ms"))
     return report_goals(goals, check=not args.no_check)
 
 

@@ -269,8 +269,13 @@ def test_next_returns_a_pending_item_at_once(queue):
 
 def test_next_sleeps_until_a_put_from_another_thread_wakes_it(queue, monkeypatch):
     claims: list[QueueItem | None] = []
-    real_claim = queue.claim
-    monkeypatch.setattr(queue, "claim", lambda: claims.append(real_claim()) or claims[-1])
+    real_claim = queue._claim_async
+
+    async def counted_claim() -> QueueItem | None:
+        claims.append(await real_claim())
+        return claims[-1]
+
+    monkeypatch.setattr(queue, "_claim_async", counted_claim)
 
     async def scenario() -> QueueItem | None:
         waiting = asyncio.create_task(queue.next())
@@ -372,12 +377,20 @@ def test_known_remaining_follows_every_committed_change_without_reading(queue, d
     assert queue.clear() == 1 and queue.known_remaining() == 0 == queue.remaining()
 
 
-def test_known_remaining_reads_the_database_after_a_failed_write(queue):
+def test_a_refused_write_leaves_the_count_and_the_rest_of_its_batch_alone(queue):
     queue.put(prompt("a"), prompt_id="a")
     with pytest.raises(ValueError):
-        queue.put(prompt("a"), prompt_id="a")  # refused: the cached count is dropped, not trusted
-    assert queue._remaining is None
-    assert queue.known_remaining() == 1
+        queue.put(prompt("a"), prompt_id="a")  # refused inside its own savepoint
+    assert queue.known_remaining() == 1 == queue.remaining()
+
+    async def together() -> list[object]:
+        return await asyncio.gather(*(queue.put_async(prompt(name), prompt_id=name) for name in ("b", "a", "c")),
+                                    return_exceptions=True)
+
+    results = asyncio.run(together())
+    assert [type(r).__name__ for r in results] == ["QueueItem", "ValueError", "QueueItem"]
+    assert ids(queue.pending()) == ["a", "b", "c"]
+    assert queue.known_remaining() == 3 == queue.remaining()
 
 
 def test_known_remaining_matches_the_database_under_concurrent_writers(queue):

@@ -298,8 +298,29 @@ class Engine:
         return self.queue.put(checked.prompt, prompt_id=prompt_id, extra_data=dict(extra_data or {}),
                               outputs_to_execute=checked.runnable_outputs, front=front, number=number)
 
+    async def submit_async(self, workflow: str | os.PathLike[str] | Mapping[str, Any], *,
+                           prompt_id: str | None = None, front: bool = False, number: float | None = None,
+                           extra_data: Mapping[str, Any] | None = None, outputs: Iterable[str] | None = None,
+                           strict: bool = False) -> QueueItem:
+        """`submit` for the event loop: the loop runs on while the prompt is written, and prompts submitted in the
+        same instant share one transaction and one sync (the queue's group commit)."""
+        checked = self._checked(workflow, outputs, strict)
+        return await self.queue.put_async(checked.prompt, prompt_id=prompt_id, extra_data=dict(extra_data or {}),
+                                          outputs_to_execute=checked.runnable_outputs, front=front, number=number)
+
     async def run_queued(self, item: QueueItem, sinks: Sequence[EventSink] = ()) -> RunResult:
         """Run a claimed queue item and move it into history, even if execution blew up."""
+        result, _ = await self._run_queued(item, sinks, claim_next=False)
+        return result
+
+    async def run_queued_then_claim(self, item: QueueItem,
+                                    sinks: Sequence[EventSink] = ()) -> tuple[RunResult, QueueItem | None]:
+        """`run_queued`, and claim the next pending item in the same write that records this one's result (what a
+        serial queue worker does next anyway); the claimed item, or None, comes back with the result."""
+        return await self._run_queued(item, sinks, claim_next=True)
+
+    async def _run_queued(self, item: QueueItem, sinks: Sequence[EventSink],
+                          claim_next: bool) -> tuple[RunResult, QueueItem | None]:
         client_id = item.extra_data.get("client_id") if isinstance(item.extra_data, Mapping) else None
         try:
             result = await self._execute(item.prompt, item.outputs_to_execute, item.prompt_id, item.extra_data,
@@ -309,18 +330,23 @@ class Engine:
             failure = ExecutionFailure("", "", str(exc), type(exc).__name__)
             result = RunResult(item.prompt_id, "error", {}, {}, [], [], {}, failure,
                                [["execution_error", {"prompt_id": item.prompt_id, "exception_message": str(exc)}]])
-        # the history write waits for fsync: in a thread, so the loop keeps serving events meanwhile
-        await asyncio.to_thread(self.queue.finish, item, outputs=result.outputs, status=result.history_status(),
-                                meta={**result.meta, "timings": result.timings})
-        return result
+        # written by the queue's writer thread (batched with whatever else is being written); the loop runs on
+        claimed = await self.queue.finish_async(item, outputs=result.outputs, status=result.history_status(),
+                                                meta={**result.meta, "timings": result.timings},
+                                                claim_next=claim_next)
+        return result, claimed
 
     async def serve_queue(self, stop: asyncio.Event, sinks: Sequence[EventSink] = ()) -> None:
         """Run queued prompts one at a time, in queue order, until `stop` is set."""
+        item: QueueItem | None = None
         while not stop.is_set():
-            item = await self.queue.next(stop)
             if item is None:
-                return
-            await self.run_queued(item, sinks)
+                item = await self.queue.next(stop)
+                if item is None:
+                    return
+            _, item = await self.run_queued_then_claim(item, sinks)
+        if item is not None:  # claimed with the last result, but stopping: it stays first in line
+            self.queue.unclaim(item)
 
     async def drain(self, sinks: Sequence[EventSink] = ()) -> list[RunResult]:
         """Run everything pending now (including prompts recovered after a crash), then return."""

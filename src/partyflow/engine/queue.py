@@ -4,9 +4,21 @@ Every accepted prompt is a row in SQLite before `put` returns, so a crash loses 
 when the process died goes back to pending (in its original place) the next time the queue is opened, and `finish`
 moves a prompt into history in the same transaction that removes it from the queue.
 
-One process consumes a given queue file: re-opening recovers *all* running items, and the wake-up that `next`
-waits on is in-process. All methods are safe to call from any thread; listeners run on the thread that made the
-change (a server hops to its event loop with ``loop.call_soon_threadsafe``).
+Writes go through a group commit (`partyflow.store.group_commit`): one writer thread applies everything submitted
+in the same instant as one transaction, so a server accepting prompts from many clients pays one commit (and one
+fsync) for all of them, and the event loop never waits on the disk. What survives what:
+
+* an accepted prompt (`put`) is answered only once the write-ahead log holding it is synced to disk: it survives
+  ``kill -9`` and a power cut;
+* a claim, a finished prompt's move into history, deletions and clears are committed without waiting for a sync:
+  they survive ``kill -9`` at once (the log is in the OS's cache) and a power cut once the next sync has run. If the
+  power goes first, a finished prompt is back in the queue and runs again: at least once, never lost.
+
+Reads (`pending`, `history`, ...) use a connection of their own, so they never wait behind a write. One process
+consumes a given queue file: re-opening recovers *all* running items, the wake-up that `next` waits on is
+in-process, and the counts behind `known_remaining` and history pruning are kept by this process. All methods are
+safe to call from any thread; listeners run on the writer thread after each committed batch (a server hops to its
+event loop with ``loop.call_soon_threadsafe``).
 """
 
 from __future__ import annotations
@@ -17,13 +29,13 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from partyflow.store.sqlite import migrate, open_database, transaction
+from partyflow.store.group_commit import GroupCommit
+from partyflow.store.sqlite import StoreConnection, migrate, open_database, transaction
 
 __all__ = ["PromptQueue", "QueueItem"]
 
@@ -79,29 +91,48 @@ class QueueItem:
 
 
 class PromptQueue:
-    """Pending and running prompts plus a bounded history, all persisted in one SQLite file."""
+    """Pending and running prompts plus a bounded history, all persisted in one SQLite file.
+
+    History keeps the newest `max_history` entries; older ones are pruned in batches (when the history has grown
+    by 1% of `max_history` past the limit), so pruning costs a little per prompt whatever the size of the history.
+    """
 
     def __init__(self, db_path: Path, *, max_history: int = 10_000) -> None:
         if max_history < 0:
             raise ValueError(f"max_history must be zero or more, not {max_history}")
         self.max_history = max_history
-        self._conn = open_database(Path(db_path))
+        self._prune_slack = max_history // 100
         self._listeners: list[Callable[[], None]] = []
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
         self._signal_lock = threading.Lock()
-        # queue_remaining as this process's last committed change left it (None: unknown, read the database)
-        self._remaining: int | None = None
+        self._conn = open_database(Path(db_path))
+        self._reader: StoreConnection | None = None
         try:
             migrate(self._conn, "queue", _SCHEMA)
             self._recover()
+            # Kept by the writer thread from here on (one process consumes a queue file).
+            self._remaining: int = self._count("queue_items")
+            self._history_count: int = self._count("queue_history")
+            self._recounted: int | None = None
+            # ids of pending and running prompts: a poll for one of them is answered without a read
+            self._queued: set[str] = {row[0] for row in self._conn.execute("SELECT prompt_id FROM queue_items")}
+            self._reader = open_database(Path(db_path))
+            self._group = GroupCommit(self._conn, name="queue", before_commit=self._prune,
+                                      after_commit=self._committed, notify=self._notify)
         except BaseException:
+            if self._reader is not None:
+                self._reader.close()
             self._conn.close()
             raise
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the database; the queue cannot be used afterwards."""
+        """Finish the writes already submitted, then close; the queue cannot be used afterwards."""
+        self._group.close()
+        assert self._reader is not None
+        with self._reader.lock:
+            self._reader.close()
         with self._conn.lock:
             self._conn.close()
 
@@ -112,13 +143,22 @@ class PromptQueue:
         self.close()
 
     def _recover(self) -> None:
-        """Return items a crashed process left running to pending; their numbers keep their original places."""
-        with self._write():
+        """Return items a crashed process left running to pending (their numbers keep their original places), and
+        apply a lowered `max_history` at once. Runs before the writer thread exists."""
+        with transaction(self._conn):
             recovered = self._conn.execute("UPDATE queue_items SET state = 'pending' WHERE state = 'running'")
-            self._trim_history()
+            self._conn.execute(
+                "DELETE FROM queue_history WHERE seq <= "
+                "(SELECT seq FROM queue_history ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+                (self.max_history,),
+            )
         if recovered.rowcount:
             logger.warning("requeued %d prompt(s) left running by an earlier process", recovered.rowcount)
-            self._changed(wake=True)
+
+    def _count(self, table: str) -> int:
+        with transaction(self._conn, write=False):
+            (count,) = self._conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
+        return count
 
     # -- the queue ---------------------------------------------------------------------------------------------
 
@@ -132,47 +172,62 @@ class PromptQueue:
         front: bool = False,
         number: int | None = None,
     ) -> QueueItem:
-        """Accept a prompt; it is durable when this returns. ``front=True`` puts it before every pending prompt;
-        an explicit `number` (ComfyUI's POST /prompt field) places it by that number instead.
+        """Accept a prompt; it is durable (synced to disk) when this returns. ``front=True`` puts it before every
+        pending prompt; an explicit `number` (ComfyUI's POST /prompt field) places it by that number instead.
 
-        Raises ValueError when `prompt_id` is already queued or in history (history is keyed by prompt id).
+        Raises ValueError when `prompt_id` is already queued or in history (history is keyed by prompt id), and
+        TypeError when a part cannot be stored as JSON (before anything is written).
         """
+        work, item = self._put_work(prompt, prompt_id, extra_data, outputs_to_execute, front, number)
+        return item(self._group.call(work, durable=True))
+
+    async def put_async(
+        self,
+        prompt: dict[str, Any],
+        *,
+        prompt_id: str | None = None,
+        extra_data: dict[str, Any] | None = None,
+        outputs_to_execute: list[str] | None = None,
+        front: bool = False,
+        number: int | None = None,
+    ) -> QueueItem:
+        """`put` for the event loop: prompts put in the same instant share one transaction and one sync."""
+        work, item = self._put_work(prompt, prompt_id, extra_data, outputs_to_execute, front, number)
+        return item(await self._group.call_async(work, durable=True))
+
+    def _put_work(self, prompt: dict[str, Any], prompt_id: str | None, extra_data: dict[str, Any] | None,
+                  outputs_to_execute: list[str] | None, front: bool, number: int | None
+                  ) -> tuple[Callable[[StoreConnection], _Change], Callable[[_Change], QueueItem]]:
         if number is not None:
             checked = queue_number(number)
             if checked is None:
                 raise ValueError(f"number must be an integer between -{MAX_QUEUE_NUMBER} and {MAX_QUEUE_NUMBER}")
             number = checked
         prompt_id = prompt_id or str(uuid.uuid4())
-        extra_data = {} if extra_data is None else extra_data
-        outputs_to_execute = [] if outputs_to_execute is None else list(outputs_to_execute)
-        encoded = _dump_all(prompt_id, prompt=prompt, extra_data=extra_data, outputs_to_execute=outputs_to_execute)
-        with self._write():
-            self._refuse_duplicate(prompt_id)
-            if number is None:
-                number = self._front_number() if front else self._next_number()
-            self._conn.execute(
-                f"INSERT INTO queue_items ({_ITEM_COLUMNS}) VALUES (?, ?, ?, ?, ?)", (number, prompt_id, *encoded)
-            )
-        self._changed(wake=True)
-        return QueueItem(number, prompt_id, prompt, extra_data, outputs_to_execute)
+        extra = {} if extra_data is None else extra_data
+        targets = [] if outputs_to_execute is None else list(outputs_to_execute)
+        encoded = _dump_all(prompt_id, prompt=prompt, extra_data=extra, outputs_to_execute=targets)
+
+        def work(conn: StoreConnection) -> _Change:
+            _refuse_duplicate(conn, prompt_id)
+            placed = number
+            if placed is None:
+                placed = _front_number(conn) if front else _next_number(conn)
+            conn.execute(f"INSERT INTO queue_items ({_ITEM_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
+                         (placed, prompt_id, *encoded))
+            return _Change(placed, remaining=1, wake=True, added=prompt_id)
+
+        return work, lambda change: QueueItem(change.value, prompt_id, prompt, extra, targets)
 
     def claim(self) -> QueueItem | None:
         """Mark the first pending item running and return it, or None when nothing is pending."""
-        with self._write():
-            row = self._conn.execute(
-                f"SELECT seq, {_ITEM_COLUMNS} FROM queue_items WHERE state = 'pending' ORDER BY number, seq LIMIT 1"
-            ).fetchone()
-            if row is None:
-                return None
-            self._conn.execute("UPDATE queue_items SET state = 'running' WHERE seq = ?", (row[0],))
-        self._changed()
-        return _item(row[1:])
+        return self._group.call(_claim).value
 
     async def next(self, stop: asyncio.Event | None = None) -> QueueItem | None:
         """Claim the next item, waiting for a `put` when the queue is empty; None once `stop` is set.
 
-        The claim runs on the event loop on purpose: it is one short transaction, and a claim handed to a thread
-        could complete after this coroutine was cancelled, leaving an item running that nobody executes.
+        The claim is written by the writer thread while the loop runs on; if this coroutine is cancelled meanwhile,
+        an item the claim took goes back to pending, so nothing is left running that nobody executes.
         """
         loop = asyncio.get_running_loop()
         while stop is None or not stop.is_set():
@@ -181,7 +236,7 @@ class PromptQueue:
             with self._signal_lock:
                 self._waiters.add(waiter)
             try:
-                item = self.claim()
+                item = await self._claim_async()
                 if item is not None:
                     return item
                 await _first_set(waiter[1], stop)
@@ -190,14 +245,58 @@ class PromptQueue:
                     self._waiters.discard(waiter)
         return None
 
+    async def _claim_async(self) -> QueueItem | None:
+        change = await self._group.call_async(_claim, abandon=self._abandoned, inline=True)
+        return change.value
+
+    def _abandoned(self, change: _Change) -> None:
+        """A claim whose waiter went away: put the item back where it was."""
+        if change.value is not None:
+            self.unclaim(change.value)
+
+    def unclaim(self, item: QueueItem) -> None:
+        """Put a claimed item that will not run now back to pending, in its old place (it runs next). Returns at
+        once; the change is written with the next batch."""
+        prompt_id = item.prompt_id
+
+        def work(conn: StoreConnection) -> _Change:
+            conn.execute("UPDATE queue_items SET state = 'pending' WHERE prompt_id = ? AND state = 'running'",
+                         (prompt_id,))
+            return _Change(wake=True)
+
+        self._group.submit(work)
+
     def finish(
         self, item: QueueItem, *, outputs: dict[str, Any], status: dict[str, Any], meta: dict[str, Any] | None = None
     ) -> None:
-        """Move a running item into history, in one transaction; trims history past `max_history`.
+        """Move a running item into history, in one transaction; history past `max_history` is pruned in batches.
 
         `status` is ComfyUI's ``{"status_str", "completed", "messages"}``; `outputs` maps node id to its UI dict.
         Raises ValueError when the item is not running (never claimed, or already finished).
         """
+        self._group.call(self._finish_work(item, outputs, status, meta))
+
+    async def finish_async(
+        self, item: QueueItem, *, outputs: dict[str, Any], status: dict[str, Any], meta: dict[str, Any] | None = None,
+        claim_next: bool = False,
+    ) -> QueueItem | None:
+        """`finish` for the event loop. With `claim_next`, the same transaction also claims the next pending item
+        and returns it (None when nothing is pending): a serial worker saves a round trip per prompt."""
+        finish = self._finish_work(item, outputs, status, meta)
+        if not claim_next:
+            await self._group.call_async(finish, inline=True)
+            return None
+
+        def work(conn: StoreConnection) -> _Change:
+            done = finish(conn)
+            claimed = _claim(conn)
+            return _Change(claimed.value, remaining=done.remaining, history=done.history, removed=done.removed)
+
+        change = await self._group.call_async(work, abandon=self._abandoned, inline=True)
+        return change.value
+
+    def _finish_work(self, item: QueueItem, outputs: dict[str, Any], status: dict[str, Any],
+                     meta: dict[str, Any] | None) -> Callable[[StoreConnection], _Change]:
         encoded = _dump_all(
             item.prompt_id,
             prompt=item.prompt,
@@ -207,19 +306,21 @@ class PromptQueue:
             status=status,
             meta=meta or {},
         )
-        with self._write():
-            removed = self._conn.execute(
-                "DELETE FROM queue_items WHERE prompt_id = ? AND state = 'running'", (item.prompt_id,)
-            )
+        finished_at = time.time()
+
+        def work(conn: StoreConnection) -> _Change:
+            removed = conn.execute("DELETE FROM queue_items WHERE prompt_id = ? AND state = 'running'",
+                                   (item.prompt_id,))
             if removed.rowcount == 0:
                 raise ValueError(f"prompt {item.prompt_id!r} is not running, so it cannot be finished")
-            self._conn.execute(
+            conn.execute(
                 f"INSERT INTO queue_history ({_ITEM_COLUMNS}, outputs, status, meta, finished_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (item.number, item.prompt_id, *encoded, time.time()),
+                (item.number, item.prompt_id, *encoded, finished_at),
             )
-            self._trim_history()
-        self._changed()
+            return _Change(remaining=-1, history=1, removed=(item.prompt_id,))
+
+        return work
 
     def pending(self) -> list[QueueItem]:
         """Pending items in the order they will run."""
@@ -229,39 +330,38 @@ class PromptQueue:
         return self._items("running")
 
     def remaining(self) -> int:
-        """Pending plus running items: ComfyUI's ``queue_remaining``."""
-        with transaction(self._conn, write=False):
-            (count,) = self._conn.execute("SELECT COUNT(*) FROM queue_items").fetchone()
+        """Pending plus running items: ComfyUI's ``queue_remaining``, read from the database."""
+        with self._read() as reader:
+            (count,) = reader.execute("SELECT COUNT(*) FROM queue_items").fetchone()
         return count
 
     def known_remaining(self) -> int:
         """`remaining()` as this process's last committed change left it, without touching the database.
 
-        For the server's status broadcasts: they follow this process's own changes and run on the event loop, where
-        a read would wait on the connection lock while another thread's commit waits for fsync. Falls back to
-        `remaining()` until the first change (and after a failed write).
+        For the server's status broadcasts and `GET /prompt`: they run on the event loop and follow this process's
+        own changes (the count is kept by the writer thread as each batch commits).
         """
-        count = self._remaining
-        return self.remaining() if count is None else count
+        return self._remaining
 
     def delete(self, prompt_ids: Iterable[str]) -> int:
         """Remove these prompts if they are still pending; returns how many were removed. Running ones stay."""
         ids = [(prompt_id,) for prompt_id in prompt_ids]
-        with self._write():
-            removed = self._conn.executemany(
-                "DELETE FROM queue_items WHERE prompt_id = ? AND state = 'pending'", ids
-            ).rowcount
-        if removed:
-            self._changed()
-        return removed
+
+        def work(conn: StoreConnection) -> _Change:
+            removed = tuple(prompt_id for (prompt_id,) in ids if conn.execute(
+                "DELETE FROM queue_items WHERE prompt_id = ? AND state = 'pending'", (prompt_id,)).rowcount)
+            return _Change(len(removed), remaining=-len(removed), changed=bool(removed), removed=removed)
+
+        return self._group.call(work).value
 
     def clear(self) -> int:
         """Remove every pending prompt; returns how many. Running ones stay."""
-        with self._write():
-            removed = self._conn.execute("DELETE FROM queue_items WHERE state = 'pending'").rowcount
-        if removed:
-            self._changed()
-        return removed
+        def work(conn: StoreConnection) -> _Change:
+            removed = tuple(prompt_id for (prompt_id,) in conn.execute(
+                "DELETE FROM queue_items WHERE state = 'pending' RETURNING prompt_id").fetchall())
+            return _Change(len(removed), remaining=-len(removed), changed=bool(removed), removed=removed)
+
+        return self._group.call(work).value
 
     # -- history -----------------------------------------------------------------------------------------------
 
@@ -271,37 +371,63 @@ class PromptQueue:
         """Finished prompts in ComfyUI's shape, oldest first (newest last), or only `prompt_id` ({} if unknown).
 
         `offset` skips the oldest entries; a negative offset with `max_items` gives the newest `max_items`, as
-        ComfyUI's ``GET /history?max_items=n`` does.
+        ComfyUI's ``GET /history?max_items=n`` does. Reads by key (the newest entries through the primary key's
+        order), never by counting the whole history.
         """
         columns = f"{_ITEM_COLUMNS}, outputs, status, meta"
-        with transaction(self._conn, write=False):
+        with self._read() as reader:
             if prompt_id is not None:
-                rows = self._conn.execute(
-                    f"SELECT {columns} FROM queue_history WHERE prompt_id = ?", (prompt_id,)
-                ).fetchall()
+                rows = reader.execute(f"SELECT {columns} FROM queue_history WHERE prompt_id = ?",
+                                      (prompt_id,)).fetchall()
+            elif offset < 0 and max_items is not None:
+                rows = reader.execute(f"SELECT {columns} FROM queue_history ORDER BY seq DESC LIMIT ?",
+                                      (max_items,)).fetchall()[::-1]
             else:
-                if offset < 0:
-                    (count,) = self._conn.execute("SELECT COUNT(*) FROM queue_history").fetchone()
-                    offset = max(count - max_items, 0) if max_items is not None else 0
-                rows = self._conn.execute(
+                rows = reader.execute(
                     f"SELECT {columns} FROM queue_history ORDER BY seq LIMIT ? OFFSET ?",
-                    (-1 if max_items is None else max_items, offset),
+                    (-1 if max_items is None else max_items, max(offset, 0)),
                 ).fetchall()
         return {row[1]: _history_entry(row) for row in rows}
 
+    def history_json(self, prompt_id: str) -> str:
+        """``history(prompt_id)`` as JSON text, assembled from the stored JSON without decoding it: what
+        ``GET /history/{prompt_id}`` answers, the request clients poll while they wait: a prompt still queued is
+        answered from memory, a finished one by one read by key (one statement, its own read transaction)."""
+        if prompt_id in self._queued:
+            return "{}"
+        assert self._reader is not None
+        with self._reader.lock:
+            row = self._reader.execute(
+                "SELECT number, prompt, extra_data, outputs_to_execute, outputs, status, meta FROM queue_history"
+                " WHERE prompt_id = ?", (prompt_id,)).fetchone()
+        if row is None:
+            return "{}"
+        number, prompt, extra_data, outputs_to_execute, outputs, status, meta = row
+        key = json.dumps(prompt_id)
+        return (f'{{{key}: {{"prompt": [{json.dumps(number)}, {key}, {prompt}, {extra_data}, {outputs_to_execute}],'
+                f' "outputs": {outputs}, "status": {status}, "meta": {meta}}}}}')
+
     def delete_history(self, prompt_ids: Iterable[str]) -> int:
         ids = [(prompt_id,) for prompt_id in prompt_ids]
-        with transaction(self._conn):
-            return self._conn.executemany("DELETE FROM queue_history WHERE prompt_id = ?", ids).rowcount
+
+        def work(conn: StoreConnection) -> _Change:
+            removed = conn.executemany("DELETE FROM queue_history WHERE prompt_id = ?", ids).rowcount
+            return _Change(removed, history=-removed, changed=False)
+
+        return self._group.call(work).value
 
     def clear_history(self) -> int:
-        with transaction(self._conn):
-            return self._conn.execute("DELETE FROM queue_history").rowcount
+        def work(conn: StoreConnection) -> _Change:
+            removed = conn.execute("DELETE FROM queue_history").rowcount
+            return _Change(removed, history=-removed, changed=False)
+
+        return self._group.call(work).value
 
     # -- change signals ----------------------------------------------------------------------------------------
 
     def add_listener(self, callback: Callable[[], None]) -> Callable[[], None]:
-        """Call `callback` after every queue change (put, claim, finish, delete, clear); returns an unsubscribe."""
+        """Call `callback` after every committed batch that changed the queue (put, claim, finish, delete, clear);
+        returns an unsubscribe. Changes submitted together are heard once."""
         with self._signal_lock:
             self._listeners.append(callback)
 
@@ -329,50 +455,94 @@ class PromptQueue:
                 # The change is committed; a broken listener must not turn it into an error for the caller.
                 logger.exception("queue listener %r failed", callback)
 
-    @contextmanager
-    def _write(self) -> Iterator[None]:
-        """A write transaction that records the queue's size as it commits (for `known_remaining`)."""
-        with self._conn.lock:  # re-entrant: held from the count through the commit, so counts land in commit order
-            try:
-                with transaction(self._conn):
-                    yield
-                    (count,) = self._conn.execute("SELECT COUNT(*) FROM queue_items").fetchone()
-            except BaseException:
-                self._remaining = None
-                raise
-            self._remaining = count
+    # -- the writer thread's hooks -----------------------------------------------------------------------------
 
-    # -- SQL helpers (called inside a transaction) ---------------------------------------------------------------
+    def _prune(self, conn: StoreConnection, changes: list[_Change]) -> None:
+        """Inside each batch: once history has grown `_prune_slack` past `max_history`, delete the oldest entries
+        down to `max_history` in one statement (counting once per prune, not once per prompt)."""
+        self._recounted = None
+        projected = self._history_count + sum(change.history for change in changes)
+        if projected <= self.max_history + self._prune_slack:
+            return
+        (count,) = conn.execute("SELECT COUNT(*) FROM queue_history").fetchone()
+        excess = count - self.max_history
+        if excess > 0:
+            conn.execute("DELETE FROM queue_history WHERE seq <= "
+                         "(SELECT seq FROM queue_history ORDER BY seq LIMIT 1 OFFSET ?)", (excess - 1,))
+        self._recounted = min(count, self.max_history)
+
+    def _committed(self, changes: list[_Change]) -> None:
+        for change in changes:
+            if change.added is not None:
+                self._queued.add(change.added)
+            self._queued.difference_update(change.removed)
+        self._remaining += sum(change.remaining for change in changes)
+        if self._recounted is not None:
+            self._history_count = self._recounted
+        else:
+            self._history_count += sum(change.history for change in changes)
+
+    def _notify(self, changes: list[_Change]) -> None:
+        if any(change.changed for change in changes):
+            self._changed(wake=any(change.wake for change in changes))
+
+    # -- reads -------------------------------------------------------------------------------------------------
+
+    def _read(self) -> Any:
+        assert self._reader is not None
+        return transaction(self._reader, write=False)
 
     def _items(self, state: str) -> list[QueueItem]:
-        with transaction(self._conn, write=False):
-            rows = self._conn.execute(
+        with self._read() as reader:
+            rows = reader.execute(
                 f"SELECT {_ITEM_COLUMNS} FROM queue_items WHERE state = ? ORDER BY number, seq", (state,)
             ).fetchall()
         return [_item(row) for row in rows]
 
-    def _refuse_duplicate(self, prompt_id: str) -> None:
-        for table, where in (("queue_items", "in the queue"), ("queue_history", "in history")):
-            if self._conn.execute(f"SELECT 1 FROM {table} WHERE prompt_id = ?", (prompt_id,)).fetchone():
-                raise ValueError(
-                    f"prompt_id {prompt_id!r} is already {where}; submit with a new prompt_id or none at all"
-                )
 
-    def _next_number(self) -> int:
-        self._conn.execute("UPDATE queue_counter SET last_number = last_number + 1")
-        (number,) = self._conn.execute("SELECT last_number FROM queue_counter").fetchone()
-        return _stored_number(number)
+@dataclass(frozen=True)
+class _Change:
+    """What one unit of work did, for the writer thread's bookkeeping after the commit."""
 
-    def _front_number(self) -> int:
-        (lowest,) = self._conn.execute("SELECT MIN(number) FROM queue_items WHERE state = 'pending'").fetchone()
-        return self._next_number() if lowest is None else _stored_number(lowest) - 1
+    value: Any = None
+    remaining: int = 0  # change in pending + running items
+    history: int = 0  # change in history entries
+    wake: bool = False  # an item became claimable
+    changed: bool = True  # listeners hear of it
+    added: str | None = None  # a prompt id that joined the queue
+    removed: tuple[str, ...] = ()  # prompt ids that left it
 
-    def _trim_history(self) -> None:
-        self._conn.execute(
-            "DELETE FROM queue_history WHERE seq <= "
-            "(SELECT seq FROM queue_history ORDER BY seq DESC LIMIT 1 OFFSET ?)",
-            (self.max_history,),
-        )
+
+# -- SQL units (run inside the writer's transaction) -------------------------------------------------------------
+
+
+def _claim(conn: StoreConnection) -> _Change:
+    row = conn.execute(
+        f"SELECT seq, {_ITEM_COLUMNS} FROM queue_items WHERE state = 'pending' ORDER BY number, seq LIMIT 1"
+    ).fetchone()
+    if row is None:
+        return _Change(None, changed=False)
+    conn.execute("UPDATE queue_items SET state = 'running' WHERE seq = ?", (row[0],))
+    return _Change(_item(row[1:]))
+
+
+def _refuse_duplicate(conn: StoreConnection, prompt_id: str) -> None:
+    for table, where in (("queue_items", "in the queue"), ("queue_history", "in history")):
+        if conn.execute(f"SELECT 1 FROM {table} WHERE prompt_id = ?", (prompt_id,)).fetchone():
+            raise ValueError(
+                f"prompt_id {prompt_id!r} is already {where}; submit with a new prompt_id or none at all"
+            )
+
+
+def _next_number(conn: StoreConnection) -> int:
+    conn.execute("UPDATE queue_counter SET last_number = last_number + 1")
+    (number,) = conn.execute("SELECT last_number FROM queue_counter").fetchone()
+    return _stored_number(number)
+
+
+def _front_number(conn: StoreConnection) -> int:
+    (lowest,) = conn.execute("SELECT MIN(number) FROM queue_items WHERE state = 'pending'").fetchone()
+    return _next_number(conn) if lowest is None else _stored_number(lowest) - 1
 
 
 async def _first_set(wake: asyncio.Event, stop: asyncio.Event | None) -> None:

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import re
@@ -67,6 +68,7 @@ def is_loopback_name(name: str) -> bool:
 _HOST = re.compile(r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<name>[A-Za-z0-9_.-]+))(?::(?P<port>[0-9]{1,5}))?")
 
 
+@functools.lru_cache(maxsize=256)  # every request asks; bounded, so ever new Host values only evict older answers
 def split_host(host: str, scheme: str) -> tuple[str, int] | None:
     """`(lower-case host, port)` of a Host header value, the scheme's default port when none is given; None when
     the value is not exactly one host and port."""

@@ -35,7 +35,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
 
     client = ctx.hub.attach(client_id, ws, abort)
     try:
-        ctx.hub.send_to(client, status_message(ctx.engine.queue.remaining(), sid=client_id))
+        ctx.hub.send_to(client, status_message(ctx.engine.queue.known_remaining(), sid=client_id))
         current = ctx.worker.current
         if current is not None and ctx.worker.last_node and current.extra_data.get("client_id") == client_id:
             # A client reconnecting mid-prompt learns which node is running, as ComfyUI tells it.

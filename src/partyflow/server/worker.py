@@ -75,23 +75,31 @@ class QueueWorker:
 
     async def _serve(self) -> None:
         queue = self.engine.queue
+        item: QueueItem | None = None
         while not self._stop.is_set():
             if self.free_requested:
+                if item is not None:  # free between prompts: the next one waits until the cache is cleared
+                    queue.unclaim(item)
+                    item = None
                 self.free_requested = False
                 self.engine.clear_cache()
-            item = await queue.next(self._stop)
             if item is None:
-                return
-            await self._run(item)
+                item = await queue.next(self._stop)
+                if item is None:
+                    return
+            item = await self._run(item)
+        if item is not None:  # claimed with the last result, but stopping: it runs first on the next start
+            queue.unclaim(item)
 
-    async def _run(self, item: QueueItem) -> None:
+    async def _run(self, item: QueueItem) -> QueueItem | None:
+        """Run `item`; returns the next item, claimed in the same write that recorded this one's result."""
         client_id = item.extra_data.get("client_id") if isinstance(item.extra_data, dict) else None
         client_id = client_id if isinstance(client_id, str) else None
         self._routes[item.prompt_id] = (client_id, item.prompt)
         self.current, self.last_node = item, None
         self.metrics.prompts_running.set(1)
         try:
-            result = await self.engine.run_queued(item)
+            result, claimed = await self.engine.run_queued_then_claim(item)
         finally:
             self.metrics.prompts_running.set(0)
             self.current = None
@@ -102,6 +110,7 @@ class QueueWorker:
         self._flush_status()
         if client_id is not None:
             self.hub.send(Executing(item.prompt_id).to_message(), client_id)
+        return claimed
 
     # ---- events -----------------------------------------------------------------------------------------------
 

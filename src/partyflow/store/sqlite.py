@@ -7,7 +7,11 @@ Choices, and why:
 * **synchronous=FULL by default**: in WAL mode NORMAL already survives a killed *process*, but the last commits can
   vanish on power loss or an OS crash. The design promises that an accepted prompt, a history entry or an audit
   record is never lost, and these writes are few (a handful per prompt, not per token), so one fsync per commit is
-  cheap. A component with bulk writes of reproducible data may pass ``synchronous="NORMAL"``.
+  cheap. A component with bulk writes of reproducible data may pass ``synchronous="NORMAL"``. The prompt queue,
+  whose writes come in bursts from many clients, goes through :mod:`partyflow.store.group_commit` instead, which
+  commits with NORMAL and syncs the WAL itself once per group of accepted prompts: accepted prompts keep the promise
+  in full; a history entry that a power cut catches before the next sync is lost with its prompt still queued, so
+  the prompt runs again rather than vanishing (see that module).
 * **One connection per database, guarded by a re-entrant lock** (``StoreConnection.lock``). SQLite admits one
   writer at a time anyway and our transactions are short, so a lock costs nothing measurable; per-thread connections
   would leak as worker threads come and go and would make ``close()`` unreliable. The connection is opened with

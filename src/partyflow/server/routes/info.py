@@ -175,7 +175,7 @@ async def empty_object(request: web.Request) -> web.Response:
 
 async def get_metrics(request: web.Request) -> web.Response:
     ctx = context(request)
-    remaining = ctx.engine.queue.remaining()
+    remaining = ctx.engine.queue.known_remaining()
     ctx.metrics.prompts_pending.set(max(remaining - (1 if ctx.worker.current else 0), 0))
     body, content_type = ctx.metrics.render()
     response = web.Response(body=body)

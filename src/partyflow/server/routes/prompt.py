@@ -26,7 +26,7 @@ def _refuse(kind: str, message: str, details: str = "", **extra: Any) -> web.Res
 
 
 async def get_prompt(request: web.Request) -> web.Response:
-    remaining = context(request).engine.queue.remaining()
+    remaining = context(request).engine.queue.known_remaining()
     return web.json_response({"exec_info": {"queue_remaining": remaining}})
 
 
@@ -65,10 +65,10 @@ async def post_prompt(request: web.Request) -> web.Response:
     if refused is not None:
         return refused
     try:
-        # the durable write waits for fsync: off the event loop, so WebSocket clients are not held up by it
-        item = await asyncio.to_thread(ctx.engine.queue.put, result.prompt, prompt_id=prompt_id,
-                                       extra_data=extra_data, outputs_to_execute=runnable, front=front,
-                                       number=number)
+        # group commit: prompts accepted in the same instant share one transaction and one fsync, written off
+        # the event loop; the answer waits until the prompt is on disk
+        item = await ctx.engine.queue.put_async(result.prompt, prompt_id=prompt_id, extra_data=extra_data,
+                                                outputs_to_execute=runnable, front=front, number=number)
     except ValueError as exc:
         return _refuse("invalid_prompt", "Prompt refused", str(exc))
     except TypeError as exc:  # a value the queue's JSON cannot store (read_json already refused NaN)
@@ -183,7 +183,9 @@ async def get_history(request: web.Request) -> web.Response:
 
 
 async def get_history_item(request: web.Request) -> web.Response:
-    return web.json_response(context(request).engine.queue.history(request.match_info["prompt_id"]))
+    # what polling clients ask for while they wait: one read by key, the stored JSON passed through as it is
+    text = context(request).engine.queue.history_json(request.match_info["prompt_id"])
+    return web.Response(text=text, content_type="application/json")
 
 
 async def post_history(request: web.Request) -> web.Response:
