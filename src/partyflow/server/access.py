@@ -153,7 +153,10 @@ def login_routes(store: AccessStore, *, audit: Audit | None = None) -> list[tupl
         return _login_html(request.query.get("next", "/"), error=None)
 
     async def login(request: web.Request) -> web.StreamResponse:
-        form = await request.post()
+        try:
+            form = await request.post()
+        except (ValueError, UnicodeDecodeError):  # a malformed form body is the client's mistake
+            return _login_html("/", error="the login form could not be read; send it again", status=400)
         name, password = str(form.get("username", "")), str(form.get("password", ""))
         target = _safe_next(str(form.get("next", "/")))
         try:
