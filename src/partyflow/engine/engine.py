@@ -272,7 +272,7 @@ class Engine:
                                [["execution_error", {"prompt_id": item.prompt_id, "exception_message": str(exc)}]])
         # the history write waits for fsync: in a thread, so the loop keeps serving events meanwhile
         await asyncio.to_thread(self.queue.finish, item, outputs=result.outputs, status=result.history_status(),
-                                meta={**result.meta, "timings": result.timings})
+                                meta=_meta_with_seconds(result.meta, result.timings))
         return result
 
     async def serve_queue(self, stop: asyncio.Event, sinks: Sequence[EventSink] = ()) -> None:
@@ -329,6 +329,12 @@ def _model_manager(settings: Settings) -> ModelManager:
     from partyflow.llm.models import ModelManager, memory_budget
 
     return ModelManager(memory_budget(settings.raw))
+
+
+def _meta_with_seconds(meta: dict[str, dict[str, Any]], timings: dict[str, float]) -> dict[str, dict[str, Any]]:
+    """History `meta` as ComfyUI keys it (node id -> entry, nothing else: clients iterate it), each node's run time
+    added inside its own entry."""
+    return {node: {**entry, "seconds": timings[node]} if node in timings else entry for node, entry in meta.items()}
 
 
 def _history_recorder(messages: list[list[Any]]) -> EventSink:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +34,7 @@ class QueueWorker:
         self.metrics = metrics
         self.current: QueueItem | None = None
         self.last_node: str | None = None
+        self.started_ms: int | None = None  # when `current` began running (the jobs API's execution_start_time)
         self._routes: dict[str, tuple[str | None, dict[str, Any]]] = {}  # prompt_id -> (client_id, prompt)
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -89,6 +91,7 @@ class QueueWorker:
         client_id = client_id if isinstance(client_id, str) else None
         self._routes[item.prompt_id] = (client_id, item.prompt)
         self.current, self.last_node = item, None
+        self.started_ms = int(time.time() * 1000)
         self.metrics.prompts_running.set(1)
         try:
             result = await self.engine.run_queued(item)

@@ -155,16 +155,6 @@ async def get_i18n(request: web.Request) -> web.Response:
     return web.json_response({})
 
 
-async def get_jobs(request: web.Request) -> web.Response:
-    try:
-        limit = int(request.query.get("limit", 100))
-        offset = int(request.query.get("offset", 0))
-    except ValueError:
-        limit, offset = 100, 0
-    return web.json_response({"jobs": [], "pagination": {"offset": offset, "limit": limit, "total": 0,
-                                                         "has_more": False}})
-
-
 async def empty_list(request: web.Request) -> web.Response:
     return web.json_response([])
 
@@ -193,7 +183,6 @@ ROUTES: list[Route] = [
     ("GET", "/system_stats", get_system_stats),
     ("GET", "/features", get_features),
     ("GET", "/i18n", get_i18n),
-    ("GET", "/jobs", get_jobs),
     ("GET", "/global_subgraphs", empty_object),
     ("GET", "/experiment/models", empty_list),  # the frontend calls .filter() on it
 ]
