@@ -90,11 +90,21 @@ def _memory() -> tuple[int, int]:
         return 0, 0
 
 
-def _frontend_version() -> str:
+# The ComfyUI release whose HTTP and WebSocket API partyflow answers like (what `comfyui_version` tells clients that
+# check versions before using a feature); partyflow's own version is `partyflow_version`.
+COMFYUI_API_VERSION = "0.3.75"
+
+
+def _package_version(name: str) -> str:
+    """An installed distribution's version from its metadata (no import: torch takes seconds to import)."""
     try:
-        return metadata.version("comfyui-frontend-package")
+        return metadata.version(name)
     except metadata.PackageNotFoundError:
         return ""
+
+
+def _frontend_version() -> str:
+    return _package_version("comfyui-frontend-package")
 
 
 def _safe_argv(argv: list[str], token: str | None) -> list[str]:
@@ -134,9 +144,9 @@ async def get_system_stats(request: web.Request) -> web.Response:
         **_models_stats(context(request).engine),  # issue 3, item 4
         "system": {
             "os": os.name, "platform": platform.platform(), "python_version": sys.version,
-            "comfyui_version": __version__, "partyflow_version": __version__,
+            "comfyui_version": COMFYUI_API_VERSION, "partyflow_version": __version__,
             "required_frontend_version": _frontend_version(), "embedded_python": False,
-            "pytorch_version": "", "argv": argv, "ram_total": total, "ram_free": free,
+            "pytorch_version": _package_version("torch"), "argv": argv, "ram_total": total, "ram_free": free,
         },
         "devices": [{"name": "cpu", "type": "cpu", "index": None, "vram_total": total, "vram_free": free,
                      "torch_vram_total": 0, "torch_vram_free": 0}],
