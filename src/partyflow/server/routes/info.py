@@ -17,6 +17,7 @@ from partyflow import __version__
 from partyflow.server.context import context
 from partyflow.server.errors import not_found
 from partyflow.server.routes import Route
+from partyflow.server.routes.files import web_directories
 
 
 async def get_object_info(request: web.Request) -> web.Response:
@@ -70,7 +71,7 @@ async def get_embeddings(request: web.Request) -> web.Response:
 
 async def get_extensions(request: web.Request) -> web.Response:
     """The .js files of every pack's WEB_DIRECTORY, as URLs under /extensions/<pack>/."""
-    directories = context(request).engine.registry.web_directories
+    directories = web_directories(request)
 
     def scan() -> list[str]:
         urls = []
@@ -93,6 +94,8 @@ def _memory() -> tuple[int, int]:
 # The ComfyUI release whose HTTP and WebSocket API partyflow answers like (what `comfyui_version` tells clients that
 # check versions before using a feature); partyflow's own version is `partyflow_version`.
 COMFYUI_API_VERSION = "0.3.75"
+# ComfyUI's switch for its built-in manager; partyflow's manager routes are always served (behind the policy)
+MANAGER_FLAG = "--enable-manager"
 
 
 def _package_version(name: str) -> str:
@@ -140,6 +143,8 @@ def _under(path: Path, base: Path) -> str:
 async def get_system_stats(request: web.Request) -> web.Response:
     total, free = _memory()
     argv = _safe_argv(sys.argv, context(request).config.token)
+    if MANAGER_FLAG not in argv:
+        argv.append(MANAGER_FLAG)  # the editor shows its manager dialog only when ComfyUI was started with it
     return web.json_response({
         **_models_stats(context(request).engine),  # issue 3, item 4
         "system": {
@@ -158,7 +163,15 @@ async def get_features(request: web.Request) -> web.Response:
 
 
 def server_features(max_upload_bytes: int) -> dict[str, Any]:
-    return {"supports_preview_metadata": False, "max_upload_size": max_upload_bytes}
+    """What the server supports, as ComfyUI reports it (GET /features and the WebSocket's feature_flags).
+
+    `extension.manager` tells the editor that the ComfyUI-Manager v4 API is here (routes/manager.py), with
+    POSTs that refuse cross-site form submissions, so it shows its built-in manager dialog.
+    """
+    return {"supports_preview_metadata": False, "max_upload_size": max_upload_bytes,
+            "extension": {"manager": {"supports_v4": True, "supports_csrf_post": True}},
+            # the manager dialog browses this server's catalogs (routes/registry.py, web/partyflow_registry.js)
+            "partyflow": {"registry": True}}
 
 
 async def get_i18n(request: web.Request) -> web.Response:
