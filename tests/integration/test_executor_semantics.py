@@ -264,7 +264,8 @@ def test_events_in_order_with_progress_and_custom_messages(semantics):
     assert kinds.index(Executing) < kinds.index(Executed)
     cached: list[Event] = []
     engine.run({"1": node("Report", steps=3), "2": node("Collect", value=["1", 0])}, sinks=[cached.append])
-    assert [e.nodes for e in cached if isinstance(e, ExecutionCached)] == [["2"]]
+    # every cached node, as ComfyUI lists them: the hit and its ancestors
+    assert [e.nodes for e in cached if isinstance(e, ExecutionCached)] == [["2", "1"]]
 
 
 def test_validation_refuses_before_anything_runs(semantics):

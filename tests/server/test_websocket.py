@@ -20,9 +20,13 @@ def test_message_sequence_for_a_prompt(server: LiveServer) -> None:
             return await receive_until(ws, finished(body["prompt_id"]))
 
     messages = run(scenario())
-    kinds = [m["type"] for m in messages if m["type"] != "status"]
+    kinds = [m["type"] for m in messages if m["type"] not in ("status", "progress_state")]
     assert kinds == ["execution_start", "execution_cached", "executing", "executing", "executed",
                      "execution_success", "executing"]
+    # the node state table the editor highlights from: paced, but its final form always precedes the end
+    states = [m for m in messages if m["type"] == "progress_state"]
+    assert states and messages.index(states[-1]) < [m["type"] for m in messages].index("execution_success")
+    assert {n: s["state"] for n, s in states[-1]["data"]["nodes"].items()} == {"1": "finished", "2": "finished"}
     executing = [m["data"]["node"] for m in messages if m["type"] == "executing"]
     assert executing[-1] is None and sorted(executing[:-1]) == ["1", "2"]
     executed = next(m["data"] for m in messages if m["type"] == "executed")

@@ -414,7 +414,7 @@ def test_while_close_outputs_values_when_the_condition_is_false():
 def test_while_close_expands_into_a_fresh_pass():
     result = close_while(while_prompt(), True, value_1=1, value_2=["n", 2])
     graph = result["expand"]
-    prefix = ".0.0."
+    prefix = "4.0.0#1."  # the close node's GraphBuilder prefix, then the pass number
     assert set(graph) == {prefix + "1", prefix + "2", prefix + "3", prefix + "Recurse"}
     next_open = graph[prefix + "1"]["inputs"]
     assert next_open["value_1"] == 1 and next_open["iteration"] == 1
@@ -425,16 +425,17 @@ def test_while_close_expands_into_a_fresh_pass():
     assert result["result"] == tuple([prefix + "Recurse", i] for i in range(4))
 
 
-def test_copies_of_copies_keep_short_ids():
+def test_copies_of_copies_keep_ids_of_one_length():
     first = close_while(while_prompt(), True, value_1=1)["expand"]
     dyn = FakeDynamicPrompt({**while_prompt().nodes, **first})
-    scope = NodeScope(prompt_id="p", node_id=".0.0.Recurse", report_progress=lambda *_: None,
+    scope = NodeScope(prompt_id="p", node_id="4.0.0#1.Recurse", report_progress=lambda *_: None,
                       interrupt=threading.Event())
-    with node_scope(scope):  # GraphBuilder prefixes ids with the expanding node's id, as in an engine
-        second = loops.WhileLoopClose().run(flow_control=[".0.0.1", 0], condition=True, max_iterations=10,
-                                            dynprompt=dyn, unique_id=".0.0.Recurse", value_1=2)
-    assert set(second["expand"]) == {f".0.0.Recurse.0.0.{n}" for n in ("1", "2", "3", "Recurse")}
-    assert second["expand"][".0.0.Recurse.0.0.1"]["inputs"]["iteration"] == 2
+    with node_scope(scope):  # later passes keep the loop's root and count passes instead of nesting prefixes
+        second = loops.WhileLoopClose().run(flow_control=["4.0.0#1.1", 0], condition=True, max_iterations=10,
+                                            dynprompt=dyn, unique_id="4.0.0#1.Recurse", value_1=2)
+    assert set(second["expand"]) == {f"4.0.0#2.{n}" for n in ("1", "2", "3", "Recurse")}
+    assert second["expand"]["4.0.0#2.1"]["inputs"]["iteration"] == 2
+    assert second["expand"]["4.0.0#2.1"]["override_display_id"] == "4.0.0#1.1"
 
 
 def test_while_loop_max_iterations_guard():
@@ -469,9 +470,9 @@ def test_for_each_close_accumulates_through_expansion():
     expanded = close.run(flow_control=state, max_iterations=100, result="A", dynprompt=for_each_prompt(),
                          unique_id="4")
     graph = expanded["expand"]
-    assert graph[".0.0.1"]["inputs"] == {"items": ["5", 0], "index": 1}
-    assert graph[".0.0.Recurse"]["inputs"]["accumulated"] == ["A"]
-    assert expanded["result"] == ([".0.0.Recurse", 0],)
+    assert graph["4.0.0#1.1"]["inputs"] == {"items": ["5", 0], "index": 1}
+    assert graph["4.0.0#1.Recurse"]["inputs"]["accumulated"] == ["A"]
+    assert expanded["result"] == (["4.0.0#1.Recurse", 0],)
     last = close.run(flow_control={"index": 1, "total": 2}, max_iterations=100, result="B", accumulated=["A"])
     assert last == (["A", "B"],)
 

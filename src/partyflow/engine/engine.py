@@ -332,7 +332,7 @@ class Engine:
                                [["execution_error", {"prompt_id": item.prompt_id, "exception_message": str(exc)}]])
         # written by the queue's writer thread (batched with whatever else is being written); the loop runs on
         claimed = await self.queue.finish_async(item, outputs=result.outputs, status=result.history_status(),
-                                                meta={**result.meta, "timings": result.timings},
+                                                meta=_meta_with_seconds(result.meta, result.timings),
                                                 claim_next=claim_next)
         return result, claimed
 
@@ -394,6 +394,12 @@ def _model_manager(settings: Settings) -> ModelManager:
     from partyflow.llm.models import ModelManager, memory_budget
 
     return ModelManager(memory_budget(settings.raw))
+
+
+def _meta_with_seconds(meta: dict[str, dict[str, Any]], timings: dict[str, float]) -> dict[str, dict[str, Any]]:
+    """History `meta` as ComfyUI keys it (node id -> entry, nothing else: clients iterate it), each node's run time
+    added inside its own entry."""
+    return {node: {**entry, "seconds": timings[node]} if node in timings else entry for node, entry in meta.items()}
 
 
 def _history_recorder(messages: list[list[Any]]) -> EventSink:

@@ -79,8 +79,8 @@ class ExecutionError(Event):
     exception_message: str = ""
     exception_type: str = ""
     traceback: list[str] = field(default_factory=list)
-    current_inputs: dict[str, Any] = field(default_factory=dict)
-    current_outputs: dict[str, Any] = field(default_factory=dict)
+    current_inputs: dict[str, list[Any]] = field(default_factory=dict)  # the failing node's inputs, per input a list
+    current_outputs: list[str] = field(default_factory=list)  # the nodes whose outputs exist (ComfyUI: a list of ids)
     timestamp: int = field(default_factory=_now_ms)
 
 

@@ -118,6 +118,17 @@ class _Prepared:
     calls: list[dict[str, Any]]
 
 
+_MAX_SHOWN_VALUES = 50
+_MAX_SHOWN_TEXT = 2000
+
+
+def _format_value(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    text = value if isinstance(value, str) else str(value)
+    return text if len(text) <= _MAX_SHOWN_TEXT else text[:_MAX_SHOWN_TEXT] + "..."
+
+
 class PromptExecution:
     """One run of one prompt. Create, `await run()`, read the outcome."""
 
@@ -177,7 +188,7 @@ class PromptExecution:
             except NodeExecutionError as exc:
                 self._fail(target, exc)
             if self.bus:  # sent even when empty, as ComfyUI does
-                self._emit(ExecutionCached(self.prompt_id, nodes=list(self.cached)))
+                self._emit(ExecutionCached(self.prompt_id, nodes=self._all_cached()))
             if self._node_events:  # cached results are shown again, as ComfyUI re-sends them
                 for node_id in self.cached:
                     if node_id in self.ui:
@@ -185,6 +196,18 @@ class PromptExecution:
                                             display_node=self.dyn.get_display_node_id(node_id), output=self.ui[node_id]))
             await self._drive()
         return self._finish()
+
+    def _all_cached(self) -> list[str]:
+        """Every node whose output the cache holds, as ComfyUI lists them: the hits, and their ancestors (which a hit
+        spares from even being looked at) when the cache still has them too."""
+        listed = list(self.cached)
+        if not self._caching:
+            return listed
+        for node_id, key in self._sigs.items():
+            if node_id not in self.results and node_id not in self._state \
+                    and self.services.cache.get(key) is not None:
+                listed.append(node_id)
+        return listed
 
     async def _drive(self) -> None:
         inline_streak = 0
@@ -231,14 +254,15 @@ class PromptExecution:
             status = "error"
             self._emit(ExecutionError(
                 self.prompt_id, node_id=self.failure.node_id, node_type=self.failure.class_type,
-                executed=list(self.executed), exception_message=self.failure.message,
-                exception_type=self.failure.exception_type, traceback=self.failure.traceback.splitlines(True)))
+                executed=self._shown(self.executed), exception_message=self.failure.message,
+                exception_type=self.failure.exception_type, traceback=self.failure.traceback.splitlines(True),
+                current_inputs=self._inputs_of(self.failure.node_id), current_outputs=self._shown(list(self.results))))
         elif self.interrupt.is_set() and not all(t in self.results for t in self.targets):
             status = "interrupted"
             node_id = self._interrupted_node
             node_type = self.dyn.get_node(node_id)["class_type"] if node_id else None
             self._emit(ExecutionInterrupted(self.prompt_id, node_id=node_id, node_type=node_type,
-                                            executed=list(self.executed)))
+                                            executed=self._shown(self.executed)))
         else:
             self._emit(ExecutionSuccess(self.prompt_id))
         self.services.cache.end_prompt(self._sigs.values(),  # cached hits' ancestors stay valid too
@@ -249,6 +273,28 @@ class PromptExecution:
                 for n in self.ui}
         return ExecutionOutcome(status, self.results, self.ui, self.executed, self.cached, self.timings, meta,
                                 self.failure, self._interrupted_node)
+
+    def _inputs_of(self, node_id: str) -> dict[str, list[Any]]:
+        """The values a failed node was given, formatted as ComfyUI reports them (plain values as they are, anything
+        else as its text, cut short), for the error panel."""
+        if not node_id or not self.dyn.has_node(node_id):
+            return {}
+        shown: dict[str, list[Any]] = {}
+        for name, value in self.dyn.get_node(node_id).get("inputs", {}).items():
+            if is_link(value):
+                result = self.results.get(value[0])
+                if result is None or not isinstance(value[1], int) or value[1] >= len(result.outputs):
+                    continue
+                values = list(result.outputs[value[1]])
+            else:
+                values = [value]
+            shown[name] = [_format_value(v) for v in values[:_MAX_SHOWN_VALUES]]
+        return shown
+
+    def _shown(self, node_ids: list[str]) -> list[str]:
+        """Node ids as the prompt shows them (expanded nodes by their display node), each once: a message listing
+        what ran stays the size of the prompt however many passes a loop made."""
+        return list(dict.fromkeys(self.dyn.get_display_node_id(n) for n in node_ids))
 
     def _recall_signatures(self) -> None:
         memo = self.services.signature_memo
@@ -489,7 +535,9 @@ class PromptExecution:
 
     def _report_progress(self, node_id: str, value: float, total: float, preview: Any = None) -> None:
         """Called by node code on any thread; events are emitted on the loop's thread."""
-        event = Progress(self.prompt_id, node=node_id, value=value, max=total)
+        # the display node, as ComfyUI's progress hook reports it (its last_node_id): a loop copy's bar shows on
+        # the node it copies
+        event = Progress(self.prompt_id, node=self.dyn.get_display_node_id(node_id), value=value, max=total)
         if threading.get_ident() == self._loop_thread:
             self._emit(event)
         else:
@@ -644,7 +692,11 @@ class PromptExecution:
         for graph in graphs:
             for new_id, info in graph.items():
                 check_expanded_node(node_id, new_id, info, self.dyn)
-                self.dyn.add_ephemeral_node(new_id, info, node_id, display)
+                # As ComfyUI: a node may show its progress on another (a loop body copy on the node it copies)
+                override = info.get("override_display_id")
+                shown = self.dyn.get_display_node_id(override) if isinstance(override, str) \
+                    and self.dyn.has_node(override) else display
+                self.dyn.add_ephemeral_node(new_id, info, node_id, shown)
                 if self._definition(new_id, info["class_type"]).output_node:
                     new_outputs.append(new_id)
         state = self._state[node_id]

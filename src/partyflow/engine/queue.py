@@ -37,7 +37,7 @@ from typing import Any
 from partyflow.store.group_commit import GroupCommit
 from partyflow.store.sqlite import StoreConnection, migrate, open_database, transaction
 
-__all__ = ["PromptQueue", "QueueItem"]
+__all__ = ["HistorySummary", "PromptQueue", "QueueItem"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +74,23 @@ _SCHEMA = [
 MAX_QUEUE_NUMBER = 2**53 - 1  # the largest integer a REAL column (and JavaScript) holds exactly
 _ITEM_COLUMNS = "number, prompt_id, prompt, extra_data, outputs_to_execute"
 
+# Job summaries computed inside SQLite (history_page): when the prompt was created (ComfyUI's extra_data.create_time,
+# else when it finished), how it ended, and when its run started and ended (from the status messages).
+_CREATED_SQL = "COALESCE(json_extract(extra_data, '$.create_time'), CAST(finished_at * 1000 AS INTEGER))"
+_OUTCOME_SQL = (
+    "CASE WHEN json_extract(status, '$.status_str') = 'success' THEN 'completed'"
+    " WHEN EXISTS (SELECT 1 FROM json_each(status, '$.messages')"
+    " WHERE json_extract(value, '$[0]') = 'execution_interrupted') THEN 'cancelled' ELSE 'failed' END"
+)
+_START_SQL = (
+    "SELECT json_extract(value, '$[1].timestamp') FROM json_each(status, '$.messages')"
+    " WHERE json_extract(value, '$[0]') = 'execution_start' LIMIT 1"
+)
+_END_SQL = (
+    "SELECT json_extract(value, '$[1].timestamp') FROM json_each(status, '$.messages') WHERE json_extract(value, '$[0]')"
+    " IN ('execution_success', 'execution_error', 'execution_interrupted') LIMIT 1"
+)
+
 
 @dataclass(frozen=True)
 class QueueItem:
@@ -87,7 +104,24 @@ class QueueItem:
 
     def as_comfy(self) -> list[Any]:
         """ComfyUI's queue entry: ``[number, prompt_id, prompt, extra_data, outputs_to_execute]``."""
-        return [self.number, self.prompt_id, self.prompt, self.extra_data, self.outputs_to_execute]
+        number = int(self.number) if float(self.number).is_integer() else self.number  # SQLite REAL: 1.0 -> 1
+        return [number, self.prompt_id, self.prompt, self.extra_data, self.outputs_to_execute]
+
+
+@dataclass(frozen=True)
+class HistorySummary:
+    """A finished prompt as job listings show it: no prompt or extra_data, times in milliseconds."""
+
+    prompt_id: str
+    number: float
+    create_time: int
+    workflow_id: str | None
+    outcome: str  # completed, failed or cancelled
+    started_ms: int | None
+    ended_ms: int | None
+    outputs: dict[str, Any]
+    status: dict[str, Any]
+    finished_at: float
 
 
 class PromptQueue:
@@ -406,6 +440,66 @@ class PromptQueue:
         key = json.dumps(prompt_id)
         return (f'{{{key}: {{"prompt": [{json.dumps(number)}, {key}, {prompt}, {extra_data}, {outputs_to_execute}],'
                 f' "outputs": {outputs}, "status": {status}, "meta": {meta}}}}}')
+
+    def history_page(
+        self, *, outcomes: Iterable[str] = ("completed", "failed", "cancelled"), newest_first: bool = True,
+        by_duration: bool = False, limit: int | None = None, offset: int = 0, workflow_id: str | None = None,
+        prompt_id: str | None = None,
+    ) -> tuple[list[HistorySummary], int]:
+        """One page of history as summaries (no prompt, no extra_data), and how many entries match in all.
+
+        For job listings: the outcome, times and workflow id are read inside SQLite, so a page of 10,000 entries
+        never decodes the stored workflows. `outcomes` filters by `completed`, `failed` and `cancelled` (an
+        interrupted run or a cancelled pending prompt); entries sort by creation time, or by run time when
+        `by_duration`, ties in the order they finished.
+        """
+        wanted = [o for o in outcomes if o in ("completed", "failed", "cancelled")]
+        if not wanted:
+            return [], 0
+        where = f"({_OUTCOME_SQL}) IN ({', '.join('?' for _ in wanted)})"
+        params: list[Any] = list(wanted)
+        if workflow_id is not None:
+            where += " AND json_extract(extra_data, '$.extra_pnginfo.workflow.id') = ?"
+            params.append(workflow_id)
+        if prompt_id is not None:
+            where += " AND prompt_id = ?"
+            params.append(prompt_id)
+        key = f"({_END_SQL}) - ({_START_SQL})" if by_duration else _CREATED_SQL
+        order = "DESC" if newest_first else "ASC"
+        with transaction(self._conn, write=False):
+            (total,) = self._conn.execute(f"SELECT COUNT(*) FROM queue_history WHERE {where}", params).fetchone()
+            rows = self._conn.execute(
+                f"SELECT prompt_id, number, {_CREATED_SQL}, json_extract(extra_data, '$.extra_pnginfo.workflow.id'),"
+                f" {_OUTCOME_SQL}, ({_START_SQL}), ({_END_SQL}), outputs, status, finished_at FROM queue_history"
+                f" WHERE {where} ORDER BY COALESCE({key}, 0) {order}, seq {order} LIMIT ? OFFSET ?",
+                [*params, -1 if limit is None else limit, max(offset, 0)],
+            ).fetchall()
+        return [HistorySummary(row[0], row[1], int(row[2]), row[3] if isinstance(row[3], str) else None, row[4],
+                               row[5], row[6], json.loads(row[7]), json.loads(row[8]), row[9]) for row in rows], total
+
+    def cancel_pending(self, prompt_id: str, *, message: dict[str, Any] | None = None) -> bool:
+        """Move a pending prompt into history as cancelled (one transaction); False when it is not pending.
+
+        The history entry reads like an interrupted run (`status_str` "error" with an `execution_interrupted`
+        message), so ComfyUI clients that only know success and error still see it did not complete.
+        """
+        now = time.time()
+        data = {"prompt_id": prompt_id, "node_id": None, "node_type": None, "executed": [],
+                "timestamp": int(now * 1000), **(message or {})}
+        status = json.dumps({"status_str": "error", "completed": False,
+                             "messages": [["execution_interrupted", data]]}, separators=(",", ":"))
+
+        def work(conn: StoreConnection) -> _Change:
+            row = conn.execute(f"SELECT {_ITEM_COLUMNS} FROM queue_items WHERE prompt_id = ? AND state = 'pending'",
+                               (prompt_id,)).fetchone()
+            if row is None:
+                return _Change(False, changed=False)
+            conn.execute("DELETE FROM queue_items WHERE prompt_id = ? AND state = 'pending'", (prompt_id,))
+            conn.execute(f"INSERT INTO queue_history ({_ITEM_COLUMNS}, outputs, status, meta, finished_at)"
+                         " VALUES (?, ?, ?, ?, ?, '{}', ?, '{}', ?)", (*row, status, now))
+            return _Change(True, remaining=-1, history=1, removed=(prompt_id,))
+
+        return bool(self._group.call(work).value)
 
     def delete_history(self, prompt_ids: Iterable[str]) -> int:
         ids = [(prompt_id,) for prompt_id in prompt_ids]

@@ -350,8 +350,18 @@ class _Validator:
                                          f"{type(exc).__name__}: {exc}"))
             return
         if verdict is not True:
+            # ComfyUI's shape: details "<input> - <reason>" and extra_info.input_name, which the editor needs to
+            # show the reason on the node (without it, it says only that the node rejected an unknown input)
+            name = _validated_input(definition, params)
+            details = name if verdict is False else f"{name} - {verdict}"
+            extra: dict[str, Any] = {"input_name": name}
+            spec = definition.inputs.get(name) if name else None
+            if spec is not None:
+                extra["input_config"] = spec.raw()
+            if name in constants:
+                extra["received_value"] = constants[name]
             self._add(node_id, NodeIssue("custom_validation_failed", "Custom validation failed for node",
-                                         f"{definition.class_type} - {verdict}"))
+                                         details, extra))
 
     def _check_cycles(self, order: list[str]) -> None:
         """Every node on a cycle gets an error; a cheap topological pass proves most prompts acyclic first."""
@@ -482,6 +492,16 @@ def _misspelling_of(name: str, inputs: Mapping[str, Any], definition: NodeDefini
         return None
     close = difflib.get_close_matches(name, unknown, n=1, cutoff=0.6)
     return close[0] if close else None
+
+
+def _validated_input(definition: NodeDefinition, params: Any) -> str:
+    """The input a failed VALIDATE_INPUTS is blamed on: the first declared input it takes as a parameter, else the
+    last declared input (ComfyUI names the last input its loop visited)."""
+    names = [name for name, spec in definition.inputs.items() if spec.section != "hidden"]
+    for name in names:
+        if params is not None and name in params:
+            return name
+    return names[-1] if names else ""
 
 
 def _custom_validated_inputs(definition: NodeDefinition) -> set[str]:

@@ -22,7 +22,19 @@ from partyflow.server.context import CONTEXT, ENGINE, ServerContext
 from partyflow.server.hub import ClientHub
 from partyflow.server.logs import quiet_malformed_requests
 from partyflow.server.metrics import Metrics
-from partyflow.server.routes import add_routes, files, info, manager, packs, prompt, templates, userdata
+from partyflow.server.routes import (
+    add_routes,
+    files,
+    info,
+    internal,
+    jobs,
+    manager,
+    packs,
+    prompt,
+    registry,
+    templates,
+    userdata,
+)
 from partyflow.server.security import error_middleware, origin_middleware
 from partyflow.server.users import UserStore
 from partyflow.server.websocket import websocket
@@ -61,10 +73,11 @@ def create_app(engine: Engine, config: ServerConfig, *, extensions: Sequence[Ext
     app[ENGINE] = engine
 
     add_routes(app, [*prompt.ROUTES, *info.ROUTES, *files.ROUTES, *userdata.ROUTES, *templates.ROUTES,
-                     *manager.ROUTES, ("GET", "/ws", websocket)])
+                     *manager.ROUTES, *jobs.ROUTES, *internal.ROUTES, *registry.ROUTES, ("GET", "/ws", websocket)])
     manager.attach(app)
     for method, path, handler in login_routes(access, audit=audit):
         app.router.add_route(method, path, handler)
+    internal.attach(app)
     for method, path, handler in files.STATIC_ROUTES:
         app.router.add_route(method, path, handler)
     app.router.add_get("/metrics", info.get_metrics)

@@ -12,8 +12,10 @@ when the server starts again (the queue recovers prompts left running).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +24,7 @@ from partyflow.engine.events import CustomMessage, Event, Executed, Executing
 from partyflow.engine.queue import QueueItem
 from partyflow.server.hub import ClientHub
 from partyflow.server.metrics import Metrics, status_label
+from partyflow.server.progress import PromptStream
 
 logger = logging.getLogger("partyflow.server.worker")
 
@@ -33,7 +36,9 @@ class QueueWorker:
         self.metrics = metrics
         self.current: QueueItem | None = None
         self.last_node: str | None = None
+        self.started_ms: int | None = None  # when `current` began running (the jobs API's execution_start_time)
         self._routes: dict[str, tuple[str | None, dict[str, Any]]] = {}  # prompt_id -> (client_id, prompt)
+        self._streams: dict[str, PromptStream] = {}  # prompt_id -> its messages' pacing and progress_state
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -96,7 +101,11 @@ class QueueWorker:
         client_id = item.extra_data.get("client_id") if isinstance(item.extra_data, dict) else None
         client_id = client_id if isinstance(client_id, str) else None
         self._routes[item.prompt_id] = (client_id, item.prompt)
+        if self._loop is not None:
+            self._streams[item.prompt_id] = PromptStream(
+                item.prompt_id, functools.partial(self.hub.send, client_id=client_id), self._loop)
         self.current, self.last_node = item, None
+        self.started_ms = int(time.time() * 1000)
         self.metrics.prompts_running.set(1)
         try:
             result, claimed = await self.engine.run_queued_then_claim(item)
@@ -104,6 +113,9 @@ class QueueWorker:
             self.metrics.prompts_running.set(0)
             self.current = None
             self._routes.pop(item.prompt_id, None)
+            stream = self._streams.pop(item.prompt_id, None)
+            if stream is not None:
+                stream.close()
         self.metrics.prompts_finished.labels(status_label(result.status)).inc()
         # After run_queued wrote history, so a client that reads /history on this message finds the result;
         # and after the status that history write caused, the order ComfyUI sends them in.
@@ -135,16 +147,21 @@ class QueueWorker:
             return
         if route is None:
             return  # a prompt another interface runs directly
+        message: dict[str, Any] | None
         if isinstance(event, Executed):
-            if event.output is None:
-                return  # ComfyUI sends `executed` only for nodes with a ui result
-            message = {"type": event.type, "data": {"node": event.node, "display_node": event.display_node,
-                                                    "output": event.output, "prompt_id": event.prompt_id}}
+            # ComfyUI sends `executed` only for nodes with a ui result
+            message = None if event.output is None else {"type": event.type, "data": {
+                "node": event.node, "display_node": event.display_node, "output": event.output,
+                "prompt_id": event.prompt_id}}
         else:
             message = event.to_message()
             if isinstance(event, Executing):
                 self.last_node = event.node
-        self.hub.send(message, route[0])
+        stream = self._streams.get(event.prompt_id)
+        if stream is not None:
+            stream.handle(event, message)
+        elif message is not None:
+            self.hub.send(message, route[0])
 
     # ---- queue status -----------------------------------------------------------------------------------------
 

@@ -31,7 +31,8 @@ def mcp_library() -> ModuleType:
     try:
         import partyflow.tools.mcp as library
     except ModuleNotFoundError as exc:
-        if exc.name != "mcp" and not (exc.name or "").startswith("mcp."):
+        root = (exc.name or "").split(".")[0]
+        if root not in ("mcp", "mcp_types"):  # the SDK ships as both packages; a half-installed one lacks either
             raise
         raise RuntimeError("the MCP nodes need the 'mcp' package: pip install 'partyflow[mcp]'") from None
     return library

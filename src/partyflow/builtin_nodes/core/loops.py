@@ -8,6 +8,7 @@ the original close node's outputs become the last copy's outputs.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,7 @@ CATEGORY = "partyflow/loops"
 
 LOOP_VALUES = 4
 VALUE_NAMES = tuple(f"value_{n}" for n in range(1, LOOP_VALUES + 1))
-CLOSE_COPY = "Recurse"  # the copied close node's local id, so ids grow by a fixed suffix per pass
+CLOSE_COPY = "Recurse"  # the copied close node's local id
 _WRAPPED = "partyflow_loop_value"
 
 SET_BY_LOOP = "Set by the loop itself when it repeats; leave unconnected."
@@ -73,11 +74,14 @@ def copy_loop(dynprompt: Any, open_id: str, close_id: str) -> LoopCopy:
     """A copy of the loop's open node, body and close node (the close node under CLOSE_COPY).
 
     Links between body nodes point at the copies; links to nodes outside the loop and constants stay.
+    Copied ids are `<loop>#<pass>.<local id>`: the same length on every pass (only the pass number grows), so
+    a 10,000-pass loop's ids, progress messages and history keys stay short (ComfyUI's GraphBuilder prefixes
+    grow by one prefix per pass, which made messages grow linearly and traffic quadratically).
     """
     body = loop_body(dynprompt, open_id, close_id)
-    prefix = _previous_prefix(open_id, close_id)
-    local = {node_id: CLOSE_COPY if node_id == close_id else node_id.removeprefix(prefix) for node_id in body}
-    graph = GraphBuilder()
+    root, previous, passes = _pass_of(open_id, close_id)
+    local = {node_id: CLOSE_COPY if node_id == close_id else node_id.removeprefix(previous) for node_id in body}
+    graph = GraphBuilder(prefix=f"{root}#{passes + 1}.")
     for node_id in body:
         graph.node(dynprompt.get_node(node_id)["class_type"], local[node_id]).set_override_display_id(node_id)
     for node_id in body:
@@ -89,17 +93,21 @@ def copy_loop(dynprompt: Any, open_id: str, close_id: str) -> LoopCopy:
     return LoopCopy(graph, graph.lookup_node(local[open_id]), graph.lookup_node(CLOSE_COPY))
 
 
-def _previous_prefix(open_id: str, close_id: str) -> str:
-    """The id prefix the previous pass's copy was made under ("" on the first pass).
+_PASS = re.compile(rf"^(?P<root>.+)#(?P<n>\d+)\.{CLOSE_COPY}$")
 
-    Every node of a copied pass carries it; dropping it before copying again keeps ids growing by one
-    prefix per pass instead of one prefix per pass per pass.
+
+def _pass_of(open_id: str, close_id: str) -> tuple[str, str, int]:
+    """(the loop's root id, the prefix the current pass's copy was made under, the current pass number).
+
+    The first pass runs the original nodes: the root is a fresh GraphBuilder prefix of the close node (which holds
+    its call index, so a close node called once per item of a list makes distinct copies), prefix "", pass 0.
     """
-    if close_id.endswith(CLOSE_COPY):
-        prefix = close_id[: -len(CLOSE_COPY)]
-        if prefix and open_id.startswith(prefix):
-            return prefix
-    return ""
+    found = _PASS.match(close_id)
+    if found is not None:
+        prefix = f"{found['root']}#{found['n']}."
+        if open_id.startswith(prefix):
+            return found["root"], prefix, int(found["n"])
+    return GraphBuilder.alloc_prefix(root=close_id).rstrip("."), "", 0
 
 
 def protect(value: Any) -> Any:

@@ -170,9 +170,19 @@ def _free_name(target: Path) -> Path:
     return candidate
 
 
+# The server's own editor extensions (web/), listed and served like a pack's WEB_DIRECTORY under this name
+SERVER_WEB = Path(__file__).resolve().parents[1] / "web"
+SERVER_WEB_NAME = "partyflow-server"
+
+
+def web_directories(request: web.Request) -> dict[str, str]:
+    """Every web directory the editor loads extensions from: the packs' and the server's own."""
+    return {**context(request).engine.registry.web_directories, SERVER_WEB_NAME: str(SERVER_WEB)}
+
+
 async def extension_file(request: web.Request) -> web.StreamResponse:
     pack = request.match_info["pack"]
-    directory = context(request).engine.registry.web_directories.get(pack)
+    directory = web_directories(request).get(pack)
     if directory is None:
         return not_found(f"no web directory for pack {pack!r}")
     try:

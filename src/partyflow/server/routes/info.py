@@ -17,6 +17,7 @@ from partyflow import __version__
 from partyflow.server.context import context
 from partyflow.server.errors import not_found
 from partyflow.server.routes import Route
+from partyflow.server.routes.files import web_directories
 
 
 async def get_object_info(request: web.Request) -> web.Response:
@@ -70,7 +71,7 @@ async def get_embeddings(request: web.Request) -> web.Response:
 
 async def get_extensions(request: web.Request) -> web.Response:
     """The .js files of every pack's WEB_DIRECTORY, as URLs under /extensions/<pack>/."""
-    directories = context(request).engine.registry.web_directories
+    directories = web_directories(request)
 
     def scan() -> list[str]:
         urls = []
@@ -90,11 +91,23 @@ def _memory() -> tuple[int, int]:
         return 0, 0
 
 
-def _frontend_version() -> str:
+# The ComfyUI release whose HTTP and WebSocket API partyflow answers like (what `comfyui_version` tells clients that
+# check versions before using a feature); partyflow's own version is `partyflow_version`.
+COMFYUI_API_VERSION = "0.3.75"
+# ComfyUI's switch for its built-in manager; partyflow's manager routes are always served (behind the policy)
+MANAGER_FLAG = "--enable-manager"
+
+
+def _package_version(name: str) -> str:
+    """An installed distribution's version from its metadata (no import: torch takes seconds to import)."""
     try:
-        return metadata.version("comfyui-frontend-package")
+        return metadata.version(name)
     except metadata.PackageNotFoundError:
         return ""
+
+
+def _frontend_version() -> str:
+    return _package_version("comfyui-frontend-package")
 
 
 def _safe_argv(argv: list[str], token: str | None) -> list[str]:
@@ -130,13 +143,15 @@ def _under(path: Path, base: Path) -> str:
 async def get_system_stats(request: web.Request) -> web.Response:
     total, free = _memory()
     argv = _safe_argv(sys.argv, context(request).config.token)
+    if MANAGER_FLAG not in argv:
+        argv.append(MANAGER_FLAG)  # the editor shows its manager dialog only when ComfyUI was started with it
     return web.json_response({
         **_models_stats(context(request).engine),  # issue 3, item 4
         "system": {
             "os": os.name, "platform": platform.platform(), "python_version": sys.version,
-            "comfyui_version": __version__, "partyflow_version": __version__,
+            "comfyui_version": COMFYUI_API_VERSION, "partyflow_version": __version__,
             "required_frontend_version": _frontend_version(), "embedded_python": False,
-            "pytorch_version": "", "argv": argv, "ram_total": total, "ram_free": free,
+            "pytorch_version": _package_version("torch"), "argv": argv, "ram_total": total, "ram_free": free,
         },
         "devices": [{"name": "cpu", "type": "cpu", "index": None, "vram_total": total, "vram_free": free,
                      "torch_vram_total": 0, "torch_vram_free": 0}],
@@ -148,21 +163,19 @@ async def get_features(request: web.Request) -> web.Response:
 
 
 def server_features(max_upload_bytes: int) -> dict[str, Any]:
-    return {"supports_preview_metadata": False, "max_upload_size": max_upload_bytes}
+    """What the server supports, as ComfyUI reports it (GET /features and the WebSocket's feature_flags).
+
+    `extension.manager` tells the editor that the ComfyUI-Manager v4 API is here (routes/manager.py), with
+    POSTs that refuse cross-site form submissions, so it shows its built-in manager dialog.
+    """
+    return {"supports_preview_metadata": False, "max_upload_size": max_upload_bytes,
+            "extension": {"manager": {"supports_v4": True, "supports_csrf_post": True}},
+            # the manager dialog browses this server's catalogs (routes/registry.py, web/partyflow_registry.js)
+            "partyflow": {"registry": True}}
 
 
 async def get_i18n(request: web.Request) -> web.Response:
     return web.json_response({})
-
-
-async def get_jobs(request: web.Request) -> web.Response:
-    try:
-        limit = int(request.query.get("limit", 100))
-        offset = int(request.query.get("offset", 0))
-    except ValueError:
-        limit, offset = 100, 0
-    return web.json_response({"jobs": [], "pagination": {"offset": offset, "limit": limit, "total": 0,
-                                                         "has_more": False}})
 
 
 async def empty_list(request: web.Request) -> web.Response:
@@ -193,7 +206,6 @@ ROUTES: list[Route] = [
     ("GET", "/system_stats", get_system_stats),
     ("GET", "/features", get_features),
     ("GET", "/i18n", get_i18n),
-    ("GET", "/jobs", get_jobs),
     ("GET", "/global_subgraphs", empty_object),
     ("GET", "/experiment/models", empty_list),  # the frontend calls .filter() on it
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -74,7 +75,8 @@ async def post_prompt(request: web.Request) -> web.Response:
     except TypeError as exc:  # a value the queue's JSON cannot store (read_json already refused NaN)
         return _refuse("invalid_prompt", "Prompt cannot be stored", str(exc))
     ctx.metrics.prompts_queued.inc()
-    return web.json_response({"prompt_id": item.prompt_id, "number": item.number, "node_errors": result.node_errors})
+    return web.json_response({"prompt_id": item.prompt_id, "number": item.as_comfy()[0],
+                              "node_errors": result.node_errors})
 
 
 def _options(body: dict[str, Any]) -> tuple[str, int | None, bool, dict[str, Any], list[str] | None] | web.Response:
@@ -96,6 +98,7 @@ def _options(body: dict[str, Any]) -> tuple[str, int | None, bool, dict[str, Any
     if not isinstance(extra_data, dict):
         return _refuse("invalid_prompt", "extra_data must be an object", f"got {type(extra_data).__name__}")
     extra_data = dict(extra_data)
+    extra_data["create_time"] = int(time.time() * 1000)  # as ComfyUI stamps it; the jobs API sorts by it
     if "client_id" in body:
         client_id = body["client_id"]
         if client_id is not None and not isinstance(client_id, str):
