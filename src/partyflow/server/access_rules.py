@@ -32,6 +32,7 @@ RULES: dict[tuple[str, str], Level] = {
     ("POST", "/interrupt"): RUN,  # a runner interrupts only its own prompt
     ("POST", "/free"): ADMIN,
     ("GET", "/jobs"): READ, ("GET", "/jobs/{job_id}"): READ, ("POST", "/jobs/{job_id}/cancel"): RUN,
+    ("POST", "/jobs/cancel"): RUN,
     ("GET", "/ws"): READ,
     # what is installed
     ("GET", "/object_info"): READ, ("GET", "/object_info/{class_type}"): READ,
@@ -40,6 +41,9 @@ RULES: dict[tuple[str, str], Level] = {
     ("GET", "/i18n"): READ, ("GET", "/global_subgraphs"): READ, ("GET", "/experiment/models"): READ,
     ("GET", "/workflow_templates"): READ, ("GET", "/workflow_templates/{module}/{file}"): READ,
     ("GET", "/metrics"): READ,
+    ("GET", "/internal/folder_paths"): READ, ("GET", "/internal/files/{directory_type}"): READ,
+    ("GET", "/internal/logs"): ADMIN, ("GET", "/internal/logs/raw"): ADMIN,  # server logs: admins only
+    ("PATCH", "/internal/logs/subscribe"): ADMIN,
     # files
     ("GET", "/view"): READ, ("POST", "/upload/image"): RUN, ("POST", "/upload/mask"): RUN,
     # the caller's own data (each user's directory; settings are the caller's editor preferences)
@@ -62,6 +66,10 @@ RULES: dict[tuple[str, str], Level] = {
     ("GET", "/v2/manager/version"): READ, ("GET", "/v2/manager/db_mode"): READ,
     ("POST", "/v2/manager/db_mode"): ADMIN, ("GET", "/v2/manager/channel_url_list"): READ,
     ("POST", "/v2/manager/channel_url_list"): ADMIN,
+    # the manager dialog's catalog, shaped like the Comfy registry (browsing only)
+    ("GET", "/partyflow/registry/nodes"): READ, ("GET", "/partyflow/registry/nodes/search"): READ,
+    ("GET", "/partyflow/registry/nodes/{pack_id}"): READ, ("GET", "/partyflow/registry/nodes/{pack_id}/versions"): READ,
+    ("POST", "/partyflow/registry/bulk/nodes/versions"): READ, ("*", "/partyflow/registry/{rest}"): READ,
     ("GET", "/v2/snapshot/getlist"): ADMIN, ("GET", "/v2/snapshot/get_current"): ADMIN,
     ("POST", "/v2/snapshot/save"): ADMIN, ("POST", "/v2/snapshot/restore"): ADMIN,
     ("POST", "/v2/snapshot/remove"): ADMIN,
@@ -79,4 +87,6 @@ def level_for(method: str, path: str | None, *, static: bool = False, pack_route
         path = path[len("/api"):]
     if path is not None and (method, path) in RULES:
         return RULES[(method, path)]
+    if path is not None and ("*", path) in RULES:  # a route registered for every method
+        return RULES[("*", path)]
     return PACK_ROUTES if pack_route else UNLISTED
