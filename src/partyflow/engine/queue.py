@@ -438,7 +438,7 @@ class PromptQueue:
             return "{}"
         number, prompt, extra_data, outputs_to_execute, outputs, status, meta = row
         key = json.dumps(prompt_id)
-        return (f'{{{key}: {{"prompt": [{json.dumps(number)}, {key}, {prompt}, {extra_data}, {outputs_to_execute}],'
+        return (f'{{{key}: {{"prompt": [{json.dumps(_stored_number(number))}, {key}, {prompt}, {extra_data}, {outputs_to_execute}],'
                 f' "outputs": {outputs}, "status": {status}, "meta": {meta}}}}}')
 
     def history_page(
