@@ -242,3 +242,66 @@ def test_cli_manages_users_and_tokens(tmp_path: Path) -> None:
     with AuditLog(tmp_path / "state.sqlite") as log:
         actions = [e.action for e in log.entries()]
     assert {"access.user.add", "access.token.create", "access.token.revoke", "access.user.remove"} <= set(actions)
+
+
+def test_users_see_and_touch_only_their_own_prompts(team: tuple[LiveServer, dict[str, str]], tmp_path: Path) -> None:
+    """A runner's WebSocket never receives another user's events; nobody but an admin interrupts, cancels or
+    deletes another user's prompt; a client id cannot be taken over."""
+    import asyncio
+
+    import aiohttp
+    from tests.server.live import finished
+
+    live, tokens = team
+    with AccessStore(live.engine.home.state_db) as store:
+        for name in ("amy", "ben"):
+            if name not in {u.name for u in store.users()}:
+                store.add_user(name, "runner")
+        amy, _ = store.create_token("amy")
+        ben, _ = store.create_token("ben")
+    release = tmp_path / "release"
+
+    def prompt(label: str) -> dict:
+        return {"1": {"class_type": "Gate", "inputs": {"label": label, "release": str(release)}}}
+
+    def post(token: str, path: str, body: dict) -> requests.Response:
+        return requests.post(live.url + path, json=body, timeout=30, headers={"Authorization": f"Bearer {token}"})
+
+    async def scenario() -> tuple[list[dict], list[dict], list[dict], str]:
+        async with aiohttp.ClientSession() as http, \
+                http.ws_connect(live.ws_url("amy-tab", token=amy)) as amy_ws, \
+                http.ws_connect(live.ws_url("amy-tab", token=ben)) as ben_ws, \
+                http.ws_connect(live.ws_url("admin-tab", token=tokens["admin"])) as admin_ws:
+            ben_hello = json.loads((await ben_ws.receive()).data)
+            await amy_ws.receive()
+            await admin_ws.receive()
+            running = post(amy, "/prompt", {"prompt": prompt("amy-1"), "client_id": "amy-tab",
+                                            "prompt_id": "amy-1", "extra_data": {"partyflow_user": "ben"}})
+            assert running.status_code == 200, running.text
+            waiting = post(amy, "/prompt", {"prompt": prompt("amy-2"), "prompt_id": "amy-2"})  # no client: broadcast
+            assert waiting.status_code == 200
+            assert post(ben, "/interrupt", {}).status_code == 403
+            assert post(ben, "/queue", {"clear": True}).status_code == 403
+            assert post(ben, "/queue", {"delete": ["amy-2"]}).status_code == 200
+            assert [i[1] for i in requests.get(live.url + "/queue", headers={"Authorization": f"Bearer {ben}"},
+                                               timeout=30).json()["queue_pending"]] == ["amy-2"]
+            assert post(ben, "/api/jobs/amy-2/cancel", {}).json()["status"] == "forbidden"
+            release.write_text("go")
+            from tests.server.live import receive_until
+
+            amy_seen = await receive_until(amy_ws, finished("amy-1"))
+            admin_seen = await receive_until(admin_ws, lambda m: m["type"] == "executed"
+                                             and m["data"]["prompt_id"] == "amy-2")
+            # the queue's last status (empty again) reaches every socket after both prompts' events: whatever ben
+            # was sent about them is in his socket before it
+            ben_seen = await receive_until(ben_ws, lambda m: m["type"] == "status"
+                                           and m["data"]["status"]["exec_info"]["queue_remaining"] == 0)
+            return amy_seen, admin_seen, ben_seen, ben_hello["data"]["sid"]
+
+    amy_seen, admin_seen, ben_seen, ben_sid = asyncio.run(scenario())
+    assert ben_sid != "amy-tab"  # the id of another user's socket is not handed over
+    assert any(m["type"] == "executed" and m["data"]["prompt_id"] == "amy-1" for m in amy_seen)
+    assert {m["type"] for m in ben_seen} <= {"status"}, ben_seen  # queue sizes only, never amy's events
+    history = requests.get(live.url + "/history/amy-1", headers={"Authorization": f"Bearer {amy}"}, timeout=30).json()
+    assert history["amy-1"]["prompt"][3]["partyflow_user"] == "amy"  # the server says who queued it
+

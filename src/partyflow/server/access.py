@@ -39,12 +39,31 @@ def identity_of(request: web.Request) -> Identity | None:
     return request.get(IDENTITY)
 
 
+OWNER_KEY = "partyflow_user"  # in a queued prompt's extra_data: the signed-in user who queued it
+
+
+def signed_in(identity: Identity | None) -> bool:
+    """A real account (token or browser session), as opposed to the server token or the local admin."""
+    return identity is not None and identity.via in ("token", "session")
+
+
+def prompt_owner(extra_data: Any) -> str | None:
+    owner = extra_data.get(OWNER_KEY) if isinstance(extra_data, dict) else None
+    return owner if isinstance(owner, str) else None
+
+
+def may_manage(request: web.Request, extra_data: Any) -> bool:
+    """Whether the caller may interrupt, cancel or delete a prompt: admins any, other users their own."""
+    identity = identity_of(request)
+    return identity is None or identity.is_admin or prompt_owner(extra_data) == identity.user
+
+
 def data_user(request: web.Request, users: Any) -> str:
     """Whose data folder a request uses: a signed-in user's own; otherwise the `comfy-user` header as before
     (multi-user mode without accounts, which trusts the header as ComfyUI does)."""
     identity = identity_of(request)
-    if identity is not None and identity.via in ("token", "session"):
-        return identity.user
+    if signed_in(identity):
+        return identity.user  # type: ignore[union-attr]
     return users.user_for(request.headers.get("comfy-user"))
 
 

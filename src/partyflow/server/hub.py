@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ class Client:
     client_id: str
     ws: web.WebSocketResponse
     abort: Callable[[], None]
+    user: str | None = None  # the signed-in user; None for the local admin or the server token
+    sees_all: bool = True    # admins (and single-user servers) see every prompt's events
     outbox: deque[str] = field(default_factory=deque)
     pending_bytes: int = 0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -49,12 +52,17 @@ class ClientHub:
     def __contains__(self, client_id: object) -> bool:
         return client_id in self._clients
 
-    def attach(self, client_id: str, ws: web.WebSocketResponse, abort: Callable[[], None]) -> Client:
-        """Register a connected socket; a reconnect with the same id replaces the old socket, as in ComfyUI."""
+    def attach(self, client_id: str, ws: web.WebSocketResponse, abort: Callable[[], None], *,
+               user: str | None = None, sees_all: bool = True) -> Client:
+        """Register a connected socket; a reconnect with the same id replaces the old socket, as in ComfyUI —
+        unless the id belongs to another user's socket: then the newcomer gets an id of its own."""
         old = self._clients.get(client_id)
+        if old is not None and old.user != user:
+            client_id = uuid.uuid4().hex
+            old = None
         if old is not None:
             self._close(old)
-        client = Client(client_id, ws, abort)
+        client = Client(client_id, ws, abort, user=user, sees_all=sees_all)
         client.writer = asyncio.get_running_loop().create_task(self._write(client), name=f"ws-writer-{client_id}")
         self._clients[client_id] = client
         self._on_count(len(self._clients))
@@ -66,14 +74,20 @@ class ClientHub:
             self._on_count(len(self._clients))
         self._close(client)
 
-    def send(self, message: dict[str, Any], client_id: str | None = None) -> None:
-        """Queue a `{"type", "data"}` message for one client, or for every client when `client_id` is None."""
+    def send(self, message: dict[str, Any], client_id: str | None = None, owner: str | None = None) -> None:
+        """Queue a `{"type", "data"}` message for one client, or for every client when `client_id` is None.
+
+        A message about a prompt a signed-in user queued (`owner`) reaches only that user's sockets and those
+        that see everything (admins); nobody else learns of other users' prompts, even by guessing a client id.
+        """
         text = json.dumps(message, default=str, ensure_ascii=False)
         if client_id is None:
             for client in list(self._clients.values()):
-                self._enqueue(client, text)
+                if owner is None or client.sees_all or client.user == owner:
+                    self._enqueue(client, text)
         elif (client := self._clients.get(client_id)) is not None:
-            self._enqueue(client, text)
+            if owner is None or client.sees_all or client.user == owner:
+                self._enqueue(client, text)
 
     def send_to(self, client: Client, message: dict[str, Any]) -> None:
         self._enqueue(client, json.dumps(message, default=str, ensure_ascii=False))

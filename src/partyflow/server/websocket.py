@@ -9,6 +9,7 @@ import uuid
 
 from aiohttp import WSMsgType, web
 
+from partyflow.server.access import identity_of, prompt_owner, signed_in
 from partyflow.server.context import ServerContext, context
 from partyflow.server.hub import Client
 from partyflow.server.routes.info import server_features
@@ -33,11 +34,15 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         if transport is not None:
             transport.abort()
 
-    client = ctx.hub.attach(client_id, ws, abort)
+    identity = identity_of(request)
+    account = identity.user if signed_in(identity) else None
+    client = ctx.hub.attach(client_id, ws, abort, user=account, sees_all=identity is None or identity.is_admin)
+    client_id = client.client_id
     try:
         ctx.hub.send_to(client, status_message(ctx.engine.queue.known_remaining(), sid=client_id))
         current = ctx.worker.current
-        if current is not None and ctx.worker.last_node and current.extra_data.get("client_id") == client_id:
+        if current is not None and ctx.worker.last_node and current.extra_data.get("client_id") == client_id \
+                and (client.sees_all or prompt_owner(current.extra_data) == client.user):
             # A client reconnecting mid-prompt learns which node is running, as ComfyUI tells it.
             ctx.hub.send_to(client, {"type": "executing", "data": {
                 "node": ctx.worker.last_node, "display_node": ctx.worker.last_node, "prompt_id": current.prompt_id}})

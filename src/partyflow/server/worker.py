@@ -22,6 +22,7 @@ from typing import Any
 from partyflow.engine.engine import Engine
 from partyflow.engine.events import CustomMessage, Event, Executed, Executing
 from partyflow.engine.queue import QueueItem
+from partyflow.server.access import prompt_owner
 from partyflow.server.hub import ClientHub
 from partyflow.server.metrics import Metrics, status_label
 from partyflow.server.progress import PromptStream
@@ -37,7 +38,8 @@ class QueueWorker:
         self.current: QueueItem | None = None
         self.last_node: str | None = None
         self.started_ms: int | None = None  # when `current` began running (the jobs API's execution_start_time)
-        self._routes: dict[str, tuple[str | None, dict[str, Any]]] = {}  # prompt_id -> (client_id, prompt)
+        # prompt_id -> (client_id, prompt, owner: the signed-in user who queued it, whose sockets alone hear it)
+        self._routes: dict[str, tuple[str | None, dict[str, Any], str | None]] = {}
         self._streams: dict[str, PromptStream] = {}  # prompt_id -> its messages' pacing and progress_state
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -100,10 +102,11 @@ class QueueWorker:
         """Run `item`; returns the next item, claimed in the same write that recorded this one's result."""
         client_id = item.extra_data.get("client_id") if isinstance(item.extra_data, dict) else None
         client_id = client_id if isinstance(client_id, str) else None
-        self._routes[item.prompt_id] = (client_id, item.prompt)
+        owner = prompt_owner(item.extra_data)
+        self._routes[item.prompt_id] = (client_id, item.prompt, owner)
         if self._loop is not None:
             self._streams[item.prompt_id] = PromptStream(
-                item.prompt_id, functools.partial(self.hub.send, client_id=client_id), self._loop)
+                item.prompt_id, functools.partial(self.hub.send, client_id=client_id, owner=owner), self._loop)
         self.current, self.last_node = item, None
         self.started_ms = int(time.time() * 1000)
         self.metrics.prompts_running.set(1)
@@ -121,7 +124,7 @@ class QueueWorker:
         # and after the status that history write caused, the order ComfyUI sends them in.
         self._flush_status()
         if client_id is not None:
-            self.hub.send(Executing(item.prompt_id).to_message(), client_id)
+            self.hub.send(Executing(item.prompt_id).to_message(), client_id, owner=owner)
         return claimed
 
     # ---- events -----------------------------------------------------------------------------------------------
@@ -143,7 +146,8 @@ class QueueWorker:
         else:
             self.metrics.observe(event)
         if isinstance(event, CustomMessage):
-            self.hub.send(event.to_message(), event.client_id or (route[0] if route else None))
+            self.hub.send(event.to_message(), event.client_id or (route[0] if route else None),
+                          owner=route[2] if route else None)
             return
         if route is None:
             return  # a prompt another interface runs directly
@@ -161,7 +165,7 @@ class QueueWorker:
         if stream is not None:
             stream.handle(event, message)
         elif message is not None:
-            self.hub.send(message, route[0])
+            self.hub.send(message, route[0], owner=route[2])
 
     # ---- queue status -----------------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from partyflow.server.access import may_manage
 from partyflow.server.context import ServerContext, context
 from partyflow.server.errors import BadJSON, bad_request, not_found, read_json
 from partyflow.server.jobs import JobQuery, JobQueryError, job_detail, list_jobs
@@ -43,7 +44,7 @@ async def get_job(request: web.Request) -> web.Response:
 async def cancel_job(request: web.Request) -> web.Response:
     ctx = context(request)
     job_id = request.match_info["job_id"]
-    outcome = await _cancel(ctx, job_id)
+    outcome = await _cancel(ctx, job_id, request)
     if outcome is None:
         return not_found(f"no job {job_id!r}", "GET /api/jobs lists the queued, running and finished jobs")
     return web.json_response({"id": job_id, **outcome})
@@ -60,18 +61,23 @@ async def cancel_jobs(request: web.Request) -> web.Response:
     ctx = context(request)
     results = []
     for job_id in dict.fromkeys(ids):
-        outcome = await _cancel(ctx, job_id)
+        outcome = await _cancel(ctx, job_id, request)
         results.append({"id": job_id, **(outcome or {"cancelled": False, "status": "not_found"})})
     return web.json_response({"jobs": results})
 
 
-async def _cancel(ctx: ServerContext, job_id: str) -> dict[str, Any] | None:
+async def _cancel(ctx: ServerContext, job_id: str, request: web.Request) -> dict[str, Any] | None:
     """Pending: moved to history as cancelled. Running: interrupted (history then says cancelled). Finished: left
-    as it is (cancelling is idempotent). None when the id is unknown."""
+    as it is (cancelling is idempotent). None when the id is unknown. Users other than admins cancel only
+    their own jobs (`forbidden` otherwise)."""
     queue = ctx.engine.queue
+    current = ctx.worker.current
+    queued = next((i for i in await asyncio.to_thread(queue.pending) if i.prompt_id == job_id), None)
+    target = queued or (current if current is not None and current.prompt_id == job_id else None)
+    if target is not None and not may_manage(request, target.extra_data):
+        return {"cancelled": False, "status": "forbidden"}
     if await asyncio.to_thread(queue.cancel_pending, job_id):
         return {"cancelled": True, "status": "cancelled"}
-    current = ctx.worker.current
     if current is not None and current.prompt_id == job_id:
         ctx.engine.interrupt(job_id)
         return {"cancelled": True, "status": "in_progress"}

@@ -14,6 +14,7 @@ from aiohttp import web
 from partyflow.engine.queue import MAX_QUEUE_NUMBER, queue_number
 from partyflow.graph.validate import ValidationResult, validate_prompt
 from partyflow.nodes.host import host_context
+from partyflow.server.access import OWNER_KEY, identity_of, may_manage, signed_in
 from partyflow.server.context import context
 from partyflow.server.errors import BadJSON, bad_request, error_body, read_json
 from partyflow.server.routes import Route
@@ -56,6 +57,10 @@ async def post_prompt(request: web.Request) -> web.Response:
     if isinstance(parsed, web.Response):
         return parsed
     prompt_id, number, front, extra_data, targets = parsed
+    identity = identity_of(request)
+    extra_data.pop(OWNER_KEY, None)  # who queued it is the server's to say, never the client's
+    if signed_in(identity):
+        extra_data[OWNER_KEY] = identity.user  # type: ignore[union-attr]
     result = _validate(ctx.engine, body["prompt"], targets)
     runnable = result.runnable_outputs
     if not runnable:
@@ -168,7 +173,18 @@ async def get_queue(request: web.Request) -> web.Response:
 
 async def post_queue(request: web.Request) -> web.Response:
     queue = context(request).engine.queue
-    return await _clear_or_delete(request, queue.clear, queue.delete)
+    identity = identity_of(request)
+    if identity is None or identity.is_admin:
+        return await _clear_or_delete(request, queue.clear, queue.delete)
+
+    def clear_refused() -> None:
+        raise PermissionError("clearing the whole queue needs the admin role; delete your own prompts by id")
+
+    def delete_own(ids: list[str]) -> int:
+        owned = {item.prompt_id for item in queue.pending() if may_manage(request, item.extra_data)}
+        return queue.delete([i for i in ids if i in owned])
+
+    return await _clear_or_delete(request, clear_refused, delete_own)
 
 
 async def get_history(request: web.Request) -> web.Response:
@@ -208,7 +224,10 @@ async def _clear_or_delete(request: web.Request, clear: Callable[[], Any],
         return bad_request("delete must be a list of prompt ids")
     # durable writes wait for fsync: off the event loop, as POST /prompt does
     if body.get("clear"):
-        await asyncio.to_thread(clear)
+        try:
+            await asyncio.to_thread(clear)
+        except PermissionError as exc:
+            return web.json_response(error_body("forbidden", "Not allowed", str(exc)), status=403)
     if ids:
         await asyncio.to_thread(delete, ids)
     return web.Response(status=200)
@@ -221,6 +240,10 @@ async def post_interrupt(request: web.Request) -> web.Response:
     ctx = context(request)
     prompt_id = body.get("prompt_id")
     current = ctx.worker.current
+    if current is not None and not may_manage(request, current.extra_data):
+        if prompt_id is None or prompt_id == current.prompt_id:
+            return web.json_response(error_body("forbidden", "Not allowed",
+                                                "the running prompt was queued by another user"), status=403)
     if prompt_id is None:
         if current is not None:
             ctx.engine.interrupt(current.prompt_id)
