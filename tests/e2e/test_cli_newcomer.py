@@ -178,7 +178,7 @@ def test_unconfigured_mcp_server_is_refused_at_validation(tmp_path: Path) -> Non
                                     "2": {"class_type": "DisplayValue", "inputs": {"value": ["1", 0]}}}))
     done = partyflow("run", str(workflow), home=tmp_path / "home")
     assert done.returncode == 2
-    assert "node 1 (MCPTools): no MCP server 'docs'" in done.stderr and "[mcp.servers.docs]" in done.stderr
+    assert "node 1 (MCPTools), input 'server': no MCP server 'docs'" in done.stderr and "[mcp.servers.docs]" in done.stderr
 
 
 @pytest.mark.timeout(90)

@@ -69,7 +69,7 @@ def test_an_unknown_server_name_is_refused_before_running_listing_the_configured
     with pytest.raises(PromptValidationError) as refused:
         engine.run(agent_workflow("ecko"))
     [line] = refused.value.result.summary()
-    assert line.startswith("node mcp (MCPTools): no MCP server 'ecko'")
+    assert line.startswith("node mcp (MCPTools), input 'server': no MCP server 'ecko'")
     assert "configured: echo, fetch" in line
 
 

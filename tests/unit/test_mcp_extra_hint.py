@@ -16,8 +16,8 @@ from partyflow.builtin_nodes.agents.mcp_nodes import mcp_library  # noqa: E402
 
 @pytest.mark.parametrize("missing", ["mcp", "mcp_types"])
 def test_a_missing_sdk_package_names_the_extra(monkeypatch: pytest.MonkeyPatch, missing: str) -> None:
-    for name in [n for n in sys.modules if n.startswith("partyflow.tools.mcp")]:
-        monkeypatch.delitem(sys.modules, name)
+    for name in [n for n in sys.modules if n.startswith(("partyflow.tools.mcp", f"{missing}."))]:
+        monkeypatch.delitem(sys.modules, name)  # submodules imported by earlier tests would satisfy the import
     monkeypatch.setitem(sys.modules, missing, None)  # import now fails with ModuleNotFoundError(name=missing)
     with pytest.raises(RuntimeError, match=r"pip install 'partyflow\[mcp\]'"):
         mcp_library()
