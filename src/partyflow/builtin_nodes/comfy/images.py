@@ -143,12 +143,13 @@ class ImageScale:
     CATEGORY = "image/upscaling"
     RETURN_TYPES = ("IMAGE",)
     FUNCTION = "upscale"
+    upscale_methods = UPSCALE_METHODS  # packs read these class attributes (rgthree's Image Resize)
     crop_methods = ["disabled", "center"]
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:  # noqa: N802 - ComfyUI's name
         size = {"default": 512, "min": 0, "max": MAX_RESOLUTION, "step": 1}
-        return {"required": {"image": ("IMAGE",), "upscale_method": (UPSCALE_METHODS,), "width": ("INT", size),
+        return {"required": {"image": ("IMAGE",), "upscale_method": (cls.upscale_methods,), "width": ("INT", size),
                              "height": ("INT", size), "crop": (cls.crop_methods,)}}
 
     def upscale(self, image: Any, upscale_method: str, width: int, height: int, crop: str) -> tuple[Any]:
