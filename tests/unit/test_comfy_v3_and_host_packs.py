@@ -141,7 +141,8 @@ def test_core_image_nodes_use_comfy_tensors_and_save_viewable_files(engine: Engi
               "3": {"class_type": "ImageScale", "inputs": {"image": ["2", 0], "upscale_method": "bilinear",
                                                            "width": 4, "height": 0, "crop": "disabled"}},
               "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "sub/inv"}},
-              "5": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}
+              "5": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
+              "6": {"class_type": "RepeatImageBatch", "inputs": {"image": ["1", 0], "amount": 3}}}
     result = engine.run(prompt)
     assert result.ok, result.error
     image, mask = result.output("1", 0), result.output("1", 1)
@@ -149,6 +150,7 @@ def test_core_image_nodes_use_comfy_tensors_and_save_viewable_files(engine: Engi
     assert float(image[0, 0, 0, 0]) == 1.0 and float(image[0, 0, 0, 1]) == 0.0
     assert tuple(mask.shape) == (1, 6, 8) and abs(float(mask[0, 0, 0]) - (1 - 128 / 255)) < 1e-6
     assert tuple(result.output("3").shape) == (1, 3, 4, 3)
+    assert tuple(result.output("6").shape) == (3, 6, 8, 3)
     saved = result.outputs["4"]["images"][0]
     assert saved == {"filename": "inv_00001_.png", "subfolder": "sub", "type": "output"}
     with Image.open(engine.home.output / "sub" / "inv_00001_.png") as written:

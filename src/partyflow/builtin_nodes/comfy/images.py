@@ -238,8 +238,21 @@ class EmptyImage:
         return (image,)
 
 
+class RepeatImageBatch:
+    CATEGORY = "image/batch"
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "repeat"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:  # noqa: N802 - ComfyUI's name
+        return {"required": {"image": ("IMAGE",), "amount": ("INT", {"default": 1, "min": 1, "max": 4096})}}
+
+    def repeat(self, image: Any, amount: int) -> tuple[Any]:
+        return (image.repeat((amount, 1, 1, 1)),)
+
+
 NODE_CLASS_MAPPINGS = {
-    "LoadImage": LoadImage, "LoadImageMask": LoadImageMask, "SaveImage": SaveImage, "PreviewImage": PreviewImage,
+    "LoadImage": LoadImage, "RepeatImageBatch": RepeatImageBatch, "LoadImageMask": LoadImageMask, "SaveImage": SaveImage, "PreviewImage": PreviewImage,
     "ImageScale": ImageScale, "ImageInvert": ImageInvert, "ImageBatch": ImageBatch, "ImageCrop": ImageCrop,
     "EmptyImage": EmptyImage,
 }
@@ -247,4 +260,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "LoadImage": "Load Image", "LoadImageMask": "Load Image (as Mask)", "SaveImage": "Save Image",
     "PreviewImage": "Preview Image", "ImageScale": "Upscale Image", "ImageInvert": "Invert Image",
     "ImageBatch": "Batch Images", "ImageCrop": "Image Crop", "EmptyImage": "EmptyImage",
+    "RepeatImageBatch": "RepeatImageBatch",
 }
