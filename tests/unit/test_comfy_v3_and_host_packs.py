@@ -142,7 +142,8 @@ def test_core_image_nodes_use_comfy_tensors_and_save_viewable_files(engine: Engi
                                                            "width": 4, "height": 0, "crop": "disabled"}},
               "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "sub/inv"}},
               "5": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
-              "6": {"class_type": "RepeatImageBatch", "inputs": {"image": ["1", 0], "amount": 3}}}
+              "6": {"class_type": "RepeatImageBatch", "inputs": {"image": ["1", 0], "amount": 3}},
+              "7": {"class_type": "PreviewImage", "inputs": {"images": ["6", 0]}}}
     result = engine.run(prompt)
     assert result.ok, result.error
     image, mask = result.output("1", 0), result.output("1", 1)
