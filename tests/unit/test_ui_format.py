@@ -534,7 +534,7 @@ def test_force_input_sockets_saved_as_converted_widgets_keep_their_slot() -> Non
             entry["widget"] = {"name": entry["name"]}
     result = ui_to_api(_doc([node]), PARTY_INFO)["1"]["inputs"]
     assert result["conversation_rounds"] == 7 and result["is_enable"] is True
-    assert result["tools"] == "" and result["file_content"] == ""
+    assert "tools" not in result and "file_content" not in result  # slots skipped; unlinked sockets send nothing
 
 
 def test_force_input_sockets_of_newer_editors_hold_no_slot() -> None:

@@ -622,8 +622,9 @@ def _widget_inputs(node: _Node, info: Mapping[str, Any]) -> dict[str, Any]:
     widget for every value-typed input, `forceInput` ones too, and saved it converted to a socket (the input
     entry carries a `widget` marker); newer editors make none. Files do not say which editor wrote them, and
     older ones may not list every converted input, so both readings are tried and the one whose values fit
-    their widgets' types best wins (the marker reading on a tie). Widgets a class gained after the file was
-    saved take their defaults, as the editor gives them on load.
+    their widgets' types best wins (the marker reading on a tie). A forceInput slot is skipped, not sent: the
+    editor loading such a file makes no widget for it. Widgets a class gained after the file was saved take
+    their defaults, as the editor gives them on load.
     """
     converted = {i.name for i in node.inputs if i.widget}
     linked = {i.name for i in node.inputs if i.link is not None}
@@ -661,7 +662,10 @@ def _assign(specs: list[_WidgetSpec], values: list[Any], linked: Collection[str]
                 inputs[spec.name] = _wrap_list(default)
         else:
             misfits += 0 if spec.fits(value) else 1
-            inputs[spec.name] = _wrap_list(value)
+            if not spec.options.get("forceInput"):
+                # a forceInput slot only holds the place: today's editor makes no widget for it, so an unlinked
+                # one sends nothing (the node sees its default), as ComfyUI does with such a file
+                inputs[spec.name] = _wrap_list(value)
         following = specs[index + 1] if index + 1 < len(specs) else None
         if position < len(values) and spec.takes_control_value(values[position], following):
             position += 1
