@@ -204,3 +204,15 @@ def test_core_audio_nodes_round_trip_a_wav_file(engine: Engine) -> None:
     path = engine.home.output / "audio" / saved["filename"]
     assert path.is_file() and path.suffix in (".flac", ".wav")
     assert result.outputs["3"]["audio"][0]["type"] == "temp"
+
+
+def test_v3_types_of_newer_comfyui_versions_resolve_by_name() -> None:
+    from partyflow.nodes.comfy_compat import install_compat_modules
+
+    install_compat_modules()
+    from comfy_api.latest import Types, io
+
+    assert io.BoundingBox.io_type == "BOUNDING_BOX" and io.BoundingBox is io.BoundingBox
+    declared = io.BoundingBox.Input("box", default={"x": 0}, optional=True)
+    assert declared.get_io_type() == "BOUNDING_BOX" and declared.options()["default"] == {"x": 0}
+    assert Types.VideoCodec.as_input()[0] == "auto" and Types.VideoContainer.get_extension("auto") == "mp4"
