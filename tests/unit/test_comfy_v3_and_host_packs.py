@@ -216,3 +216,22 @@ def test_v3_types_of_newer_comfyui_versions_resolve_by_name() -> None:
     declared = io.BoundingBox.Input("box", default={"x": 0}, optional=True)
     assert declared.get_io_type() == "BOUNDING_BOX" and declared.options()["default"] == {"x": 0}
     assert Types.VideoCodec.as_input()[0] == "auto" and Types.VideoContainer.get_extension("auto") == "mp4"
+
+
+def test_nodes_mask_composite_is_real_and_its_node_classes_are_placeholders() -> None:
+    torch = pytest.importorskip("torch")
+    from partyflow.nodes.comfy_compat import install_compat_modules
+    from partyflow.nodes.comfy_compat._runtime import DiffusionRuntimeError
+
+    install_compat_modules()
+    from comfy_extras.nodes_mask import MaskToImage, composite
+
+    destination, source = torch.zeros(1, 3, 6, 6), torch.ones(1, 3, 2, 2)
+    pasted = composite(destination.clone(), source, 4, 4, multiplier=1)
+    assert pasted[0, 0, 4:, 4:].eq(1).all() and pasted[0, 0, :4].eq(0).all()
+    clipped = composite(destination.clone(), source, -1, -1, multiplier=1)
+    assert clipped[0, 0, 0, 0] == 1 and clipped[0, 0].sum() == 1
+    masked = composite(destination.clone(), source, 0, 0, torch.tensor([[1.0, 0.0], [0.0, 1.0]]), 1)
+    assert masked[0, 0, :2, :2].tolist() == [[1.0, 0.0], [0.0, 1.0]]
+    with pytest.raises(DiffusionRuntimeError):
+        MaskToImage()
