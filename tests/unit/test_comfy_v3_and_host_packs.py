@@ -235,3 +235,34 @@ def test_nodes_mask_composite_is_real_and_its_node_classes_are_placeholders() ->
     assert masked[0, 0, :2, :2].tolist() == [[1.0, 0.0], [0.0, 1.0]]
     with pytest.raises(DiffusionRuntimeError):
         MaskToImage()
+
+
+def test_a_v3_pack_with_a_broken_schema_fails_alone(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    pack = home / "custom_nodes" / "v3_broken"
+    pack.mkdir(parents=True)
+    (pack / "__init__.py").write_text(
+        "from comfy_api.latest import ComfyExtension, io\n"
+        "class Twice(io.ComfyNode):\n"
+        "    @classmethod\n"
+        "    def define_schema(cls):\n"
+        "        return io.Schema(node_id='Twice', inputs=[io.Int.Input('a'), io.Int.Input('a')], outputs=[])\n"
+        "    @classmethod\n"
+        "    def execute(cls, a):\n"
+        "        return io.NodeOutput()\n"
+        "class Ext(ComfyExtension):\n"
+        "    async def get_node_list(self):\n"
+        "        return [Twice]\n"
+        "def comfy_entrypoint():\n"
+        "    return Ext()\n")
+    shutil.copytree(DATA / "v3_sample", home / "custom_nodes" / "v3_sample")
+    engine = Engine(home, builtin_packs=())
+    try:
+        results = {r.name: r for r in engine.pack_results}
+        assert not results["v3_broken"].ok and "input ids must be unique" in str(results["v3_broken"].error)
+        assert results["v3_sample"].ok and "V3Repeat" in engine.registry
+        import sys
+
+        assert not any(name.startswith("custom_nodes.v3_broken") for name in sys.modules)
+    finally:
+        engine.close()
