@@ -141,7 +141,9 @@ def test_core_image_nodes_use_comfy_tensors_and_save_viewable_files(engine: Engi
               "3": {"class_type": "ImageScale", "inputs": {"image": ["2", 0], "upscale_method": "bilinear",
                                                            "width": 4, "height": 0, "crop": "disabled"}},
               "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "sub/inv"}},
-              "5": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}
+              "5": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
+              "6": {"class_type": "RepeatImageBatch", "inputs": {"image": ["1", 0], "amount": 3}},
+              "7": {"class_type": "PreviewImage", "inputs": {"images": ["6", 0]}}}
     result = engine.run(prompt)
     assert result.ok, result.error
     image, mask = result.output("1", 0), result.output("1", 1)
@@ -149,6 +151,7 @@ def test_core_image_nodes_use_comfy_tensors_and_save_viewable_files(engine: Engi
     assert float(image[0, 0, 0, 0]) == 1.0 and float(image[0, 0, 0, 1]) == 0.0
     assert tuple(mask.shape) == (1, 6, 8) and abs(float(mask[0, 0, 0]) - (1 - 128 / 255)) < 1e-6
     assert tuple(result.output("3").shape) == (1, 3, 4, 3)
+    assert tuple(result.output("6").shape) == (3, 6, 8, 3)
     saved = result.outputs["4"]["images"][0]
     assert saved == {"filename": "inv_00001_.png", "subfolder": "sub", "type": "output"}
     with Image.open(engine.home.output / "sub" / "inv_00001_.png") as written:
@@ -201,3 +204,65 @@ def test_core_audio_nodes_round_trip_a_wav_file(engine: Engine) -> None:
     path = engine.home.output / "audio" / saved["filename"]
     assert path.is_file() and path.suffix in (".flac", ".wav")
     assert result.outputs["3"]["audio"][0]["type"] == "temp"
+
+
+def test_v3_types_of_newer_comfyui_versions_resolve_by_name() -> None:
+    from partyflow.nodes.comfy_compat import install_compat_modules
+
+    install_compat_modules()
+    from comfy_api.latest import Types, io
+
+    assert io.BoundingBox.io_type == "BOUNDING_BOX" and io.BoundingBox is io.BoundingBox
+    declared = io.BoundingBox.Input("box", default={"x": 0}, optional=True)
+    assert declared.get_io_type() == "BOUNDING_BOX" and declared.options()["default"] == {"x": 0}
+    assert Types.VideoCodec.as_input()[0] == "auto" and Types.VideoContainer.get_extension("auto") == "mp4"
+
+
+def test_nodes_mask_composite_is_real_and_its_node_classes_are_placeholders() -> None:
+    torch = pytest.importorskip("torch")
+    from partyflow.nodes.comfy_compat import install_compat_modules
+    from partyflow.nodes.comfy_compat._runtime import DiffusionRuntimeError
+
+    install_compat_modules()
+    from comfy_extras.nodes_mask import MaskToImage, composite
+
+    destination, source = torch.zeros(1, 3, 6, 6), torch.ones(1, 3, 2, 2)
+    pasted = composite(destination.clone(), source, 4, 4, multiplier=1)
+    assert pasted[0, 0, 4:, 4:].eq(1).all() and pasted[0, 0, :4].eq(0).all()
+    clipped = composite(destination.clone(), source, -1, -1, multiplier=1)
+    assert clipped[0, 0, 0, 0] == 1 and clipped[0, 0].sum() == 1
+    masked = composite(destination.clone(), source, 0, 0, torch.tensor([[1.0, 0.0], [0.0, 1.0]]), 1)
+    assert masked[0, 0, :2, :2].tolist() == [[1.0, 0.0], [0.0, 1.0]]
+    with pytest.raises(DiffusionRuntimeError):
+        MaskToImage()
+
+
+def test_a_v3_pack_with_a_broken_schema_fails_alone(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    pack = home / "custom_nodes" / "v3_broken"
+    pack.mkdir(parents=True)
+    (pack / "__init__.py").write_text(
+        "from comfy_api.latest import ComfyExtension, io\n"
+        "class Twice(io.ComfyNode):\n"
+        "    @classmethod\n"
+        "    def define_schema(cls):\n"
+        "        return io.Schema(node_id='Twice', inputs=[io.Int.Input('a'), io.Int.Input('a')], outputs=[])\n"
+        "    @classmethod\n"
+        "    def execute(cls, a):\n"
+        "        return io.NodeOutput()\n"
+        "class Ext(ComfyExtension):\n"
+        "    async def get_node_list(self):\n"
+        "        return [Twice]\n"
+        "def comfy_entrypoint():\n"
+        "    return Ext()\n")
+    shutil.copytree(DATA / "v3_sample", home / "custom_nodes" / "v3_sample")
+    engine = Engine(home, builtin_packs=())
+    try:
+        results = {r.name: r for r in engine.pack_results}
+        assert not results["v3_broken"].ok and "input ids must be unique" in str(results["v3_broken"].error)
+        assert results["v3_sample"].ok and "V3Repeat" in engine.registry
+        import sys
+
+        assert not any(name.startswith("custom_nodes.v3_broken") for name in sys.modules)
+    finally:
+        engine.close()

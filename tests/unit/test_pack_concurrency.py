@@ -33,11 +33,12 @@ def _prompt() -> dict:
 def _run(engine: Engine) -> tuple[int, int]:
     import sys
 
-    sys.modules[engine.registry.entry("BumpCounter").cls.__module__].reset()
+    pack = sys.modules[engine.registry.entry("BumpCounter").cls.__module__]
+    pack.reset()
     result = engine.run(_prompt())
     assert result.ok, result.error
     counter = int((engine.home.output / "counter.txt").read_text())
-    return counter, result.output("peak")
+    return counter, pack._state["peak"]  # read after every branch finished
 
 
 def test_pack_sync_nodes_never_overlap_by_default(tmp_path: Path) -> None:

@@ -534,7 +534,7 @@ def test_force_input_sockets_saved_as_converted_widgets_keep_their_slot() -> Non
             entry["widget"] = {"name": entry["name"]}
     result = ui_to_api(_doc([node]), PARTY_INFO)["1"]["inputs"]
     assert result["conversation_rounds"] == 7 and result["is_enable"] is True
-    assert result["tools"] == "" and result["file_content"] == ""
+    assert "tools" not in result and "file_content" not in result  # slots skipped; unlinked sockets send nothing
 
 
 def test_force_input_sockets_of_newer_editors_hold_no_slot() -> None:
@@ -549,3 +549,20 @@ def test_widgets_added_after_saving_take_their_defaults() -> None:
     node = _node(1, "LLM", ["sys", "hi", 0.5, "disable"], inputs=[("model", "CUSTOM")])
     result = ui_to_api(_doc([node]), PARTY_INFO)["1"]["inputs"]
     assert result["conversation_rounds"] == 100 and result["is_enable"] is True
+
+
+def test_older_saves_that_do_not_list_every_converted_input_still_line_up() -> None:
+    # saved by an editor that made widgets of all forceInput inputs, but only `tools` is listed as converted;
+    # `file_content` still holds its slot, which the value types reveal
+    node = _node(1, "LLM", ["sys", "hi", 0.5, "disable", 7, "", "", True],
+                 inputs=[("model", "CUSTOM"), ("tools", "STRING")])
+    node["inputs"][1]["widget"] = {"name": "tools"}
+    node["widgets_values"] = ["sys", "hi", 0.5, "disable", 7, "", "", True]
+    result = ui_to_api(_doc([node]), PARTY_INFO)["1"]["inputs"]
+    assert result["conversation_rounds"] == 7 and result["is_enable"] is True
+
+
+def test_list_values_a_pack_widget_saved_after_a_boolean_do_not_become_its_value() -> None:
+    node = _node(1, "LLM", ["sys", "hi", 0.5, "disable", 7, False, [False, True]], inputs=[("model", "CUSTOM")])
+    result = ui_to_api(_doc([node]), PARTY_INFO)["1"]["inputs"]
+    assert result["is_enable"] is False

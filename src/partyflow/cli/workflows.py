@@ -56,7 +56,8 @@ def run(
         engine.host.source = _local_source(ctx)  # the global --security-level reaches code-running tools
         prompt = engine.load_workflow(workflow, overrides=set_ or [])
         with _node_tracebacks_logged(_verbose(ctx)):
-            result = _run_with_progress(engine, prompt, show=not as_json and sys.stderr.isatty())
+            result = _run_with_progress(engine, prompt, show=not as_json and sys.stderr.isatty(),
+                                        extra_data=_editor_extra_data(workflow))
     if as_json:
         print_json({"prompt_id": result.prompt_id, "status": result.status, "outputs": result.outputs,
                     "executed": result.executed, "cached": result.cached, "timings": result.timings,
@@ -99,7 +100,21 @@ class _BelowError(logging.Filter):
         return record.levelno < logging.ERROR
 
 
-def _run_with_progress(engine: Any, prompt: dict[str, Any], *, show: bool) -> Any:
+def _editor_extra_data(workflow: Path) -> dict[str, Any] | None:
+    """What the editor sends with a prompt it queues: the UI workflow as `extra_pnginfo.workflow` (packs read it;
+    saved images embed it). Only for UI-format files."""
+    from partyflow.graph.ui_format import is_ui_workflow
+    from partyflow.graph.workflow import read_workflow_file
+
+    try:
+        document = read_workflow_file(workflow)
+    except Exception:  # already read once by load_workflow; a second failure only means no extra data
+        return None
+    return {"extra_pnginfo": {"workflow": document}} if is_ui_workflow(document) else None
+
+
+def _run_with_progress(engine: Any, prompt: dict[str, Any], *, show: bool,
+                       extra_data: dict[str, Any] | None = None) -> Any:
     from partyflow.engine.events import Event, Executed, Executing, ExecutionCached
     from partyflow.engine.events import Progress as NodeProgress
 
@@ -121,7 +136,7 @@ def _run_with_progress(engine: Any, prompt: dict[str, Any], *, show: bool) -> An
     async def go() -> Any:
         loop = asyncio.get_running_loop()
         with contextlib_suppress_signal(loop, engine):
-            return await engine.run_async(prompt, sinks=[on_event])
+            return await engine.run_async(prompt, sinks=[on_event], extra_data=extra_data)
 
     with progress:
         return asyncio.run(go())

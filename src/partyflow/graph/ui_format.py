@@ -589,6 +589,20 @@ class _WidgetSpec:
             return True
         return value in _combo_options(self.type, self.options)
 
+    def fits(self, value: object) -> bool:
+        """Whether `value` could be this widget's value (used to tell which saved-format reading is right)."""
+        if self.type == "INT":
+            return (isinstance(value, int) and not isinstance(value, bool)) or (
+                isinstance(value, float) and value.is_integer())
+        if self.type == "FLOAT":
+            return isinstance(value, (int, float)) and not isinstance(value, bool)
+        if self.type == "BOOLEAN":
+            return isinstance(value, bool)
+        if self.type == "STRING":
+            return isinstance(value, str)
+        choices = _combo_options(self.type, self.options)
+        return not choices or value in choices or isinstance(value, list)
+
     def default(self) -> Any:
         """The value the editor gives a new widget: its declared default, else the first choice or the type's zero."""
         if "default" in self.options:
@@ -604,19 +618,32 @@ class _WidgetSpec:
 def _widget_inputs(node: _Node, info: Mapping[str, Any]) -> dict[str, Any]:
     """Name the node's widget values using INPUT_TYPES order; the values are a list, or a dict for some packs.
 
-    Which inputs hold a slot follows the editor that saved the file: editors before socket-only inputs made
-    a widget for every value-typed input, `forceInput` ones too, and saved it converted to a socket (the input
-    entry carries a `widget` marker); newer editors make none. Widgets the class gained after the file was
-    saved take their defaults, as the editor gives them on load.
+    Which inputs hold a slot follows the editor that saved the file. Editors before socket-only inputs made a
+    widget for every value-typed input, `forceInput` ones too, and saved it converted to a socket (the input
+    entry carries a `widget` marker); newer editors make none. Files do not say which editor wrote them, and
+    older ones may not list every converted input, so both readings are tried and the one whose values fit
+    their widgets' types best wins (the marker reading on a tie). A forceInput slot is skipped, not sent: the
+    editor loading such a file makes no widget for it. Widgets a class gained after the file was saved take
+    their defaults, as the editor gives them on load.
     """
     converted = {i.name for i in node.inputs if i.widget}
     linked = {i.name for i in node.inputs if i.link is not None}
-    specs = list(_widget_specs(info, converted))
     values = node.widgets_values
     if isinstance(values, Mapping):
+        specs = list(_widget_specs(info, converted))
         return {spec.name: _wrap_list(values[spec.name]) for spec in specs if spec.name in values}
     values = values if isinstance(values, list) else []
+    marked, marked_misfits = _assign(list(_widget_specs(info, converted)), values, linked)
+    if not values:
+        return marked
+    every, every_misfits = _assign(list(_widget_specs(info, converted, all_force_input=True)), values, linked)
+    return every if every_misfits < marked_misfits else marked
+
+
+def _assign(specs: list[_WidgetSpec], values: list[Any], linked: Collection[str]) -> tuple[dict[str, Any], int]:
+    """Values to widgets in order (skipping control_after_generate settings); also how many do not fit."""
     inputs: dict[str, Any] = {}
+    misfits = 0
     position = 0
     for index, spec in enumerate(specs):
         if position >= len(values):
@@ -625,15 +652,28 @@ def _widget_inputs(node: _Node, info: Mapping[str, Any]) -> dict[str, Any]:
                 if default is not _NO_DEFAULT:
                     inputs[spec.name] = _wrap_list(default)
             continue
-        inputs[spec.name] = _wrap_list(values[position])
+        value = values[position]
         position += 1
+        if isinstance(value, list) and spec.type in ("INT", "FLOAT", "BOOLEAN"):
+            # a pack's own editor widget saved beside the node's (no number or boolean is a list): skip it
+            misfits += 1
+            default = spec.default()
+            if default is not _NO_DEFAULT and spec.name not in linked:
+                inputs[spec.name] = _wrap_list(default)
+        else:
+            misfits += 0 if spec.fits(value) else 1
+            if not spec.options.get("forceInput"):
+                # a forceInput slot only holds the place: today's editor makes no widget for it, so an unlinked
+                # one sends nothing (the node sees its default), as ComfyUI does with such a file
+                inputs[spec.name] = _wrap_list(value)
         following = specs[index + 1] if index + 1 < len(specs) else None
         if position < len(values) and spec.takes_control_value(values[position], following):
             position += 1
-    return inputs
+    return inputs, misfits
 
 
-def _widget_specs(info: Mapping[str, Any], converted: Collection[str] = ()) -> Iterator[_WidgetSpec]:
+def _widget_specs(info: Mapping[str, Any], converted: Collection[str] = (), *,
+                  all_force_input: bool = False) -> Iterator[_WidgetSpec]:
     declared = info.get("input")
     declared = declared if isinstance(declared, Mapping) else {}
     order = info.get("input_order")
@@ -650,7 +690,7 @@ def _widget_specs(info: Mapping[str, Any], converted: Collection[str] = ()) -> I
         )
         names += [name for name in specs if name not in names]
         for name in names:
-            spec = _widget_spec(name, specs[name], name in converted)
+            spec = _widget_spec(name, specs[name], all_force_input or name in converted)
             if spec is not None:
                 yield spec
 

@@ -188,13 +188,13 @@ def _exec_pack(path: Path, module_name: str) -> types.ModuleType:
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
+        entrypoint = getattr(module, "comfy_entrypoint", None)
+        if callable(entrypoint):
+            module.__partyflow_v3_nodes__ = _v3_nodes(entrypoint)  # type: ignore[attr-defined]
     except BaseException:
         _forget(module_name)
         raise
     setattr(sys.modules[PACKAGE], module_name.rpartition(".")[2], module)
-    entrypoint = getattr(module, "comfy_entrypoint", None)
-    if callable(entrypoint):
-        module.__partyflow_v3_nodes__ = _v3_nodes(entrypoint)  # type: ignore[attr-defined]
     return module
 
 

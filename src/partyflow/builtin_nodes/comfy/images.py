@@ -143,12 +143,13 @@ class ImageScale:
     CATEGORY = "image/upscaling"
     RETURN_TYPES = ("IMAGE",)
     FUNCTION = "upscale"
+    upscale_methods = UPSCALE_METHODS  # packs read these class attributes (rgthree's Image Resize)
     crop_methods = ["disabled", "center"]
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:  # noqa: N802 - ComfyUI's name
         size = {"default": 512, "min": 0, "max": MAX_RESOLUTION, "step": 1}
-        return {"required": {"image": ("IMAGE",), "upscale_method": (UPSCALE_METHODS,), "width": ("INT", size),
+        return {"required": {"image": ("IMAGE",), "upscale_method": (cls.upscale_methods,), "width": ("INT", size),
                              "height": ("INT", size), "crop": (cls.crop_methods,)}}
 
     def upscale(self, image: Any, upscale_method: str, width: int, height: int, crop: str) -> tuple[Any]:
@@ -237,8 +238,21 @@ class EmptyImage:
         return (image,)
 
 
+class RepeatImageBatch:
+    CATEGORY = "image/batch"
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "repeat"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:  # noqa: N802 - ComfyUI's name
+        return {"required": {"image": ("IMAGE",), "amount": ("INT", {"default": 1, "min": 1, "max": 4096})}}
+
+    def repeat(self, image: Any, amount: int) -> tuple[Any]:
+        return (image.repeat((amount, 1, 1, 1)),)
+
+
 NODE_CLASS_MAPPINGS = {
-    "LoadImage": LoadImage, "LoadImageMask": LoadImageMask, "SaveImage": SaveImage, "PreviewImage": PreviewImage,
+    "LoadImage": LoadImage, "RepeatImageBatch": RepeatImageBatch, "LoadImageMask": LoadImageMask, "SaveImage": SaveImage, "PreviewImage": PreviewImage,
     "ImageScale": ImageScale, "ImageInvert": ImageInvert, "ImageBatch": ImageBatch, "ImageCrop": ImageCrop,
     "EmptyImage": EmptyImage,
 }
@@ -246,4 +260,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "LoadImage": "Load Image", "LoadImageMask": "Load Image (as Mask)", "SaveImage": "Save Image",
     "PreviewImage": "Preview Image", "ImageScale": "Upscale Image", "ImageInvert": "Invert Image",
     "ImageBatch": "Batch Images", "ImageCrop": "Image Crop", "EmptyImage": "EmptyImage",
+    "RepeatImageBatch": "RepeatImageBatch",
 }

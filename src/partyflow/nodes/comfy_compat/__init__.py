@@ -43,6 +43,8 @@ _ALIASES: dict[str, str] = {
     "latent_preview": f"{__name__}.latent_preview",
     "node_helpers": f"{__name__}.node_helpers",
     "execution": f"{__name__}.execution",
+    "comfy_extras": f"{__name__}.comfy_extras",
+    "comfy_extras.nodes_mask": f"{__name__}.comfy_extras.nodes_mask",
 }
 
 # ComfyUI modules that belong to its diffusion runtime: any import under these names that no real module
@@ -58,7 +60,7 @@ _DIFFUSION_PREFIXES = (
     "comfy.t2i_adapter", "comfy.model_sampling", "comfy_extras", "comfy_api.latest._input",
     "comfy_api.latest._input_impl", "comfy_api.latest._util", "comfy_api.input", "comfy_api.input_impl",
     "comfy_api.util", "comfy_execution.caching", "comfy_execution.progress", "comfy_execution.utils",
-    "comfy_execution.validation", "comfy_execution.jobs", "app",
+    "comfy_execution.validation", "comfy_execution.jobs",
 )
 
 COMFY_MODULE_NAMES: tuple[str, ...] = tuple(_ALIASES)

@@ -22,34 +22,37 @@ __all__ = ["DiffusionRuntimeError", "PlaceholderFinder", "placeholder", "placeho
 class DiffusionRuntimeError(RuntimeError):
     """A pack used a part of ComfyUI's diffusion runtime (models, samplers, VAEs), which partyflow lacks."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, needs: str = "ComfyUI's diffusion runtime (models, samplers, VAEs)") -> None:
         self.name = name
-        super().__init__(f"{name} needs ComfyUI's diffusion runtime (models, samplers, VAEs), which partyflow does "
-                         "not provide; run this node in ComfyUI, or use a workflow without diffusion nodes")
+        super().__init__(f"{name} needs {needs}, which partyflow does not provide; run this node in ComfyUI, "
+                         "or use a workflow without it")
 
 
 class _PlaceholderMeta(type):
     """Class-level attribute reads give further placeholders, so `comfy.ops.disable_weight_init.Linear` imports."""
 
     _pf_name: str
+    _pf_needs: str | None
 
     def __getattr__(cls, attribute: str) -> Any:
         if attribute.startswith("__") or attribute.startswith("_pf_"):
             raise AttributeError(attribute)
-        return placeholder(f"{cls._pf_name}.{attribute}")
+        return placeholder(f"{cls._pf_name}.{attribute}", cls._pf_needs)
 
     def __repr__(cls) -> str:
         return f"<unavailable {cls._pf_name}>"
 
 
 def _refuse(self: Any, *args: Any, **kwargs: Any) -> None:
-    raise DiffusionRuntimeError(type(self)._pf_name)
+    needs = type(self)._pf_needs
+    raise DiffusionRuntimeError(type(self)._pf_name, *([needs] if needs else []))
 
 
-def placeholder(name: str) -> type:
-    """A class standing for ComfyUI's `name`: subclassable and readable, but creating one raises."""
-    return _PlaceholderMeta(name.rpartition(".")[2] or name, (), {"_pf_name": name, "__init__": _refuse,
-                                                                   "__module__": name.rpartition(".")[0] or name})
+def placeholder(name: str, needs: str | None = None) -> type:
+    """A class standing for ComfyUI's `name`: subclassable and readable, but creating one raises (saying what
+    it `needs`, ComfyUI's diffusion runtime unless told otherwise)."""
+    return _PlaceholderMeta(name.rpartition(".")[2] or name, (), {
+        "_pf_name": name, "_pf_needs": needs, "__init__": _refuse, "__module__": name.rpartition(".")[0] or name})
 
 
 def placeholder_function(name: str) -> Any:

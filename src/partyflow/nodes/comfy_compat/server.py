@@ -108,6 +108,8 @@ SUPPORTS = frozenset({"custom_nodes_from_web"})
 class _PackRouter:
     """The part of aiohttp's router packs call on `app.router`; everything lands in the engine's route table."""
 
+    frozen = False  # packs check it before adding routes; ours are collected until the server mounts them
+
     def __init__(self, routes: RouteTable) -> None:
         self._routes = routes
 

@@ -32,7 +32,7 @@ class BumpCounter:
         try:
             path = Path(folder_paths.get_output_directory()) / "counter.txt"
             value = int(path.read_text()) if path.exists() else 0
-            time.sleep(0.02)
+            time.sleep(0.06)
             path.write_text(str(value + 1))
             return (value + 1,)
         finally:

@@ -7,8 +7,12 @@ A V3 pack exports `comfy_entrypoint()` (sync or async) returning a `ComfyExtensi
 from __future__ import annotations
 
 import abc
+import dataclasses
+import enum
+from fractions import Fraction
 from typing import Any
 
+from partyflow.nodes.comfy_compat._runtime import placeholder
 from partyflow.nodes.comfy_compat.comfy_api.latest import _io as io
 from partyflow.nodes.comfy_compat.comfy_api.latest import _ui as ui
 
@@ -39,12 +43,54 @@ class Input:
     Video = Any
 
 
+class _Choices(enum.StrEnum):
+    @classmethod
+    def as_input(cls) -> list[str]:
+        """The values, for a combo input's options."""
+        return [member.value for member in cls]
+
+
+class VideoCodec(_Choices):
+    AUTO = "auto"
+    H264 = "h264"
+
+
+class VideoContainer(_Choices):
+    AUTO = "auto"
+    MP4 = "mp4"
+
+    @classmethod
+    def get_extension(cls, value: str | VideoContainer) -> str:
+        member = cls(value)
+        return "mp4" if member in (cls.AUTO, cls.MP4) else member.value
+
+
+@dataclasses.dataclass
+class VideoComponents:
+    """Frames (`[T,H,W,C]` IMAGE), optional AUDIO and the frame rate of a video."""
+
+    images: Any
+    frame_rate: Fraction = Fraction(24)
+    audio: Any = None
+    metadata: dict[str, Any] | None = None
+
+
+_VIDEO = "ComfyUI's video support (PyAV containers)"
+
+
 class InputImpl:
-    """Video containers are not provided by partyflow; the names exist so annotations import."""
+    """Video inputs: the classes import; making one needs ComfyUI's video support, which partyflow lacks."""
+
+    VideoFromFile = placeholder("comfy_api.latest.InputImpl.VideoFromFile", _VIDEO)
+    VideoFromComponents = placeholder("comfy_api.latest.InputImpl.VideoFromComponents", _VIDEO)
 
 
 class Types:
-    """Video codec/container enums are not provided by partyflow; the names exist so annotations import."""
+    """The codec/container choices (real, for combo inputs) and `VideoComponents`."""
+
+    VideoCodec = VideoCodec
+    VideoContainer = VideoContainer
+    VideoComponents = VideoComponents
 
 
 class ComfyAPI:

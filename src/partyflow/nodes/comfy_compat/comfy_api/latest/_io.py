@@ -773,3 +773,15 @@ def _to_v1(cls: type[ComfyNode], returned: Any) -> dict[str, Any]:
     if returned.expand is not None:
         converted["expand"] = returned.expand
     return converted
+
+
+def __getattr__(name: str) -> Any:
+    """Socket types of newer ComfyUI versions (`io.BoundingBox`, ...): ComfyUI names them in UPPER_SNAKE_CASE
+    after the class, so an unknown CamelCase name becomes that type, with widget-style options accepted."""
+    if not name[:1].isupper() or not name.isidentifier() or name.isupper():
+        raise AttributeError(f"module 'comfy_api.latest.io' has no attribute {name!r}")
+    io_type = "".join(f"_{c}" if c.isupper() and i and not name[i - 1].isupper() else c
+                      for i, c in enumerate(name)).upper()
+    kind = comfytype(io_type=io_type)(type(name, (ComfyTypeIO,), {"__module__": __name__, "Input": WidgetInput}))
+    globals()[name] = kind
+    return kind
