@@ -406,7 +406,7 @@ class KnowledgeBase:
                     e, r = self._add_extraction(extraction, chunk_id, f"chunk:{document.path}#{chunk.seq}")
                     entities |= e
                     relations |= r
-            self._refresh_graph(entities, relations)
+            self.refresh_graph(entities, relations)
             bump(self.conn, "revision")
         (report.updated if previous is not None else report.added).append(document.path)
         report.chunks += len(chunks)
@@ -448,7 +448,8 @@ class KnowledgeBase:
                                                     origin=origin))
         return set(ids.values()), relations
 
-    def _refresh_graph(self, entities: set[int], relations: set[int]) -> None:
+    def refresh_graph(self, entities: set[int], relations: set[int]) -> None:
+        """Drop facts that lost their sources and re-merge the rest (inside the caller's transaction)."""
         summarize = None
         if self.config.llm or self._chat is not None:
             def summarize(name: str, descriptions: list[str], limit: int) -> str:
@@ -470,7 +471,7 @@ class KnowledgeBase:
             if row is None:
                 return False
             entities, relations = self._delete_rows(row[0])
-            self._refresh_graph(entities, relations)
+            self.refresh_graph(entities, relations)
             bump(self.conn, "revision")
         return True
 
@@ -658,6 +659,19 @@ class KnowledgeBase:
             if row is not None:
                 out.append(Citation(len(out) + 1, row[0], row[1], row[2], row[3], row[4], round(s.score, 6), row[5]))
         return out
+
+    # --- graph interchange --------------------------------------------------------------------------------------
+
+    def export_graph(self, target: str | Path, fmt: str = "json") -> list[Path]:
+        from partyflow.knowledge.interchange import export_graph
+
+        return export_graph(self, target, fmt)
+
+    def import_graph(self, source: str | Path) -> dict[str, int]:
+        from partyflow.knowledge.interchange import import_graph
+
+        counts = import_graph(self, source)
+        return counts
 
     # --- information --------------------------------------------------------------------------------------------
 

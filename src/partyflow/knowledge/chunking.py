@@ -47,6 +47,7 @@ class FileTokenizer:
         self.name = f"file:{path}"
         self._tokenizer = HFTokenizer.from_file(str(path))
         self._tokenizer.no_truncation()
+        self._tokenizer.no_padding()  # some tokenizer.json files pad to a fixed length, which is not a count
 
     def count(self, text: str) -> int:
         return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
@@ -111,8 +112,8 @@ def split_text(text: str, *, chunk_tokens: int = 400, overlap_tokens: int = 50,
         heading_changed = current and block.heading != current[-1].heading
         if new_section or size + block.tokens > chunk_tokens:
             flush()
-        if heading_changed and carried:  # never carry overlap across a section boundary
-            current, size, carried = [], 0, 0
+        if carried and (heading_changed or size + block.tokens > chunk_tokens):
+            current, size, carried = [], 0, 0  # no overlap across sections, nor when it would overfill the chunk
         current.append(block)
         size += block.tokens
     flush()

@@ -52,11 +52,18 @@ def normalize(matrix: np.ndarray) -> np.ndarray:
     return matrix / norms
 
 
-class HashEmbedder:
-    """Feature hashing: each lower-cased word and adjacent word pair adds ±(1 + log tf) to one of `dim` slots.
+_STOPWORDS = frozenset(
+    "a an and are as at be by did do does for from had has have how i in is it its of on or that the their there "
+    "these this to was were what when where which who whom why will with you your".split())
 
-    Texts sharing words get similar vectors, so vector search behaves like a smoothed keyword search. It is a real
-    model in the sense that matters here: deterministic, offline, and the same everywhere.
+
+class HashEmbedder:
+    """Feature hashing: content words (stop words dropped), their character 4-grams and adjacent word pairs each add
+    a signed, log-scaled weight to one of `dim` slots.
+
+    Texts sharing words, or word stems ("manager" and "manages" share 4-grams), get similar vectors, so vector
+    search behaves like a smoothed keyword search. Deterministic, offline and the same everywhere; for meaning
+    rather than wording, use `minilm` or a provider.
     """
 
     def __init__(self, dim: int = 384) -> None:
@@ -69,17 +76,27 @@ class HashEmbedder:
     def dimensions(self) -> int:
         return self.dim
 
+    @staticmethod
+    def features(text: str) -> Counter[str]:
+        words = [word for word in (w.lower() for w in _WORD.findall(text)) if word not in _STOPWORDS]
+        features: Counter[str] = Counter()
+        for word in words:
+            features[word] += 1
+            padded = f"<{word}>"
+            for start in range(len(padded) - 3):
+                features["#" + padded[start:start + 4]] += 1
+        features.update(f"{a} {b}" for a, b in zip(words, words[1:], strict=False))
+        return features
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for row, text in enumerate(texts):
-            words = [word.lower() for word in _WORD.findall(text)]
-            features = Counter(words) + Counter(f"{a} {b}" for a, b in zip(words, words[1:], strict=False))
-            for feature, count in features.items():
+            for feature, count in self.features(text).items():
                 digest = hashlib.blake2b(feature.encode("utf-8"), digest_size=8).digest()
                 slot = int.from_bytes(digest[:4], "little") % self.dim
                 sign = 1.0 if digest[4] & 1 else -1.0
-                weight = (1.0 + math.log(count)) * (0.5 if " " in feature else 1.0)
-                out[row, slot] += sign * weight
+                scale = 0.25 if feature[0] == "#" else 0.5 if " " in feature else 1.0
+                out[row, slot] += sign * scale * (1.0 + math.log(count))
         return normalize(out)
 
 
