@@ -292,6 +292,7 @@ class KnowledgeBase:
         and with `prune`, documents that were under an ingested folder but are gone now are removed."""
         started = time.perf_counter()
         report = IngestReport()
+        before = self._counters()
         files: list[Path] = []
         roots: list[Path] = []
         for raw in paths:
@@ -317,15 +318,14 @@ class KnowledgeBase:
                         report.removed.append(path)
         if progress:
             progress("ingest", len(files), len(files), "done")
-        report.seconds = time.perf_counter() - started
-        report.embedded = self.embedder.computed
-        report.llm = self._llm.stats.as_dict() if self._llm else {}
+        self._finish(report, started, before)
         return report
 
     def add_documents(self, documents: Sequence[Document], *, progress: Progress | None = None) -> IngestReport:
         """Ingest already-loaded documents (the Load Documents node's output); unchanged ones are skipped."""
         started = time.perf_counter()
         report = IngestReport()
+        before = self._counters()
         for done, document in enumerate(documents):
             if progress:
                 progress("ingest", done, len(documents), document.path)
@@ -335,10 +335,18 @@ class KnowledgeBase:
                 report.failed.append({"path": document.path, "error": str(exc)})
         if progress:
             progress("ingest", len(documents), len(documents), "done")
-        report.seconds = time.perf_counter() - started
-        report.embedded = self.embedder.computed
-        report.llm = self._llm.stats.as_dict() if self._llm else {}
+        self._finish(report, started, before)
         return report
+
+    def _counters(self) -> dict[str, int]:
+        return {"embedded": self.embedder.computed, **(self._llm.stats.as_dict() if self._llm else {})}
+
+    def _finish(self, report: IngestReport, started: float, before: dict[str, int]) -> None:
+        """Report what this ingest cost (the counters are the knowledge base's running totals)."""
+        now = self._counters()
+        report.seconds = time.perf_counter() - started
+        report.embedded = now.pop("embedded") - before.pop("embedded")
+        report.llm = {key: value - before.get(key, 0) for key, value in now.items()}
 
     def _ingest_file(self, file: Path, report: IngestReport, *, force: bool) -> None:
         path = str(file)

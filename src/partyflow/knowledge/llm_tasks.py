@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from partyflow.knowledge.errors import ExtractionError, KnowledgeError
 from partyflow.llm import (
     AssistantMessage,
+    BadResponseError,
     ChatModel,
     ChatRequest,
     LLMError,
@@ -117,7 +118,7 @@ class LLMStats:
     def add(self, response: Any) -> None:
         with self._lock:
             self.calls += 1
-            if response.usage is not None:
+            if response is not None and response.usage is not None:
                 self.prompt_tokens += response.usage.prompt_tokens
                 self.completion_tokens += response.usage.completion_tokens
 
@@ -193,6 +194,10 @@ class KnowledgeLLM:
         for _attempt in range(2):  # one retry: models occasionally break JSON once
             try:
                 response = self.chat.chat(request)
+            except BadResponseError as exc:  # the provider's own JSON check: the same as invalid JSON here
+                self.stats.add(None)
+                problem = exc.message
+                continue
             except LLMError as exc:
                 raise ExtractionError(f"the model call failed: {exc}", where=where or None) from None
             self.stats.add(response)
