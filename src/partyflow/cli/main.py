@@ -12,6 +12,7 @@ from partyflow import __version__
 from partyflow.cli import audit, mcp, models, nodes, nodes_catalog, serve, snapshot, workflows  # noqa: F401 (nodes_catalog: adds to `nodes`)
 from partyflow.cli import backup as backup_cli  # issue 6 items 6-7
 from partyflow.cli import bundle as bundle_cli  # issue 6 items 1-3
+from partyflow.cli import kb as kb_cli  # issue 12
 from partyflow.cli import keys as keys_cli  # issue 6 items 1-3
 from partyflow.cli import mirror as mirror_cli  # issue 6 items 1-3
 from partyflow.cli import report as report_cli  # issue 6 items 6-7
@@ -33,6 +34,7 @@ report_cli.register(app)  # issue 6, item 6
 app.add_typer(backup_cli.app, name="backup")  # issue 6, item 7
 mcp.register(app)
 scan_cli.register(app)  # issue 6, item 4: `scan` and `vulndb`
+app.add_typer(kb_cli.app, name="kb")  # issue 12
 
 
 def _version(value: bool) -> None:

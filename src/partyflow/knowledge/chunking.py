@@ -69,12 +69,17 @@ class Chunk:
 
 @dataclass
 class _Block:
-    text: str
+    body: str
     heading: str
     page: int | None
     tokens: int
     starts_section: bool = False
     table: bool = False
+    title: str = ""  # the heading lines that open this block's section, kept in the chunk text
+
+    @property
+    def text(self) -> str:
+        return f"{self.title}\n{self.body}" if self.title else self.body
 
 
 def split_text(text: str, *, chunk_tokens: int = 400, overlap_tokens: int = 50,
@@ -97,7 +102,7 @@ def split_text(text: str, *, chunk_tokens: int = 400, overlap_tokens: int = 50,
             return
         body = "\n\n".join(block.text for block in current)
         last = current[-1]
-        chunks.append(Chunk(len(chunks), body, last.heading, _first_page(current), size))
+        chunks.append(Chunk(len(chunks), body, _common_heading(current), _first_page(current), size))
         tail: list[_Block] = []
         tail_size = 0
         for block in reversed(current):  # overlap: whole trailing blocks of the same section that fit
@@ -120,6 +125,17 @@ def split_text(text: str, *, chunk_tokens: int = 400, overlap_tokens: int = 50,
     return chunks
 
 
+def _common_heading(blocks: list[_Block]) -> str:
+    """The deepest heading path all blocks share: a chunk holding two small sections is labelled by their parent."""
+    paths = [block.heading.split(" > ") if block.heading else [] for block in blocks]
+    common: list[str] = []
+    for parts in zip(*paths, strict=False):
+        if any(part != parts[0] for part in parts):
+            break
+        common.append(parts[0])
+    return " > ".join(common)
+
+
 def _first_page(blocks: list[_Block]) -> int | None:
     return next((block.page for block in blocks if block.page is not None), None)
 
@@ -128,35 +144,36 @@ def _blocks(text: str, tok: Tokenizer) -> list[_Block]:
     blocks: list[_Block] = []
     path: list[tuple[int, str]] = []
     page: int | None = None
-    pending_section = False
+    titles: list[str] = []  # heading lines waiting for the body they introduce
     for raw in re.split(r"\n\s*\n", text.replace("\r\n", "\n")):
-        lines = [line for line in raw.strip("\n").split("\n") if line.strip()]
         body: list[str] = []
-        for line in lines:
+        for line in (line for line in raw.strip("\n").split("\n") if line.strip()):
             stripped = line.strip()
             if (match := _PAGE.match(stripped)) is not None:
                 page = int(match.group(1))
                 continue
             if (match := _HEADING.match(stripped)) is not None:
                 if body:
-                    blocks.append(_make(body, path, page, tok, pending_section))
-                    pending_section, body = False, []
+                    blocks.append(_make(body, path, page, tok, titles))
+                    body, titles = [], []
                 level = len(match.group(1))
                 path = [(lvl, title) for lvl, title in path if lvl < level] + [(level, match.group(2).strip())]
-                pending_section = True
+                titles.append(stripped)
                 continue
             body.append(line)
         if body:
-            blocks.append(_make(body, path, page, tok, pending_section))
-            pending_section = False
+            blocks.append(_make(body, path, page, tok, titles))
+            titles = []
     return blocks
 
 
 def _make(lines: list[str], path: list[tuple[int, str]], page: int | None, tok: Tokenizer,
-          starts_section: bool) -> _Block:
-    text = "\n".join(lines).strip()
+          titles: list[str]) -> _Block:
+    body = "\n".join(lines).strip()
+    title = "\n".join(titles)
     table = all(line.lstrip().startswith("|") for line in lines)
-    return _Block(text, " > ".join(title for _, title in path), page, tok.count(text), starts_section, table)
+    return _Block(body, " > ".join(t for _, t in path), page, tok.count(f"{title}\n{body}" if title else body),
+                  bool(titles), table, title)
 
 
 def _fit(block: _Block, limit: int, tok: Tokenizer) -> list[_Block]:
@@ -164,21 +181,21 @@ def _fit(block: _Block, limit: int, tok: Tokenizer) -> list[_Block]:
     if block.tokens <= limit:
         return [block]
     if block.table:
-        rows = block.text.split("\n")
+        rows = block.body.split("\n")
         header = rows[:2] if len(rows) > 2 and set(rows[1].replace("|", "")) <= {"-", " ", ":"} else rows[:1]
         units = rows[len(header):]
         return _pack(units, block, limit, tok, prefix="\n".join(header), joiner="\n")
-    units = [piece for piece in _SENTENCE_END.split(block.text) if piece.strip()]
+    units = [piece for piece in _SENTENCE_END.split(block.body) if piece.strip()]
     return _pack(units, block, limit, tok, prefix="", joiner=" ")
 
 
 def _pack(units: list[str], block: _Block, limit: int, tok: Tokenizer, *, prefix: str, joiner: str) -> list[_Block]:
-    budget = limit - (tok.count(prefix) if prefix else 0)
+    budget = limit - (tok.count(prefix) if prefix else 0) - (tok.count(block.title) if block.title else 0)
     pieces: list[str] = []
     current: list[str] = []
     size = 0
     for unit in units:
-        for part in _words(unit, budget, tok):
+        for part in _words(unit, max(budget, 8), tok):
             count = tok.count(part)
             if current and size + count > budget:
                 pieces.append(joiner.join(current))
@@ -189,9 +206,10 @@ def _pack(units: list[str], block: _Block, limit: int, tok: Tokenizer, *, prefix
         pieces.append(joiner.join(current))
     out = []
     for index, piece in enumerate(pieces):
-        text = f"{prefix}\n{piece}" if prefix else piece
-        out.append(_Block(text, block.heading, block.page, tok.count(text),
-                          block.starts_section and index == 0, block.table))
+        body = f"{prefix}\n{piece}" if prefix else piece
+        title = block.title if index == 0 else ""
+        out.append(_Block(body, block.heading, block.page, tok.count(f"{title}\n{body}" if title else body),
+                          block.starts_section and index == 0, block.table, title))
     return out
 
 
