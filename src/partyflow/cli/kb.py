@@ -42,7 +42,7 @@ def _errors(as_json: bool) -> Iterator[None]:
         if as_json:
             print_json({"ok": False, "error": str(exc)})
         else:
-            Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+            Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(EXIT_INVALID) from None
 
 
