@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("partyflow.engine")
 
-BUILTIN_PACKS = ("core", "llm", "agents")
+BUILTIN_PACKS = ("core", "llm", "agents", "knowledge")  # knowledge: issue 12
 _HISTORY_EVENTS = (ExecutionStart, ExecutionCached, ExecutionSuccess, ExecutionError, ExecutionInterrupted)
 
 
