@@ -59,6 +59,8 @@ def create(
     chunk_tokens: Annotated[int, typer.Option(help="tokens per chunk")] = 400,
     overlap_tokens: Annotated[int, typer.Option(help="tokens repeated from the previous chunk")] = 50,
     gleaning: Annotated[int, typer.Option(help="extra extraction passes for missed entities")] = 0,
+    graph_store: Annotated[str, typer.Option(help="sqlite, or a graph database mirroring the graph: "
+                                                  "falkordb://HOST:PORT/GRAPH, neo4j://HOST:PORT/DB")] = "sqlite",
     as_json: JsonOption = False,
     home: HomeOption = None,
 ) -> None:
@@ -69,7 +71,7 @@ def create(
         if graph and not llm:
             raise KnowledgeError("--graph needs --llm PROVIDER to extract entities and relations", where="llm")
         config = KBConfig(embedder=embedder, graph=graph, llm=llm, llm_model=llm_model, chunk_tokens=chunk_tokens,
-                          overlap_tokens=overlap_tokens, gleaning=gleaning)
+                          overlap_tokens=overlap_tokens, gleaning=gleaning, graph_store=graph_store)
         with KnowledgeBase.create(_home(ctx, home), name, config) as kb:
             info = kb.info()
     if as_json:
@@ -276,3 +278,26 @@ def import_(
     else:
         Console().print(f"imported {counts['entities']} entities and {counts['relations']} relations; the graph "
                         f"has {info['entities']} entities and {info['relations']} relations", highlight=False)
+
+
+@app.command("cypher")
+def cypher(
+    ctx: typer.Context,
+    name: NameArg,
+    query: Annotated[str, typer.Argument(help="a Cypher query", show_default=False)],
+    as_json: JsonOption = False,
+    home: HomeOption = None,
+) -> None:
+    """Run Cypher on the knowledge base's graph database (knowledge bases created with --graph-store)."""
+    from partyflow.knowledge import KnowledgeBase
+
+    with _errors(as_json), KnowledgeBase.open(_home(ctx, home), name) as kb:
+        rows = kb.cypher(query)
+    if as_json:
+        print_json(rows)
+        return
+    console = Console(highlight=False)
+    for row in rows:
+        console.print(" | ".join(escape(str(value)) for value in row))
+    if not rows:
+        console.print("no rows")

@@ -9,6 +9,7 @@ whole knowledge base; opening it with another embedding model is refused, becaus
 from __future__ import annotations
 
 import fnmatch
+import heapq
 import json
 import re
 import shutil
@@ -77,9 +78,11 @@ class KBConfig:
         if self.vector_store != "sqlite":
             raise KnowledgeError(f"vector store {self.vector_store!r} is not available", where="vector_store",
                                  hint="use 'sqlite' (the embedded store)")
-        if self.graph_store != "sqlite":
+        if self.graph_store != "sqlite" and not self.graph_store.startswith(
+                ("falkordb://", "falkordb+unix://", "neo4j://", "bolt://", "neo4j+s://", "bolt+s://")):
             raise KnowledgeError(f"graph store {self.graph_store!r} is not available", where="graph_store",
-                                 hint="use 'sqlite' (the embedded store)")
+                                 hint="use sqlite, falkordb://HOST:PORT/GRAPH, falkordb+unix:///SOCKET#GRAPH or "
+                                      "neo4j://HOST:PORT/DATABASE")
         return self
 
     @classmethod
@@ -192,6 +195,7 @@ class KnowledgeBase:
         self._chat = chat
         self._owns_chat = chat is None
         self._llm: KnowledgeLLM | None = None
+        self._graphdb: Any = None
         inner = make_embedder(config.embedder, home, manager=manager)
         self.embedder = CachedEmbedder(inner, conn)
         self.tokenizer = _tokenizer(config.tokenizer, inner)
@@ -247,6 +251,9 @@ class KnowledgeBase:
             raise
 
     def close(self) -> None:
+        if self._graphdb is not None:
+            self._graphdb.close()
+            self._graphdb = None
         if self._chat is not None and self._owns_chat:
             closer = getattr(self._chat, "close", None)
             if closer is not None:
@@ -261,7 +268,7 @@ class KnowledgeBase:
 
     def update_config(self, **changes: Any) -> KBConfig:
         """Change settings that do not invalidate stored data (the LLM, gleaning, concurrency, limits)."""
-        frozen = {"embedder", "chunk_tokens", "overlap_tokens", "tokenizer", "vector_store", "graph_store"}
+        frozen = {"embedder", "chunk_tokens", "overlap_tokens", "tokenizer", "vector_store"}
         if bad := frozen & set(changes):
             raise KnowledgeError(f"{', '.join(sorted(bad))} cannot change after creation", where=self.name,
                                  hint="create a new knowledge base and ingest again")
@@ -269,7 +276,62 @@ class KnowledgeBase:
         with transaction(self.conn):
             set_meta(self.conn, "config", json.dumps(asdict(self.config)))
         self._llm = None
+        if self._graphdb is not None:
+            self._graphdb.close()
+            self._graphdb = None
         return self.config
+
+    # --- the external graph database ----------------------------------------------------------------------
+
+    @property
+    def external_graph(self) -> bool:
+        return self.config.graph_store != "sqlite"
+
+    def graph_db(self) -> Any:
+        """The connection to the configured graph database (graphdb.py); KnowledgeError when there is none."""
+        from partyflow.knowledge import graphdb
+
+        if self._graphdb is None:
+            runner = graphdb.connect(self.config.graph_store)
+            if runner is None:
+                raise KnowledgeError("this knowledge base keeps its graph in the embedded store only",
+                                     where=f"{self.name}: graph_store",
+                                     hint="Cypher needs a graph database: falkordb://... or neo4j://...")
+            self._graphdb = runner
+        return self._graphdb
+
+    def sync_graph(self) -> int:
+        """Send pending graph changes to the graph database; how many entities were written or removed."""
+        if not self.external_graph:
+            return 0
+        from partyflow.knowledge import graphdb
+
+        with self.conn.lock:
+            keys = [row[0] for row in self.conn.execute("SELECT key FROM graph_outbox ORDER BY key")]
+        if not keys:
+            return 0
+        graphdb.push(self.graph_db(), self.conn, keys)
+        with transaction(self.conn):
+            for start in range(0, len(keys), 500):
+                batch = keys[start:start + 500]
+                self.conn.execute(f"DELETE FROM graph_outbox WHERE key IN ({','.join('?' * len(batch))})", batch)
+        return len(keys)
+
+    def cypher(self, query: str, params: dict[str, Any] | None = None) -> list[list[Any]]:
+        """Run Cypher on the graph database (entities are `(:Entity {key, name, type, description})`, relations
+        `[:RELATES {description, keywords, weight}]`), after sending pending changes."""
+        from partyflow.knowledge import graphdb
+
+        if not query.strip():
+            raise KnowledgeError("the Cypher query is empty", where="query")
+        self.sync_graph()
+        runner = self.graph_db()
+        try:
+            return runner.run(query, params)
+        except Exception as exc:  # noqa: BLE001 - drivers raise their own types for bad queries and lost links
+            if "connect" in type(exc).__name__.lower() or isinstance(exc, OSError):
+                raise graphdb.unreachable(runner, exc) from None
+            raise KnowledgeError(f"the graph database refused the query ({exc})", where="query") from None
 
     # --- the LLM ------------------------------------------------------------------------------------------------
 
@@ -293,6 +355,7 @@ class KnowledgeBase:
         started = time.perf_counter()
         report = IngestReport()
         before = self._counters()
+        self._check_graph_db()
         files: list[Path] = []
         roots: list[Path] = []
         for raw in paths:
@@ -314,8 +377,9 @@ class KnowledgeBase:
             for root in roots:
                 for path in self._paths_under(root):
                     if path not in seen:
-                        self.remove_document(path)
+                        self.remove_document(path, sync=False)
                         report.removed.append(path)
+                        self._after_commit(report)
         if progress:
             progress("ingest", len(files), len(files), "done")
         self._finish(report, started, before)
@@ -326,6 +390,7 @@ class KnowledgeBase:
         started = time.perf_counter()
         report = IngestReport()
         before = self._counters()
+        self._check_graph_db()
         for done, document in enumerate(documents):
             if progress:
                 progress("ingest", done, len(documents), document.path)
@@ -337,6 +402,22 @@ class KnowledgeBase:
             progress("ingest", len(documents), len(documents), "done")
         self._finish(report, started, before)
         return report
+
+    def _check_graph_db(self) -> None:
+        """An unreachable graph database refuses the ingest before anything is written, naming the setting."""
+        if self.external_graph:
+            from partyflow.knowledge import graphdb
+
+            graphdb.check(self.graph_db())
+
+    def _after_commit(self, report: IngestReport) -> None:
+        if not self.external_graph:
+            return
+        try:
+            self.sync_graph()
+        except KnowledgeError as exc:
+            if not any(f["path"] == self.config.graph_store for f in report.failed):
+                report.failed.append({"path": self.config.graph_store, "error": str(exc)})
 
     def _counters(self) -> dict[str, int]:
         return {"embedded": self.embedder.computed, **(self._llm.stats.as_dict() if self._llm else {})}
@@ -418,6 +499,7 @@ class KnowledgeBase:
             bump(self.conn, "revision")
         (report.updated if previous is not None else report.added).append(document.path)
         report.chunks += len(chunks)
+        self._after_commit(report)
 
     def _check_dimensions(self, dimensions: int, *, write: bool = False) -> None:
         stored = get_meta(self.conn, "dimensions")
@@ -463,7 +545,8 @@ class KnowledgeBase:
             def summarize(name: str, descriptions: list[str], limit: int) -> str:
                 return self.llm("description summaries").summarize(name, descriptions, limit)
         graph_ops.refresh(self.conn, entities, relations, embed=self.embedder.embed,
-                          description_limit=self.config.description_limit, summarize=summarize)
+                          description_limit=self.config.description_limit, summarize=summarize,
+                          outbox=self.external_graph)
 
     def _delete_rows(self, doc_id: int) -> tuple[set[int], set[int]]:
         chunk_sql = "SELECT id FROM chunks WHERE doc_id = ?"
@@ -472,7 +555,7 @@ class KnowledgeBase:
         self.conn.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
         return entities, relations
 
-    def remove_document(self, path: str) -> bool:
+    def remove_document(self, path: str, *, sync: bool = True) -> bool:
         """Remove a document with its chunks, vectors and graph contributions, atomically; whether it existed."""
         with transaction(self.conn):
             row = self.conn.execute("SELECT id FROM documents WHERE path = ?", (path,)).fetchone()
@@ -481,6 +564,8 @@ class KnowledgeBase:
             entities, relations = self._delete_rows(row[0])
             self.refresh_graph(entities, relations)
             bump(self.conn, "revision")
+        if sync:
+            self.sync_graph()
         return True
 
     # --- search -------------------------------------------------------------------------------------------------
@@ -633,11 +718,13 @@ class KnowledgeBase:
         hits = self._entities.search(self._query_vector(query), 10_000_000)
         return {s.id: s.score for s in hits}
 
-    def _filter_ranked(self, scores: dict[int, float], allowed: set[int] | None) -> list[Scored]:
-        ranked = sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))
-        if allowed is not None and ranked:
-            ranked = [(cid, s) for cid, s in ranked if cid in self._chunks_of(allowed)]
-        return [Scored(cid, score) for cid, score in ranked]
+    def _filter_ranked(self, scores: dict[int, float], allowed: set[int] | None, limit: int = 200) -> list[Scored]:
+        """The best `limit` chunks by score (ties by id, for stable results), within the allowed documents."""
+        if allowed is not None and scores:
+            permitted = self._chunks_of(allowed)
+            scores = {cid: score for cid, score in scores.items() if cid in permitted}
+        best = heapq.nsmallest(limit, scores.items(), key=lambda pair: (-pair[1], pair[0]))
+        return [Scored(cid, score) for cid, score in best]
 
     def _chunks_of(self, docs: set[int]) -> set[int]:
         with self.conn.lock:
@@ -678,7 +765,9 @@ class KnowledgeBase:
     def import_graph(self, source: str | Path) -> dict[str, int]:
         from partyflow.knowledge.interchange import import_graph
 
+        self._check_graph_db()
         counts = import_graph(self, source)
+        self.sync_graph()
         return counts
 
     # --- information --------------------------------------------------------------------------------------------

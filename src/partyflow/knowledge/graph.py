@@ -77,7 +77,7 @@ def affected_by_chunks(conn: StoreConnection, chunk_sql: str, params: Sequence[A
 
 def refresh(conn: StoreConnection, entity_ids: Iterable[int], relation_ids: Iterable[int], *,
             embed: Callable[[list[str]], np.ndarray], description_limit: int,
-            summarize: Callable[[str, list[str], int], str] | None) -> bool:
+            summarize: Callable[[str, list[str], int], str] | None, outbox: bool = False) -> bool:
     """Drop facts that lost every source, recompute the merged fields of the rest and re-embed entities.
 
     Returns whether anything in the graph changed. Runs inside the caller's transaction.
@@ -85,6 +85,11 @@ def refresh(conn: StoreConnection, entity_ids: Iterable[int], relation_ids: Iter
     entity_ids, relation_ids = sorted(set(entity_ids)), sorted(set(relation_ids))
     if not entity_ids and not relation_ids:
         return False
+    if outbox:  # the external graph database gets these entities' new state (or their removal) after the commit
+        for chunk in _batches(entity_ids):
+            marks = ",".join("?" * len(chunk))
+            conn.execute(f"INSERT OR IGNORE INTO graph_outbox (key) SELECT key FROM entities WHERE id IN ({marks})",
+                         chunk)
     for chunk in _batches(relation_ids):
         marks = ",".join("?" * len(chunk))
         conn.execute(f"DELETE FROM relations WHERE id IN ({marks}) AND NOT EXISTS "

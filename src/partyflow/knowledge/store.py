@@ -64,6 +64,8 @@ SCHEMA = [
     CREATE TABLE extraction_cache (key TEXT PRIMARY KEY, result TEXT NOT NULL);
     CREATE TABLE summary_cache (key TEXT PRIMARY KEY, text TEXT NOT NULL);
     """,
+    # entities changed since the external graph database (if any) was last written; see graphdb.py
+    "CREATE TABLE graph_outbox (key TEXT PRIMARY KEY);",
 ]
 
 

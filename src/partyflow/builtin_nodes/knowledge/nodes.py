@@ -293,6 +293,33 @@ class ImportGraph:
         return (knowledge_base, counts)
 
 
+class GraphQuery:
+    DESCRIPTION = ("Run a Cypher query on the knowledge base's graph database (FalkorDB or Neo4j, set as its "
+                   "graph_store). Entities are (:Entity {key, name, type, description}), relations "
+                   "[:RELATES {description, keywords, weight}].")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (JSON,)
+    RETURN_NAMES = ("rows",)
+    FUNCTION = "query"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"knowledge_base": (KNOWLEDGE_BASE,),
+                             "cypher": ("STRING", {"default": "MATCH (e:Entity) RETURN e.name LIMIT 10",
+                                                   "multiline": True})},
+                "optional": {"parameters": (JSON, {"tooltip": "An object of $parameters."})}}
+
+    @classmethod
+    def IS_CHANGED(cls, **kwargs):
+        return float("nan")
+
+    def query(self, knowledge_base, cypher, parameters=None):
+        if parameters is not None and not isinstance(parameters, dict):
+            raise ValueError("parameters must be a JSON object")
+        with open_kb(knowledge_base) as kb:
+            return (kb.cypher(cypher, parameters),)
+
+
 class KnowledgeSearchTool:
     DESCRIPTION = ("A tool an Agent calls to search a knowledge base; it gets numbered chunks with their sources "
                    "(and graph facts in graph modes) to cite.")
@@ -341,12 +368,14 @@ class KnowledgeSearchTool:
 NODE_CLASS_MAPPINGS = {
     "KBLoadDocuments": LoadDocuments, "KBSplitText": SplitText, "KBEmbed": Embed,
     "KnowledgeBase": KnowledgeBaseNode, "KBIngest": Ingest, "KBQuery": Query, "KBExtractGraph": ExtractGraph,
-    "KBExportGraph": ExportGraph, "KBImportGraph": ImportGraph, "KnowledgeSearchTool": KnowledgeSearchTool,
+    "KBExportGraph": ExportGraph, "KBImportGraph": ImportGraph, "KBGraphQuery": GraphQuery,
+    "KnowledgeSearchTool": KnowledgeSearchTool,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "KBLoadDocuments": "Load Documents", "KBSplitText": "Split Text", "KBEmbed": "Embed Texts",
     "KnowledgeBase": "Knowledge Base", "KBIngest": "Ingest Into Knowledge Base", "KBQuery": "Query Knowledge Base",
     "KBExtractGraph": "Extract Graph", "KBExportGraph": "Export Graph", "KBImportGraph": "Import Graph",
+    "KBGraphQuery": "Graph Query (Cypher)",
     "KnowledgeSearchTool": "Knowledge Search Tool",
 }
 
