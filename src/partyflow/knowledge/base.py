@@ -33,10 +33,10 @@ from partyflow.knowledge.store import (
     StoreConnection,
     VectorIndex,
     bump,
+    fuse,
     get_meta,
     keyword_search,
     open_store,
-    rrf,
     set_meta,
     to_blob,
 )
@@ -196,6 +196,7 @@ class KnowledgeBase:
         self._owns_chat = chat is None
         self._llm: KnowledgeLLM | None = None
         self._graphdb: Any = None
+        self._count: tuple[str | None, int] = (None, 0)
         inner = make_embedder(config.embedder, home, manager=manager)
         self.embedder = CachedEmbedder(inner, conn)
         self.tokenizer = _tokenizer(config.tokenizer, inner)
@@ -591,16 +592,16 @@ class KnowledgeBase:
         if mode == "naive":
             ranked = self._vector(query, top_k, allowed)
         elif mode == "keyword":
-            ranked = keyword_search(self.conn, query, top_k, allowed)
+            ranked = self._keyword(query, top_k, allowed)
         elif mode == "hybrid":
             ranked = self._hybrid(query, pool, allowed)
         elif mode == "local":
             ranked = self._local(query, top_k, allowed, result)
         elif mode == "global":
             ranked = self._global(query, top_k, allowed, result)
-        else:
-            local = self._local(query, pool, allowed, result)
-            ranked = rrf([[s.id for s in self._hybrid(query, pool, allowed)], [s.id for s in local]])
+        else:  # mix: vector, keyword and the graph's neighbourhood, the graph weighted as much as the other two
+            ranked = fuse([self._vector(query, pool, allowed), self._keyword(query, pool, allowed),
+                           self._local(query, pool, allowed, result)], [0.25, 0.25, 0.5])
         result.chunks = self._citations(ranked[:top_k])
         if answer:
             result.answer = self.llm("answering").answer(query, result.context())
@@ -629,9 +630,20 @@ class KnowledgeBase:
     def _vector(self, query: str, k: int, allowed: set[int] | None) -> list[Scored]:
         return self._chunks.search(self._query_vector(query), k, allowed)
 
+    def _keyword(self, query: str, k: int, allowed: set[int] | None) -> list[Scored]:
+        return keyword_search(self.conn, query, k, allowed, total=self._chunk_count())
+
+    def _chunk_count(self) -> int:
+        """The number of chunks, counted once per revision of the store."""
+        with self.conn.lock:
+            revision = get_meta(self.conn, "revision", "0")
+            if self._count[0] != revision:
+                self._count = (revision, self.conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0])
+        return self._count[1]
+
     def _hybrid(self, query: str, pool: int, allowed: set[int] | None) -> list[Scored]:
-        return rrf([[s.id for s in self._vector(query, pool, allowed)],
-                    [s.id for s in keyword_search(self.conn, query, pool, allowed)]])
+        return fuse([self._vector(query, pool, allowed), self._keyword(query, pool, allowed)],
+                    [0.5, 0.5])
 
     def _match_entities(self, query: str, k: int) -> list[Scored]:
         """Entities named in the query (exact key match on word n-grams) first, then the nearest by vector."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,7 +66,17 @@ SCHEMA = [
     """,
     # entities changed since the external graph database (if any) was last written; see graphdb.py
     "CREATE TABLE graph_outbox (key TEXT PRIMARY KEY);",
+    # document frequencies of the keyword index's terms, to leave near-universal terms out of queries
+    "CREATE VIRTUAL TABLE chunk_vocab USING fts5vocab(chunk_fts, 'row');",
 ]
+
+STOPWORDS = frozenset(
+    "a an and any are as at be been but by can could did do does for from had has have how i if in into is it its "
+    "me my of on or our so than that the their them there these they this those to was we were what when where "
+    "which who whom whose why will with would you your".split())
+COMMON_FRACTION = 0.1
+"""Query terms found in more than this fraction of chunks are dropped when rarer terms remain: their BM25 weight
+is small, and scoring them means ranking most of the index (100k chunks: a second instead of milliseconds)."""
 
 
 def open_store(path: Path) -> StoreConnection:
@@ -151,23 +161,41 @@ class VectorIndex:
         return [Scored(int(ids[i]), float(scores[i])) for i in top if np.isfinite(scores[i])]
 
 
-def fts_query(text: str) -> str:
-    """A user's words as an FTS5 query: each word quoted (no operator injection), any word may match (BM25 ranks)."""
+def query_terms(text: str) -> list[str]:
     import re
 
     words = re.findall(r"\w+", text.lower())
-    unique = list(dict.fromkeys(word for word in words if len(word) > 1 or word.isdigit()))
-    return " OR ".join(f'"{word}"' for word in unique[:64])
+    return list(dict.fromkeys(w for w in words if w not in STOPWORDS and (len(w) > 1 or w.isdigit())))[:64]
 
 
-def keyword_search(conn: StoreConnection, text: str, k: int, allowed_docs: set[int] | None = None) -> list[Scored]:
-    query = fts_query(text)
-    if not query or k <= 0:
+def fts_query(terms: Sequence[str]) -> str:
+    """Terms as an FTS5 query: each quoted (no operator injection), any may match (BM25 ranks)."""
+    return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
+
+
+def _selective(conn: StoreConnection, terms: list[str], total: int) -> list[str]:
+    if len(terms) < 2 or total < 1000:
+        return terms
+    marks = ",".join("?" * len(terms))
+    frequency = dict(conn.execute(f"SELECT term, doc FROM chunk_vocab WHERE term IN ({marks})", terms).fetchall())
+    present = sorted((t for t in terms if t in frequency), key=lambda t: frequency[t])
+    rare = [t for t in present if frequency[t] <= COMMON_FRACTION * total]
+    return rare or present[:2]
+
+
+def keyword_search(conn: StoreConnection, text: str, k: int, allowed_docs: set[int] | None = None,
+                   total: int = 0) -> list[Scored]:
+    """BM25 over the chunks; `total` (the number of chunks) lets near-universal terms be left out."""
+    terms = query_terms(text)
+    if not terms or k <= 0:
         return []
     limit = k if allowed_docs is None else k * 20
     with transaction(conn, write=False):
+        terms = _selective(conn, terms, total)
+        if not terms:
+            return []
         rows = conn.execute("SELECT rowid, bm25(chunk_fts) AS rank FROM chunk_fts WHERE chunk_fts MATCH ? "
-                            "ORDER BY rank LIMIT ?", (query, limit)).fetchall()
+                            "ORDER BY rank LIMIT ?", (fts_query(terms), limit)).fetchall()
         if allowed_docs is not None and rows:
             marks = ",".join("?" * len(rows))
             doc_of = dict(conn.execute(f"SELECT id, doc_id FROM chunks WHERE id IN ({marks})",
@@ -176,10 +204,20 @@ def keyword_search(conn: StoreConnection, text: str, k: int, allowed_docs: set[i
     return [Scored(int(rowid), float(-rank)) for rowid, rank in rows[:k]]  # bm25() is lower-is-better
 
 
-def rrf(rankings: Iterable[list[int]], k: int = 60) -> list[Scored]:
-    """Reciprocal rank fusion: each list adds 1/(k + rank); robust to the lists' incomparable score scales."""
-    scores: dict[int, float] = {}
-    for ranking in rankings:
-        for rank, item in enumerate(ranking):
-            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank + 1)
-    return [Scored(item, score) for item, score in sorted(scores.items(), key=lambda pair: -pair[1])]
+def fuse(rankings: Sequence[list[Scored]], weights: Sequence[float]) -> list[Scored]:
+    """Convex combination of min-max normalised scores: each list's best gets 1, its worst 0, absent 0.
+
+    Chosen over reciprocal rank fusion after measuring both (bench/bench_knowledge.py): RRF lets chunks ranked
+    middling in both lists overtake a chunk one list is sure of (an exact keyword hit on a rare name), which
+    normalised scores keep on top.
+    """
+    total: dict[int, float] = {}
+    for ranking, weight in zip(rankings, weights, strict=True):
+        if not ranking:
+            continue
+        high = max(s.score for s in ranking)
+        low = min(s.score for s in ranking)
+        for s in ranking:
+            value = (s.score - low) / (high - low) if high > low else 1.0
+            total[s.id] = total.get(s.id, 0.0) + weight * value
+    return [Scored(item, score) for item, score in sorted(total.items(), key=lambda pair: (-pair[1], pair[0]))]
