@@ -11,15 +11,20 @@
     unit vectors of 384 dimensions, Zipf-distributed words for BM25, a synthetic graph), then p50/p95 of
     `KnowledgeBase.search` per mode, query embedding included, no LLM (goal: p95 <= 50 ms at 100k).
 
-Peers: LightRAG (lightrag-hku) and nano-graphrag were tried in a separate virtual environment; see bench/README.md
-for why they are not run here.
+Peers: with `--peer-python PY` (the Python of a virtual environment with lightrag-hku installed), LightRAG indexes
+the same corpus through the same scripted server, with the same embedding model (the server answers /embeddings
+with it), in a subprocess (bench/peers/lightrag_peer.py); its recall@10 per mode, LLM calls and tokens per chunk
+and index time are shown beside ours. nano-graphrag cannot run offline (it calls tiktoken, which downloads its
+tables on first use, with no way to pass another tokenizer).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +41,7 @@ from tests.support.knowledge_server import KnowledgeServer  # noqa: E402
 
 from partyflow.config import Home  # noqa: E402
 from partyflow.knowledge import MODES, KBConfig, KnowledgeBase  # noqa: E402
+from partyflow.knowledge.embeddings import make_embedder  # noqa: E402
 from partyflow.knowledge.store import bump, set_meta, to_blob  # noqa: E402
 from partyflow.store.sqlite import transaction  # noqa: E402
 
@@ -148,9 +154,40 @@ def quality(args: argparse.Namespace, goals: list[Goal]) -> None:
                 rows.append([mode, f"{statistics.mean(by_kind['single']):.3f}",
                              f"{statistics.mean(by_kind['multi']):.3f}", f"{overall:.3f}",
                              f"{statistics.median(times) * 1000:.1f}"])
+            peer = lightrag(args, Path(tmp, "corpus"), questions, Path(tmp)) if args.peer_python else None
+            peer_best = 0.0
+            if peer is not None:
+                for mode, results_of_mode in peer["modes"].items():
+                    by_kind = {"single": [], "multi": []}
+                    for row, q in zip(results_of_mode, questions, strict=True):
+                        by_kind[q.kind].append(recall(row["chunks"], q))
+                    overall = statistics.mean(by_kind["single"] + by_kind["multi"])
+                    peer_best = max(peer_best, overall)
+                    p50 = statistics.median(row["seconds"] for row in results_of_mode) * 1000
+                    rows.append([f"LightRAG {mode}", f"{statistics.mean(by_kind['single']):.3f}",
+                                 f"{statistics.mean(by_kind['multi']):.3f}", f"{overall:.3f}", f"{p50:.1f}*"])
             show_table(f"(a) recall@10, {len(questions)} questions over {report.chunks} chunks "
-                       f"({args.documents} documents, embedder {args.embedder})",
+                       f"({args.documents} documents, embedder {args.embedder})"
+                       + ("; * LightRAG's times include its LLM keyword call per query" if peer else ""),
                        ["mode", "single-hop", "multi-hop", "all", "p50 ms"], rows)
+            if peer is not None:
+                show_table("(a) indexing cost, LightRAG (defaults: one gleaning pass)", ["figure", "value"], [
+                    ["chunks", str(peer["chunks"])],
+                    ["LLM calls / chunk", f"{peer['calls'] / peer['chunks']:.2f}"],
+                    ["LLM tokens / chunk (chars/4)", f"{peer['tokens'] / peer['chunks']:.0f}"],
+                    ["index time (embeddings over loopback)", f"{peer['index_s']:.1f} s"],
+                    ["LLM calls at query time (keywords)", str(peer["query_llm_calls"])],
+                ])
+                goals.append(Goal("LLM calls per chunk <= LightRAG's", calls / report.chunks
+                                  <= peer["calls"] / peer["chunks"] + 1e-9,
+                                  f"{calls / report.chunks:.2f} vs {peer['calls'] / peer['chunks']:.2f}"))
+                goals.append(Goal("LLM tokens per chunk <= LightRAG's", tokens / report.chunks
+                                  <= peer["tokens"] / peer["chunks"], f"{tokens / report.chunks:.0f} vs "
+                                  f"{peer['tokens'] / peer['chunks']:.0f}"))
+                goals.append(Goal("hybrid and mix recall >= LightRAG's best mode",
+                                  min(results["hybrid"], results["mix"]) >= peer_best - 1e-9,
+                                  f"hybrid {results['hybrid']:.3f}, mix {results['mix']:.3f}, LightRAG best "
+                                  f"{peer_best:.3f}"))
             show_table("(a) indexing cost", ["figure", "value"], [
                 ["chunks", str(report.chunks)],
                 ["LLM calls / chunk", f"{calls / report.chunks:.2f}"],
@@ -169,6 +206,30 @@ def quality(args: argparse.Namespace, goals: list[Goal]) -> None:
                               min(results["hybrid"], results["mix"]) >= best_plain - 1e-9,
                               f"hybrid {results['hybrid']:.3f}, mix {results['mix']:.3f}, best plain "
                               f"{best_plain:.3f}"))
+
+
+INDEX_KINDS = ("extract", "glean", "summary", "report", "other")
+
+
+def lightrag(args: argparse.Namespace, corpus: Path, questions: list[Question], workdir: Path,
+             ) -> dict[str, object] | None:
+    """Run LightRAG on the corpus in its own environment; None (with the reason printed) if it cannot run."""
+    model = make_embedder(args.embedder, Home(workdir))
+    (workdir / "questions.json").write_text(json.dumps([q.text for q in questions]), encoding="utf-8")
+    with KnowledgeServer(embed=model.embed) as server:
+        script = Path(__file__).resolve().parent / "peers" / "lightrag_peer.py"
+        done = subprocess.run([args.peer_python, str(script), str(corpus), str(workdir / "questions.json"),
+                               server.url, str(workdir / "lightrag")], capture_output=True, text=True, timeout=3600)
+        if done.returncode != 0:
+            print(f"LightRAG failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+            return None
+        out = json.loads(done.stdout.strip().splitlines()[-1])
+        chunks = server.calls["extract"]
+        out["chunks"] = chunks
+        out["calls"] = sum(server.calls[kind] for kind in INDEX_KINDS)
+        out["tokens"] = sum(server.tokens[kind] for kind in INDEX_KINDS)
+        out["query_llm_calls"] = server.calls["keywords"]
+        return out
 
 
 def bulk_store(kb: KnowledgeBase, chunks: int, rng: np.random.Generator) -> None:
@@ -245,6 +306,7 @@ def main() -> int:
     parser.add_argument("--embedder", default="minilm", help="embedder for the quality corpus (minilm, hash)")
     parser.add_argument("--large", action="store_true", help="also measure 100k chunks")
     parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--peer-python", help="Python of a venv with lightrag-hku, to run LightRAG beside us")
     parser.add_argument("--no-check", action="store_true")
     args = parser.parse_args()
     goals: list[Goal] = []

@@ -3,9 +3,9 @@ knowledge benchmark (every system under test talks to the same one).
 
 It reads the text it is given the way a careful but simple model would: an entity is a run of capitalised words
 (not a sentence's first word unless it is followed by another capitalised word), and two entities in one sentence
-are related by that sentence. Replies are JSON in the shape of the request's response format (our schema), or in
-LightRAG/nano-graphrag's tuple format when the prompt asks for that (`("entity"<|>...)` records). Community
-reports, summaries and answers are built from the prompt. It counts calls and tokens (characters / 4) per kind.
+are related by that sentence. Replies are JSON in the shape of the request's response format (our schema), or
+LightRAG's row format when its prompt asks for that. Community reports, summaries and answers are built from the
+prompt. It counts calls and tokens (characters / 4) per kind.
 
 `malformed=True` makes every extraction reply invalid JSON, to test how a client copes.
 """
@@ -52,25 +52,36 @@ def extract(text: str) -> dict[str, Any]:
     return {"entities": list(entities.values()), "relations": relations}
 
 
-def tuple_format(result: dict[str, Any]) -> str:
-    """The record format LightRAG and nano-graphrag prompt for (their default delimiters)."""
-    records = [f'("entity"<|>{e["name"].upper()}<|>{e["type"].upper()}<|>{e["description"]})'
-               for e in result["entities"]]
-    records += [f'("relationship"<|>{r["source"].upper()}<|>{r["target"].upper()}<|>{r["description"]}<|>'
-                f'related<|>{r["weight"]})' for r in result["relations"]]
-    return "##".join(records) + "<|COMPLETE|>"
+def lightrag_rows(result: dict[str, Any]) -> str:
+    """LightRAG's extraction output: one `entity<|#|>...` or `relation<|#|>...` row per line."""
+    rows = [f"entity<|#|>{e['name']}<|#|>{e['type']}<|#|>{e['description']}" for e in result["entities"]]
+    rows += [f"relation<|#|>{r['source']}<|#|>{r['target']}<|#|>related<|#|>{r['description']}"
+             for r in result["relations"]]
+    return "\n".join([*rows, "<|COMPLETE|>"])
 
 
 class KnowledgeServer(OpenAIServer):
-    def __init__(self, *, malformed: bool = False) -> None:
+    def __init__(self, *, malformed: bool = False, embed: Any = None) -> None:
         super().__init__()
         self.malformed = malformed
+        self.embed = embed  # texts -> vectors: /v1/embeddings answers with a real model (the benchmark's peers)
         self.calls: Counter[str] = Counter()
         self.tokens: Counter[str] = Counter()
         self._count_lock = threading.Lock()
 
     def record(self, request: Recorded) -> Reply | None:
         scripted = super().record(request)
+        if scripted is None and self.embed is not None and request.path.startswith("/v1/embeddings"):
+            body = request.body if isinstance(request.body, dict) else {}
+            inputs = body.get("input", [])
+            inputs = [inputs] if isinstance(inputs, str) else inputs
+            vectors = self.embed(inputs)
+            with self._count_lock:
+                self.calls["embed"] += 1
+            return Reply.json({"object": "list", "model": body.get("model", "embed"),
+                               "data": [{"object": "embedding", "index": i, "embedding": [float(x) for x in v]}
+                                        for i, v in enumerate(vectors)],
+                               "usage": {"prompt_tokens": len(inputs), "total_tokens": len(inputs)}})
         if scripted is not None or request.method != "POST" or not request.path.startswith("/v1/chat/completions"):
             return scripted
         body = request.body if isinstance(request.body, dict) else {}
@@ -96,31 +107,17 @@ class KnowledgeServer(OpenAIServer):
             names = re.findall(r"^- ([^(\n]+) \(", last, re.MULTILINE)[:3]
             return "report", json.dumps({"title": " / ".join(n.strip() for n in names) or "community",
                                          "summary": " ".join(last.split("\n")[1:6])[:600], "rating": 5})
-        if '("entity"' in prompt or "<|>" in prompt:  # LightRAG / nano-graphrag extraction or gleaning
-            if "MANY entities" in last or "many entities" in last.lower() and "missed" in last.lower():
-                return "glean", "<|COMPLETE|>"
-            if re.search(r"YES|NO", last) and "answer" in last.lower() and "missed" not in last.lower():
-                return "glean", "NO"
-            return "extract", tuple_format(extract(_peer_text(prompt)))
+        if "---Input Text---" in last:  # LightRAG's extraction prompt (its <|#|> row format)
+            text = last.split("---Input Text---", 1)[1].split("```", 2)[1]
+            return "extract", lightrag_rows(extract(text))
+        if "Based on the last extraction task" in last:  # LightRAG's gleaning pass: nothing was missed
+            return "glean", "<|COMPLETE|>"
+        if "high_level_keywords" in prompt:  # LightRAG's query keywords
+            query = prompt.rsplit("---Real Data---", 1)[-1]
+            words = names_in(query.split("User Query:", 1)[-1].split("---", 1)[0])
+            return "keywords", json.dumps({"high_level_keywords": words, "low_level_keywords": words})
         if "Merge these descriptions" in last or "comprehensive summary" in prompt.lower():
             return "summary", " ".join(last.split("\n")[1:])[:500]
         if "Answer the question" in last:
             return "answer", "According to [1], " + last.split("Question:")[-1].strip()
-        if '"keywords"' in prompt or "high_level_keywords" in prompt:
-            words = names_in(last)
-            return "keywords", json.dumps({"high_level_keywords": words, "low_level_keywords": words})
-        if '"points"' in prompt or "community" in prompt.lower():
-            return "report", json.dumps({"title": "community", "summary": last[:400], "rating": 5,
-                                         "rating_explanation": "", "findings": [], "points": []})
-        return "other", "I do not know."
-
-
-def _peer_text(prompt: str) -> str:
-    """The input text inside a peer's extraction prompt (after its last 'Text:' or '-Real Data-' marker)."""
-    for marker in ("---Real Data---", "-Real Data-", "######################\nOutput:", "Text:"):
-        if marker in prompt:
-            tail = prompt.rsplit(marker, 1)[1]
-            if "Text:" in tail:
-                tail = tail.split("Text:", 1)[1]
-            return tail.split("######################")[0].split("Output:")[0]
-    return prompt
+        return "other", " ".join(last.split())[:400]  # e.g. a peer's description summary: the text it was given
