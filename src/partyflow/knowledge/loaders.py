@@ -56,8 +56,7 @@ def load_bytes(path: str, data: bytes, *, max_bytes: int = MAX_FILE_BYTES) -> Do
     """Convert one file's bytes; raises `DocumentError` naming `path` for anything that cannot be read."""
     suffix = Path(path).suffix.lower()
     if len(data) > max_bytes:
-        raise DocumentError(f"the file is {len(data) / 1e6:.1f} MB, above the limit of {max_bytes / 1e6:.0f} MB",
-                            where=path, hint="split it, or raise max_file_bytes")
+        _too_big(path, len(data), max_bytes)
     if not data.strip():
         raise DocumentError("the file is empty", where=path)
     if suffix in TEXT_SUFFIXES:

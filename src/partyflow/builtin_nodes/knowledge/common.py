@@ -7,6 +7,7 @@ install when used.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -70,8 +71,8 @@ def open_kb(handle: Any):
     knowledge = library()
     try:
         kb = knowledge.KnowledgeBase.open(current_home(), handle.name, manager=model_manager())
-        if handle.llm and handle.llm != kb.config.llm:
-            kb.config = type(kb.config)(**{**kb.config.__dict__, "llm": handle.llm})
+        if handle.llm and handle.llm != kb.config.llm:  # for this call only; the stored settings stay
+            kb.config = dataclasses.replace(kb.config, llm=handle.llm)
     except knowledge.KnowledgeError as exc:
         raise ValueError(str(exc)) from None
     try:

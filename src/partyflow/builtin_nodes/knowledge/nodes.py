@@ -340,6 +340,7 @@ class KnowledgeSearchTool:
     def make(self, knowledge_base, mode, top_k, name="search_knowledge", description="", tools=None):
         handle = knowledge_base
         home = current_home()
+        manager = model_manager()  # a local embedding model stays loaded between the agent's searches
 
         def search(query: str) -> dict[str, Any]:
             """Search the knowledge base for passages relevant to a question.
@@ -349,7 +350,7 @@ class KnowledgeSearchTool:
             """
             knowledge = library()
             try:
-                with knowledge.KnowledgeBase.open(home, handle.name) as kb:
+                with knowledge.KnowledgeBase.open(home, handle.name, manager=manager) as kb:
                     result = kb.search(query, mode=mode, top_k=top_k)
             except knowledge.KnowledgeError as exc:
                 return {"error": str(exc)}
