@@ -61,6 +61,7 @@ def create(
     gleaning: Annotated[int, typer.Option(help="extra extraction passes for missed entities")] = 0,
     graph_store: Annotated[str, typer.Option(help="sqlite, or a graph database mirroring the graph: "
                                                   "falkordb://HOST:PORT/GRAPH, neo4j://HOST:PORT/DB")] = "sqlite",
+    vector_store: Annotated[str, typer.Option(help="sqlite, or qdrant://HOST:PORT/COLLECTION")] = "sqlite",
     as_json: JsonOption = False,
     home: HomeOption = None,
 ) -> None:
@@ -71,7 +72,8 @@ def create(
         if graph and not llm:
             raise KnowledgeError("--graph needs --llm PROVIDER to extract entities and relations", where="llm")
         config = KBConfig(embedder=embedder, graph=graph, llm=llm, llm_model=llm_model, chunk_tokens=chunk_tokens,
-                          overlap_tokens=overlap_tokens, gleaning=gleaning, graph_store=graph_store)
+                          overlap_tokens=overlap_tokens, gleaning=gleaning, graph_store=graph_store,
+                          vector_store=vector_store)
         with KnowledgeBase.create(_home(ctx, home), name, config) as kb:
             info = kb.info()
     if as_json:

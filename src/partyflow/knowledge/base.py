@@ -75,9 +75,10 @@ class KBConfig:
             raise KnowledgeError("chunk_tokens must be between 16 and 8192", where="chunk_tokens")
         if not 0 <= self.overlap_tokens < self.chunk_tokens // 2:
             raise KnowledgeError("overlap_tokens must be between 0 and half of chunk_tokens", where="overlap_tokens")
-        if self.vector_store != "sqlite":
+        if self.vector_store != "sqlite" and not self.vector_store.startswith(
+                ("qdrant://", "qdrants://", "qdrant+local://")):
             raise KnowledgeError(f"vector store {self.vector_store!r} is not available", where="vector_store",
-                                 hint="use 'sqlite' (the embedded store)")
+                                 hint="use sqlite, qdrant://HOST:PORT/COLLECTION or qdrant+local:///PATH#COLLECTION")
         if self.graph_store != "sqlite" and not self.graph_store.startswith(
                 ("falkordb://", "falkordb+unix://", "neo4j://", "bolt://", "neo4j+s://", "bolt+s://")):
             raise KnowledgeError(f"graph store {self.graph_store!r} is not available", where="graph_store",
@@ -196,6 +197,7 @@ class KnowledgeBase:
         self._owns_chat = chat is None
         self._llm: KnowledgeLLM | None = None
         self._graphdb: Any = None
+        self._vectordb: Any = None
         self._count: tuple[str | None, int] = (None, 0)
         inner = make_embedder(config.embedder, home, manager=manager)
         self.embedder = CachedEmbedder(inner, conn)
@@ -252,6 +254,9 @@ class KnowledgeBase:
             raise
 
     def close(self) -> None:
+        if self._vectordb is not None:
+            self._vectordb.close()
+            self._vectordb = None
         if self._graphdb is not None:
             self._graphdb.close()
             self._graphdb = None
@@ -269,7 +274,7 @@ class KnowledgeBase:
 
     def update_config(self, **changes: Any) -> KBConfig:
         """Change settings that do not invalidate stored data (the LLM, gleaning, concurrency, limits)."""
-        frozen = {"embedder", "chunk_tokens", "overlap_tokens", "tokenizer", "vector_store"}
+        frozen = {"embedder", "chunk_tokens", "overlap_tokens", "tokenizer"}
         if bad := frozen & set(changes):
             raise KnowledgeError(f"{', '.join(sorted(bad))} cannot change after creation", where=self.name,
                                  hint="create a new knowledge base and ingest again")
@@ -280,9 +285,47 @@ class KnowledgeBase:
         if self._graphdb is not None:
             self._graphdb.close()
             self._graphdb = None
+        if "vector_store" in changes:  # a new index is filled from the vectors kept in SQLite
+            if self._vectordb is not None:
+                self._vectordb.close()
+                self._vectordb = None
+            with transaction(self.conn):
+                self.conn.execute("DELETE FROM vector_outbox")
+                if self.external_vectors:
+                    self.conn.execute("INSERT INTO vector_outbox (chunk_id, op) SELECT id, 'upsert' FROM chunks")
         return self.config
 
     # --- the external graph database ----------------------------------------------------------------------
+
+    @property
+    def external_vectors(self) -> bool:
+        return self.config.vector_store != "sqlite"
+
+    def vector_db(self) -> Any:
+        """The Qdrant index (vectordb.py) of a knowledge base whose vector_store is one."""
+        from partyflow.knowledge.vectordb import QdrantIndex
+
+        if self._vectordb is None:
+            self._vectordb = QdrantIndex(self.config.vector_store)
+        return self._vectordb
+
+    def sync_vectors(self) -> int:
+        """Send pending chunk additions and removals to the external vector index; how many were sent."""
+        if not self.external_vectors:
+            return 0
+        with self.conn.lock:
+            pending = self.conn.execute("SELECT o.chunk_id, o.op, c.doc_id, c.vector FROM vector_outbox o "
+                                        "LEFT JOIN chunks c ON c.id = o.chunk_id ORDER BY o.chunk_id").fetchall()
+        if not pending:
+            return 0
+        upserts = [(cid, doc, np.frombuffer(blob, dtype=np.float32)) for cid, op, doc, blob in pending
+                   if op == "upsert" and blob is not None]
+        deletes = [cid for cid, op, _, blob in pending if op == "delete" or blob is None]
+        self.vector_db().apply(upserts, deletes)
+        with transaction(self.conn):
+            self.conn.executemany("DELETE FROM vector_outbox WHERE chunk_id = ? AND op = ?",
+                                  [(cid, op) for cid, op, _, _ in pending])
+        return len(pending)
 
     @property
     def external_graph(self) -> bool:
@@ -356,7 +399,7 @@ class KnowledgeBase:
         started = time.perf_counter()
         report = IngestReport()
         before = self._counters()
-        self._check_graph_db()
+        self._check_external()
         files: list[Path] = []
         roots: list[Path] = []
         for raw in paths:
@@ -391,7 +434,7 @@ class KnowledgeBase:
         started = time.perf_counter()
         report = IngestReport()
         before = self._counters()
-        self._check_graph_db()
+        self._check_external()
         for done, document in enumerate(documents):
             if progress:
                 progress("ingest", done, len(documents), document.path)
@@ -404,21 +447,28 @@ class KnowledgeBase:
         self._finish(report, started, before)
         return report
 
-    def _check_graph_db(self) -> None:
-        """An unreachable graph database refuses the ingest before anything is written, naming the setting."""
+    def _check_external(self) -> None:
+        """An unreachable graph or vector database refuses the ingest before anything is written, naming the
+        setting; what an earlier ingest left pending is sent first."""
+        if self.external_vectors:
+            stored = get_meta(self.conn, "dimensions")
+            self.vector_db().check(int(stored) if stored else None)
+            self.sync_vectors()
         if self.external_graph:
             from partyflow.knowledge import graphdb
 
             graphdb.check(self.graph_db())
 
     def _after_commit(self, report: IngestReport) -> None:
-        if not self.external_graph:
-            return
-        try:
-            self.sync_graph()
-        except KnowledgeError as exc:
-            if not any(f["path"] == self.config.graph_store for f in report.failed):
-                report.failed.append({"path": self.config.graph_store, "error": str(exc)})
+        for external, sync, setting in ((self.external_vectors, self.sync_vectors, self.config.vector_store),
+                                        (self.external_graph, self.sync_graph, self.config.graph_store)):
+            if not external:
+                continue
+            try:
+                sync()
+            except KnowledgeError as exc:
+                if not any(f["path"] == setting for f in report.failed):
+                    report.failed.append({"path": setting, "error": str(exc)})
 
     def _counters(self) -> dict[str, int]:
         return {"embedded": self.embedder.computed, **(self._llm.stats.as_dict() if self._llm else {})}
@@ -492,6 +542,9 @@ class KnowledgeBase:
                     (doc_id, chunk.seq, chunk.text, chunk.heading, chunk.page, chunk.tokens,
                      content_hash(chunk.embed_text.encode()), to_blob(vector))).lastrowid
                 self.conn.execute("INSERT INTO chunk_fts (rowid, body) VALUES (?, ?)", (chunk_id, chunk.embed_text))
+                if self.external_vectors:
+                    self.conn.execute("INSERT OR REPLACE INTO vector_outbox (chunk_id, op) VALUES (?, 'upsert')",
+                                      (chunk_id,))
                 if extraction is not None:
                     e, r = self._add_extraction(extraction, chunk_id, f"chunk:{document.path}#{chunk.seq}")
                     entities |= e
@@ -553,6 +606,9 @@ class KnowledgeBase:
         chunk_sql = "SELECT id FROM chunks WHERE doc_id = ?"
         entities, relations = graph_ops.affected_by_chunks(self.conn, chunk_sql, (doc_id,))
         self.conn.execute(f"DELETE FROM chunk_fts WHERE rowid IN ({chunk_sql})", (doc_id,))
+        if self.external_vectors:
+            self.conn.execute("INSERT OR REPLACE INTO vector_outbox (chunk_id, op) SELECT id, 'delete' FROM chunks "
+                              "WHERE doc_id = ?", (doc_id,))
         self.conn.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
         return entities, relations
 
@@ -566,6 +622,7 @@ class KnowledgeBase:
             self.refresh_graph(entities, relations)
             bump(self.conn, "revision")
         if sync:
+            self.sync_vectors()
             self.sync_graph()
         return True
 
@@ -628,6 +685,9 @@ class KnowledgeBase:
         return vector
 
     def _vector(self, query: str, k: int, allowed: set[int] | None) -> list[Scored]:
+        if self.external_vectors:
+            self.sync_vectors()
+            return self.vector_db().search(self._query_vector(query), k, allowed)
         return self._chunks.search(self._query_vector(query), k, allowed)
 
     def _keyword(self, query: str, k: int, allowed: set[int] | None) -> list[Scored]:
@@ -777,7 +837,7 @@ class KnowledgeBase:
     def import_graph(self, source: str | Path) -> dict[str, int]:
         from partyflow.knowledge.interchange import import_graph
 
-        self._check_graph_db()
+        self._check_external()
         counts = import_graph(self, source)
         self.sync_graph()
         return counts

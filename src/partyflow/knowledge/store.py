@@ -68,6 +68,8 @@ SCHEMA = [
     "CREATE TABLE graph_outbox (key TEXT PRIMARY KEY);",
     # document frequencies of the keyword index's terms, to leave near-universal terms out of queries
     "CREATE VIRTUAL TABLE chunk_vocab USING fts5vocab(chunk_fts, 'row');",
+    # chunks added ('upsert') or removed ('delete') since an external vector index was last written; vectordb.py
+    "CREATE TABLE vector_outbox (chunk_id INTEGER PRIMARY KEY, op TEXT NOT NULL);",
 ]
 
 STOPWORDS = frozenset(
