@@ -151,3 +151,26 @@ def test_names_listing_deleting_and_bad_arguments(home: Home) -> None:
     assert list_bases(home) == []
     with pytest.raises(KnowledgeError, match="no such knowledge base"):
         KnowledgeBase.open(home, "one")
+
+
+def test_large_knowledge_bases_switch_to_the_ivf_index(home: Home, tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    topics = ["budget", "travel", "badges", "holidays", "printers", "parking", "security", "payroll"]
+    for i in range(60):
+        topic = topics[i % len(topics)]
+        (folder / f"d{i}.md").write_text(f"# {topic}\n\nNote {i} about {topic}: the {topic} rule number {i} "
+                                         f"applies to team {i % 5}.", encoding="utf-8")
+    config = KBConfig(embedder="hash:64", ann_threshold=40, ann_probe=0.5)
+    with KnowledgeBase.create(home, "big", config) as kb:
+        kb.ingest([folder])
+        assert kb.info()["ann_cells"] == 8  # trained once the threshold was passed
+        cells = kb.conn.execute("SELECT COUNT(*) FROM chunks WHERE cell IS NULL").fetchone()[0]
+        assert cells == 0
+        hit = kb.search("payroll rule number 15", mode="naive", top_k=3).chunks
+        assert any(Path(c.path).name == "d15.md" for c in hit)
+        (folder / "new.md").write_text("# parking\n\nThe parking garage closes at midnight.", encoding="utf-8")
+        kb.ingest([folder])  # a chunk written after training gets its cell at once
+        assert kb.conn.execute("SELECT cell FROM chunks c JOIN documents d ON d.id = c.doc_id "
+                               "WHERE d.path LIKE '%new.md'").fetchone()[0] is not None
+        assert Path(kb.search("parking garage midnight", mode="naive", top_k=1).chunks[0].path).name == "new.md"

@@ -21,6 +21,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -70,6 +71,11 @@ SCHEMA = [
     "CREATE VIRTUAL TABLE chunk_vocab USING fts5vocab(chunk_fts, 'row');",
     # chunks added ('upsert') or removed ('delete') since an external vector index was last written; vectordb.py
     "CREATE TABLE vector_outbox (chunk_id INTEGER PRIMARY KEY, op TEXT NOT NULL);",
+    # the inverted-file index of large knowledge bases (ann.py): centroids, and each chunk's cell
+    """
+    CREATE TABLE ivf_centroids (cell INTEGER PRIMARY KEY, vector BLOB NOT NULL);
+    ALTER TABLE chunks ADD COLUMN cell INTEGER;
+    """,
 ]
 
 STOPWORDS = frozenset(
@@ -121,10 +127,14 @@ class VectorIndex:
     search. Vectors are unit length, so the inner product is the cosine similarity.
     """
 
-    def __init__(self, conn: StoreConnection, sql: str, revision_key: str) -> None:
+    def __init__(self, conn: StoreConnection, sql: str, revision_key: str, *, cells: bool = False,
+                 probe: float = 0.1) -> None:
         self._conn = conn
-        self._sql = sql  # SELECT id, vector[, doc_id] ...
+        self._sql = sql  # SELECT id, vector[, doc_id[, cell]] ...
         self._revision_key = revision_key
+        self._use_cells = cells  # rows carry an IVF cell (ann.py): search the best cells once trained
+        self.probe = probe
+        self._cells: Any = None
         self._revision: str | None = None
         self._ids = np.zeros(0, dtype=np.int64)
         self._docs = np.zeros(0, dtype=np.int64)
@@ -141,7 +151,17 @@ class VectorIndex:
         docs = np.fromiter((row[2] if len(row) > 2 else 0 for row in rows), dtype=np.int64, count=len(rows))
         matrix = (np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32).reshape(len(rows), -1)
                   if rows else np.zeros((0, 0), dtype=np.float32))
-        self._ids, self._docs, self._matrix, self._revision = ids, docs, matrix, revision
+        cells = None
+        if self._use_cells and rows:
+            from partyflow.knowledge.ann import CellSearch, load_centroids
+
+            centroids = load_centroids(self._conn)
+            if centroids is not None:
+                labels = np.fromiter((-1 if row[3] is None else row[3] for row in rows), dtype=np.int64,
+                                     count=len(rows))
+                cells = CellSearch(centroids, labels)
+                ids, docs, matrix = ids[cells.order], docs[cells.order], np.ascontiguousarray(matrix[cells.order])
+        self._ids, self._docs, self._matrix, self._cells, self._revision = ids, docs, matrix, cells, revision
 
     def __len__(self) -> int:
         with self._lock:
@@ -151,10 +171,19 @@ class VectorIndex:
     def search(self, query: np.ndarray, k: int, allowed_docs: Iterable[int] | None = None) -> list[Scored]:
         with self._lock:
             self._refresh()
-            ids, docs, matrix = self._ids, self._docs, self._matrix
+            ids, docs, matrix, cells = self._ids, self._docs, self._matrix, self._cells
         if not len(ids) or k <= 0:
             return []
-        scores = matrix @ np.asarray(query, dtype=np.float32)
+        query = np.asarray(query, dtype=np.float32)
+        if cells is not None and allowed_docs is None:
+            ranges = cells.candidates(query, self.probe)
+            rows = np.concatenate([np.arange(start, end) for start, end in ranges])
+            ids, docs = ids[rows], docs[rows]
+            scores = np.concatenate([matrix[start:end] @ query for start, end in ranges])
+        else:  # exact: below the threshold, and with a document filter (which may leave few candidates)
+            scores = matrix @ query
+        if not len(ids):
+            return []
         if allowed_docs is not None:
             scores = np.where(np.isin(docs, np.fromiter(allowed_docs, dtype=np.int64)), scores, -np.inf)
         k = min(k, len(ids))
