@@ -285,6 +285,7 @@ class KnowledgeBase:
             raise KnowledgeError(f"{', '.join(sorted(bad))} cannot change after creation", where=self.name,
                                  hint="create a new knowledge base and ingest again")
         self.config = replace(self.config, **changes).check()
+        self._chunks.probe = self.config.ann_probe
         with transaction(self.conn):
             set_meta(self.conn, "config", json.dumps(asdict(self.config)))
         self._llm = None
