@@ -15,6 +15,7 @@ from tests.support.providers import node
 
 from partyflow import Engine
 from partyflow.config import Home
+from partyflow.engine.events import Event, Progress
 
 
 @pytest.fixture
@@ -48,8 +49,11 @@ def test_ingest_and_query_a_folder_then_documents(engine: Engine, home: Home) ->
         "query": node("KBQuery", knowledge_base=["ingest", 0], query="Who manages the Berlin office?",
                       mode="hybrid", top_k=3),
     }
-    result = engine.run(prompt, outputs=["query"])
+    events: list[Event] = []
+    result = engine.run(prompt, outputs=["query"], sinks=[events.append])
     assert result.ok, result.error
+    progress = [(e.value, e.max) for e in events if isinstance(e, Progress) and e.node == "ingest"]
+    assert progress[-1] == (9, 9) and len(progress) >= 9  # the editor's progress bar, file by file
     assert len(result.output("ingest", 1)["added"]) == 9
     assert result.output("query").startswith("[1] offices.csv")
     assert result.output("query", 1)["chunks"][0]["path"].endswith("offices.csv")
