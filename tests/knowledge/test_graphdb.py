@@ -75,3 +75,21 @@ def test_imported_graphs_reach_the_database(home: Home, tmp_path: Path, falkordb
             ["A", "B", "ab"]]
     with KnowledgeBase.create(home, "plain") as kb, pytest.raises(KnowledgeError, match="embedded store only"):
         kb.cypher("RETURN 1")
+
+
+def test_kb_cypher_command(home: Home, tmp_path: Path, falkordb) -> None:
+    from typer.testing import CliRunner
+
+    from partyflow.cli.main import app
+
+    (tmp_path / "rels.csv").write_text("source,target,description\nAda,Bob,mentors\n", encoding="utf-8")
+
+    def run(*args: str):
+        return CliRunner().invoke(app, ["--home", str(home.root), "kb", *args])
+
+    assert run("create", "c", "--graph-store", falkordb.url("cli")).exit_code == 0
+    assert run("import", "c", str(tmp_path / "rels.csv")).exit_code == 0
+    done = run("cypher", "c", "MATCH (a)-[r:RELATES]->(b) RETURN a.name, b.name, r.description", "--json")
+    assert done.exit_code == 0 and json.loads(done.stdout) == [["Ada", "Bob", "mentors"]]
+    refused = run("cypher", "c", "MATCH (")
+    assert refused.exit_code == 2 and "refused the query" in refused.stderr
