@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("partyflow.engine")
 
-BUILTIN_PACKS = ("core", "comfy", "llm", "agents", "media")
+BUILTIN_PACKS = ("core", "comfy", "llm", "agents", "media", "knowledge")
 _HISTORY_EVENTS = (ExecutionStart, ExecutionCached, ExecutionSuccess, ExecutionError, ExecutionInterrupted)
 
 
