@@ -201,3 +201,27 @@ def test_unknown_provider_message_in_the_error_panel(page: Any) -> None:
     message.wait_for(timeout=RUN_TIMEOUT_MS)
     assert "Add a [providers.nowhere] table" in message.inner_text()
     page.screenshot(path=str(ARTIFACTS / "unknown_provider.png"))
+
+
+def test_a_workflow_written_in_python_opens_and_runs_in_the_editor(home: Path, page: Any) -> None:
+    """Issue 21: `Workflow.to_ui()` is what the editor opens: its nodes, titles and group show, and it runs."""
+    from partyflow import Workflow
+
+    engine = Engine(home=home)  # the builder reads the same installed nodes the server has
+    try:
+        wf = Workflow(engine)
+        with wf.group("greeting"):
+            name = wf.TextValue(value="Python").titled("who")
+            text = wf.TextTemplate(template="Hello from {a}!", a=name.text)
+        wf.DisplayText(text=text.text).titled("shown")
+        exported = wf.to_ui()
+    finally:
+        engine.close()
+    page.evaluate("async (w) => { await window.app.loadGraphData(w); }", exported)
+    titles = page.evaluate("() => window.app.graph._nodes.map(n => n.title).sort()")
+    assert {"who", "shown"} <= set(titles) and len(titles) == 3
+    assert page.evaluate("() => window.app.graph._groups.map(g => g.title)") == ["greeting"]
+    queue_from_editor(page)
+    wait_for_text(page, "Hello from Python!")
+    page.screenshot(path=str(ARTIFACTS / "workflow_from_python.png"))
+
