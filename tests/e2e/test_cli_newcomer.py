@@ -64,6 +64,21 @@ def test_every_parameter_of_every_command_gets_a_word() -> None:
             assert param.metavar and param.metavar.lstrip("[")[:1].isupper(), where
 
 
+def test_every_command_renders_its_help(capsys: pytest.CaptureFixture[str]) -> None:
+    """Help texts holding brackets (`provider:NAME[/MODEL]`) render as written, for every command."""
+    from typer import _click
+
+    def walk(cmd, ctx):
+        cmd.get_help(ctx)
+        for name, sub in getattr(cmd, "commands", {}).items():
+            walk(sub, _click.Context(sub, info_name=name, parent=ctx))
+
+    root = command()
+    walk(root, _click.Context(root, info_name="partyflow"))
+    shown = capsys.readouterr().out
+    assert "provider:NAME[/MODEL]" in shown and "<bool>" not in shown
+
+
 def test_hints_that_name_an_extra_keep_their_brackets(tmp_path: Path) -> None:
     # an 'mcp' package that cannot be imported, as when the extra is not installed
     blocked = tmp_path / "blocked"

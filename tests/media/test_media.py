@@ -224,3 +224,28 @@ def test_image_sizes_round_trip(tmp_path: Path) -> None:
     image, mask = load_image(png(30, 20, (1, 2, 3)))
     assert tuple(image.shape) == (1, 20, 30, 3) and tuple(mask.shape) == (1, 20, 30)
     json.dumps({"ok": True})
+
+
+def test_scanned_pages_go_into_a_knowledge_base(tmp_path: Path) -> None:
+    """Issue 13's third example, offline: a scanned PDF (an image, no text layer) and a photo of a page are read by
+    Tesseract on ingest, and the knowledge base answers from them."""
+    import subprocess
+    import sys
+
+    from partyflow.knowledge.loaders import load_file
+
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    _rendered("Travel over 5000 EUR needs the CFO").save(folder / "policy.pdf")  # Pillow writes an image-only PDF
+    _rendered("Badges are renewed every spring").save(folder / "badges.png")
+    assert "CFO" in load_file(folder / "policy.pdf").text
+
+    def kb(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "partyflow", "kb", *args, "--home", str(tmp_path / "home")],
+                              capture_output=True, text=True, timeout=300)
+
+    assert kb("create", "scans", "--embedder", "hash").returncode == 0
+    ingested = kb("ingest", "scans", str(folder), "--json")
+    assert ingested.returncode == 0, ingested.stderr
+    found = json.loads(kb("query", "scans", "who approves travel", "--mode", "keyword", "--json").stdout)
+    assert "CFO" in json.dumps(found) and "policy.pdf" in json.dumps(found)

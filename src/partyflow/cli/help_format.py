@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
+
 # Options whose name alone does not say what kind of value they take.
 _OPTION_WORDS = {
     "home": "DIR", "output": "FILE", "front_end_root": "DIR", "port": "PORT", "listen": "ADDRESS",
@@ -20,10 +22,19 @@ _OPTION_WORDS = {
 
 
 def polish(command: Any) -> Any:
-    """Rewrite the metavars of every parameter in a click/typer command tree, in place; returns the command."""
+    """Rewrite the metavars of every parameter in a click/typer command tree, in place; returns the command.
+
+    Help texts are escaped for Rich too: they are plain text that may hold brackets (`provider:NAME[/MODEL]`,
+    `partyflow[mcp]`), which Rich's markup would swallow or refuse (a traceback instead of the help).
+    """
+    for attribute in ("help", "short_help"):
+        if isinstance(getattr(command, attribute, None), str):
+            setattr(command, attribute, escape(getattr(command, attribute)))
     for param in [*getattr(command, "params", ()), _help_option(command)]:
         if param is not None:
             _polish_param(param)
+            if isinstance(getattr(param, "help", None), str):
+                param.help = escape(param.help)
     for sub in getattr(command, "commands", {}).values():
         polish(sub)
     return command

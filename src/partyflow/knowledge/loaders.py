@@ -78,7 +78,7 @@ def load_bytes(path: str, data: bytes, *, max_bytes: int = MAX_FILE_BYTES) -> Do
     text = text.strip()
     if not text:
         raise DocumentError("no text could be extracted", where=path,
-                            hint="a scanned PDF needs OCR, which is not done here" if suffix == ".pdf" else None)
+                            hint="a scanned PDF is read by OCR when tesseract-ocr is installed" if suffix == ".pdf" else None)
     return Document(path=path, text=text, content_hash=content_hash(data), format=suffix.lstrip("."))
 
 
@@ -170,10 +170,37 @@ def _pdf(data: bytes) -> str:
             raise DocumentError("the PDF is encrypted with a password", hint="save an unencrypted copy")
     pages = []
     for number, page in enumerate(reader.pages, start=1):
-        text = (page.extract_text() or "").strip()
+        text = (page.extract_text() or "").strip() or _ocr_page(page)
         if text:
             pages.append(f"<!-- page {number} -->\n{text}")
     return "\n\n".join(pages)
+
+
+def _ocr_page(page: Any) -> str:
+    """A page without a text layer (a scan): its images read by Tesseract, when Tesseract is installed."""
+    from partyflow.media.ocr import OCRError, ocr, tesseract_available
+
+    if not tesseract_available():
+        return ""
+    texts = []
+    for picture in page.images:
+        try:
+            texts.append(ocr(picture.image))
+        except (OCRError, ImportError):
+            return ""
+    return "\n\n".join(t for t in texts if t.strip())
+
+
+def _image(data: bytes) -> str:
+    """A photo or scan of a page: Tesseract's reading of it (needs tesseract-ocr and the media extra)."""
+    from PIL import Image
+
+    from partyflow.media.ocr import OCRError, ocr
+
+    try:
+        return ocr(Image.open(io.BytesIO(data)))
+    except OCRError as exc:
+        raise DocumentError(str(exc), hint="install tesseract-ocr to ingest images of text") from None
 
 
 def _docx(data: bytes) -> str:
@@ -354,6 +381,7 @@ def _markdown_table(rows: list[list[str]]) -> str:
 
 
 _LOADERS: dict[str, Callable[[bytes], str]] = {
+    ".png": _image, ".jpg": _image, ".jpeg": _image, ".tif": _image, ".tiff": _image, ".webp": _image,
     ".pdf": _pdf, ".docx": _docx, ".pptx": _pptx, ".xlsx": _xlsx, ".xlsm": _xlsx, ".csv": _csv, ".tsv": _csv,
     ".json": _json, ".html": _html, ".htm": _html,
 }
