@@ -35,7 +35,8 @@ def test_bad_files_are_reported_by_name_and_the_rest_load(tmp_path: Path) -> Non
     (folder / "corrupt.pdf").write_bytes(b"%PDF-1.4 this is not really a pdf")
     (folder / "corrupt.docx").write_bytes(b"PK\x03\x04 broken zip")
     (folder / "broken.json").write_text("{not json", encoding="utf-8")
-    (folder / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n....")
+    (folder / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n....")  # read by OCR, but truncated
+    (folder / "program.exe").write_bytes(b"MZ\x90\x00")
     files.pdf(folder / "secret.pdf", ["Top secret"], password="hunter2")
     documents, failures = load_folder(folder)
     assert [Path(d.path).name for d in documents] == ["good.md"]
@@ -45,7 +46,8 @@ def test_bad_files_are_reported_by_name_and_the_rest_load(tmp_path: Path) -> Non
     assert "corrupt" in reasons["corrupt.pdf"] or "cannot read" in reasons["corrupt.pdf"]
     assert "cannot read this .docx" in reasons["corrupt.docx"]
     assert "not valid JSON" in reasons["broken.json"]
-    assert "unsupported file type '.png'" in reasons["image.png"]
+    assert "cannot read this .png file" in reasons["image.png"]
+    assert "unsupported file type '.exe'" in reasons["program.exe"]
     assert "encrypted" in reasons["secret.pdf"]
 
 
