@@ -72,6 +72,9 @@ def page(server: LiveServer) -> Iterator[Any]:
         browser = driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            console: list[str] = []
+            page.on("console", lambda message: console.append(message.text))
+            page.console = console  # type: ignore[attr-defined]
             page.goto(server.url + "/")
             page.wait_for_function("() => window.app?.graph && document.querySelector('canvas#graph-canvas')",
                                    timeout=BOOT_TIMEOUT_MS)
@@ -157,6 +160,7 @@ EXPECTED = {
     "word_stats.json": "The Quick Brown Fox | Jumps Over | The Lazy Dog",
     "countdown_loop.json": "liftoff in: 5 4 3 2 1",
 }
+ACTIVITY = {"agents/customer_service.json": "calls faq_lookup", "agents/debate.json": "proponent: Cars pollute."}
 EXAMPLE_FILES = sorted(p.relative_to(EXAMPLES).as_posix() for p in EXAMPLES.rglob("*.json"))
 
 
@@ -184,6 +188,13 @@ def test_every_example_loads_and_runs_from_the_editor(page: Any, openai: OpenAIS
     queue_from_editor(page)
     expected = "Hello, editor!" if name == "hello_ui.json" else EXPECTED.get(name) or SCRIPTS[name][1]
     wait_for_text(page, expected, starts=True)
+    if name in ACTIVITY:  # agent steps and round-table turns shown on their node while it ran
+        page.wait_for_function(
+            "(line) => [...document.querySelectorAll('textarea[data-partyflow-activity]')]"
+            ".some(t => t.value.split('\\n').some(l => l.includes(line)))",
+            arg=ACTIVITY[name], timeout=RUN_TIMEOUT_MS)
+    unknown = [m for m in page.console if "Unknown message type partyflow" in m]
+    assert unknown == []
 
 
 def test_unknown_provider_message_in_the_error_panel(page: Any) -> None:

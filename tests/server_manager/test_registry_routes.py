@@ -48,3 +48,23 @@ def test_the_editor_is_told_the_manager_is_here(world: ManagerWorld) -> None:
     assert "/extensions/partyflow-server/partyflow_registry.js" in extensions
     status, script = world.request("GET", "/extensions/partyflow-server/partyflow_registry.js")
     assert status == 200 and "api.comfy.org" in script
+
+
+def test_apply_changes_restarts_through_the_policy(world: ManagerWorld) -> None:
+    from partyflow.server.context import CONTEXT
+    from partyflow.server.runner import RESTART_HOOK
+
+    status, body = world.request("POST", "/api/v2/manager/reboot")
+    assert status == 503 and "restart partyflow" in body["error"]["details"]  # no `partyflow serve` around it
+
+    restarts: list[bool] = []
+    world.server.app[CONTEXT].extra[RESTART_HOOK] = lambda: restarts.append(True)
+    world.set_level("strong")
+    assert world.request("POST", "/api/v2/manager/reboot")[0] == 403
+    assert restarts == []
+    world.set_level("normal")
+    assert world.request("POST", "/api/v2/manager/reboot", data="x", headers={"Content-Type": "text/plain"})[0] == 415
+    status, body = world.request("POST", "/api/v2/manager/reboot")
+    assert status == 200 and body == {"restarting": True}
+    world.request("GET", "/api/v2/manager/version")  # a later request: the hook ran right after the answer
+    assert restarts == [True]
