@@ -25,7 +25,9 @@ from tests.server_openai.live_server import LiveServer
 from tests.support.openai_server import OpenAIServer
 from tests.support.providers import openai_table
 
+from partyflow.config import Home
 from partyflow.engine.engine import Engine
+from partyflow.manager.audit import AuditLog
 from partyflow.server.app import create_app
 from partyflow.server.config import ServerConfig
 from partyflow.server.frontend import frontend_extension
@@ -212,3 +214,39 @@ def test_unknown_provider_message_in_the_error_panel(page: Any) -> None:
     message.wait_for(timeout=RUN_TIMEOUT_MS)
     assert "Add a [providers.nowhere] table" in message.inner_text()
     page.screenshot(path=str(ARTIFACTS / "unknown_provider.png"))
+
+
+def test_providers_page_lists_tests_and_adds_a_provider(page: Any, openai: OpenAIServer, home: Path) -> None:
+    openai.reset()
+    openai.script(text("Hello from the test model."))
+    page.locator("button", has_text="Providers").first.click()
+    row = page.locator("[data-provider='default']")
+    row.wait_for(timeout=RUN_TIMEOUT_MS)
+    assert "no key" in row.inner_text() and openai.url in row.inner_text()
+    row.locator("[data-provider-test='default']").click()
+    status = page.locator("[data-partyflow-provider-status]")
+    page.wait_for_function("() => document.querySelector('[data-partyflow-provider-status]')?.textContent"
+                           ".includes('Hello from the test model.')", timeout=RUN_TIMEOUT_MS)
+
+    form = {"name": "ollama", "type": "openai_compat", "base_url": "http://127.0.0.1:11434/v1",
+            "model": "qwen2.5:7b-instruct", "api_key_env": "OLLAMA_KEY"}
+    for field, value in form.items():
+        page.locator(f"form input[name='{field}']").fill(value)
+    page.locator("[data-provider-save]").click()
+    page.locator("[data-provider='ollama']").wait_for(timeout=RUN_TIMEOUT_MS)
+    assert "OLLAMA_KEY is NOT set" in page.locator("[data-provider='ollama']").inner_text()
+    config = (home / "config.toml").read_text(encoding="utf-8")
+    assert '[providers.ollama]\ntype = "openai_compat"' in config and "[providers.default]" in config
+
+    page.locator("form input[name='name']").fill("leaky")
+    page.locator("form input[name='api_key_env']").fill("sk-1234567890abcdef")  # a key, not a variable name
+    page.locator("[data-provider-save]").click()
+    page.wait_for_function("() => document.querySelector('[data-partyflow-provider-status]')?.textContent"
+                           ".startsWith('not saved')", timeout=RUN_TIMEOUT_MS)
+    assert "sk-1234567890abcdef" not in (home / "config.toml").read_text(encoding="utf-8")
+    assert "not a key" in status.inner_text()
+    with AuditLog(Home(home)) as audit:
+        changes = [(e.pack, e.result, e.details) for e in audit.entries() if e.action == "provider.set"]
+    assert [(name, result) for name, result, _ in changes] == [("ollama", "ok"), ("leaky", "error")]
+    assert "sk-1234567890abcdef" not in json.dumps(changes)
+    page.locator("button", has_text="Providers").first.click()

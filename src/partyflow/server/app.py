@@ -27,6 +27,7 @@ from partyflow.server.routes import (
     manager,
     packs,
     prompt,
+    providers,
     registry,
     templates,
     userdata,
@@ -66,7 +67,8 @@ def create_app(engine: Engine, config: ServerConfig, *, extensions: Sequence[Ext
     app[ENGINE] = engine
 
     add_routes(app, [*prompt.ROUTES, *info.ROUTES, *files.ROUTES, *userdata.ROUTES, *templates.ROUTES,
-                     *manager.ROUTES, *jobs.ROUTES, *internal.ROUTES, *registry.ROUTES, ("GET", "/ws", websocket)])
+                     *manager.ROUTES, *jobs.ROUTES, *internal.ROUTES, *registry.ROUTES,
+                     *providers.ROUTES, ("GET", "/ws", websocket)])
     manager.attach(app)
     internal.attach(app)
     for method, path, handler in files.STATIC_ROUTES:
