@@ -91,9 +91,17 @@ def test_install_and_disable_a_pack_from_the_manager_dialog(server: LiveServer, 
             page.goto(server.url + "/")
             page.wait_for_function("() => window.app?.graph && document.querySelector('canvas#graph-canvas')",
                                    timeout=BOOT_TIMEOUT_MS)
+            # a workflow using the pack's node, which is not installed yet
+            page.evaluate("async (type) => { await window.app.loadGraphData({last_node_id: 1, last_link_id: 0, "
+                          "nodes: [{id: 1, type, pos: [100, 100], size: [200, 80], mode: 0, inputs: [], outputs: [],"
+                          " properties: {}, widgets_values: []}], links: [], groups: [], config: {}, extra: {},"
+                          " version: 0.4}); }", NODE_CLASS)
             page.get_by_label("Extensions").click()  # the manager button the editor shows with --enable-manager
             page.get_by_text("Tidy Nodes").wait_for(timeout=TIMEOUT_MS)  # from the channel, through the server
             page.screenshot(path=str(ARTIFACTS / "manager_browse.png"))
+            page.get_by_text("Missing Nodes").click()  # "install missing nodes": the pack that provides TidyHello
+            page.get_by_text("Install All").wait_for(timeout=TIMEOUT_MS)
+            page.get_by_text("Tidy Nodes").wait_for(timeout=TIMEOUT_MS)
 
             page.get_by_role("button", name="Install", exact=True).click()
             page.get_by_text("To apply changes, please restart").first.wait_for(timeout=TIMEOUT_MS)
@@ -101,12 +109,14 @@ def test_install_and_disable_a_pack_from_the_manager_dialog(server: LiveServer, 
             assert (home / "custom_nodes" / PACK_ID / "__init__.py").is_file()
 
             page.get_by_text("All installed").click()
-            switch = page.get_by_role("switch", name="Enable or disable pack")
+            switch = page.get_by_role("switch", name="Enable or disable pack").first
             switch.wait_for(timeout=TIMEOUT_MS)
+            assert switch.get_attribute("aria-checked") == "true"
+            page.screenshot(path=str(ARTIFACTS / "manager_installed.png"))
             switch.click()
-            page.wait_for_function(
-                "async (id) => (await (await fetch('/api/v2/customnode/installed')).json())[id]?.enabled === false",
-                arg=PACK_ID, timeout=TIMEOUT_MS, polling=250)
+            # the dialog turns the switch off once the disable task completed (its cm-task-completed message)
+            playwright_api.expect(switch).to_have_attribute("aria-checked", "false", timeout=TIMEOUT_MS)
+            assert installed(server)[PACK_ID]["enabled"] is False
             page.screenshot(path=str(ARTIFACTS / "manager_disabled.png"))
         finally:
             browser.close()

@@ -24,6 +24,8 @@ def test_list_search_and_lookup_in_registry_shapes(world: ManagerWorld) -> None:
     assert world.request("GET", f"{REGISTRY}/nodes/search?search=unrelated")[1]["nodes"] == []
     assert world.request("GET", f"{REGISTRY}/nodes/search?comfy_node_search=tidyhe")[1]["total"] == 1
     assert world.request("GET", f"{REGISTRY}/nodes/{PACK_ID}")[1]["id"] == PACK_ID
+    assert world.request("GET", f"{REGISTRY}/comfy-nodes/{NODE_CLASS}/node")[1]["id"] == PACK_ID
+    assert world.request("GET", f"{REGISTRY}/comfy-nodes/NoSuchNode/node")[0] == 404
     assert [v["version"] for v in world.request("GET", f"{REGISTRY}/nodes/{PACK_ID}/versions")[1]] == ["1.2.0"]
     assert world.request("GET", f"{REGISTRY}/nodes/nope")[0] == 404
     assert world.request("GET", f"{REGISTRY}/nodes?limit=x")[0] == 400
