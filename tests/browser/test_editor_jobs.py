@@ -25,7 +25,9 @@ from tests.server_openai.live_server import LiveServer
 from tests.support.openai_server import OpenAIServer
 from tests.support.providers import openai_table
 
+from partyflow.config import Home
 from partyflow.engine.engine import Engine
+from partyflow.manager.audit import AuditLog
 from partyflow.server.app import create_app
 from partyflow.server.config import ServerConfig
 from partyflow.server.frontend import frontend_extension
@@ -72,6 +74,9 @@ def page(server: LiveServer) -> Iterator[Any]:
         browser = driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            console: list[str] = []
+            page.on("console", lambda message: console.append(message.text))
+            page.console = console  # type: ignore[attr-defined]
             page.goto(server.url + "/")
             page.wait_for_function("() => window.app?.graph && document.querySelector('canvas#graph-canvas')",
                                    timeout=BOOT_TIMEOUT_MS)
@@ -157,6 +162,7 @@ EXPECTED = {
     "word_stats.json": "The Quick Brown Fox | Jumps Over | The Lazy Dog",
     "countdown_loop.json": "liftoff in: 5 4 3 2 1",
 }
+ACTIVITY = {"agents/customer_service.json": "calls faq_lookup", "agents/debate.json": "proponent: Cars pollute."}
 EXAMPLE_FILES = sorted(p.relative_to(EXAMPLES).as_posix() for p in EXAMPLES.rglob("*.json"))
 
 
@@ -184,6 +190,13 @@ def test_every_example_loads_and_runs_from_the_editor(page: Any, openai: OpenAIS
     queue_from_editor(page)
     expected = "Hello, editor!" if name == "hello_ui.json" else EXPECTED.get(name) or SCRIPTS[name][1]
     wait_for_text(page, expected, starts=True)
+    if name in ACTIVITY:  # agent steps and round-table turns shown on their node while it ran
+        page.wait_for_function(
+            "(line) => [...document.querySelectorAll('textarea[data-partyflow-activity]')]"
+            ".some(t => t.value.split('\\n').some(l => l.includes(line)))",
+            arg=ACTIVITY[name], timeout=RUN_TIMEOUT_MS)
+    unknown = [m for m in page.console if "Unknown message type partyflow" in m]
+    assert unknown == []
 
 
 def test_unknown_provider_message_in_the_error_panel(page: Any) -> None:
@@ -225,3 +238,38 @@ def test_a_workflow_written_in_python_opens_and_runs_in_the_editor(home: Path, p
     wait_for_text(page, "Hello from Python!")
     page.screenshot(path=str(ARTIFACTS / "workflow_from_python.png"))
 
+
+def test_providers_page_lists_tests_and_adds_a_provider(page: Any, openai: OpenAIServer, home: Path) -> None:
+    openai.reset()
+    openai.script(text("Hello from the test model."))
+    page.locator("button", has_text="Providers").first.click()
+    row = page.locator("[data-provider='default']")
+    row.wait_for(timeout=RUN_TIMEOUT_MS)
+    assert "no key" in row.inner_text() and openai.url in row.inner_text()
+    row.locator("[data-provider-test='default']").click()
+    status = page.locator("[data-partyflow-provider-status]")
+    page.wait_for_function("() => document.querySelector('[data-partyflow-provider-status]')?.textContent"
+                           ".includes('Hello from the test model.')", timeout=RUN_TIMEOUT_MS)
+
+    form = {"name": "ollama", "type": "openai_compat", "base_url": "http://127.0.0.1:11434/v1",
+            "model": "qwen2.5:7b-instruct", "api_key_env": "OLLAMA_KEY"}
+    for field, value in form.items():
+        page.locator(f"form input[name='{field}']").fill(value)
+    page.locator("[data-provider-save]").click()
+    page.locator("[data-provider='ollama']").wait_for(timeout=RUN_TIMEOUT_MS)
+    assert "OLLAMA_KEY is NOT set" in page.locator("[data-provider='ollama']").inner_text()
+    config = (home / "config.toml").read_text(encoding="utf-8")
+    assert '[providers.ollama]\ntype = "openai_compat"' in config and "[providers.default]" in config
+
+    page.locator("form input[name='name']").fill("leaky")
+    page.locator("form input[name='api_key_env']").fill("sk-1234567890abcdef")  # a key, not a variable name
+    page.locator("[data-provider-save]").click()
+    page.wait_for_function("() => document.querySelector('[data-partyflow-provider-status]')?.textContent"
+                           ".startsWith('not saved')", timeout=RUN_TIMEOUT_MS)
+    assert "sk-1234567890abcdef" not in (home / "config.toml").read_text(encoding="utf-8")
+    assert "not a key" in status.inner_text()
+    with AuditLog(Home(home)) as audit:
+        changes = [(e.pack, e.result, e.details) for e in audit.entries() if e.action == "provider.set"]
+    assert [(name, result) for name, result, _ in changes] == [("ollama", "ok"), ("leaky", "error")]
+    assert "sk-1234567890abcdef" not in json.dumps(changes)
+    page.locator("button", has_text="Providers").first.click()

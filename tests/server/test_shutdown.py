@@ -104,3 +104,17 @@ def test_sigterm_requeues_a_prompt_that_outlasts_the_grace_period(serve_home: Pa
     pending, history = _state(serve_home)
     assert pending == ["slow"] and history == {}
     assert any("stays queued" in line for line in server.log)
+
+
+def test_apply_changes_restarts_the_serve_process(serve_home: Path) -> None:
+    server = ServeProcess(serve_home, grace=1.0)
+    try:
+        resp = server.http.post(f"{server.url}/api/v2/manager/reboot", timeout=10)
+        assert resp.status_code == 200, resp.text
+        again = server.stdout_line("partyflow listening on ")  # the same process, started afresh (exec)
+        url = again.removeprefix("partyflow listening on ").strip()
+        assert server.http.get(f"{url}/api/system_stats", timeout=10).status_code == 200
+        assert server.proc.poll() is None
+    finally:
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.finish() == 0

@@ -78,13 +78,23 @@ def serve(
         engine = open_engine(home_from(ctx, home))
     try:
         extensions = [openai_extension(engine), channels_extension(engine), frontend]
-        asyncio.run(run_server(engine, config, extensions=extensions, on_ready=_announce))
+        restart = asyncio.run(run_server(engine, config, extensions=extensions, on_ready=_announce))
     except ServerConfigError as exc:  # the address could not be bound
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_INVALID) from None
     finally:
         engine.close()
+    if restart:
+        _restart()
     _exit_if_nodes_hang()
+
+
+def _restart() -> None:
+    """Replace this process with a fresh `partyflow` of the same arguments (new packs load on start), as ComfyUI
+    restarts itself after the manager changed packs. Everything durable is committed: the engine is closed."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "partyflow", *sys.argv[1:]])
 
 
 def _announce(url: str) -> None:

@@ -31,6 +31,7 @@ from partyflow.server.routes import (
     manager,
     packs,
     prompt,
+    providers,
     registry,
     templates,
     userdata,
@@ -73,7 +74,8 @@ def create_app(engine: Engine, config: ServerConfig, *, extensions: Sequence[Ext
     app[ENGINE] = engine
 
     add_routes(app, [*prompt.ROUTES, *info.ROUTES, *files.ROUTES, *userdata.ROUTES, *templates.ROUTES,
-                     *manager.ROUTES, *jobs.ROUTES, *internal.ROUTES, *registry.ROUTES, ("GET", "/ws", websocket)])
+                     *manager.ROUTES, *jobs.ROUTES, *internal.ROUTES, *registry.ROUTES,
+                     *providers.ROUTES, ("GET", "/ws", websocket)])
     manager.attach(app)
     for method, path, handler in login_routes(access, audit=audit):
         app.router.add_route(method, path, handler)

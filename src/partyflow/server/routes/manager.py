@@ -48,6 +48,7 @@ FORM_CONTENT_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/
 PACK_KINDS = ("install", "uninstall", "update", "enable", "disable", "fix")
 RESTORE_KIND = "restore-snapshot"
 REMOVE_SNAPSHOT_KIND = "remove-snapshot"
+REBOOT_KIND = "reboot"
 HISTORY_LIMIT = 1000
 DB_MODE = "cache"  # channels are fetched into the home's cache and read from there
 _SNAPSHOT_ACTIONS = {RESTORE_KIND: "restoring a snapshot", REMOVE_SNAPSHOT_KIND: "removing a snapshot"}
@@ -250,6 +251,8 @@ class ManagerService:
             decision = policy.manage(caller, f"{task.kind} of {task.target}")
         elif task.kind in (RESTORE_KIND, REMOVE_SNAPSHOT_KIND):
             decision = policy.manage(caller, _SNAPSHOT_ACTIONS[task.kind])
+        elif task.kind == REBOOT_KIND:
+            decision = policy.manage(caller, "restarting the server")
         elif task.kind == "fix":
             decision = policy.pip(caller)  # fix reinstalls the pack's requirements with pip
         else:
@@ -762,6 +765,25 @@ async def post_snapshot_remove(request: web.Request) -> web.Response:
     return web.json_response({"removed": target})
 
 
+async def post_reboot(request: web.Request) -> web.Response:
+    """The dialog's "Apply Changes": restart so changed packs load. Middle risk (as in ComfyUI-Manager), audited;
+    `partyflow serve` restarts gracefully (the running prompt finishes or stays queued) in a fresh process."""
+    from partyflow.server.runner import RESTART_HOOK
+
+    service = _service(request)
+    task = Task(uuid.uuid4().hex, "", REBOOT_KIND, {}, "server", _actor(request))
+    refused = await _check(request, task)
+    if refused is not None:
+        return refused
+    restart = context(request).extra.get(RESTART_HOOK)
+    if not callable(restart):
+        return json_error(503, "restart_unavailable", "this server cannot restart itself",
+                          "restart partyflow to load the changed packs")
+    await asyncio.to_thread(_audit, service.home, REBOOT_KIND, task.actor, {})
+    asyncio.get_running_loop().call_soon(restart)  # after this answer is on its way
+    return web.json_response({"restarting": True})
+
+
 async def _json_body(request: web.Request) -> dict[str, Any] | web.Response:
     try:
         body = await read_json(request, default={})
@@ -794,4 +816,5 @@ ROUTES: list[Route] = [
     ("POST", "/v2/snapshot/save", json_only(post_snapshot_save)),
     ("POST", "/v2/snapshot/restore", json_only(post_snapshot_restore)),
     ("POST", "/v2/snapshot/remove", json_only(post_snapshot_remove)),
+    ("POST", "/v2/manager/reboot", json_only(post_reboot)),
 ]

@@ -7,7 +7,8 @@ list, through its policy and scans, so the dialog must see that same catalog: th
 requests fail at once so the dialog falls back to the registry search it sends here too.
 
 Only the calls the dialog makes are answered: list (`/nodes`), search (`/nodes/search`), one pack (`/nodes/{id}`),
-its versions, and the bulk version lookup of installed packs. Anything else is a JSON 404.
+its versions, the bulk version lookup of installed packs, and the pack of a node class (`/comfy-nodes/{name}/node`,
+for a workflow's missing nodes). Anything else is a JSON 404.
 """
 
 from __future__ import annotations
@@ -176,6 +177,22 @@ async def bulk_versions(request: web.Request) -> web.Response:
     return web.json_response({"node_versions": answers})
 
 
+async def pack_of_node(request: web.Request) -> web.Response:
+    """`/comfy-nodes/{class}/node`: the pack providing a node class, from the catalogs' node maps (how the dialog
+    finds what to install for a workflow's missing nodes)."""
+    name = request.match_info["node_name"]
+    try:
+        loaded = await _load(request)
+    except web.HTTPException as exc:
+        return json_error(exc.status, "registry_error", exc.text or exc.reason)
+    types = _node_types(loaded)
+    latest = loaded.latest()
+    for ident in sorted(types, key=lambda i: _order(latest[i])):
+        if name in types[ident]:
+            return web.json_response(pack_json(latest[ident], types[ident]))
+    return not_found(f"no configured catalog lists a pack with node {name!r}")
+
+
 async def unavailable(request: web.Request) -> web.Response:
     return not_found("this registry call is not served by partyflow",
                      "partyflow's manager dialog browses the configured catalogs only")
@@ -201,5 +218,6 @@ ROUTES: list[Route] = [
     ("GET", f"{PREFIX}/nodes/{{pack_id}}", get_pack),
     ("GET", f"{PREFIX}/nodes/{{pack_id}}/versions", get_pack_versions),
     ("POST", f"{PREFIX}/bulk/nodes/versions", bulk_versions),
+    ("GET", f"{PREFIX}/comfy-nodes/{{node_name}}/node", pack_of_node),
     ("*", f"{PREFIX}/{{rest:.*}}", unavailable),
 ]
