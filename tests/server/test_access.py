@@ -74,7 +74,8 @@ def _call(live: LiveServer, method: str, path: str, token: str | None) -> reques
     concrete = path.replace("{prompt_id}", "nope").replace("{class_type}", "TextValue").replace(
         "{folder}", "checkpoints").replace("{id}", "Comfy.Locale").replace("{file}", "nothing.json").replace(
         "{dest}", "elsewhere.json").replace("{module}", "m").replace("{model}", "echo").replace(
-        "{job_id}", "nope").replace("{pack}", "p").replace("{path}", "x.js")
+        "{job_id}", "nope").replace("{pack}", "p").replace("{path}", "x.js").replace("{name}", "nope").replace(
+        "{node_name}", "nope").replace("{directory_type}", "input").replace("{rest}", "x")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     if method == "POST":
         headers["Content-Type"] = "application/json"

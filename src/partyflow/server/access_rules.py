@@ -70,6 +70,11 @@ RULES: dict[tuple[str, str], Level] = {
     ("GET", "/partyflow/registry/nodes"): READ, ("GET", "/partyflow/registry/nodes/search"): READ,
     ("GET", "/partyflow/registry/nodes/{pack_id}"): READ, ("GET", "/partyflow/registry/nodes/{pack_id}/versions"): READ,
     ("POST", "/partyflow/registry/bulk/nodes/versions"): READ, ("*", "/partyflow/registry/{rest}"): READ,
+    ("GET", "/partyflow/registry/comfy-nodes/{node_name}/node"): READ,
+    ("POST", "/v2/manager/reboot"): ADMIN,
+    # model providers (the editor's Providers page): admins, and only from this machine (the route checks)
+    ("GET", "/partyflow/providers"): ADMIN, ("POST", "/partyflow/providers/{name}/test"): ADMIN,
+    ("PUT", "/partyflow/providers/{name}"): ADMIN,
     ("GET", "/v2/snapshot/getlist"): ADMIN, ("GET", "/v2/snapshot/get_current"): ADMIN,
     ("POST", "/v2/snapshot/save"): ADMIN, ("POST", "/v2/snapshot/restore"): ADMIN,
     ("POST", "/v2/snapshot/remove"): ADMIN,
