@@ -48,6 +48,8 @@ MIGRATIONS = [
         expires TEXT NOT NULL
     );
     """,
+    # users who log in through an identity provider (OIDC): "<issuer> <sub>", binding the name to that account
+    "ALTER TABLE access_users ADD COLUMN external TEXT;",
 ]
 USER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")  # also the user's data directory name
 TOKEN_PREFIX = "pf_"
@@ -220,6 +222,34 @@ class AccessStore:
             raise AccessError(401, "wrong user name or password")
         if row[2]:
             raise AccessError(403, f"user {name!r} is disabled: ask an admin to enable the account")
+        return self._open_session(name)
+
+    def external_login(self, name: str, role: str, subject: str) -> tuple[str, str | None]:
+        """A session for a user an identity provider vouched for: created on first login (no password), its role
+        set to what the provider's groups map to now. Returns (session, what changed: "created", "role <old> ->
+        <new>" or None). A name taken by a local account or another provider account is refused."""
+        check_role(role)
+        if not USER_NAME.match(name):
+            raise AccessError(403, f"{name!r} is not a valid user name here: ask an admin")
+        changed: str | None = None
+        with transaction(self.conn):
+            row = self.conn.execute("SELECT role, disabled, external FROM access_users WHERE name = ?",
+                                    (name,)).fetchone()
+            if row is None:
+                self.conn.execute("INSERT INTO access_users (name, role, created, external) VALUES (?, ?, ?, ?)",
+                                  (name, role, _now(), subject))
+                changed = "created"
+            elif row[2] != subject:
+                raise AccessError(403, f"the user name {name!r} belongs to another account on this server: ask "
+                                       "an admin to rename or remove it")
+            elif row[1]:
+                raise AccessError(403, f"user {name!r} is disabled: ask an admin to enable the account")
+            elif row[0] != role:
+                self.conn.execute("UPDATE access_users SET role = ? WHERE name = ?", (role, name))
+                changed = f"role {row[0]} -> {role}"
+        return self._open_session(name), changed
+
+    def _open_session(self, name: str) -> str:
         session = secrets.token_urlsafe(32)
         with transaction(self.conn):
             self.conn.execute("DELETE FROM access_sessions WHERE expires <= ?", (_now(),))
