@@ -18,6 +18,7 @@ from partyflow.access.oidc import OidcConfig, user_name
 from partyflow.config import ConfigError
 from partyflow.manager.audit import AuditLog
 from partyflow.server import ServerConfig
+from partyflow.server.config import ServerConfigError
 
 SECRET_ENV = "PARTYFLOW_TEST_OIDC_SECRET"
 
@@ -238,7 +239,7 @@ def test_server_start_names_a_missing_secret(tmp_path: Path) -> None:
     try:
         from partyflow.server import create_app
 
-        with pytest.raises(ConfigError, match=SECRET_ENV):
+        with pytest.raises(ServerConfigError, match=SECRET_ENV):
             create_app(engine, ServerConfig(port=0))
     finally:
         engine.close()

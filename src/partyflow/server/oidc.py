@@ -22,7 +22,9 @@ from aiohttp import web
 
 from partyflow.access import AccessError, AccessStore
 from partyflow.access.oidc import OidcClient, OidcConfig
+from partyflow.config import ConfigError
 from partyflow.server.access import SESSION_COOKIE, Audit, Handler, login_html, safe_next
+from partyflow.server.config import ServerConfigError
 
 logger = logging.getLogger("partyflow.server.oidc")
 
@@ -32,9 +34,13 @@ CALLBACK_PATH = "/login/oidc/callback"
 
 def oidc_client(raw_config: Mapping[str, Any]) -> OidcClient | None:
     """The provider of a parsed config.toml's `[access.oidc]`, or None when single sign-on is not configured;
-    ConfigError for a config that cannot work (a role typo, a missing secret variable, the extra not installed)."""
-    config = OidcConfig.from_config(raw_config)
-    return OidcClient(config) if config is not None else None
+    ServerConfigError (which `partyflow serve` reports in one line) for a config that cannot work: a role typo,
+    a missing secret variable, the extra not installed."""
+    try:
+        config = OidcConfig.from_config(raw_config)
+        return OidcClient(config) if config is not None else None
+    except ConfigError as exc:
+        raise ServerConfigError(str(exc)) from None
 
 
 def oidc_routes(client: OidcClient | None, store: AccessStore, *,
