@@ -156,7 +156,7 @@ def test_a_user_in_no_mapped_group_is_refused_and_audited(server: LiveServer, pr
     assert "none of your groups at Test SSO is given a role" in refusal(server, status=403)
     with AccessStore(server.engine.home.state_db) as store:
         assert "bob" not in {u.name for u in store.users()}
-    assert any(e[2] == "refused" and "none of your groups" in e[3] for e in audit_entries(server))
+    assert any(e[1:3] == ("bob", "refused") and "none of your groups" in e[3] for e in audit_entries(server))
 
 
 def test_a_provider_account_cannot_take_over_a_local_one(server: LiveServer, provider: OidcProvider) -> None:

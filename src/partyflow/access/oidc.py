@@ -55,6 +55,14 @@ _NAME_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
 _ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
 
 
+class OidcRefused(AccessError):
+    """A login refused after the provider vouched for the person: `user` names them for the audit log."""
+
+    def __init__(self, status: int, reason: str, user: str) -> None:
+        super().__init__(status, reason)
+        self.user = user
+
+
 @dataclass(frozen=True)
 class OidcConfig:
     """The `[access.oidc]` table, validated; the client secret is read from the named variable, never stored."""
@@ -359,8 +367,8 @@ class OidcClient:
                                                                    if isinstance(g, str | int)]
         role = self.config.role_for(groups)
         if role is None:
-            raise AccessError(403, f"none of your groups at {self.config.name} is given a role on this server: "
-                                   "ask an admin to map one of them in [access.oidc] roles")
+            raise OidcRefused(403, f"none of your groups at {self.config.name} is given a role on this server: "
+                                   "ask an admin to map one of them in [access.oidc] roles", user)
         return OidcLogin(user, role, f"{self.config.issuer} {claims['sub']}", tuple(groups), next_path)
 
     def _expire(self) -> None:

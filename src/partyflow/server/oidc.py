@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from partyflow.access import AccessError, AccessStore
-from partyflow.access.oidc import OidcClient, OidcConfig
+from partyflow.access.oidc import OidcClient, OidcConfig, OidcRefused
 from partyflow.config import ConfigError
 from partyflow.server.access import SESSION_COOKIE, Audit, Handler, login_html, safe_next
 from partyflow.server.config import ServerConfigError
@@ -78,7 +78,7 @@ def oidc_routes(client: OidcClient | None, store: AccessStore, *,
             login = await client.finish(query.get("state", ""), request.cookies.get(STATE_COOKIE),
                                         query.get("code", ""))
         except AccessError as exc:
-            return refused(request, exc, "?")
+            return refused(request, exc, exc.user if isinstance(exc, OidcRefused) else "?")
         try:
             session, changed = store.external_login(login.user, login.role, login.subject)
         except AccessError as exc:
