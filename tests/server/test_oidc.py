@@ -243,3 +243,22 @@ def test_server_start_names_a_missing_secret(tmp_path: Path) -> None:
             create_app(engine, ServerConfig(port=0))
     finally:
         engine.close()
+
+
+def test_an_unreachable_or_mismatched_provider_is_named(provider: OidcProvider) -> None:
+    import asyncio
+    import socket
+
+    from partyflow.access import AccessError
+    from partyflow.access.oidc import OidcClient
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    for issuer, reason in ((closed, "could not fetch the discovery document"),
+                           (provider.url + "/other", "discovery document from .* HTTP 404"),
+                           (provider.url.replace("127.0.0.1", "localhost"), "names issuer")):
+        client = OidcClient(OidcConfig(issuer=issuer, client_id="partyflow", default_role="viewer"))
+        with pytest.raises(AccessError, match=reason) as refused:
+            asyncio.run(client.begin("http://127.0.0.1/login/oidc/callback", "/"))
+        assert refused.value.status == 502

@@ -276,7 +276,8 @@ class OidcClient:
         try:
             async with httpx.AsyncClient(timeout=self._timeout) as http:
                 answer = await http.get(url, headers={"Accept": "application/json"})
-            answer.raise_for_status()
+            if answer.status_code != 200:
+                raise AccessError(502, f"could not fetch {what} from {url}: HTTP {answer.status_code}")
             document = answer.json()
         except (httpx.HTTPError, ValueError) as exc:
             raise AccessError(502, f"could not fetch {what} from {url}: {exc}") from None
