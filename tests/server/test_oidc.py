@@ -262,3 +262,12 @@ def test_an_unreachable_or_mismatched_provider_is_named(provider: OidcProvider) 
         with pytest.raises(AccessError, match=reason) as refused:
             asyncio.run(client.begin("http://127.0.0.1/login/oidc/callback", "/"))
         assert refused.value.status == 502
+
+
+@pytest.mark.parametrize("target", ["//evil.example/", "/\t/evil.example/", "https://evil.example/", "/\\evil"])
+def test_only_local_paths_follow_a_login(server: LiveServer, target: str) -> None:
+    browser = requests.Session()
+    start = browser.get(server.url + "/login/oidc", params={"next": target}, timeout=30, allow_redirects=False)
+    at_provider = browser.get(start.headers["Location"], timeout=30, allow_redirects=False)
+    landed = browser.get(at_provider.headers["Location"], timeout=30)
+    assert landed.status_code == 200 and 'content="0;url=/"' in landed.text

@@ -186,7 +186,10 @@ def login_routes(store: AccessStore, *, audit: Audit | None = None,
 
 
 def safe_next(target: str) -> str:
-    """Only a path on this server (never `//evil.example` or a full URL) may follow a login."""
+    """Only a path on this server (never `//evil.example` or a full URL) may follow a login; no control
+    characters or spaces either (browsers drop tabs and newlines from URLs: `/<tab>/evil.example` is `//evil.example`)."""
+    if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in target):
+        return "/"
     return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/"
 
 
