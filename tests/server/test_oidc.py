@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -116,9 +118,13 @@ def test_full_login_maps_groups_to_a_role(server: LiveServer, provider: OidcProv
     assert browser.get(server.url + "/v2/snapshot/getlist", timeout=30).status_code == 200  # admin
     with AccessStore(server.engine.home.state_db) as store:
         ada = store.user("ada")
-    assert ada.role == "admin" and not ada.has_password
+    assert ada.role == "admin" and ada.sso and not ada.has_password
 
     # the next login carries the groups of now: the role follows them
+    listed = subprocess.run([sys.executable, "-m", "partyflow", "users", "list", "--home",
+                             str(server.engine.home.root)], capture_output=True, text=True, timeout=120)
+    assert "single sign-on" in listed.stdout and "password" in listed.stdout  # ada, and the local root
+
     provider.person = Person("u-1", "ada", ["analysts", "unmapped"])
     browser, _ = sign_in(server)
     assert browser.get(server.url + "/queue", timeout=30).status_code == 200

@@ -65,6 +65,7 @@ class UserInfo:
     disabled: bool
     has_password: bool
     created: str
+    sso: bool = False  # created by a single sign-on login (bound to an account at the identity provider)
 
 
 @dataclass(frozen=True)
@@ -117,15 +118,16 @@ class AccessStore:
     def users(self) -> list[UserInfo]:
         with transaction(self.conn, write=False):
             rows = self.conn.execute(
-                "SELECT name, role, disabled, password IS NOT NULL, created FROM access_users ORDER BY name")
-            return [UserInfo(r[0], r[1], bool(r[2]), bool(r[3]), r[4]) for r in rows]
+                "SELECT name, role, disabled, password IS NOT NULL, created, external IS NOT NULL FROM access_users "
+                "ORDER BY name")
+            return [UserInfo(r[0], r[1], bool(r[2]), bool(r[3]), r[4], bool(r[5])) for r in rows]
 
     def user(self, name: str) -> UserInfo:
         with transaction(self.conn, write=False):
             row = self._user_row(name)
         if row is None:
             raise LookupError(f"no user {name!r} (partyflow users list shows them)")
-        return UserInfo(row[0], row[1], bool(row[2]), row[3] is not None, row[4])
+        return UserInfo(row[0], row[1], bool(row[2]), row[3] is not None, row[4], row[5] is not None)
 
     def set_role(self, name: str, role: str) -> None:
         check_role(role)
@@ -151,9 +153,9 @@ class AccessStore:
             if self.conn.execute(sql, params).rowcount == 0:
                 raise LookupError(f"no user {name!r} (partyflow users list shows them)")
 
-    def _user_row(self, name: str) -> tuple[str, str, int, str | None, str] | None:
-        return self.conn.execute("SELECT name, role, disabled, password, created FROM access_users WHERE name = ?",
-                                 (name,)).fetchone()
+    def _user_row(self, name: str) -> tuple[str, str, int, str | None, str, str | None] | None:
+        return self.conn.execute("SELECT name, role, disabled, password, created, external FROM access_users "
+                                 "WHERE name = ?", (name,)).fetchone()
 
     # ---- tokens -----------------------------------------------------------------------------------------------
 
