@@ -111,7 +111,9 @@ def test_without_credentials_only_public_routes_answer(team: tuple[LiveServer, d
     assert _call(live, "GET", "/object_info", None).status_code == 401
     assert _call(live, "GET", "/login", None).status_code == 200
     page = requests.get(live.url + "/", headers={"Accept": "text/html"}, allow_redirects=False, timeout=30)
-    assert page.status_code == 200  # the editor's static files are public: the app asks for a login itself
+    assert page.status_code == 302 and page.headers["Location"] == "/login"  # not an editor that only gets 401s
+    assert requests.get(live.url + "/", headers={"Authorization": f"Bearer {team[1]['viewer']}"},
+                        timeout=30).status_code == 200
 
 
 @pytest.mark.parametrize("who, status, reason", [

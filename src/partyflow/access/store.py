@@ -48,6 +48,8 @@ MIGRATIONS = [
         expires TEXT NOT NULL
     );
     """,
+    # users who log in through an identity provider (OIDC): "<issuer> <sub>", binding the name to that account
+    "ALTER TABLE access_users ADD COLUMN external TEXT;",
 ]
 USER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")  # also the user's data directory name
 TOKEN_PREFIX = "pf_"
@@ -63,6 +65,7 @@ class UserInfo:
     disabled: bool
     has_password: bool
     created: str
+    sso: bool = False  # created by a single sign-on login (bound to an account at the identity provider)
 
 
 @dataclass(frozen=True)
@@ -115,15 +118,16 @@ class AccessStore:
     def users(self) -> list[UserInfo]:
         with transaction(self.conn, write=False):
             rows = self.conn.execute(
-                "SELECT name, role, disabled, password IS NOT NULL, created FROM access_users ORDER BY name")
-            return [UserInfo(r[0], r[1], bool(r[2]), bool(r[3]), r[4]) for r in rows]
+                "SELECT name, role, disabled, password IS NOT NULL, created, external IS NOT NULL FROM access_users "
+                "ORDER BY name")
+            return [UserInfo(r[0], r[1], bool(r[2]), bool(r[3]), r[4], bool(r[5])) for r in rows]
 
     def user(self, name: str) -> UserInfo:
         with transaction(self.conn, write=False):
             row = self._user_row(name)
         if row is None:
             raise LookupError(f"no user {name!r} (partyflow users list shows them)")
-        return UserInfo(row[0], row[1], bool(row[2]), row[3] is not None, row[4])
+        return UserInfo(row[0], row[1], bool(row[2]), row[3] is not None, row[4], row[5] is not None)
 
     def set_role(self, name: str, role: str) -> None:
         check_role(role)
@@ -149,9 +153,9 @@ class AccessStore:
             if self.conn.execute(sql, params).rowcount == 0:
                 raise LookupError(f"no user {name!r} (partyflow users list shows them)")
 
-    def _user_row(self, name: str) -> tuple[str, str, int, str | None, str] | None:
-        return self.conn.execute("SELECT name, role, disabled, password, created FROM access_users WHERE name = ?",
-                                 (name,)).fetchone()
+    def _user_row(self, name: str) -> tuple[str, str, int, str | None, str, str | None] | None:
+        return self.conn.execute("SELECT name, role, disabled, password, created, external FROM access_users "
+                                 "WHERE name = ?", (name,)).fetchone()
 
     # ---- tokens -----------------------------------------------------------------------------------------------
 
@@ -220,6 +224,34 @@ class AccessStore:
             raise AccessError(401, "wrong user name or password")
         if row[2]:
             raise AccessError(403, f"user {name!r} is disabled: ask an admin to enable the account")
+        return self._open_session(name)
+
+    def external_login(self, name: str, role: str, subject: str) -> tuple[str, str | None]:
+        """A session for a user an identity provider vouched for: created on first login (no password), its role
+        set to what the provider's groups map to now. Returns (session, what changed: "created", "role <old> ->
+        <new>" or None). A name taken by a local account or another provider account is refused."""
+        check_role(role)
+        if not USER_NAME.match(name):
+            raise AccessError(403, f"{name!r} is not a valid user name here: ask an admin")
+        changed: str | None = None
+        with transaction(self.conn):
+            row = self.conn.execute("SELECT role, disabled, external FROM access_users WHERE name = ?",
+                                    (name,)).fetchone()
+            if row is None:
+                self.conn.execute("INSERT INTO access_users (name, role, created, external) VALUES (?, ?, ?, ?)",
+                                  (name, role, _now(), subject))
+                changed = "created"
+            elif row[2] != subject:
+                raise AccessError(403, f"the user name {name!r} belongs to another account on this server: ask "
+                                       "an admin to rename or remove it")
+            elif row[1]:
+                raise AccessError(403, f"user {name!r} is disabled: ask an admin to enable the account")
+            elif row[0] != role:
+                self.conn.execute("UPDATE access_users SET role = ? WHERE name = ?", (role, name))
+                changed = f"role {row[0]} -> {role}"
+        return self._open_session(name), changed
+
+    def _open_session(self, name: str) -> str:
         session = secrets.token_urlsafe(32)
         with transaction(self.conn):
             self.conn.execute("DELETE FROM access_sessions WHERE expires <= ?", (_now(),))

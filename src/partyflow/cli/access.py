@@ -20,7 +20,7 @@ from rich.table import Table
 from partyflow.cli.common import EXIT_INVALID, HomeOption, cli_console, home_from, print_json
 
 if TYPE_CHECKING:
-    from partyflow.access import AccessStore
+    from partyflow.access import AccessStore, UserInfo
 
 users_app = typer.Typer(help="Users of a shared server and their roles (viewer, runner, publisher, admin).",
                         no_args_is_help=True)
@@ -89,7 +89,7 @@ def list_users(ctx: typer.Context, as_json: JsonOption = False, home: HomeOption
         users = store.users()
     if as_json:
         print_json([{"user": u.name, "role": u.role, "disabled": u.disabled, "password": u.has_password,
-                     "created": u.created} for u in users])
+                     "sso": u.sso, "created": u.created} for u in users])
         return
     if not users:
         cli_console().print("no users: a loopback server serves everyone as the local admin "
@@ -98,8 +98,13 @@ def list_users(ctx: typer.Context, as_json: JsonOption = False, home: HomeOption
     table = Table("user", "role", "state", "login", "created")
     for u in users:
         table.add_row(escape(u.name), u.role, "disabled" if u.disabled else "active",
-                      "password" if u.has_password else "tokens only", u.created[:19])
+                      _login_kind(u), u.created[:19])
     cli_console().print(table)
+
+
+def _login_kind(user: UserInfo) -> str:
+    kinds = [k for k, on in (("single sign-on", user.sso), ("password", user.has_password)) if on]
+    return " + ".join(kinds) or "tokens only"
 
 
 @users_app.command("set-role")

@@ -17,6 +17,7 @@ import html
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -67,14 +68,17 @@ def data_user(request: web.Request, users: Any) -> str:
     return users.user_for(request.headers.get("comfy-user"))
 
 
-def access_middleware(store: AccessStore, *, server_token: str | None, audit: Audit | None = None
-                      ) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def access_middleware(store: AccessStore, *, server_token: str | None, audit: Audit | None = None,
+                      require_login: bool = False) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """`require_login`: no open local mode even before the first user exists (single sign-on is configured, so
+    accounts come from the identity provider)."""
+
     @web.middleware
     async def check_access(request: web.Request, handler: Handler) -> web.StreamResponse:
         level = _level(request)
         offered, from_query = _offered_token(request)
         try:
-            identity = _identify(store, server_token, offered, request.cookies.get(SESSION_COOKIE))
+            identity = _identify(store, server_token, offered, request.cookies.get(SESSION_COOKIE), require_login)
         except AccessError as exc:
             if level == PUBLIC:
                 identity = None
@@ -83,6 +87,9 @@ def access_middleware(store: AccessStore, *, server_token: str | None, audit: Au
         if identity is None and level != PUBLIC:
             return _refused(request, AccessError(401, "log in at /login, or send a token as 'Authorization: "
                                                      "Bearer <token>' (partyflow tokens create)"))
+        if identity is None and request.path == "/" and request.method == "GET" and (
+                require_login or server_token or store.has_users()):
+            raise web.HTTPFound("/login")  # the editor would only meet 401s: show where to log in instead
         if identity is not None and level != PUBLIC:
             refusal = _check(identity, level, request)
             if refusal is not None:
@@ -112,7 +119,7 @@ def _level(request: web.Request) -> Level:
 
 
 def _identify(store: AccessStore, server_token: str | None, offered: str | None,
-              session: str | None) -> Identity | None:
+              session: str | None, require_login: bool = False) -> Identity | None:
     if offered:
         if server_token and hmac.compare_digest(offered.encode(), server_token.encode()):
             return Identity("admin", "admin", "server-token")
@@ -122,7 +129,7 @@ def _identify(store: AccessStore, server_token: str | None, offered: str | None,
                                "with 'partyflow tokens create'")
     if session:
         return store.session(session)
-    if server_token is None and not store.has_users():
+    if server_token is None and not require_login and not store.has_users():
         return Identity(LOCAL_USER, "admin", "local")
     return None
 
@@ -164,26 +171,28 @@ def _wants_html(request: web.Request) -> bool:
 # ---- the login page -----------------------------------------------------------------------------------------
 
 
-def login_routes(store: AccessStore, *, audit: Audit | None = None) -> list[tuple[str, str, Handler]]:
+def login_routes(store: AccessStore, *, audit: Audit | None = None,
+                 sso: str | None = None) -> list[tuple[str, str, Handler]]:
     """GET/POST /login and POST /logout: a plain form (works without JavaScript) setting an HttpOnly,
-    SameSite=Strict session cookie; the Origin check already refuses cross-site form posts."""
+    SameSite=Strict session cookie; the Origin check already refuses cross-site form posts. `sso`: the name of
+    the configured identity provider, linked from the page (server/oidc.py)."""
 
     async def login_page(request: web.Request) -> web.Response:
-        return _login_html(request.query.get("next", "/"), error=None)
+        return login_html(request.query.get("next", "/"), error=None, sso=sso)
 
     async def login(request: web.Request) -> web.StreamResponse:
         try:
             form = await request.post()
         except (ValueError, UnicodeDecodeError):  # a malformed form body is the client's mistake
-            return _login_html("/", error="the login form could not be read; send it again", status=400)
+            return login_html("/", error="the login form could not be read; send it again", status=400)
         name, password = str(form.get("username", "")), str(form.get("password", ""))
-        target = _safe_next(str(form.get("next", "/")))
+        target = safe_next(str(form.get("next", "/")))
         try:
             session = store.login(name, password)
         except AccessError as exc:
             if audit is not None:
                 audit("access.login", name[:64] or "?", "refused", exc.reason)
-            return _login_html(target, error=exc.reason, status=exc.status)
+            return login_html(target, error=exc.reason, status=exc.status, sso=sso)
         response = web.HTTPFound(target)
         response.set_cookie(SESSION_COOKIE, session, httponly=True, samesite="Strict", path="/",
                             secure=request.secure)
@@ -201,26 +210,31 @@ def login_routes(store: AccessStore, *, audit: Audit | None = None) -> list[tupl
     return [("GET", "/login", login_page), ("POST", "/login", login), ("POST", "/logout", logout)]
 
 
-def _safe_next(target: str) -> str:
-    """Only a path on this server (never `//evil.example` or a full URL) may follow a login."""
+def safe_next(target: str) -> str:
+    """Only a path on this server (never `//evil.example` or a full URL) may follow a login; no control
+    characters or spaces either (browsers drop tabs and newlines from URLs: `/<tab>/evil.example` is `//evil.example`)."""
+    if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in target):
+        return "/"
     return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/"
 
 
-def _login_html(target: str, *, error: str | None, status: int = 200) -> web.Response:
+def login_html(target: str, *, error: str | None, status: int = 200, sso: str | None = None) -> web.Response:
     message = f'<p class="error">{html.escape(error)}</p>' if error else ""
+    link = (f'<p class="sso"><a href="/login/oidc?next={quote(safe_next(target), safe="/")}">Log in with '
+            f'{html.escape(sso)}</a></p>') if sso else ""
     body = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>partyflow — log in</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>body{{font-family:system-ui,sans-serif;background:#202020;color:#ddd;display:flex;justify-content:center;
 margin-top:12vh}}form{{background:#2b2b2b;padding:2em;border-radius:8px;min-width:18em}}label{{display:block;
 margin:.8em 0 .2em}}input{{width:100%;padding:.5em;box-sizing:border-box}}button{{margin-top:1.2em;width:100%;
-padding:.6em}}.error{{color:#f88}}</style></head>
+padding:.6em}}.error{{color:#f88}}.sso{{margin-top:1.2em;text-align:center}}a{{color:#8cf}}</style></head>
 <body><form method="post" action="/login"><h1>partyflow</h1>{message}
-<input type="hidden" name="next" value="{html.escape(_safe_next(target))}">
+<input type="hidden" name="next" value="{html.escape(safe_next(target))}">
 <label for="username">User</label><input id="username" name="username" autocomplete="username" required autofocus>
 <label for="password">Password</label>
 <input id="password" name="password" type="password" autocomplete="current-password" required>
-<button type="submit">Log in</button></form></body></html>"""
+<button type="submit">Log in</button>{link}</form></body></html>"""
     return web.Response(text=body, content_type="text/html", status=status,
                         headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"})
 

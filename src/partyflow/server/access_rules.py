@@ -22,6 +22,7 @@ READ, RUN, PUBLISH, ADMIN = Permission.READ, Permission.RUN, Permission.PUBLISH,
 RULES: dict[tuple[str, str], Level] = {
     # the editor itself and logging in
     ("GET", "/"): PUBLIC, ("GET", "/login"): PUBLIC, ("POST", "/login"): PUBLIC, ("POST", "/logout"): PUBLIC,
+    ("GET", "/login/oidc"): PUBLIC, ("GET", "/login/oidc/callback"): PUBLIC,  # single sign-on (server/oidc.py)
     ("GET", "/templates/index.json"): PUBLIC, ("GET", "/templates/index_logo.json"): PUBLIC,
     ("GET", "/extensions/{pack}/{path}"): PUBLIC,  # packs' frontend scripts: code, no data
     ("POST", "/channels/{name}/events"): PUBLIC,  # chat platforms: each request is verified by its signature

@@ -22,6 +22,7 @@ from partyflow.server.context import CONTEXT, ENGINE, ServerContext
 from partyflow.server.hub import ClientHub
 from partyflow.server.logs import quiet_malformed_requests
 from partyflow.server.metrics import Metrics
+from partyflow.server.oidc import oidc_client, oidc_routes
 from partyflow.server.routes import (
     add_routes,
     files,
@@ -59,8 +60,9 @@ def create_app(engine: Engine, config: ServerConfig, *, extensions: Sequence[Ext
     quiet_malformed_requests()  # a request aiohttp cannot parse is the client's fault: no traceback in our log
     access = AccessStore(engine.home.state_db)
     audit = audit_writer(engine.home)
+    oidc = oidc_client(engine.settings.raw)  # None without [access.oidc] in config.toml
     middlewares = [error_middleware, origin_middleware(config),
-                   access_middleware(access, server_token=config.token, audit=audit)]
+                   access_middleware(access, server_token=config.token, audit=audit, require_login=bool(oidc))]
     app = web.Application(middlewares=middlewares, client_max_size=config.max_upload_bytes)
 
     metrics = metrics or Metrics()
@@ -77,7 +79,8 @@ def create_app(engine: Engine, config: ServerConfig, *, extensions: Sequence[Ext
                      *manager.ROUTES, *jobs.ROUTES, *internal.ROUTES, *registry.ROUTES,
                      *providers.ROUTES, ("GET", "/ws", websocket)])
     manager.attach(app)
-    for method, path, handler in login_routes(access, audit=audit):
+    for method, path, handler in [*login_routes(access, audit=audit, sso=oidc.config.name if oidc else None),
+                                  *oidc_routes(oidc, access, audit=audit)]:
         app.router.add_route(method, path, handler)
     internal.attach(app)
     for method, path, handler in files.STATIC_ROUTES:
