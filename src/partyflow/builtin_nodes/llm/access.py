@@ -83,7 +83,9 @@ def _provider_for(handle: ModelHandle, cache: bool) -> tuple[Any, bool, bool]:
 
         return create_local(handle), True, cache
     config = provider_config(handle.provider)
-    options: dict[str, Any] = {} if config.type == "openai_compat" else {"home": current_home()}
+    # a local provider of config.toml borrows its weights from the engine's manager: loaded once, not per call
+    options: dict[str, Any] = {} if config.type == "openai_compat" else {"home": current_home(),
+                                                                        "manager": model_manager()}
     return create(handle.provider, config, **options), True, cache or config.cache
 
 

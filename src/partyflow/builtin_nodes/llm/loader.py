@@ -40,7 +40,7 @@ class APIModelLoader:
         config = provider_config(provider)
         config.api_key()  # fail here, naming the variable, rather than in every chat node downstream
         chosen = model.strip() or config.model
-        if not chosen:
+        if not chosen and config.type == "openai_compat":  # a local provider's model is its file: `path` names it
             raise ProviderConfigError("no model given and no default model configured", provider=provider,
                                       hint=f"Set 'model' in [providers.{provider}] or fill in the loader's model")
         return (ModelHandle(provider, model.strip() or None),)
