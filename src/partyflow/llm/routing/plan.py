@@ -106,6 +106,7 @@ class Plan:
 
 
 def _reason(error: LLMError) -> str:
-    kind = type(error).__name__.removesuffix("Error") or "Error"
-    status = f" HTTP {error.status}" if error.status is not None else ""
-    return f"{kind}{status}: {error.message}"
+    """"HTTP 500: the server failed: boom", or the error's kind where there is no status ("RequestTimeout: ...")."""
+    if error.status is not None:
+        return f"HTTP {error.status}: {error.message}"
+    return f"{type(error).__name__.removesuffix('Error') or 'Error'}: {error.message}"
