@@ -182,7 +182,8 @@ class ProvidersConfig:
         known = ", ".join(sorted(self.names())) or "none"
         return ProviderConfigError(
             f"unknown provider {name!r} (configured: {known})", provider=name,
-            hint=f"Add a [providers.{name}] or [routers.{name}] table to {self.source} or use a configured name")
+            hint=f"Add a [providers.{name}] table (or a [routers.{name}] one) to {self.source} or use a "
+                 "configured name")
 
     def names(self) -> list[str]:
         """Provider and router names, sorted: what a loader node offers."""
