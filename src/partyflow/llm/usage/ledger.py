@@ -145,7 +145,7 @@ class UsageLedger:
         order = "key" if by == "day" else "cost DESC, calls DESC, key"
         with transaction(self._conn, write=False) as conn:
             rows = conn.execute(
-                f"SELECT {key} AS key, COUNT(*), SUM(outcome = 'unfinished'), SUM(outcome = 'error'),"
+                f"SELECT {key} AS key, COUNT(*) AS calls, SUM(outcome = 'unfinished'), SUM(outcome = 'error'),"
                 f" SUM(prompt_tokens), SUM(completion_tokens), COALESCE(SUM(cost), 0) AS cost,"
                 f" AVG(CASE WHEN outcome = 'ok' THEN latency END) AS latency"
                 f" FROM llm_calls WHERE started >= ? GROUP BY key ORDER BY {order}",
@@ -159,8 +159,12 @@ class UsageLedger:
             calls, prompt, completion, cost = conn.execute(
                 "SELECT COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0),"
                 " SUM(cost) FROM llm_calls WHERE prompt_id = ?", (prompt_id,)).fetchone()
+            per_provider = conn.execute(
+                "SELECT provider, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost)"
+                " FROM llm_calls WHERE prompt_id = ? GROUP BY provider ORDER BY provider", (prompt_id,)).fetchall()
         return {"calls": int(calls), "prompt_tokens": int(prompt), "completion_tokens": int(completion),
-                "cost": cost}
+                "cost": cost, "by_provider": {p: {"calls": c, "prompt_tokens": pt, "completion_tokens": ct,
+                                                  "cost": co} for p, c, pt, ct, co in per_provider}}
 
     def rows(self, limit: int = 100) -> Iterator[dict[str, Any]]:
         """The latest calls, newest first, as dicts (for tests and debugging)."""

@@ -36,6 +36,11 @@ class ModelServices:
                 self._ledger = UsageLedger(self.state_db)
             return self._ledger
 
+    def prompt_usage(self, prompt_id: str) -> dict[str, object] | None:
+        """A prompt's model calls in total (for history and metrics); None when it made none."""
+        totals = self.ledger().prompt_usage(prompt_id)
+        return totals if totals["calls"] else None
+
     def meter_for(self, config_file: Path, labels: CallLabels = CallLabels()) -> Meter:
         raw = read_config(config_file)
         return Meter(self.ledger(), budgets=parse_budgets(raw, str(config_file)),

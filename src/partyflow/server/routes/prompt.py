@@ -136,12 +136,25 @@ async def get_history(request: web.Request) -> web.Response:
         return bad_request("max_items and offset must be integers")
     if max_items is not None and max_items < 0:
         return bad_request("max_items must not be negative")
-    queue = context(request).engine.queue
-    return web.json_response(queue.history(max_items=max_items, offset=offset))
+    engine = context(request).engine
+    return web.json_response(_with_llm_usage(engine, engine.queue.history(max_items=max_items, offset=offset)))
 
 
 async def get_history_item(request: web.Request) -> web.Response:
-    return web.json_response(context(request).engine.queue.history(request.match_info["prompt_id"]))
+    engine = context(request).engine
+    return web.json_response(_with_llm_usage(engine, engine.queue.history(request.match_info["prompt_id"])))
+
+
+def _with_llm_usage(engine: Any, history: dict[str, Any]) -> dict[str, Any]:
+    """Each entry with `llm_usage` (calls, tokens, cost of its model calls, from the usage ledger; issue 18) when
+    it made any; ComfyUI's frontend ignores the extra key."""
+    services = getattr(engine.host, "usage", None)
+    if services is None:
+        return history
+    for prompt_id, entry in history.items():
+        if isinstance(entry, dict) and (usage := services.prompt_usage(prompt_id)) is not None:
+            entry["llm_usage"] = usage
+    return history
 
 
 async def post_history(request: web.Request) -> web.Response:
