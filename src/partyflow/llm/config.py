@@ -68,6 +68,8 @@ class ProviderConfig(BaseModel):
     rpm: int | None = Field(default=None, ge=1)  # requests per minute this client may send
     tpm: int | None = Field(default=None, ge=1)  # tokens (prompt + completion) per minute
     context_window: int | None = Field(default=None, ge=1)  # the model's context in tokens, when known
+    max_batch: int | None = Field(default=None, ge=1, le=1024)  # transformers: most requests generated together
+    # (dynamic batching, default 32; 1 switches it off)
 
     @field_validator("base_url")
     @classmethod
@@ -86,6 +88,8 @@ class ProviderConfig(BaseModel):
                     raise ValueError(f"'{name}' does not apply to a {self.type!r} provider")
         elif self.path:
             raise ValueError("'path' applies only to local providers (transformers, llamacpp)")
+        if self.type != "transformers" and self.max_batch is not None:
+            raise ValueError("'max_batch' applies only to a 'transformers' provider")
         if self.type != "llamacpp":
             for name in _LLAMACPP_ONLY_FIELDS:
                 if getattr(self, name) is not None:
