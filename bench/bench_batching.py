@@ -5,6 +5,9 @@ The peer is transformers' own `generate`, one request after the other (what a pr
 ours is the transformers provider receiving the 32 requests at once (from 32 threads), which its batch queue
 generates together. Decoding is greedy and every reply must be identical to the sequential one (checked). The
 figure is requests per second (median of `--runs`); goal >= 3x on this machine's cores.
+
+On a shared, loaded machine torch's intra-op threads contend with other processes and the figure swings widely;
+`OMP_NUM_THREADS=1` gives a steadier comparison (both peers then use one thread).
 """
 
 from __future__ import annotations
