@@ -7,6 +7,7 @@ import importlib.util
 import os
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -94,6 +95,12 @@ def list_models(
         usable, reason = usability(config, where)
         rows.append({"name": name, "type": config.type, "endpoint": config.base_url or config.path or "(default)",
                      "model": config.model or "", "usable": usable, "reason": reason})
+    for name, router in sorted(providers.routers.items()):  # issue 18: routers are model names too
+        usable_members = [m for m in router.members if m in providers.routers
+                          or usability(providers.get(m), where)[0]]
+        rows.append({"name": name, "type": "router", "endpoint": " > ".join(router.members),
+                     "model": f"({router.strategy})", "usable": bool(usable_members),
+                     "reason": f"{len(usable_members)} of {len(router.members)} members usable"})
     if as_json:
         print_json(rows)
         return
@@ -121,14 +128,21 @@ def test_model(
 ) -> None:
     """Send one prompt to a provider and show the model, the reply and the timing, or what went wrong."""
     from partyflow.llm import ChatRequest, LLMError, ProvidersConfig, UserMessage
+    from partyflow.llm.config import ProviderConfig
     from partyflow.llm.providers import create
+    from partyflow.llm.usage.services import ModelServices
 
     with config_errors():
         where = _home(ctx, home)
-        config = ProvidersConfig.load(where).get(name)
-        if timeout is not None:
-            config = config.model_copy(update={"timeout": timeout})
-        provider = create(name, config, **({} if config.type == "openai_compat" else {"home": where}))
+        providers = ProvidersConfig.load(where)
+        entry = providers.entry(name)  # a provider, or a router (issue 18)
+        if timeout is not None and isinstance(entry, ProviderConfig):
+            providers = replace(providers, providers={**providers.providers,
+                                                      name: entry.model_copy(update={"timeout": timeout})})
+        services = ModelServices(where.root, where.state_db)  # the call goes in the usage ledger too
+        meter = services.meter_for(where.config_file)
+        provider = create(name, providers, meter=meter, health=services.health,
+                          **({} if entry.type == "openai_compat" else {"home": where}))
     err = cli_console(stderr=True)
     started = time.perf_counter()
     try:
@@ -139,6 +153,7 @@ def test_model(
         raise typer.Exit(EXIT_FAILED) from None
     finally:
         provider.close()
+        services.close()
     seconds = time.perf_counter() - started
     usage = response.usage
     result = {"provider": name, "model": response.model, "reply": response.text, "seconds": round(seconds, 3),
@@ -152,6 +167,67 @@ def test_model(
     console.print(f"[bold]reply[/]  {escape(response.text)}")
     tokens = f", {usage.prompt_tokens} prompt + {usage.completion_tokens} completion tokens" if usage else ""
     console.print(f"[bold]time[/]   {seconds:.2f} s{tokens}")
+
+
+@app.command("usage")
+def usage(
+    ctx: typer.Context,
+    by: Annotated[str, typer.Option("--by", help="group by provider, model, workflow, user, router or day")]
+    = "provider",
+    since: Annotated[str | None, typer.Option("--since", help="only calls since: 24h, 7d, 30d or a date "
+                                                              "(2026-12-01)", show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    home: HomeOption = None,
+) -> None:
+    """What model calls used and cost, from the usage ledger in state.sqlite (every call, failed ones too)."""
+    from partyflow.llm.usage.ledger import GROUPINGS, UsageLedger
+
+    err = Console(stderr=True)
+    if by not in GROUPINGS:
+        err.print(f"[bold red]error:[/] --by must be one of {', '.join(GROUPINGS)}, not {escape(by)!r}")
+        raise typer.Exit(EXIT_INVALID)
+    try:
+        start = parse_since(since, time.time()) if since else None
+    except ValueError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(EXIT_INVALID) from None
+    where = _home(ctx, home)
+    if not where.state_db.exists():
+        rows = []
+    else:
+        with UsageLedger(where.state_db) as ledger:
+            rows = [row.as_json() for row in ledger.report(by, start)]
+    if as_json:
+        print_json({"by": by, "since": start, "rows": rows})
+        return
+    if not rows:
+        err.print("no model calls recorded" + (f" since {since}" if since else ""), highlight=False)
+        return
+    table = Table(by, "calls", "errors", "unfinished", "prompt tokens", "completion tokens", "cost",
+                  "mean latency")
+    for row in rows:
+        latency = row["mean_latency"]
+        table.add_row(escape(row["key"] or "-"), str(row["calls"]), str(row["errors"]), str(row["unfinished"]),
+                      str(row["prompt_tokens"]), str(row["completion_tokens"]), f"{row['cost']:.6g}",
+                      "-" if latency is None else f"{latency:.3f} s")
+    Console().print(table)
+
+
+def parse_since(text: str, now: float) -> float:
+    """A Unix time from "24h", "7d", "90m" (ago) or an ISO date/time (UTC when it names no zone)."""
+    import datetime as dt
+
+    units = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+    value = text.strip().lower()
+    if value[-1:] in units and value[:-1].replace(".", "", 1).isdigit():
+        return now - float(value[:-1]) * units[value[-1]]
+    try:
+        moment = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"--since {text!r} is neither a duration (24h, 7d) nor a date (2026-12-01)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.timestamp()
 
 
 def _diagnosis(exc: Exception) -> str:

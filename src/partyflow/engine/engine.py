@@ -44,6 +44,7 @@ from partyflow.nodes.registry import NodeRegistry
 
 if TYPE_CHECKING:
     from partyflow.llm.models import LoadedModelInfo, ModelManager
+    from partyflow.llm.usage.services import ModelServices
 
 logger = logging.getLogger("partyflow.engine")
 
@@ -137,6 +138,7 @@ class Engine:
         self.host = HostContext(home=self.home, registry=self.registry, emit_custom=self._custom_message)
         self.host.models = _model_manager(self.settings)  # issue 3, item 4: shared by the packs' local models
         self.host.run_workflow = self.run_async  # issue 7: workflow tools run nested prompts on this engine
+        self.host.usage = _model_services(self.home)  # issue 18: routers' health and the usage ledger
         self._pool = ThreadPoolExecutor(max_workers=self.settings.max_workers, thread_name_prefix="partyflow-node")
         self._services = ExecutionServices(self.registry, self.host, make_cache(cache or self.settings.cache), self._pool,
                                            parallel_packs=_parallel_packs(self.settings.raw))
@@ -379,6 +381,8 @@ class Engine:
             self._queue = None
         if self.host.models is not None:  # issue 3, item 4: let the weights go with the engine
             self.host.models.clear()
+        if self.host.usage is not None:  # issue 18: the ledger's connection
+            self.host.usage.close()
 
     def __enter__(self) -> Engine:
         return self
@@ -400,6 +404,13 @@ def _meta_with_seconds(meta: dict[str, dict[str, Any]], timings: dict[str, float
     """History `meta` as ComfyUI keys it (node id -> entry, nothing else: clients iterate it), each node's run time
     added inside its own entry."""
     return {node: {**entry, "seconds": timings[node]} if node in timings else entry for node, entry in meta.items()}
+
+
+def _model_services(home: Home) -> ModelServices:
+    """Routers' health and the usage ledger (issue 18); the ledger opens on the first metered call."""
+    from partyflow.llm.usage.services import ModelServices
+
+    return ModelServices(home.root, home.state_db)
 
 
 def _history_recorder(messages: list[list[Any]]) -> EventSink:

@@ -23,6 +23,7 @@ import os
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from partyflow.config import Home
 from partyflow.llm.errors import ProviderConfigError
+from partyflow.llm.routing.config import RouterConfig, parse_routers
 
 ENV_PREFIX = "PARTYFLOW_PROVIDERS__"
 ProviderType = Literal["openai_compat", "transformers", "llamacpp"]
@@ -62,6 +64,12 @@ class ProviderConfig(BaseModel):
     n_threads: int | None = Field(default=None, ge=1)  # CPU threads for generation and prompt processing
     n_gpu_layers: int | None = Field(default=None, ge=-1)  # layers offloaded to a GPU; -1: all
     chat_format: str | None = None  # a template embedded in the GGUF, or a llama-cpp-python format name
+    # issue 18: client-side limits (token buckets, enforced by routers) and the window a context fallback compares
+    rpm: int | None = Field(default=None, ge=1)  # requests per minute this client may send
+    tpm: int | None = Field(default=None, ge=1)  # tokens (prompt + completion) per minute
+    context_window: int | None = Field(default=None, ge=1)  # the model's context in tokens, when known
+    max_batch: int | None = Field(default=None, ge=1, le=1024)  # transformers: most requests generated together
+    # (dynamic batching, default 32; 1 switches it off)
 
     @field_validator("base_url")
     @classmethod
@@ -80,6 +88,8 @@ class ProviderConfig(BaseModel):
                     raise ValueError(f"'{name}' does not apply to a {self.type!r} provider")
         elif self.path:
             raise ValueError("'path' applies only to local providers (transformers, llamacpp)")
+        if self.type != "transformers" and self.max_batch is not None:
+            raise ValueError("'max_batch' applies only to a 'transformers' provider")
         if self.type != "llamacpp":
             for name in _LLAMACPP_ONLY_FIELDS:
                 if getattr(self, name) is not None:
@@ -120,10 +130,15 @@ class ProviderConfig(BaseModel):
 
 @dataclass(frozen=True)
 class ProvidersConfig:
-    """All configured providers by name; `source` names where they came from, for error messages."""
+    """All configured providers and routers by name; `source` names where they came from, for error messages.
+
+    A router (`[routers.NAME]`, see partyflow.llm.routing) is usable wherever a provider name is: `entry(name)`
+    answers either, and `partyflow.llm.providers.create` builds either.
+    """
 
     providers: Mapping[str, ProviderConfig]
     source: str = "config.toml"
+    routers: Mapping[str, RouterConfig] = dataclass_field(default_factory=dict)
 
     @classmethod
     def load(cls, home: Home, environ: Mapping[str, str] | None = None) -> ProvidersConfig:
@@ -146,17 +161,37 @@ class ProvidersConfig:
         if not isinstance(tables, Mapping):
             raise ProviderConfigError(f"{source}: 'providers' must be a table of [providers.NAME] tables")
         merged = _apply_env_overrides(tables, os.environ if environ is None else environ, source)
-        return cls({name: _parse_provider(name, table, source) for name, table in merged.items()}, source)
+        providers = {name: _parse_provider(name, table, source) for name, table in merged.items()}
+        routers = parse_routers(raw.get("routers", {}), providers, source)
+        return cls(providers, source, routers)
 
     def get(self, name: str) -> ProviderConfig:
+        """The provider called `name` (not a router: use `entry` where either will do)."""
         try:
             return self.providers[name]
         except KeyError:
-            known = ", ".join(sorted(self.providers)) or "none"
-            raise ProviderConfigError(
-                f"unknown provider {name!r} (configured: {known})", provider=name,
-                hint=f"Add a [providers.{name}] table to {self.source} or use one of the configured names",
-            ) from None
+            if name in self.routers:
+                raise ProviderConfigError(f"{name!r} is a router, not a provider", provider=name,
+                                          hint="Use it where a model is chosen (loader nodes, agents)") from None
+            raise self._unknown(name) from None
+
+    def entry(self, name: str) -> ProviderConfig | RouterConfig:
+        """The provider or the router called `name`."""
+        found = self.providers.get(name) or self.routers.get(name)
+        if found is None:
+            raise self._unknown(name)
+        return found
+
+    def _unknown(self, name: str) -> ProviderConfigError:
+        known = ", ".join(sorted(self.names())) or "none"
+        return ProviderConfigError(
+            f"unknown provider {name!r} (configured: {known})", provider=name,
+            hint=f"Add a [providers.{name}] table (or a [routers.{name}] one) to {self.source} or use a "
+                 "configured name")
+
+    def names(self) -> list[str]:
+        """Provider and router names, sorted: what a loader node offers."""
+        return sorted({*self.providers, *self.routers})
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.providers)

@@ -135,3 +135,23 @@ class BadResponseError(LLMError):
     """The provider answered with something we cannot use: malformed JSON, a missing field, invalid output."""
 
     default_hint = "The server may not speak the OpenAI protocol at this base_url, or the model misbehaved"
+
+
+class BudgetExceededError(LLMError):
+    """A configured budget is spent: the call was refused before it was sent (nothing was billed)."""
+
+    default_hint = "Raise or remove the budget in config.toml ([[budgets]]), wait for the next period, or use " \
+                   "another provider"
+
+
+class RouterExhaustedError(LLMError):
+    """Every member of a router failed or was unavailable; `attempts` lists (member, why) in the order tried.
+
+    Retryable, so a router that has this one as a member fails over to its next member."""
+
+    retryable = True
+    default_hint = "See why each member failed; fix or add members, or wait for cooldowns to end"
+
+    def __init__(self, message: str, *, attempts: tuple[tuple[str, str], ...] = (), **kwargs: Any) -> None:
+        self.attempts = attempts
+        super().__init__(message, **kwargs)

@@ -21,6 +21,7 @@ from partyflow.nodes.registry import NodeRegistry
 
 if TYPE_CHECKING:
     from partyflow.llm.models import ModelManager
+    from partyflow.llm.usage.services import ModelServices
 
 CustomEventSink = Callable[[str, Any, "str | None"], None]
 
@@ -89,6 +90,8 @@ class HostContext:
     # that runs workflows (workflow tools) uses the engine it runs in (its packs, settings, models, cache) instead of
     # starting another per call; None where no engine set it (packs then start their own)
     source: PromptSource = field(default_factory=PromptSource)  # issue 10: set by the server for HTTP prompts
+    usage: ModelServices | None = None  # issue 18: routers' member health and the usage ledger, kept between node
+    # calls; None where no engine set it (calls then go unmetered and routers start with no history)
 
     def __post_init__(self) -> None:
         if not self.folder_names_and_paths:

@@ -20,6 +20,8 @@ from partyflow.engine.events import CustomMessage, Event, Executed
 logger = logging.getLogger("partyflow.server.metrics")
 
 USAGE_EVENT = "partyflow.llm.usage"
+COST_BUCKETS = (0.0001, 0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, float("inf"))
+TOKEN_BUCKETS = (100, 1000, 10_000, 50_000, 100_000, 500_000, 1_000_000, float("inf"))
 NODE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, float("inf"))
 
 
@@ -69,6 +71,10 @@ class Metrics:
         self.llm_tokens = Counter("partyflow_llm_tokens", "LLM tokens by provider and kind (prompt, completion)",
                                   ["provider", "kind"], registry=r)
         self.llm_cost = Counter("partyflow_llm_cost", "LLM cost by provider", ["provider"], registry=r)
+        self.prompt_llm_cost = Histogram("partyflow_prompt_llm_cost", "LLM cost of each finished prompt that called "
+                                         "a model (from the usage ledger)", buckets=COST_BUCKETS, registry=r)
+        self.prompt_llm_tokens = Histogram("partyflow_prompt_llm_tokens", "LLM tokens of each finished prompt that "
+                                           "called a model", buckets=TOKEN_BUCKETS, registry=r)
 
     def observe(self, event: Event, class_type: str | None = None) -> None:
         if isinstance(event, Executed):
@@ -85,6 +91,14 @@ class Metrics:
         self.llm_tokens.labels(usage.provider, "completion").inc(max(usage.completion_tokens, 0))
         if usage.cost is not None and usage.cost > 0:
             self.llm_cost.labels(usage.provider).inc(usage.cost)
+
+    def record_prompt_usage(self, usage: Mapping[str, Any] | None) -> None:
+        """One finished prompt's model usage (the ledger's totals), or nothing when it called no model."""
+        if not usage:
+            return
+        self.prompt_llm_cost.observe(max(float(usage.get("cost") or 0.0), 0.0))
+        self.prompt_llm_tokens.observe(max(int(usage.get("prompt_tokens") or 0)
+                                           + int(usage.get("completion_tokens") or 0), 0))
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -120,6 +120,12 @@ class QueueWorker:
             if stream is not None:
                 stream.close()
         self.metrics.prompts_finished.labels(status_label(result.status)).inc()
+        services = getattr(self.engine.host, "usage", None)  # issue 18: cost per prompt, from the usage ledger
+        if services is not None:
+            try:
+                self.metrics.record_prompt_usage(services.prompt_usage(item.prompt_id))
+            except Exception:  # metrics must never fail a run
+                logger.exception("reading the usage ledger for prompt %s failed", item.prompt_id)
         # After run_queued wrote history, so a client that reads /history on this message finds the result;
         # and after the status that history write caused, the order ComfyUI sends them in.
         self._flush_status()

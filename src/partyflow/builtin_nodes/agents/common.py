@@ -19,7 +19,8 @@ from server import PromptServer
 from partyflow.config import Home
 from partyflow.llm import ChatModel, ProvidersConfig
 from partyflow.llm.providers import create
-from partyflow.nodes.host import PromptSource, current_host_or_none
+from partyflow.llm.usage.ledger import CallLabels
+from partyflow.nodes.host import PromptSource, current_host_or_none, current_scope
 from partyflow.tools import Tool
 
 CATEGORY = "partyflow/agents"
@@ -75,15 +76,27 @@ async def open_model(handle: Any) -> AsyncIterator[ChatModel]:
     if not isinstance(provider_name, str):
         raise TypeError(f"expected a model from a model loader node, got {type(handle).__name__}")
     home = current_home()
-    config = ProvidersConfig.load(home).get(provider_name)
-    options: dict[str, Any] = {} if config.type == "openai_compat" else {"home": home}
-    provider = create(provider_name, config, **options)
+    config = ProvidersConfig.load(home)
+    entry = config.entry(provider_name)  # a provider or a router (issue 18)
+    options: dict[str, Any] = {} if entry.type == "openai_compat" else {"home": home}
+    services = _model_services()
+    scope = current_scope()
+    meter = services.meter_for(home.config_file, CallLabels(prompt_id=scope.prompt_id if scope else None,
+                                                            node_id=scope.node_id if scope else None)) \
+        if services is not None else None
+    provider = create(provider_name, config, meter=meter, health=services.health if services else None, **options)
     try:
         yield provider
     finally:
         closer = getattr(provider, "aclose", None) or getattr(provider, "close", None)
         if closer is not None and inspect.isawaitable(result := closer()):
             await result
+
+
+def _model_services() -> Any:
+    """The engine's routers' health and usage ledger (issue 18); None outside a partyflow engine."""
+    host = current_host_or_none()
+    return getattr(host, "usage", None) if host is not None else None
 
 
 def model_name(handle: Any) -> str | None:

@@ -26,7 +26,11 @@ from partyflow.llm import ProviderConfig, ProviderConfigError, ProvidersConfig
 from partyflow.llm.cache import CachedChatModel, home_cache
 from partyflow.llm.models import ModelManager
 from partyflow.llm.providers import create
-from partyflow.nodes.host import current_host_or_none
+from partyflow.llm.routing.config import RouterConfig
+from partyflow.llm.routing.health import HealthBook
+from partyflow.llm.usage.ledger import CallLabels
+from partyflow.llm.usage.meter import Meter
+from partyflow.nodes.host import current_host_or_none, current_scope
 
 from .sockets import ModelHandle
 
@@ -47,15 +51,46 @@ def providers_config() -> ProvidersConfig:
 
 
 def provider_names() -> list[str]:
-    """Configured provider names for the loader's list; an unreadable config lists none (validation explains)."""
+    """Configured provider and router names for the loader's list; an unreadable config lists none (validation
+    explains)."""
     try:
-        return sorted(providers_config())
+        return providers_config().names()
     except ProviderConfigError:
         return []
 
 
 def provider_config(name: str) -> ProviderConfig:
     return providers_config().get(name)
+
+
+def provider_entry(name: str) -> ProviderConfig | RouterConfig:
+    """The provider or router called `name` (issue 18: routers go wherever providers do)."""
+    return providers_config().entry(name)
+
+
+def router_names() -> list[str]:
+    try:
+        return sorted(providers_config().routers)
+    except ProviderConfigError:
+        return []
+
+
+def current_meter() -> Meter | None:
+    """The meter of this node call: the engine's ledger, the home's budgets and prices, labelled with the prompt
+    and node. None outside a partyflow engine (a ComfyUI install keeps no ledger)."""
+    host = current_host_or_none()
+    services = getattr(host, "usage", None) if host is not None else None
+    if services is None:
+        return None
+    scope = current_scope()
+    labels = CallLabels(prompt_id=scope.prompt_id if scope else None, node_id=scope.node_id if scope else None)
+    return services.meter_for(current_home().config_file, labels)
+
+
+def router_health() -> HealthBook | None:
+    host = current_host_or_none()
+    services = getattr(host, "usage", None) if host is not None else None
+    return services.health if services is not None else None
 
 
 @asynccontextmanager
@@ -75,16 +110,23 @@ async def open_provider(handle: ModelHandle, *, cache: bool = False) -> AsyncIte
 
 
 def _provider_for(handle: ModelHandle, cache: bool) -> tuple[Any, bool, bool]:
-    """(provider, whether this call must close it, whether to cache) for an API or a local handle."""
+    """(provider, whether this call must close it, whether to cache) for an API or a local handle; every call
+    through it is budget-checked and written to the usage ledger when an engine keeps one."""
+    meter = current_meter()
     if handle.local is not None:
         if handle.live is not None:
-            return handle.live, False, cache
+            return (meter.wrap(handle.live) if meter is not None else handle.live), False, cache
         from .local import create_local  # a handle unpickled without its loaded model: load it for this call
 
-        return create_local(handle), True, cache
-    config = provider_config(handle.provider)
-    options: dict[str, Any] = {} if config.type == "openai_compat" else {"home": current_home()}
-    return create(handle.provider, config, **options), True, cache or config.cache
+        provider = create_local(handle)
+        return (meter.wrap(provider) if meter is not None else provider), True, cache
+    config = providers_config()
+    entry = config.entry(handle.provider)
+    # a local provider of config.toml borrows its weights from the engine's manager: loaded once, not per call
+    options: dict[str, Any] = {} if entry.type == "openai_compat" else {"home": current_home(),
+                                                                       "manager": model_manager()}
+    provider = create(handle.provider, config, meter=meter, health=router_health(), **options)
+    return provider, True, cache or entry.cache
 
 
 async def _close(provider: Any) -> None:

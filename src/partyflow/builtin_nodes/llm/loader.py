@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from partyflow.llm import ProviderConfigError
 
-from .access import provider_config, provider_names
+from .access import provider_entry, provider_names
 from .sockets import LLM_MODEL, ModelHandle
 
 CATEGORY = "partyflow/llm"
@@ -22,7 +22,7 @@ class APIModelLoader:
     @classmethod
     def INPUT_TYPES(cls):
         return {
-            "required": {"provider": (provider_names(), {"tooltip": "A [providers.NAME] table of config.toml."})},
+            "required": {"provider": (provider_names(), {"tooltip": "A [providers.NAME] or [routers.NAME] table of config.toml."})},
             "optional": {"model": ("STRING", {"default": "", "tooltip": "Model name; empty: the provider's "
                                                                           "configured default model."})},
         }
@@ -31,16 +31,16 @@ class APIModelLoader:
     def VALIDATE_INPUTS(cls, provider):
         # Our own check replaces the combo's: its message says which names exist and where to add one.
         try:
-            provider_config(provider)
+            provider_entry(provider)
         except ProviderConfigError as exc:
             return str(exc)
         return True
 
     def load(self, provider, model=""):
-        config = provider_config(provider)
+        config = provider_entry(provider)  # a provider, or a router of several (issue 18)
         config.api_key()  # fail here, naming the variable, rather than in every chat node downstream
         chosen = model.strip() or config.model
-        if not chosen:
+        if not chosen and config.type == "openai_compat":  # a router's members each call their own model  # a local provider's model is its file: `path` names it
             raise ProviderConfigError("no model given and no default model configured", provider=provider,
                                       hint=f"Set 'model' in [providers.{provider}] or fill in the loader's model")
         return (ModelHandle(provider, model.strip() or None),)

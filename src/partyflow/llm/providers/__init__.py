@@ -9,11 +9,16 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from partyflow.llm.config import ProviderConfig, ProvidersConfig
 from partyflow.llm.errors import ProviderConfigError
+from partyflow.llm.routing.config import RouterConfig
 from partyflow.llm.types import ChatModel
+
+if TYPE_CHECKING:
+    from partyflow.llm.routing.health import HealthBook
+    from partyflow.llm.usage.meter import Meter
 
 # provider type -> "module:class"; the class is called as cls(config, **options)
 PROVIDER_TYPES: Mapping[str, str] = MappingProxyType({
@@ -23,18 +28,64 @@ PROVIDER_TYPES: Mapping[str, str] = MappingProxyType({
 })
 
 
-def create(name: str, config: ProvidersConfig | ProviderConfig, **options: Any) -> ChatModel:
-    """The provider called `name`, built from its configuration.
+def create(name: str, config: ProvidersConfig | ProviderConfig, *, meter: Meter | None = None,
+           health: HealthBook | None = None, **options: Any) -> ChatModel:
+    """The provider (or router) called `name`, built from its configuration.
 
-    `config` is the whole providers configuration (the usual case) or one provider's. `options` go to the
-    provider class (for example `environ=` for the key lookup, or `home=` for local model paths). Raises
+    `config` is the whole providers configuration (the usual case, and needed for routers) or one provider's.
+    `options` go to the provider class (for example `environ=` for the key lookup, or `home=` for local model
+    paths). With `meter`, every call is budget-checked and written to the usage ledger; `health` is the book a
+    router keeps its members' health in (share one to keep what routers learn between calls). Raises
     `ProviderConfigError` for unknown names, bad fields, missing key variables and unavailable types.
     """
-    provider = config.get(name) if isinstance(config, ProvidersConfig) else config
-    if provider.name != name:
-        raise ProviderConfigError(f"asked for provider {name!r} but was given the config of {provider.name!r}",
+    entry = config.entry(name) if isinstance(config, ProvidersConfig) else config
+    if entry.name != name:
+        raise ProviderConfigError(f"asked for provider {name!r} but was given the config of {entry.name!r}",
                                   provider=name)
-    return provider_class(provider.type, name)(provider, **options)
+    if isinstance(entry, RouterConfig):
+        if not isinstance(config, ProvidersConfig):
+            raise ProviderConfigError("a router needs the whole providers configuration", provider=name)
+        return _router(entry, config, meter=meter, health=health, options=options)
+    provider: ChatModel = provider_class(entry.type, name)(entry, **options)
+    return meter.wrap(provider) if meter is not None else provider
+
+
+def _router(router: RouterConfig, config: ProvidersConfig, *, meter: Meter | None, health: HealthBook | None,
+            options: dict[str, Any]) -> ChatModel:
+    from partyflow.llm.routing.health import HealthBook
+    from partyflow.llm.routing.router import RouterModel
+
+    book = health if health is not None else HealthBook()
+    member_meter = meter.for_router(router.name) if meter is not None else None
+
+    def build(member: str) -> ChatModel:
+        entry = config.entry(member)
+        if isinstance(entry, RouterConfig):
+            return create(member, config, meter=member_meter, health=book, **options)
+        update: dict[str, Any] = {"max_retries": 0}  # the router's failover replaces the member's own retries
+        if router.timeout is not None:
+            update["timeout"] = min(entry.timeout, router.timeout)
+        member_options = options if entry.type != "openai_compat" else {
+            k: v for k, v in options.items() if k not in ("home", "manager")}
+        return create(member, entry.model_copy(update=update), meter=member_meter, **member_options)
+
+    infos = {member: _member_info(member, config) for member in router.members}
+    check = (lambda: meter.check(router=router.name)) if meter is not None else None
+    return RouterModel(router, infos, build, health=book, check_budget=check)
+
+
+def _member_info(name: str, config: ProvidersConfig) -> Any:
+    """A member's limits, context window and price; a nested router's window is its largest member's."""
+    from partyflow.llm.routing.router import MemberInfo
+
+    entry = config.entry(name)
+    if isinstance(entry, RouterConfig):
+        inner = [_member_info(member, config) for member in entry.members]
+        windows = [info.window for info in inner if info.window is not None]
+        return MemberInfo(name, window=max(windows) if windows else None,
+                          price=min((info.price for info in inner), default=0.0))
+    price = (entry.price_input_per_1k or 0.0) + (entry.price_output_per_1k or 0.0)
+    return MemberInfo(name, rpm=entry.rpm, tpm=entry.tpm, window=entry.context_window or entry.n_ctx, price=price)
 
 
 def provider_class(provider_type: str, name: str | None = None) -> Any:

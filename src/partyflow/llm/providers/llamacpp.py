@@ -37,6 +37,7 @@ from partyflow.llm.errors import (
     InvalidRequestError,
     ProviderConfigError,
 )
+from partyflow.llm.providers.llamacpp_io import tame_llama_cpp
 from partyflow.llm.providers.local_common import (
     DEFAULT_MAX_NEW_TOKENS,
     LocalProvider,
@@ -162,8 +163,9 @@ def gguf_file(path: Path) -> bool:
 
 
 def import_llama_cpp(provider: str | None = None) -> Any:
-    """llama_cpp, imported on first use; missing, it is the `gguf` extra that `provider` needs."""
-    return import_extra("llama_cpp", "gguf", provider)
+    """llama_cpp, imported on first use; missing, it is the `gguf` extra that `provider` needs. It is tamed before
+    first use: it never swaps the process's stdout and stderr, and its log goes to `logging` (see llamacpp_io)."""
+    return tame_llama_cpp(import_extra("llama_cpp", "gguf", provider))
 
 
 # --- the provider ----------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ the same reply whatever other threads do with torch's global random state.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import random
 import threading
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from partyflow.config import Home
 from partyflow.llm.config import ProviderConfig
 from partyflow.llm.errors import BadResponseError, ContextOverflowError, ProviderConfigError
+from partyflow.llm.providers.batching import DEFAULT_MAX_ROWS, BatchItem, BatchRunner
 from partyflow.llm.providers.local_common import (
     DEFAULT_MAX_NEW_TOKENS,
     LocalProvider,
@@ -51,6 +53,18 @@ class LocalModel:
     device: str
     dtype: str
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    batcher: BatchRunner | None = field(default=None, repr=False)  # created on the first batched request
+    _batcher_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def batch_runner(self, max_rows: int) -> BatchRunner:
+        """This model's batch queue (issue 18): concurrent requests generated together; see `batching`."""
+        with self._batcher_lock:
+            if self.batcher is None:
+                end_ids = _as_set(self.model.generation_config.eos_token_id) | _as_set(self.tokenizer.eos_token_id)
+                self.batcher = BatchRunner(model=self.model, tokenizer=self.tokenizer, device=self.device,
+                                           lock=self.lock, end_ids=frozenset(end_ids),
+                                           pad_id=_pad_id(self.tokenizer) or 0, max_rows=max_rows)
+            return self.batcher
 
     @property
     def nbytes(self) -> int:
@@ -138,9 +152,23 @@ class TransformersProvider(LocalProvider[LocalModel]):
 
     def chat(self, request: ChatRequest) -> ChatResponse:
         local = self.model()
+        if self._batchable(request):
+            run, item = self._batch_item(local, request)
+            output = local.batch_runner(self._max_batch).submit(item).result()
+            return self._response(request, run, output)
         with local.lock:
             run = self._prepare(local, request)
             output = run.generate()
+        return self._response(request, run, output)
+
+    async def achat(self, request: ChatRequest) -> ChatResponse:
+        """Batched requests wait for their batch without holding a thread, so 32 concurrent Chat nodes reach the
+        batch queue together instead of a thread pool's few workers at a time."""
+        if not self._batchable(request):
+            return await asyncio.to_thread(self.chat, request)
+        local = await asyncio.to_thread(self.model)
+        run, item = self._batch_item(local, request)
+        output = await asyncio.wrap_future(local.batch_runner(self._max_batch).submit(item))
         return self._response(request, run, output)
 
     def stream(self, request: ChatRequest) -> Iterator[ChatChunk]:
@@ -162,6 +190,27 @@ class TransformersProvider(LocalProvider[LocalModel]):
         yield from final_chunks(self._response(request, run, output), bool(request.tools))
 
     # --- internals ---------------------------------------------------------------------------------------------
+
+    @property
+    def _max_batch(self) -> int:
+        return self.config.max_batch or DEFAULT_MAX_ROWS
+
+    def _batchable(self, request: ChatRequest) -> bool:
+        """Whether a batch reproduces this request exactly: not with stop strings (they end a run mid-way) or
+        extra generate options, and not when batching is switched off (`max_batch = 1`)."""
+        return self._max_batch > 1 and not request.stop and not self._generate_options
+
+    def _batch_item(self, local: LocalModel, request: ChatRequest) -> tuple[_Generation, BatchItem]:
+        inputs = self._encode(local, request)
+        prompt_tokens = int(inputs["input_ids"].shape[1])
+        max_new = self._max_new_tokens(local, request, prompt_tokens)
+        samplers = _samplers(request)
+        run = _Generation(local=local, inputs=inputs, options={}, prompt_tokens=prompt_tokens,
+                          max_new_tokens=max_new, stop=request.stop)
+        item = BatchItem(ids=inputs["input_ids"][0].tolist(), max_new_tokens=max_new,
+                         temperature=request.temperature or None, top_p=request.top_p,
+                         generator=samplers[0].generator if samplers else None)
+        return run, item
 
     def _default_name(self, path: Path) -> str:
         return path.name

@@ -197,14 +197,35 @@ async def get_history(request: web.Request) -> web.Response:
         return bad_request("max_items must not be negative")
     if (max_items or 0) > _SQLITE_MAX or abs(offset) > _SQLITE_MAX:
         return bad_request("max_items and offset must fit in 64 bits", f"at most {_SQLITE_MAX}")
-    queue = context(request).engine.queue
-    return web.json_response(queue.history(max_items=max_items, offset=offset))
+    engine = context(request).engine
+    return web.json_response(_with_llm_usage(engine, engine.queue.history(max_items=max_items, offset=offset)))
 
 
 async def get_history_item(request: web.Request) -> web.Response:
-    # what polling clients ask for while they wait: one read by key, the stored JSON passed through as it is
-    text = context(request).engine.queue.history_json(request.match_info["prompt_id"])
-    return web.Response(text=text, content_type="application/json")
+    # what polling clients ask for while they wait: one read by key, the stored JSON passed through as it is,
+    # decoded only when the prompt made model calls (their totals are added from the usage ledger)
+    engine = context(request).engine
+    prompt_id = request.match_info["prompt_id"]
+    text = engine.queue.history_json(prompt_id)
+    services = getattr(engine.host, "usage", None)
+    usage = services.prompt_usage(prompt_id) if services is not None and text != "{}" else None
+    if usage is None:
+        return web.Response(text=text, content_type="application/json")
+    history = json.loads(text)
+    history[prompt_id]["llm_usage"] = usage
+    return web.json_response(history)
+
+
+def _with_llm_usage(engine: Any, history: dict[str, Any]) -> dict[str, Any]:
+    """Each entry with `llm_usage` (calls, tokens, cost of its model calls, from the usage ledger; issue 18) when
+    it made any; ComfyUI's frontend ignores the extra key."""
+    services = getattr(engine.host, "usage", None)
+    if services is None:
+        return history
+    for prompt_id, entry in history.items():
+        if isinstance(entry, dict) and (usage := services.prompt_usage(prompt_id)) is not None:
+            entry["llm_usage"] = usage
+    return history
 
 
 async def post_history(request: web.Request) -> web.Response:

@@ -1,0 +1,1 @@
+"""The usage ledger, prices and budgets of model calls (issue 18)."""
