@@ -31,7 +31,7 @@ def test_piped_error_messages_are_not_wrapped(tmp_path: Path) -> None:
     done = partyflow("run", str(workflow), home=tmp_path / "home", env={"COLUMNS": "40"})
     assert done.returncode == 2
     line = next(line for line in done.stderr.splitlines() if "node 1 (APIModelLoader)" in line)
-    assert line.rstrip().endswith("or use one of the configured names")
+    assert line.rstrip().endswith("use a configured name")  # the whole message on one line
 
 
 def test_help_shows_words_not_python_types() -> None:

@@ -57,7 +57,7 @@ def test_apply_changes_restarts_through_the_policy(world: ManagerWorld) -> None:
     from partyflow.server.runner import RESTART_HOOK
 
     status, body = world.request("POST", "/api/v2/manager/reboot")
-    assert status == 503 and "restart partyflow" in body["error"]["details"]  # no `partyflow serve` around it
+    assert status == 409 and "restart partyflow" in body["error"]["details"]  # no `partyflow serve` around it
 
     restarts: list[bool] = []
     world.server.app[CONTEXT].extra[RESTART_HOOK] = lambda: restarts.append(True)

@@ -776,8 +776,8 @@ async def post_reboot(request: web.Request) -> web.Response:
     if refused is not None:
         return refused
     restart = context(request).extra.get(RESTART_HOOK)
-    if not callable(restart):
-        return json_error(503, "restart_unavailable", "this server cannot restart itself",
+    if not callable(restart):  # an app embedded elsewhere, not run by `partyflow serve`: nothing is broken
+        return json_error(409, "restart_unavailable", "this server cannot restart itself",
                           "restart partyflow to load the changed packs")
     await asyncio.to_thread(_audit, service.home, REBOOT_KIND, task.actor, {})
     asyncio.get_running_loop().call_soon(restart)  # after this answer is on its way
