@@ -123,3 +123,48 @@ def test_models_usage_reports_the_ledger(engine: Engine, home: Path) -> None:
     assert bad.returncode == 2 and "--by must be one of" in bad.stderr
     bad_since = usage("--since", "last tuesday")
     assert bad_since.returncode == 2 and "neither a duration" in bad_since.stderr
+
+
+def test_a_signed_in_users_daily_budget_stops_their_prompts(tmp_path: Path, pair: tuple[OpenAIServer, OpenAIServer]
+                                                            ) -> None:
+    """Issue 17 item 7: budgets per user, from the server's accounts: each call is labelled with who queued the
+    prompt, and a runner over their daily tokens is refused before the next call is made."""
+    import requests
+
+    from partyflow.access import AccessStore
+
+    first, _ = pair
+    first.reset()
+    home = write_config(tmp_path / "home", openai_table("cheap", first.url, model="cheap-model"),
+                        '[budgets.amy-daily]\nuser = "amy"\nperiod = "day"\nmax_tokens = 5\n')
+    engine = Engine(home=home, load_custom_nodes=False)
+    with AccessStore(engine.home.state_db) as store:
+        store.add_user("amy", "runner")
+        amy, _ = store.create_token("amy")
+    live = start_server(engine, ServerConfig(port=0, shutdown_grace_s=1.0))
+    try:
+        async def queue_and_wait(prompt_id: str) -> dict[str, Any]:
+            async with live.session() as http, http.ws_connect(live.ws_url("amy-tab", token=amy)) as ws:
+                await ws.receive()
+                body = {"prompt": {"model": node("APIModelLoader", provider="cheap"),
+                                   "chat": node("LLMChat", model=["model", 0], system_prompt="",
+                                                user_prompt=f"hi from {prompt_id}", stream=False),
+                                   "show": node("DisplayText", text=["chat", 0])},
+                        "client_id": "amy-tab", "prompt_id": prompt_id}
+                async with http.post("/prompt", json=body, headers={"Authorization": f"Bearer {amy}"}) as answer:
+                    assert answer.status == 200, await answer.text()
+                await receive_until(ws, finished(prompt_id))
+            return requests.get(f"{live.url}/history/{prompt_id}", headers={"Authorization": f"Bearer {amy}"},
+                                timeout=30).json()[prompt_id]
+
+        spent = run(queue_and_wait("first"))
+        assert spent["status"]["status_str"] == "success" and spent["llm_usage"]["calls"] == 1
+        refused = run(queue_and_wait("second"))
+        assert refused["status"]["status_str"] == "error"
+        assert "amy-daily" in json.dumps(refused["status"]["messages"])  # the budget is named
+        assert len(first.requests) == 1  # refused before a second call reached the provider
+        with UsageLedger(home / "state.sqlite") as ledger:
+            assert {r["user"] for r in ledger.rows()} == {"amy"}
+    finally:
+        live.stop()
+        engine.close()

@@ -142,6 +142,7 @@ class PromptExecution:
         self.bus = bus
         self.interrupt = interrupt or threading.Event()
         self.extra_data = dict(extra_data or {})
+        self._user, self._workflow = _labels(self.extra_data)
         self.client_id = client_id
         self.dyn = DynamicPrompt(prompt)
         self._defs: dict[str, NodeDefinition] = {}
@@ -531,7 +532,7 @@ class PromptExecution:
 
     def _scope(self, node_id: str, call_index: int) -> NodeScope:
         return NodeScope(self.prompt_id, node_id, functools.partial(self._report_progress, node_id), self.interrupt,
-                         self.client_id, call_index)
+                         self.client_id, call_index, self._user, self._workflow)
 
     def _report_progress(self, node_id: str, value: float, total: float, preview: Any = None) -> None:
         """Called by node code on any thread; events are emitted on the loop's thread."""
@@ -745,3 +746,10 @@ class PromptExecution:
             self.bus.emit(event)
 
 
+def _labels(extra_data: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """Who queued a prompt (the server writes `partyflow_user`) and the editor workflow it came from."""
+    user = extra_data.get("partyflow_user")
+    info = extra_data.get("extra_pnginfo")
+    workflow = info.get("workflow") if isinstance(info, Mapping) else None
+    workflow_id = workflow.get("id") if isinstance(workflow, Mapping) else None
+    return (user if isinstance(user, str) else None, workflow_id if isinstance(workflow_id, str) else None)

@@ -116,6 +116,8 @@ class NodeScope:
     interrupt: threading.Event
     client_id: str | None = None
     call_index: int = 0  # which call of a list-mapped node this is (GraphBuilder prefixes use it)
+    user: str | None = None  # who queued the prompt (a signed-in server user), for usage labels and budgets
+    workflow: str | None = None  # the editor's workflow id the prompt came from, for the same
     _graphs_made: int = 0
 
     def next_graph_index(self) -> int:

@@ -19,9 +19,10 @@ from server import PromptServer
 from partyflow.config import Home
 from partyflow.llm import ChatModel, ProvidersConfig
 from partyflow.llm.providers import create
-from partyflow.llm.usage.ledger import CallLabels
 from partyflow.nodes.host import PromptSource, current_host_or_none, current_scope
 from partyflow.tools import Tool
+
+from ..llm.access import call_labels
 
 CATEGORY = "partyflow/agents"
 LLM_MODEL = "LLM_MODEL"
@@ -81,9 +82,7 @@ async def open_model(handle: Any) -> AsyncIterator[ChatModel]:
     options: dict[str, Any] = {} if entry.type == "openai_compat" else {"home": home}
     services = _model_services()
     scope = current_scope()
-    meter = services.meter_for(home.config_file, CallLabels(prompt_id=scope.prompt_id if scope else None,
-                                                            node_id=scope.node_id if scope else None)) \
-        if services is not None else None
+    meter = services.meter_for(home.config_file, call_labels(scope)) if services is not None else None
     provider = create(provider_name, config, meter=meter, health=services.health if services else None, **options)
     try:
         yield provider

@@ -83,8 +83,15 @@ def current_meter() -> Meter | None:
     if services is None:
         return None
     scope = current_scope()
-    labels = CallLabels(prompt_id=scope.prompt_id if scope else None, node_id=scope.node_id if scope else None)
-    return services.meter_for(current_home().config_file, labels)
+    return services.meter_for(current_home().config_file, call_labels(scope))
+
+
+def call_labels(scope: Any) -> CallLabels:
+    """Where a model call comes from, for the usage ledger and budgets: prompt, node, user and workflow."""
+    if scope is None:
+        return CallLabels()
+    return CallLabels(prompt_id=scope.prompt_id, node_id=scope.node_id, user=getattr(scope, "user", None),
+                      workflow=getattr(scope, "workflow", None))
 
 
 def router_health() -> HealthBook | None:
