@@ -104,3 +104,33 @@ def test_http_serve_refuses_other_interfaces_without_a_token(served_home: Path) 
     done = subprocess.run(command(served_home, "--transport", "http", "--listen", "0.0.0.0"), capture_output=True,
                           text=True, timeout=60, env={**os.environ, "PARTYFLOW_API_TOKEN": ""})
     assert done.returncode == 2 and "give --token" in done.stderr
+
+
+def test_http_serve_takes_the_homes_user_tokens(served_home: Path) -> None:
+    """Issue 17: with accounts in the home, the MCP endpoint wants a user's token like the server does."""
+    import httpx
+
+    from partyflow.access import AccessStore
+
+    with AccessStore(served_home / "state.sqlite") as store:
+        store.add_user("runner", "runner")
+        store.add_user("viewer", "viewer")
+        runner, _ = store.create_token("runner")
+        viewer, _ = store.create_token("viewer")
+    process = subprocess.Popen(command(served_home, "--transport", "http", "--port", "0"), stdout=subprocess.PIPE,
+                               text=True, env={**os.environ, "PARTYFLOW_API_TOKEN": ""})
+    try:
+        line = process.stdout.readline() if process.stdout else ""
+        url = line.split(" at ", 1)[1].strip()
+        body = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+        headers = {"Accept": "application/json, text/event-stream"}
+        assert httpx.post(url, json=body, headers=headers, timeout=30).status_code == 401
+        refused = httpx.post(url, json=body, headers={**headers, "Authorization": f"Bearer {viewer}"}, timeout=30)
+        assert refused.status_code == 401 and "may not run workflows" in refused.text
+        stale = httpx.post(url, json=body, headers={**headers, "Authorization": "Bearer pf_0_nope"}, timeout=30)
+        assert stale.status_code == 401 and "not valid" in stale.text
+        allowed = httpx.post(url, json=body, headers={**headers, "Authorization": f"Bearer {runner}"}, timeout=30)
+        assert allowed.status_code != 401, allowed.text
+    finally:
+        process.terminate()
+        process.wait(timeout=15)

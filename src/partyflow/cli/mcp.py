@@ -99,9 +99,30 @@ def serve(
             def ready(url: str) -> None:
                 print(f"partyflow MCP server at {url}", flush=True)
             with contextlib.suppress(KeyboardInterrupt):
-                asyncio.run(serve_http(server, host=listen, port=port, token=token, on_ready=ready))
+                asyncio.run(serve_http(server, host=listen, port=port, token=token, on_ready=ready,
+                                       authenticate=_user_tokens(Home(root))))
     finally:
         engine.close()
+
+
+def _user_tokens(home: Home) -> Any:
+    """With users defined (`partyflow users`), their tokens open the MCP endpoint too: runners and above (issue 17),
+    the same identities and refusals as the server's; None while there are none (then only --token guards it)."""
+    from partyflow.access import AccessError, AccessStore, Permission
+
+    with AccessStore(home.state_db) as probe:
+        if not probe.has_users():
+            return None
+
+    def authenticate(token: str) -> str | None:
+        with AccessStore(home.state_db) as store:
+            try:
+                identity = store.authenticate_token(token)
+            except AccessError as exc:
+                return exc.reason
+        return None if identity.allows(Permission.RUN) else f"user {identity.user!r} may not run workflows"
+
+    return authenticate
 
 
 @app.command("list")

@@ -14,6 +14,7 @@ nothing about what the workflows do. The engine is passed in (anything with `loa
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import socket
 import uuid
@@ -126,11 +127,13 @@ async def serve_stdio(server: Server[Any]) -> None:
 
 
 async def serve_http(server: Server[Any], *, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
-                     on_ready: Callable[[str], None] | None = None) -> None:
+                     on_ready: Callable[[str], None] | None = None,
+                     authenticate: Callable[[str], str | None] | None = None) -> None:
     """Serve streamable HTTP at `http://host:port/mcp` until cancelled; `on_ready(url)` once it accepts.
 
     The socket is bound before `on_ready` runs, so a caller told the URL can connect at once (port 0 picks a free
-    port). With `token`, every request must send `Authorization: Bearer <token>`.
+    port). With `token`, every request must send `Authorization: Bearer <token>`; with `authenticate` (the home's
+    user tokens), a bearer token it accepts (it returns None, or why not) works too.
     """
     import uvicorn
 
@@ -139,8 +142,8 @@ async def serve_http(server: Server[Any], *, host: str = "127.0.0.1", port: int 
     sock.bind((host, port))
     sock.listen(128)
     app: Any = server.streamable_http_app(host=host)
-    if token:
-        app = _bearer(app, token)
+    if token or authenticate is not None:
+        app = _bearer(app, token, authenticate)
     config = uvicorn.Config(app, log_level="warning", lifespan="on")
     bound = sock.getsockname()[1]
     if on_ready is not None:
@@ -148,18 +151,27 @@ async def serve_http(server: Server[Any], *, host: str = "127.0.0.1", port: int 
     await uvicorn.Server(config).serve(sockets=[sock])
 
 
-def _bearer(app: Any, token: str) -> Callable[..., Awaitable[None]]:
-    """An ASGI wrapper refusing HTTP requests without the token (compared in constant time)."""
-    expected = f"Bearer {token}".encode()
+def _bearer(app: Any, token: str | None, authenticate: Callable[[str], str | None] | None = None
+            ) -> Callable[..., Awaitable[None]]:
+    """An ASGI wrapper refusing HTTP requests without an accepted bearer token (compared in constant time)."""
+    expected = f"Bearer {token}".encode() if token else None
+
+    def refusal(sent: bytes) -> str | None:
+        if expected is not None and hmac.compare_digest(sent, expected):
+            return None
+        scheme, _, offered = sent.decode("latin-1").partition(" ")
+        if authenticate is not None and scheme.lower() == "bearer" and offered.strip():
+            return authenticate(offered.strip())
+        return "missing or wrong bearer token"
 
     async def guarded(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
-            sent = dict(scope.get("headers") or []).get(b"authorization", b"")
-            if not hmac.compare_digest(sent, expected):
+            reason = refusal(dict(scope.get("headers") or []).get(b"authorization", b""))
+            if reason is not None:
                 await send({"type": "http.response.start", "status": 401,
                             "headers": [(b"content-type", b"application/json"),
                                         (b"www-authenticate", b"Bearer")]})
-                await send({"type": "http.response.body", "body": b'{"error": "missing or wrong bearer token"}'})
+                await send({"type": "http.response.body", "body": json.dumps({"error": reason}).encode()})
                 return
         await app(scope, receive, send)
 
