@@ -273,3 +273,21 @@ def test_providers_page_lists_tests_and_adds_a_provider(page: Any, openai: OpenA
     assert [(name, result) for name, result, _ in changes] == [("ollama", "ok"), ("leaky", "error")]
     assert "sk-1234567890abcdef" not in json.dumps(changes)
     page.locator("button", has_text="Providers").first.click()
+
+
+def test_image_and_audio_outputs_show_in_the_editor(page: Any) -> None:
+    """Issue 13: IMAGE and AUDIO outputs preview in the editor through /view (a drawn image, offline speech)."""
+    load_api(page, {"1": {"class_type": "EmptyImage", "inputs": {"width": 96, "height": 64, "batch_size": 1,
+                                                                  "color": 0x3366CC}},
+                    "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
+                    "3": {"class_type": "SpeakOffline", "inputs": {"text": "partyflow speaks", "voice": "en",
+                                                                   "words_per_minute": 170}},
+                    "4": {"class_type": "PreviewAudio", "inputs": {"audio": ["3", 0]}}}, "media outputs")
+    queue_from_editor(page)
+    # the image preview is drawn on the canvas from the node's loaded images; the audio is a DOM player
+    page.wait_for_function("() => { const imgs = window.app.graph.getNodeById(2)?.imgs || [];"
+                           " return imgs.some(i => i.src.includes('/view?') && i.complete && i.naturalWidth === 96); }",
+                           timeout=RUN_TIMEOUT_MS)
+    page.wait_for_function("() => [...document.querySelectorAll('audio')].some(a => (a.src || '').includes('/view?'))",
+                           timeout=RUN_TIMEOUT_MS)
+    page.screenshot(path=str(ARTIFACTS / "media_outputs.png"))
