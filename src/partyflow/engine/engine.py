@@ -31,7 +31,7 @@ from partyflow.engine.events import (
     ExecutionStart,
     ExecutionSuccess,
 )
-from partyflow.engine.executor import ExecutionServices, PromptExecution, Status
+from partyflow.engine.executor import ExecutionServices, NodePlacement, PromptExecution, Status
 from partyflow.engine.failures import ExecutionFailure
 from partyflow.engine.queue import PromptQueue, QueueItem
 from partyflow.graph.validate import PromptValidator, ValidationResult
@@ -300,19 +300,28 @@ class Engine:
 
     async def run_queued(self, item: QueueItem, sinks: Sequence[EventSink] = ()) -> RunResult:
         """Run a claimed queue item and move it into history, even if execution blew up."""
-        client_id = item.extra_data.get("client_id") if isinstance(item.extra_data, Mapping) else None
-        try:
-            result = await self._execute(item.prompt, item.outputs_to_execute, item.prompt_id, item.extra_data,
-                                         sinks, client_id)
-        except Exception as exc:  # an engine bug must not wedge the queue
-            logger.exception("prompt %s could not run", item.prompt_id)
-            failure = ExecutionFailure("", "", str(exc), type(exc).__name__)
-            result = RunResult(item.prompt_id, "error", {}, {}, [], [], {}, failure,
-                               [["execution_error", {"prompt_id": item.prompt_id, "exception_message": str(exc)}]])
+        result = await self.execute_item(item, sinks)
         # the history write waits for fsync: in a thread, so the loop keeps serving events meanwhile
         await asyncio.to_thread(self.queue.finish, item, outputs=result.outputs, status=result.history_status(),
                                 meta={**result.meta, "timings": result.timings})
         return result
+
+    async def execute_item(self, item: QueueItem, sinks: Sequence[EventSink] = ()) -> RunResult:
+        """Run a validated queue item without touching the queue: what `run_queued` and remote workers (issue 15)
+        share. An engine bug becomes an error result, never an exception, so no queue is wedged by it."""
+        client_id = item.extra_data.get("client_id") if isinstance(item.extra_data, Mapping) else None
+        try:
+            return await self._execute(item.prompt, item.outputs_to_execute, item.prompt_id, item.extra_data,
+                                       sinks, client_id)
+        except Exception as exc:
+            logger.exception("prompt %s could not run", item.prompt_id)
+            failure = ExecutionFailure("", "", str(exc), type(exc).__name__)
+            return RunResult(item.prompt_id, "error", {}, {}, [], [], {}, failure,
+                             [["execution_error", {"prompt_id": item.prompt_id, "exception_message": str(exc)}]])
+
+    def place_nodes(self, placement: NodePlacement | None) -> None:
+        """Send calls of resource-declaring nodes elsewhere (the Ray backend's node actors, issue 15); None: here."""
+        self._services.placement = placement
 
     async def serve_queue(self, stop: asyncio.Event, sinks: Sequence[EventSink] = ()) -> None:
         """Run queued prompts one at a time, in queue order, until `stop` is set."""

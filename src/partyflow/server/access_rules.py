@@ -39,7 +39,7 @@ RULES: dict[tuple[str, str], Level] = {
     ("GET", "/extensions"): READ, ("GET", "/system_stats"): READ, ("GET", "/features"): READ,
     ("GET", "/i18n"): READ, ("GET", "/global_subgraphs"): READ, ("GET", "/experiment/models"): READ,
     ("GET", "/workflow_templates"): READ, ("GET", "/workflow_templates/{module}/{file}"): READ,
-    ("GET", "/metrics"): READ,
+    ("GET", "/metrics"): READ, ("GET", "/partyflow/backend"): READ,  # issue 15: where prompts run
     # files
     ("GET", "/view"): READ, ("POST", "/upload/image"): RUN, ("POST", "/upload/mask"): RUN,
     # the caller's own data (each user's directory; settings are the caller's editor preferences)
