@@ -10,8 +10,11 @@ prompt waits until it is back (it stays `running` in the durable queue, so even 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +32,7 @@ logger = logging.getLogger("partyflow.distributed")
 
 WORKER_PREFIX = "partyflow-worker-"
 _RECONNECT_DELAYS = (0.5, 1, 2, 5, 10, 30)
+_CLUSTER_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 def import_ray() -> Any:
@@ -82,10 +86,10 @@ class RayBackend:
         address = self.settings.ray_address
         try:
             if address == "local":
-                ray.init(address="local", num_cpus=self.settings.num_cpus, include_dashboard=False,
-                         resources=dict(self.settings.resources) or None,
-                         object_store_memory=self.settings.object_store_bytes,
-                         _node_ip_address="127.0.0.1", **common)
+                with _loopback_only():
+                        ray.init(address="local", num_cpus=self.settings.num_cpus, include_dashboard=False,
+                             resources=dict(self.settings.resources) or None,
+                             object_store_memory=self.settings.object_store_bytes, **common)
                 self._started_cluster = True
             else:
                 ray.init(address=address, **common)
@@ -261,6 +265,29 @@ async def _info(handle: Any) -> dict[str, Any]:
     except (RayError, TimeoutError) as exc:
         return {"alive": False, "error": _first_line(exc)}
     return {**info, "alive": True, "ping_ms": round((time.perf_counter() - started) * 1000, 2)}
+
+
+@contextlib.contextmanager
+def _loopback_only() -> Iterator[None]:
+    """Make a private cluster advertise (and so bind) 127.0.0.1 only.
+
+    `ray.init` turns an explicit 127.0.0.1 node address into the machine's outward one; Ray binds loopback only
+    where it thinks clusters are off (its macOS/Windows default). That switch is read when the node starts, so it
+    is flipped for the start and put back; the processes started meanwhile keep the loopback address.
+    """
+    from ray._private import ray_constants
+
+    saved_flag, saved_env = ray_constants.ENABLE_RAY_CLUSTER, os.environ.get(_CLUSTER_ENV)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    os.environ[_CLUSTER_ENV] = "0"
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_flag
+        if saved_env is None:
+            os.environ.pop(_CLUSTER_ENV, None)
+        else:
+            os.environ[_CLUSTER_ENV] = saved_env
 
 
 def _named_actors(ray: Any, prefix: str) -> list[str]:
