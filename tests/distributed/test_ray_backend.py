@@ -169,3 +169,54 @@ def test_the_private_cluster_is_bound_to_loopback(rig: RayRig) -> None:
     nodes = [n for n in ray.nodes() if n["Alive"]]
     assert [n["NodeManagerAddress"] for n in nodes] == ["127.0.0.1"]
     assert ray.get_runtime_context().gcs_address.startswith("127.0.0.1:")
+
+
+def test_the_server_runs_prompts_on_ray_with_the_same_websocket_messages(rig: RayRig, tmp_path: Path) -> None:
+    """`partyflow serve` with `backend = "ray"`: same HTTP/WebSocket API; its workers live in their own namespace
+    on the module's cluster (a server joins a cluster this process already has), and leave with the server."""
+    from tests.server.live import finished, hello_prompt, receive_until, start_server
+
+    from partyflow import Engine
+    from partyflow.server import ServerConfig
+
+    home = tmp_path / "server-home"
+    home.mkdir()
+    (home / "config.toml").write_text('[engine]\nbackend = "ray"\nray_workers = 2\nray_namespace = "served"\n',
+                                      encoding="utf-8")
+    engine = Engine(home, builtin_packs=("core",))
+    live = start_server(engine, ServerConfig(port=0, shutdown_grace_s=5.0))
+
+    async def scenario() -> None:
+        async with live.session() as http, http.ws_connect(live.ws_url("c1")) as ws:
+            ids = []
+            for n in range(3):
+                resp = await http.post("/prompt", json={"prompt": hello_prompt(f"hi {n}"), "client_id": "c1"})
+                assert resp.status == 200, await resp.text()
+                ids.append((await resp.json())["prompt_id"])
+            messages = []
+            for prompt_id in ids:
+                messages += await receive_until(ws, finished(prompt_id), timeout=60)
+            for n, prompt_id in enumerate(ids):
+                mine = [m["type"] for m in messages if m["data"].get("prompt_id") == prompt_id]
+                assert mine[0] == "execution_start" and "execution_success" in mine and mine[-1] == "executing"
+                executed = [m for m in messages if m["type"] == "executed" and m["data"]["prompt_id"] == prompt_id]
+                assert executed[0]["data"]["output"] == {"text": [f"hi {n}"]}
+                history = await (await http.get(f"/history/{prompt_id}")).json()
+                assert history[prompt_id]["outputs"] == {"2": {"text": [f"hi {n}"]}}
+                assert history[prompt_id]["meta"]["backend"]["name"] == "ray"
+            status = await (await http.get("/partyflow/backend")).json()
+            assert status["backend"] == "ray" and status["running"] == []
+            assert sorted(w["id"] for w in status["workers"]) == ["partyflow-worker-0", "partyflow-worker-1"]
+            assert {w["home"] for w in status["workers"]} == {str(engine.home.root)}
+            assert await (await http.get("/prompt")).json() == {"exec_info": {"queue_remaining": 0}}
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        live.stop()
+        engine.close()
+    import ray
+
+    served = [a for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == "served"]
+    assert served == []  # the server's workers went with it; the module's own are untouched
+    assert rig.run(rig.backend.status())["workers"][0]["alive"] is True

@@ -121,7 +121,7 @@ class RayBackend:
             return
         for worker in self._workers:
             ray.kill(worker.handle)
-        for name in _named_actors(ray, NODE_ACTOR_PREFIX):  # detached: they would outlive us
+        for name in _named_actors(ray, NODE_ACTOR_PREFIX, self.settings.namespace):  # detached: they would outlive us
             try:
                 ray.kill(ray.get_actor(name, namespace=self.settings.namespace))
             except ValueError:
@@ -250,7 +250,7 @@ class RayBackend:
         for worker, info in zip(self._workers, infos, strict=True):
             data["workers"].append({**info, "id": worker.id, "dispatched": sorted(worker.running),
                                     "failures": worker.failures})
-        names = await asyncio.to_thread(_named_actors, ray, NODE_ACTOR_PREFIX)
+        names = await asyncio.to_thread(_named_actors, ray, NODE_ACTOR_PREFIX, self.settings.namespace)
         handles = [ray.get_actor(name, namespace=self.settings.namespace) for name in names]
         data["node_actors"] = list(await asyncio.gather(*(_info(h) for h in handles)))
         return data
@@ -290,8 +290,9 @@ def _loopback_only() -> Iterator[None]:
             os.environ[_CLUSTER_ENV] = saved_env
 
 
-def _named_actors(ray: Any, prefix: str) -> list[str]:
-    return sorted(name for name in ray.util.list_named_actors() if name.startswith(prefix))
+def _named_actors(ray: Any, prefix: str, namespace: str) -> list[str]:
+    return sorted(entry["name"] for entry in ray.util.list_named_actors(all_namespaces=True)
+                  if entry["namespace"] == namespace and entry["name"].startswith(prefix))
 
 
 def _first_line(exc: BaseException) -> str:
