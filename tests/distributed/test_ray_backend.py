@@ -7,6 +7,8 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -209,6 +211,12 @@ def test_the_server_runs_prompts_on_ray_with_the_same_websocket_messages(rig: Ra
             assert sorted(w["id"] for w in status["workers"]) == ["partyflow-worker-0", "partyflow-worker-1"]
             assert {w["home"] for w in status["workers"]} == {str(engine.home.root)}
             assert await (await http.get("/prompt")).json() == {"exec_info": {"queue_remaining": 0}}
+            shown = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "partyflow", "ray", "status",
+                                                             "--url", live.url], capture_output=True, text=True,
+                                            timeout=60, env={**os.environ, "COLUMNS": "200"})
+            assert shown.returncode == 0, shown.stderr
+            assert "backend ray" in shown.stdout and "healthy" in shown.stdout
+            assert "partyflow-worker-0" in shown.stdout and "partyflow-worker-1" in shown.stdout
 
     try:
         asyncio.run(scenario())
