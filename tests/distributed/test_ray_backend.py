@@ -228,3 +228,24 @@ def test_the_server_runs_prompts_on_ray_with_the_same_websocket_messages(rig: Ra
     served = [a for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == "served"]
     assert served == []  # the server's workers went with it; the module's own are untouched
     assert rig.run(rig.backend.status())["workers"][0]["alive"] is True
+
+
+def test_an_interrupt_reaches_the_worker_running_the_prompt(rig: RayRig) -> None:
+    marker = rig.engine.home.temp / "interrupt-test"
+    marker.mkdir()
+    workflow = {"1": node("BlockFirstRun", folder=str(marker), text="x"), "2": node("DisplayText", text=["1", 0])}
+    item = submit_and_claim(rig, workflow)
+    stop_forwarding = rig.engine.forward_interrupts(rig.backend.interrupt)
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, CustomMessage) and event.event == "raytest.blocking":
+            assert rig.engine.interrupt(item.prompt_id) is True  # as POST /interrupt calls it
+
+    unsubscribe = rig.engine.subscribe(on_event)
+    try:
+        result = rig.run(Dispatcher(rig.engine, rig.backend).run_item(item))
+    finally:
+        unsubscribe()
+        stop_forwarding()
+    assert result.status == "interrupted"
+    assert rig.engine.queue.history(item.prompt_id)[item.prompt_id]["status"]["status_str"] == "error"

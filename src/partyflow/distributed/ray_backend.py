@@ -71,11 +71,13 @@ class RayBackend:
 
     async def start(self) -> None:
         async with self._connect_lock:
-            if self.healthy:
-                return
-            await asyncio.to_thread(self._connect)
-            await self._start_workers()
-            self.healthy, self.last_error = True, None
+            if not self.healthy:
+                await self._connect_and_start()
+
+    async def _connect_and_start(self) -> None:
+        await asyncio.to_thread(self._connect)
+        await self._start_workers()
+        self.healthy, self.last_error = True, None
 
     def _connect(self) -> None:
         ray = import_ray()
@@ -213,19 +215,23 @@ class RayBackend:
         self.healthy, self.last_error = False, _first_line(exc)
 
     async def _reconnect(self) -> None:
+        """Until the cluster answers again. Every prompt that saw it go waits here; the first one in reconnects
+        (a private cluster is started afresh) and the others find it healthy."""
         ray = import_ray()
         for attempt in range(10**9):
-            delay = _RECONNECT_DELAYS[min(attempt, len(_RECONNECT_DELAYS) - 1)]
-            try:
-                if self._started_cluster or self.settings.ray_address != "local":
-                    await asyncio.to_thread(ray.shutdown)
-                    self._started_cluster = False
-                await self.start()
-                logger.warning("Ray cluster is back; resuming")
-                return
-            except Exception as exc:  # keep trying: the queue keeps the prompts meanwhile
-                self.last_error = _first_line(exc)
-                await asyncio.sleep(delay)
+            async with self._connect_lock:
+                if self.healthy:
+                    return
+                try:
+                    if ray.is_initialized():
+                        await asyncio.to_thread(ray.shutdown)
+                        self._started_cluster = False
+                    await self._connect_and_start()
+                    logger.warning("Ray cluster is back; resuming")
+                    return
+                except Exception as exc:  # keep trying: the queue keeps the prompts meanwhile
+                    self.last_error = _first_line(exc)
+            await asyncio.sleep(_RECONNECT_DELAYS[min(attempt, len(_RECONNECT_DELAYS) - 1)])
 
     def interrupt(self, prompt_id: str | None = None) -> bool:
         hit = False

@@ -40,9 +40,11 @@ class BackendQueueWorker(QueueWorker):
         self.dispatcher = Dispatcher(engine, backend, on_start=self._started, on_finish=self._finished)
 
     async def _serve(self) -> None:
+        stop_forwarding = self.engine.forward_interrupts(self.backend.interrupt)  # POST /interrupt reaches workers
         try:
             await self.dispatcher.serve(self._stop)
         finally:
+            stop_forwarding()
             await self.backend.close()
 
     def _started(self, item: QueueItem) -> None:

@@ -143,6 +143,7 @@ class Engine:
         self._validator = PromptValidator(self.registry, max_string_length=self.settings.max_string_length)
         self._loops: dict[str, asyncio.AbstractEventLoop] = {}
         self._executions: dict[str, PromptExecution] = {}
+        self._interrupt_forwards: list[Callable[[str | None], bool]] = []
         self._queue: PromptQueue | None = None
         self._queue_lock = threading.Lock()
         self._runner: asyncio.AbstractEventLoop | None = None
@@ -260,7 +261,16 @@ class Engine:
             targets = list(self._executions.values())
         for execution in targets:
             execution.request_interrupt()
-        return bool(targets)
+        hit = bool(targets)
+        for forward in tuple(self._interrupt_forwards):  # prompts this engine's queue runs elsewhere (issue 15)
+            hit = forward(prompt_id) or hit
+        return hit
+
+    def forward_interrupts(self, handler: Callable[[str | None], bool]) -> Callable[[], None]:
+        """Also send `interrupt` calls to `handler` (a backend running this queue's prompts on other machines);
+        returns the function that stops forwarding."""
+        self._interrupt_forwards.append(handler)
+        return lambda: self._interrupt_forwards.remove(handler) if handler in self._interrupt_forwards else None
 
     def subscribe(self, sink: EventSink) -> Callable[[], None]:
         """Receive every event of every prompt this engine runs; returns the unsubscribe function."""
