@@ -29,6 +29,7 @@ from partyflow.cli import channels as channels_cli  # issue 16
 from partyflow.cli import kb as kb_cli  # issue 12
 from partyflow.cli import keys as keys_cli  # issue 6 items 1-3
 from partyflow.cli import mirror as mirror_cli  # issue 6 items 1-3
+from partyflow.cli import ray as ray_cli  # issue 15
 from partyflow.cli import report as report_cli  # issue 6 items 6-7
 from partyflow.cli import scan as scan_cli  # issue 6 items 4-5
 from partyflow.cli.common import HomeOption
@@ -51,6 +52,7 @@ workflows.register(app)
 serve.register(app)
 report_cli.register(app)  # issue 6, item 6
 app.add_typer(backup_cli.app, name="backup")  # issue 6, item 7
+app.add_typer(ray_cli.app, name="ray")  # issue 15
 mcp.register(app)
 scan_cli.register(app)  # issue 6, item 4: `scan` and `vulndb`
 access_cli.register(app)  # issue 17: `users` and `tokens`

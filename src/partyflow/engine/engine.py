@@ -31,7 +31,7 @@ from partyflow.engine.events import (
     ExecutionStart,
     ExecutionSuccess,
 )
-from partyflow.engine.executor import ExecutionServices, PromptExecution, Status
+from partyflow.engine.executor import ExecutionServices, NodePlacement, PromptExecution, Status
 from partyflow.engine.failures import ExecutionFailure
 from partyflow.engine.queue import PromptQueue, QueueItem
 from partyflow.graph.validate import PromptValidator, ValidationResult
@@ -145,6 +145,7 @@ class Engine:
         self._validator = PromptValidator(self.registry, max_string_length=self.settings.max_string_length)
         self._loops: dict[str, asyncio.AbstractEventLoop] = {}
         self._executions: dict[str, PromptExecution] = {}
+        self._interrupt_forwards: list[Callable[[str | None], bool]] = []
         self._queue: PromptQueue | None = None
         self._queue_lock = threading.Lock()
         self._runner: asyncio.AbstractEventLoop | None = None
@@ -262,7 +263,16 @@ class Engine:
             targets = list(self._executions.values())
         for execution in targets:
             execution.request_interrupt()
-        return bool(targets)
+        hit = bool(targets)
+        for forward in tuple(self._interrupt_forwards):  # prompts this engine's queue runs elsewhere (issue 15)
+            hit = forward(prompt_id) or hit
+        return hit
+
+    def forward_interrupts(self, handler: Callable[[str | None], bool]) -> Callable[[], None]:
+        """Also send `interrupt` calls to `handler` (a backend running this queue's prompts on other machines);
+        returns the function that stops forwarding."""
+        self._interrupt_forwards.append(handler)
+        return lambda: self._interrupt_forwards.remove(handler) if handler in self._interrupt_forwards else None
 
     def subscribe(self, sink: EventSink) -> Callable[[], None]:
         """Receive every event of every prompt this engine runs; returns the unsubscribe function."""
@@ -323,20 +333,29 @@ class Engine:
 
     async def _run_queued(self, item: QueueItem, sinks: Sequence[EventSink],
                           claim_next: bool) -> tuple[RunResult, QueueItem | None]:
-        client_id = item.extra_data.get("client_id") if isinstance(item.extra_data, Mapping) else None
-        try:
-            result = await self._execute(item.prompt, item.outputs_to_execute, item.prompt_id, item.extra_data,
-                                         sinks, client_id)
-        except Exception as exc:  # an engine bug must not wedge the queue
-            logger.exception("prompt %s could not run", item.prompt_id)
-            failure = ExecutionFailure("", "", str(exc), type(exc).__name__)
-            result = RunResult(item.prompt_id, "error", {}, {}, [], [], {}, failure,
-                               [["execution_error", {"prompt_id": item.prompt_id, "exception_message": str(exc)}]])
+        result = await self.execute_item(item, sinks)
         # written by the queue's writer thread (batched with whatever else is being written); the loop runs on
         claimed = await self.queue.finish_async(item, outputs=result.outputs, status=result.history_status(),
                                                 meta=_meta_with_seconds(result.meta, result.timings),
                                                 claim_next=claim_next)
         return result, claimed
+
+    async def execute_item(self, item: QueueItem, sinks: Sequence[EventSink] = ()) -> RunResult:
+        """Run a validated queue item without touching the queue: what `run_queued` and remote workers (issue 15)
+        share. An engine bug becomes an error result, never an exception, so no queue is wedged by it."""
+        client_id = item.extra_data.get("client_id") if isinstance(item.extra_data, Mapping) else None
+        try:
+            return await self._execute(item.prompt, item.outputs_to_execute, item.prompt_id, item.extra_data,
+                                       sinks, client_id)
+        except Exception as exc:
+            logger.exception("prompt %s could not run", item.prompt_id)
+            failure = ExecutionFailure("", "", str(exc), type(exc).__name__)
+            return RunResult(item.prompt_id, "error", {}, {}, [], [], {}, failure,
+                             [["execution_error", {"prompt_id": item.prompt_id, "exception_message": str(exc)}]])
+
+    def place_nodes(self, placement: NodePlacement | None) -> None:
+        """Send calls of resource-declaring nodes elsewhere (the Ray backend's node actors, issue 15); None: here."""
+        self._services.placement = placement
 
     async def serve_queue(self, stop: asyncio.Event, sinks: Sequence[EventSink] = ()) -> None:
         """Run queued prompts one at a time, in queue order, until `stop` is set."""

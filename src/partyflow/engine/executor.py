@@ -22,7 +22,7 @@ from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from partyflow.engine.cache import NoCache, NodeResult, OutputCache, fingerprint, signature
 from partyflow.engine.calls import CallSpeeds, accepted, find_blocker, map_calls, unwrap
@@ -64,6 +64,19 @@ class ExecutionOutcome:
     interrupted_node: str | None = None
 
 
+class NodePlacement(Protocol):
+    """Runs some node classes somewhere else (another process or machine with the resources they declare).
+
+    `wants` is asked once per class; `call` gets the node's already mapped calls and returns their raw results
+    and the seconds they took, or raises like a node would (NodeExecutionError for a placement problem).
+    """
+
+    def wants(self, definition: NodeDefinition) -> bool: ...
+
+    async def call(self, definition: NodeDefinition, prompt_id: str, node_id: str,
+                   calls: list[dict[str, Any]]) -> tuple[list[Any], float]: ...
+
+
 @dataclass
 class ExecutionServices:
     """What an engine lends each prompt it runs (no globals: two engines never share these)."""
@@ -81,6 +94,7 @@ class ExecutionServices:
     # except packs listed here (`[packs.<folder>] parallel = true`) and nodes with CONCURRENCY_LIMIT or async
     parallel_packs: frozenset[str] = frozenset()
     pack_lock: threading.Lock = field(default_factory=threading.Lock)
+    placement: NodePlacement | None = None  # where resource-declaring nodes run (None: here; issue 15)
     _serial: dict[type, bool] = field(default_factory=dict)
 
     def serialized(self, definition: NodeDefinition) -> bool:
@@ -446,6 +460,9 @@ class PromptExecution:
         display = self.dyn.get_display_node_id(node_id)
         if self._node_events:
             self._emit(Executing(self.prompt_id, node=node_id, display_node=display))
+        if self.services.placement is not None and self.services.placement.wants(definition):
+            self._tasks[node_id] = self._loop.create_task(self._run_placed(node_id, prepared))
+            return False
         if (not definition.is_async and definition.concurrency_limit is None and self.services.speeds.inline(definition.cls)
                 and not self.services.serialized(definition)):
             function = getattr(prepared.instance, definition.function)
@@ -496,6 +513,24 @@ class PromptExecution:
         self._tasks.pop(node_id, None)
         if not definition.is_async:
             self.services.speeds.record(definition.cls, seconds / max(1, len(prepared.calls)))
+        if self.failure is None and not self.interrupt.is_set():
+            self._node_returned(node_id, prepared, raw, seconds)
+        self._wake()
+
+    async def _run_placed(self, node_id: str, prepared: _Prepared) -> None:
+        """A node whose class declared resources: its calls run where the placement puts them (issue 15)."""
+        assert self.services.placement is not None
+        try:
+            raw, seconds = await self.services.placement.call(prepared.definition, self.prompt_id, node_id,
+                                                              prepared.calls)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self._tasks.pop(node_id, None)
+            self._node_failed(node_id, exc)
+            self._wake()
+            return
+        self._tasks.pop(node_id, None)
         if self.failure is None and not self.interrupt.is_set():
             self._node_returned(node_id, prepared, raw, seconds)
         self._wake()

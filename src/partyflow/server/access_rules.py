@@ -45,6 +45,7 @@ RULES: dict[tuple[str, str], Level] = {
     ("GET", "/internal/folder_paths"): READ, ("GET", "/internal/files/{directory_type}"): READ,
     ("GET", "/internal/logs"): ADMIN, ("GET", "/internal/logs/raw"): ADMIN,  # server logs: admins only
     ("PATCH", "/internal/logs/subscribe"): ADMIN,
+    ("GET", "/partyflow/backend"): READ,  # issue 15: where prompts run
     # files
     ("GET", "/view"): READ, ("POST", "/upload/image"): RUN, ("POST", "/upload/mask"): RUN,
     # the caller's own data (each user's directory; settings are the caller's editor preferences)

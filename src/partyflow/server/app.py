@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from aiohttp import web
 
 from partyflow.access import AccessStore
+from partyflow.distributed.serving import get_backend_status, queue_worker
 from partyflow.engine.engine import Engine
 from partyflow.nodes.host import PromptSource
 from partyflow.server.access import access_middleware, audit_writer, login_routes
@@ -40,7 +41,6 @@ from partyflow.server.routes import (
 from partyflow.server.security import error_middleware, origin_middleware
 from partyflow.server.users import UserStore
 from partyflow.server.websocket import websocket
-from partyflow.server.worker import QueueWorker
 
 logger = logging.getLogger("partyflow.server")
 
@@ -71,13 +71,14 @@ def create_app(engine: Engine, config: ServerConfig, *, extensions: Sequence[Ext
                     on_count=metrics.ws_clients.set, on_drop=lambda reason: metrics.ws_dropped.labels(reason).inc())
     ctx = ServerContext(engine=engine, config=config, metrics=metrics, hub=hub,
                         users=UserStore(engine.home.user, multi_user=config.multi_user),
-                        worker=QueueWorker(engine, hub, metrics), access=access)
+                        worker=queue_worker(engine, hub, metrics), access=access)  # issue 15: backend
     app[CONTEXT] = ctx
     app[ENGINE] = engine
 
     add_routes(app, [*prompt.ROUTES, *info.ROUTES, *files.ROUTES, *userdata.ROUTES, *templates.ROUTES,
                      *manager.ROUTES, *jobs.ROUTES, *internal.ROUTES, *registry.ROUTES,
-                     *providers.ROUTES, ("GET", "/ws", websocket)])
+                     *providers.ROUTES, ("GET", "/ws", websocket),
+                     ("GET", "/partyflow/backend", get_backend_status)])
     manager.attach(app)
     for method, path, handler in [*login_routes(access, audit=audit, sso=oidc.config.name if oidc else None),
                                   *oidc_routes(oidc, access, audit=audit)]:

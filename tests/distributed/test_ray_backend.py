@@ -1,0 +1,251 @@
+"""The Ray backend on a real local cluster: same results as the local backend, events streamed back, a worker
+killed mid-prompt, resource-declaring nodes placed where the resource is, and the server running on it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.distributed.conftest import RayRig
+
+from partyflow.distributed.dispatch import Dispatcher
+from partyflow.engine.events import (
+    CustomMessage,
+    Event,
+    Executed,
+    ExecutionStart,
+    ExecutionSuccess,
+)
+
+EXAMPLES = Path(__file__).parents[2] / "examples"
+
+
+def node(class_type: str, **inputs: Any) -> dict[str, Any]:
+    return {"class_type": class_type, "inputs": inputs}
+
+
+WORKFLOWS: dict[str, Any] = {
+    "hello": EXAMPLES / "hello.json",
+    "word_stats": EXAMPLES / "word_stats.json",
+    "countdown_loop": EXAMPLES / "countdown_loop.json",
+    "lazy_switch": {"1": node("BooleanValue", value=False), "2": node("TextValue", value="yes"),
+                    "3": node("TextValue", value="no"),
+                    "4": node("LazySwitch", condition=["1", 0], on_true=["2", 0], on_false=["3", 0]),
+                    "5": node("DisplayText", text=["4", 0])},
+    "failing": {"1": node("TextValue", value="{not json"), "2": node("JSONParse", text=["1", 0]),
+                "3": node("DisplayText", text=["1", 0])},
+}
+
+
+def submit_and_claim(rig: RayRig, workflow: Any):
+    item = rig.engine.submit(workflow)
+    claimed = rig.engine.queue.claim()
+    assert claimed is not None and claimed.prompt_id == item.prompt_id
+    return claimed
+
+
+@pytest.mark.parametrize("name", sorted(WORKFLOWS))
+def test_results_match_the_local_backend(rig: RayRig, name: str) -> None:
+    workflow = WORKFLOWS[name]
+    local = rig.engine.run(workflow, strict=False)
+    item = submit_and_claim(rig, workflow)
+    events: list[Event] = []
+    remote = rig.run(rig.backend.run(item, events.append))
+    rig.engine.queue.finish(item, outputs=remote.outputs, status=remote.history_status())
+    assert remote.status == local.status
+    assert remote.outputs == local.outputs
+    assert sorted(remote.executed) == sorted(local.executed)
+    assert remote.node_outputs == local.node_outputs
+    assert (remote.error is None) == (local.error is None)
+    if local.error is not None:
+        assert (remote.error.node_id, remote.error.exception_type) == (local.error.node_id, local.error.exception_type)
+    # the worker's events arrive as the typed events the server forwards, in the order ComfyUI sends them
+    assert isinstance(events[0], ExecutionStart) and events[0].prompt_id == item.prompt_id
+    kinds = [type(e).__name__ for e in events]
+    assert ("ExecutionSuccess" in kinds) == (local.status == "success")
+    assert remote.meta["backend"]["name"] == "ray" and remote.meta["backend"]["attempts"] == 1
+
+
+def test_dispatcher_runs_queued_prompts_on_both_workers_and_records_each_once(rig: RayRig) -> None:
+    prompts = [rig.engine.submit(WORKFLOWS["hello"], prompt_id=f"many-{i}") for i in range(6)]
+    finished: list[str] = []
+    seen: list[Event] = []
+    unsubscribe = rig.engine.subscribe(seen.append)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+
+        def done(item, result) -> None:
+            finished.append(item.prompt_id)
+            if len(finished) == len(prompts):
+                stop.set()
+
+        await Dispatcher(rig.engine, rig.backend, on_finish=done).serve(stop)
+
+    try:
+        rig.run(serve())
+    finally:
+        unsubscribe()
+    assert sorted(finished) == sorted(p.prompt_id for p in prompts)
+    history = rig.engine.queue.history()
+    for prompt in prompts:
+        entry = history[prompt.prompt_id]
+        assert entry["status"]["status_str"] == "success"
+        assert entry["outputs"]["show"]["text"] == ["Hello, world! Welcome to partyflow."]
+    assert {e.prompt_id for e in seen if isinstance(e, ExecutionSuccess)} >= {p.prompt_id for p in prompts}
+    assert any(isinstance(e, Executed) and e.node == "show" for e in seen)
+    assert rig.engine.queue.remaining() == 0
+
+
+def test_a_worker_killed_mid_prompt_is_retried_elsewhere_and_recorded_once(rig: RayRig, tmp_path: Path) -> None:
+    marker = rig.engine.home.temp / "kill-test"
+    marker.mkdir()
+    workflow = {"1": node("BlockFirstRun", folder=str(marker), text="survived"), "2": node("DisplayText", text=["1", 0])}
+    item = submit_and_claim(rig, workflow)
+    killed: list[int] = []
+    events: list[Event] = []
+
+    def on_event(event: Event) -> None:
+        events.append(event)
+        if isinstance(event, CustomMessage) and event.event == "raytest.blocking" and not killed:
+            killed.append(event.data["pid"])
+            os.kill(event.data["pid"], signal.SIGKILL)
+
+    unsubscribe = rig.engine.subscribe(on_event)
+    try:
+        result = rig.run(Dispatcher(rig.engine, rig.backend).run_item(item))
+    finally:
+        unsubscribe()
+    assert killed, "the node never announced itself"
+    assert result.status == "success", result.error
+    text = result.outputs["2"]["text"][0]
+    assert text.startswith("survived from ") and int(text.rpartition(" ")[2]) != killed[0]
+    assert result.meta["backend"]["attempts"] == 2
+    history = rig.engine.queue.history(item.prompt_id)
+    assert list(history) == [item.prompt_id]
+    assert history[item.prompt_id]["outputs"]["2"]["text"] == [text]
+    assert rig.engine.queue.running() == []
+    assert sum(isinstance(e, ExecutionStart) for e in events) == 2  # the client saw the retry start over
+
+
+def test_a_resource_declaring_node_runs_only_where_the_resource_is(rig: RayRig) -> None:
+    workflow = {"1": node("WhereSpecial", seed=1), "2": node("DisplayText", text=["1", 0]),
+                "3": node("WherePlain", seed=1), "4": node("DisplayText", text=["3", 0])}
+    result = rig.run(rig.backend.run(submit_and_claim(rig, workflow), lambda e: None))
+    assert result.status == "success", result.error
+    special = json.loads(result.outputs["2"]["text"][0])
+    plain = json.loads(result.outputs["4"]["text"][0])
+    assert "special" in special["resources"]  # Ray granted the node's actor the resource it declared
+    assert "special" not in plain["resources"]
+    assert special["pid"] != plain["pid"]  # the special node ran on its node actor, not in the prompt worker
+    assert plain["pid"] == result.meta["backend"]["pid"]
+
+
+def test_a_resource_no_node_offers_fails_the_node_with_the_resource_named(rig: RayRig) -> None:
+    workflow = {"1": node("NeedsAbsent", seed=1), "2": node("DisplayText", text=["1", 0])}
+    result = rig.run(rig.backend.run(submit_and_claim(rig, workflow), lambda e: None))
+    assert result.status == "error"
+    assert result.error.node_id == "1" and result.error.exception_type == "InfeasibleResources"
+    assert "absent_accelerator" in result.error.message
+
+
+def test_status_lists_workers_running_prompts_and_node_actors(rig: RayRig) -> None:
+    status = rig.run(rig.backend.status())
+    assert status["backend"] == "ray" and status["healthy"] is True
+    assert [w["id"] for w in status["workers"]] == ["partyflow-worker-0", "partyflow-worker-1"]
+    assert all(w["alive"] and w["running"] == [] and w["models"] == [] for w in status["workers"])
+    assert any("special" in actor["resources"] for actor in status["node_actors"])
+    assert status["cluster_resources"]["special"] == 1
+
+
+def test_the_private_cluster_is_bound_to_loopback(rig: RayRig) -> None:
+    import ray
+
+    nodes = [n for n in ray.nodes() if n["Alive"]]
+    assert [n["NodeManagerAddress"] for n in nodes] == ["127.0.0.1"]
+    assert ray.get_runtime_context().gcs_address.startswith("127.0.0.1:")
+
+
+def test_the_server_runs_prompts_on_ray_with_the_same_websocket_messages(rig: RayRig, tmp_path: Path) -> None:
+    """`partyflow serve` with `backend = "ray"`: same HTTP/WebSocket API; its workers live in their own namespace
+    on the module's cluster (a server joins a cluster this process already has), and leave with the server."""
+    from tests.server.live import finished, hello_prompt, receive_until, start_server
+
+    from partyflow import Engine
+    from partyflow.server import ServerConfig
+
+    home = tmp_path / "server-home"
+    home.mkdir()
+    (home / "config.toml").write_text('[engine]\nbackend = "ray"\nray_workers = 2\nray_namespace = "served"\n',
+                                      encoding="utf-8")
+    engine = Engine(home, builtin_packs=("core",))
+    live = start_server(engine, ServerConfig(port=0, shutdown_grace_s=5.0))
+
+    async def scenario() -> None:
+        async with live.session() as http, http.ws_connect(live.ws_url("c1")) as ws:
+            ids = []
+            for n in range(3):
+                resp = await http.post("/prompt", json={"prompt": hello_prompt(f"hi {n}"), "client_id": "c1"})
+                assert resp.status == 200, await resp.text()
+                ids.append((await resp.json())["prompt_id"])
+            messages = []
+            for prompt_id in ids:
+                messages += await receive_until(ws, finished(prompt_id), timeout=60)
+            for n, prompt_id in enumerate(ids):
+                mine = [m["type"] for m in messages if m["data"].get("prompt_id") == prompt_id]
+                assert mine[0] == "execution_start" and "execution_success" in mine and mine[-1] == "executing"
+                executed = [m for m in messages if m["type"] == "executed" and m["data"]["prompt_id"] == prompt_id]
+                assert executed[0]["data"]["output"] == {"text": [f"hi {n}"]}
+                history = await (await http.get(f"/history/{prompt_id}")).json()
+                assert history[prompt_id]["outputs"] == {"2": {"text": [f"hi {n}"]}}
+                assert history[prompt_id]["meta"]["backend"]["name"] == "ray"
+            status = await (await http.get("/partyflow/backend")).json()
+            assert status["backend"] == "ray" and status["running"] == []
+            assert sorted(w["id"] for w in status["workers"]) == ["partyflow-worker-0", "partyflow-worker-1"]
+            assert {w["home"] for w in status["workers"]} == {str(engine.home.root)}
+            assert await (await http.get("/prompt")).json() == {"exec_info": {"queue_remaining": 0}}
+            shown = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "partyflow", "ray", "status",
+                                                             "--url", live.url], capture_output=True, text=True,
+                                            timeout=60, env={**os.environ, "COLUMNS": "200"})
+            assert shown.returncode == 0, shown.stderr
+            assert "backend ray" in shown.stdout and "healthy" in shown.stdout
+            assert "partyflow-worker-0" in shown.stdout and "partyflow-worker-1" in shown.stdout
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        live.stop()
+        engine.close()
+    import ray
+
+    served = [a for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == "served"]
+    assert served == []  # the server's workers went with it; the module's own are untouched
+    assert rig.run(rig.backend.status())["workers"][0]["alive"] is True
+
+
+def test_an_interrupt_reaches_the_worker_running_the_prompt(rig: RayRig) -> None:
+    marker = rig.engine.home.temp / "interrupt-test"
+    marker.mkdir()
+    workflow = {"1": node("BlockFirstRun", folder=str(marker), text="x"), "2": node("DisplayText", text=["1", 0])}
+    item = submit_and_claim(rig, workflow)
+    stop_forwarding = rig.engine.forward_interrupts(rig.backend.interrupt)
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, CustomMessage) and event.event == "raytest.blocking":
+            assert rig.engine.interrupt(item.prompt_id) is True  # as POST /interrupt calls it
+
+    unsubscribe = rig.engine.subscribe(on_event)
+    try:
+        result = rig.run(Dispatcher(rig.engine, rig.backend).run_item(item))
+    finally:
+        unsubscribe()
+        stop_forwarding()
+    assert result.status == "interrupted"
+    assert rig.engine.queue.history(item.prompt_id)[item.prompt_id]["status"]["status_str"] == "error"
