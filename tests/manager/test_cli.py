@@ -34,8 +34,10 @@ def test_pack_commands_end_to_end(home: Home, sources: Path, git_remote: GitRemo
     node = cli_json("nodes", "info", "CliNode", home=home)  # not a pack: falls back to the class
     assert node["category"] == "test"
 
-    assert cli("nodes", "disable", "clipack", home=home).returncode == 0
+    assert cli("nodes", "disable", "clipack", "--yes", home=home).returncode == 0  # --yes is uniform, not refused
     assert cli_json("nodes", "list", "--disabled", home=home)[0]["name"] == "clipack"
+    assert cli("nodes", "enable", "clipack", "-y", home=home).returncode == 0
+    PackManager(home).disable("clipack")
     PackManager(home).enable("clipack")
 
     updated = cli_json("nodes", "update", "gitpack@main", home=home)

@@ -50,7 +50,7 @@ def test_doctor_reports_failures_and_fix_installs(home: Home, target: str) -> No
 
     code, out = run(home, "nodes", "doctor", "--json")
     assert code == 1 and {r["name"]: r["ok"] for r in out} == {"good": True, "broken": False, "needy": False}
-    code, out = run(home, "nodes", "fix", "needy", "--json")
+    code, out = run(home, "nodes", "fix", "needy", "--yes", "--json")
     assert code == 0 and out["installed"] == {"alpha": "1.0"}
     assert installed_packages(target)["alpha"] == "1.0"
     assert doctor.diagnose(home)[-1].missing_requirements == ()  # "needy" sorts last; nothing declared is missing

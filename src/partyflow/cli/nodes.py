@@ -178,6 +178,7 @@ def uninstall(
 def disable(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="an enabled pack", show_default=False)],
+    yes: YesOption = False,  # accepted for uniformity: the move is reversible, so nothing is asked
     as_json: JsonOption = False,
     home: HomeOption = None,
 ) -> None:
@@ -190,6 +191,7 @@ def disable(
 def enable(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="a disabled pack", show_default=False)],
+    yes: YesOption = False,  # accepted for uniformity: the move is reversible, so nothing is asked
     as_json: JsonOption = False,
     home: HomeOption = None,
 ) -> None:

@@ -165,6 +165,8 @@ def fix(
     name: Annotated[str, typer.Argument(help="an installed pack", show_default=False)],
     allow_conflicts: Annotated[bool, typer.Option("--allow-conflicts",
                                                   help="change installed or protected packages if needed")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="accepted for uniformity with the other mutating "
+                                                          "commands; fix asks nothing")] = False,
     as_json: JsonOption = False,
     home: HomeOption = None,
 ) -> None:
