@@ -126,6 +126,7 @@ class OpenAIServer:
         self.requests: list[Recorded] = []
         self._script: deque[Reply] = deque()
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
         self.stopping = threading.Event()
         self.failures: list[BaseException] = []  # handler errors other than clients going away
         self._httpd = _QuietServer(("127.0.0.1", 0), _handler_for(self))
@@ -166,7 +167,14 @@ class OpenAIServer:
     def record(self, request: Recorded) -> Reply | None:
         with self._lock:
             self.requests.append(request)
+            self._arrived.notify_all()
             return self._script.popleft() if self._script else None
+
+    def wait_for_requests(self, count: int, *, path: str = "/chat/completions", timeout: float = 30) -> bool:
+        """Block until `count` requests to `path` arrived (True), or `timeout` passed (False)."""
+        with self._arrived:
+            return self._arrived.wait_for(
+                lambda: sum(1 for r in self.requests if r.path.endswith(path)) >= count, timeout)
 
 
 class _QuietServer(ThreadingHTTPServer):

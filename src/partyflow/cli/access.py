@@ -121,18 +121,21 @@ def set_role(ctx: typer.Context, name: Annotated[str, typer.Argument(help="user 
 def disable(ctx: typer.Context, name: Annotated[str, typer.Argument(help="user name")],
             as_json: JsonOption = False, home: HomeOption = None) -> None:
     """Stop a user's tokens and sessions from working, keeping their data and tokens for later."""
-    with _store(ctx, home, "access.user.disable", name) as store:
-        store.set_disabled(name, True)
-    _done(as_json, {"user": name, "disabled": True}, f"disabled {name}")
+    _set_disabled(ctx, home, name, True, as_json)
 
 
 @users_app.command("enable")
 def enable(ctx: typer.Context, name: Annotated[str, typer.Argument(help="user name")],
            as_json: JsonOption = False, home: HomeOption = None) -> None:
     """Let a disabled user in again."""
-    with _store(ctx, home, "access.user.enable", name) as store:
-        store.set_disabled(name, False)
-    _done(as_json, {"user": name, "disabled": False}, f"enabled {name}")
+    _set_disabled(ctx, home, name, False, as_json)
+
+
+def _set_disabled(ctx: typer.Context, home: Path | None, name: str, disabled: bool, as_json: bool) -> None:
+    verb = "disable" if disabled else "enable"
+    with _store(ctx, home, f"access.user.{verb}", name) as store:
+        store.set_disabled(name, disabled)
+    _done(as_json, {"user": name, "disabled": disabled}, f"{verb}d {name}")
 
 
 @users_app.command("remove")

@@ -28,7 +28,8 @@ def preview_to_image(latent_image: Any) -> Any:
 
 class LatentPreviewer:
     def decode_latent_to_preview(self, x0: Any) -> Any:
-        raise NotImplementedError
+        """A Pillow image of a latent; previewers of packs implement it (ComfyUI's interface)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement decode_latent_to_preview()")
 
     def decode_latent_to_preview_image(self, preview_format: str, x0: Any) -> tuple[str, Any, int]:
         return preview_format, self.decode_latent_to_preview(x0), MAX_PREVIEW_RESOLUTION

@@ -17,7 +17,8 @@ __all__ = ["AudioSaveHelper", "ImageSaveHelper", "PreviewAudio", "PreviewImage",
 
 class _UIOutput:
     def as_dict(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """The `ui` dict of a node result; each output kind below says what it shows (ComfyUI's interface)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement as_dict()")
 
 
 class SavedResult(dict):  # type: ignore[type-arg]
