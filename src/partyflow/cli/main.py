@@ -26,6 +26,7 @@ from partyflow.cli import (  # noqa: F401 (nodes_catalog: adds to `nodes`)
 from partyflow.cli import backup as backup_cli  # issue 6 items 6-7
 from partyflow.cli import bundle as bundle_cli  # issue 6 items 1-3
 from partyflow.cli import channels as channels_cli  # issue 16
+from partyflow.cli import env as env_cli  # issue 14 item 3
 from partyflow.cli import kb as kb_cli  # issue 12
 from partyflow.cli import keys as keys_cli  # issue 6 items 1-3
 from partyflow.cli import mirror as mirror_cli  # issue 6 items 1-3
@@ -58,6 +59,7 @@ scan_cli.register(app)  # issue 6, item 4: `scan` and `vulndb`
 access_cli.register(app)  # issue 17: `users` and `tokens`
 channels_cli.register(app)  # issue 16: `channels`
 app.add_typer(kb_cli.app, name="kb")  # issue 12
+env_cli.register(app)  # issue 14 item 3: `env list|diff|promote`
 
 
 def _version(value: bool) -> None:

@@ -29,8 +29,8 @@ from partyflow.manager.keys import KeyInfo, Keyring, Signer
 
 __all__ = [
     "PACK_SIGNATURE_FILE", "CatalogTrust", "Reason", "SignatureError", "SignatureRef", "Verified", "canonical_json",
-    "check_channel", "pack_manifest", "sign", "sign_catalog", "sign_pack", "verify", "verify_catalog",
-    "verify_pack",
+    "check_channel", "pack_manifest", "sign", "sign_catalog", "sign_pack", "sign_snapshot", "verify",
+    "verify_catalog", "verify_pack", "verify_snapshot",
 ]
 
 PACK_SIGNATURE_FILE = "partyflow-signature.json"
@@ -263,6 +263,27 @@ def verify_pack(pack: Path, keyring: Keyring, *, now: datetime | None = None) ->
             continue
         raise SignatureError(Reason.HASH_MISMATCH, f"pack {pack.name}: {relative} {problem}", key=verified.key,
                              path=relative)
+    return verified
+
+
+# ---- snapshots (environment promotions) --------------------------------------------------------------------
+
+def sign_snapshot(document: Mapping[str, Any], signer: Signer) -> dict[str, Any]:
+    """A copy of a snapshot document with its `signature` over everything else, so promoting it into another
+    environment can prove who approved exactly this set of packs."""
+    body = _without_signature(document)
+    return {**body, "signature": sign(signer, "snapshot", body)}
+
+
+def verify_snapshot(document: Mapping[str, Any], keyring: Keyring, *, allowed: Any = (),
+                    what: str = "the snapshot", now: datetime | None = None) -> Verified:
+    """Check a snapshot's signature against the keyring; `allowed` (key ids), when not empty, narrows which
+    trusted keys may sign it (an environment's `trusted_keys`)."""
+    verified = verify(keyring, "snapshot", _without_signature(document), document.get("signature"), what=what,
+                      now=now)
+    if allowed and verified.key.key_id not in allowed:
+        raise SignatureError(Reason.UNKNOWN_KEY, f"{what} is signed by {verified.key.name} ({verified.key.key_id}), "
+                             "which is not among this environment's trusted_keys", key=verified.key)
     return verified
 
 
