@@ -216,13 +216,15 @@ def test_refusals_change_nothing(world: dict) -> None:
     assert ("promote", "refused") in [(e.action, e.result) for e in audit_entries(prod)]
 
 
-def test_signed_snapshot_from_a_trusted_key_is_required_and_promoted(world: dict) -> None:
+def test_strong_prod_takes_only_a_snapshot_signed_by_its_release_key(world: dict) -> None:
     dev, prod, ctl = world["dev"], world["prod"], world["ctl"]
     release = Keyring(dev)
     key = release.generate("release")
     Keyring(prod).trust(release.export("release"))
-    ctl.config_file.write_text(ctl.config_file.read_text() + f'trusted_keys = ["{key.key_id}"]\n'
-                               'require_signed = true\n')
+    # prod at "strong": signed snapshots only (the default there), from the release key only; the packs carry no
+    # signatures of their own, so the snapshot's signature over their content hashes is what lets them in
+    config = ctl.config_file.read_text().replace('security_level = "normal"', 'security_level = "strong"')
+    ctl.config_file.write_text(config + f'trusted_keys = ["{key.key_id}"]\n')
     unsigned = cli("env", "promote", "env:dev", "--to", "prod", "--yes", home=ctl)
     assert unsigned.returncode == 2 and "accepts only signed snapshots" in unsigned.stderr
 
@@ -232,4 +234,6 @@ def test_signed_snapshot_from_a_trusted_key_is_required_and_promoted(world: dict
     assert signed.returncode == 0, signed.stderr
     report = promote(ctl, str(path), "prod")
     assert report.status == "promoted" and report.signature and report.signature["key_id"] == key.key_id
+    assert {c["pack"]: c["signature"]["state"] for c in report.checks} == {"alpha": "signed", "beta": "signed"}
+    assert report.health["content"] == {"checked": 2, "wrong": []}
     assert _state(prod) == _state(dev)

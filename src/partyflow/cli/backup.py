@@ -14,7 +14,15 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, cli_console, home_from, print_json
+from partyflow.cli.common import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    HomeOption,
+    YesOption,
+    cli_console,
+    home_from,
+    print_json,
+)
 
 app = typer.Typer(help="Back up and restore a home: packs, manager state, config, user files, the database.",
                   no_args_is_help=True)
@@ -52,6 +60,7 @@ def create(
     ctx: typer.Context,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="archive to write (default "
                                                 "./partyflow-backup-<time>.tar.gz)")] = None,
+    yes: YesOption = False,  # uniform --yes (issue 14 item 5): nothing is asked here
     as_json: JsonOption = False,
     home: HomeOption = None,
 ) -> None:

@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from partyflow.cli.common import EXIT_INVALID, HomeOption, cli_console, print_json
+from partyflow.cli.common import EXIT_INVALID, HomeOption, YesOption, cli_console, print_json
 from partyflow.cli.keys import JsonOption, KeyOption, failures
 from partyflow.cli.nodes_catalog import home_of
 
@@ -48,6 +48,7 @@ def create(
     unsigned: Annotated[bool, typer.Option("--unsigned", help="write an unsigned bundle")] = False,
     sequence: Annotated[int | None, typer.Option("--sequence", help="the replay-protection number (default: one "
                                                                     "above the key's last)")] = None,
+    yes: YesOption = False,  # uniform --yes (issue 14 item 5): nothing is asked here
     as_json: JsonOption = False,
     home: HomeOption = None,
 ) -> None:

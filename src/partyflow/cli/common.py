@@ -21,6 +21,10 @@ EXIT_FAILED = 1    # the workflow ran and failed
 EXIT_INVALID = 2   # the user's input was refused before anything ran
 EXIT_INTERRUPTED = 130
 
+# Every command that changes something takes --yes (never ask; a no-op where nothing is asked) and --json, so CI
+# pipelines can call any of them the same way (issue 14 item 5; exit codes in docs/manager.md).
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")]
+
 HomeOption = Annotated[
     Path | None,
     typer.Option("--home", envvar=HOME_ENV, help="partyflow home directory (default ~/.partyflow)", show_default=False),

@@ -17,7 +17,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, cli_console, print_json
+from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, YesOption, cli_console, print_json
 from partyflow.cli.nodes_catalog import home_of
 
 app = typer.Typer(help="Signing keys, trusted keys and signatures.", no_args_is_help=True)
@@ -64,6 +64,7 @@ def generate(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="a name for the key (who signs with it)", show_default=False)],
     expires: Expires = None,
+    yes: YesOption = False,  # uniform --yes (issue 14 item 5): nothing is asked here
     as_json: JsonOption = False,
     home: HomeOption = None,
 ) -> None:
@@ -106,6 +107,7 @@ def trust(
     name: Annotated[str | None, typer.Option("--name", help="the name to trust it under")] = None,
     expires: Expires = None,
     force: Annotated[bool, typer.Option("--force", help="trust a key that was revoked here")] = False,
+    yes: YesOption = False,  # uniform --yes (issue 14 item 5): nothing is asked here
     as_json: JsonOption = False,
     home: HomeOption = None,
 ) -> None:
@@ -123,6 +125,7 @@ def revoke(
     ctx: typer.Context,
     key: Annotated[str, typer.Argument(metavar="NAME|ID", show_default=False)],
     reason: Annotated[str, typer.Option("--reason", help="why (kept in the keyring)")] = "",
+    yes: YesOption = False,  # uniform --yes (issue 14 item 5): nothing is asked here
     as_json: JsonOption = False,
     home: HomeOption = None,
 ) -> None:
@@ -157,6 +160,7 @@ def sign(
     path: Annotated[Path, typer.Argument(help="a catalog JSON file (our format), a snapshot file or a pack folder",
                                          show_default=False)],
     key: KeyOption = None,
+    yes: YesOption = False,  # uniform --yes (issue 14 item 5): nothing is asked here
     as_json: JsonOption = False,
     home: HomeOption = None,
 ) -> None:

@@ -16,7 +16,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, cli_console, home_from
+from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, cli_console, home_from, writing
 
 __all__ = ["register", "vulndb_app"]
 
@@ -49,6 +49,9 @@ def scan_command(
     fail_on: Annotated[FailOn, typer.Option("--fail-on", help="exit 1 when a finding is at or above this "
                                                               "severity")] = FailOn.high,
     no_bandit: Annotated[bool, typer.Option("--no-bandit", help="skip bandit's checks")] = False,
+    sarif: Annotated[Path | None, typer.Option("--sarif", metavar="FILE", help="also write the findings as SARIF "
+                                               "2.1.0 to FILE (for code-scanning uploads in CI)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="the same as --format json")] = False,
     home: HomeOption = None,
 ) -> None:
     """Scan a node pack without importing or running it; findings carry rule, severity, file:line and why."""
@@ -60,10 +63,13 @@ def scan_command(
     except (ScanError, VulnDbError) as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(EXIT_INVALID) from None
-    if output_format is Format.json:
+    if sarif is not None:  # written before the exit code is decided, so CI uploads it on failure too
+        with writing(sarif):
+            sarif.write_text(json.dumps(to_sarif(report, base=Path.cwd()), indent=2) + "\n", encoding="utf-8")
+    if as_json or output_format is Format.json:
         sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
     elif output_format is Format.sarif:
-        sys.stdout.write(json.dumps(to_sarif(report), indent=2) + "\n")
+        sys.stdout.write(json.dumps(to_sarif(report, base=Path.cwd()), indent=2) + "\n")
     else:
         _table(report)
     if report.at_or_above(Severity.parse(fail_on.value)):

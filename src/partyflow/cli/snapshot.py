@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, cli_console, print_json
+from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, YesOption, cli_console, print_json
 from partyflow.cli.nodes_catalog import JsonOption, home_of, manager_errors
 
 app = typer.Typer(help="Save, compare and restore the state of a home's node packs.", no_args_is_help=True)
@@ -23,6 +23,7 @@ def save(
     ctx: typer.Context,
     name: Annotated[str | None, typer.Argument(help="snapshot name (default: the time)")] = None,
     no_python: NoPython = False,
+    yes: YesOption = False,  # uniform --yes (issue 14 item 5): nothing is asked here
     as_json: JsonOption = False,
     home: HomeOption = None,
 ) -> None:

@@ -131,6 +131,7 @@ def promote(home: Home, source: str, target: str, *, smoke_workflow: Path | None
         try:
             step("verifying the source")
             snapshot, report.signature = _read_source(home, source, env, manager)
+            trust = _trust(report.signature)
             _audit(manager, "promote.verify", report, details={"signature": report.signature})
             step("planning the change set")
             report.changes = plan_changes(snapshot, snapshot_of(manager))
@@ -139,7 +140,7 @@ def promote(home: Home, source: str, target: str, *, smoke_workflow: Path | None
             if report.changes:
                 _require_sandbox()
                 step("fetching and scanning the packs to install")
-                report.checks = _precheck(manager, snapshot, report.changes, area / report.promotion_id)
+                report.checks = _precheck(manager, snapshot, report.changes, area / report.promotion_id, trust)
             _audit(manager, "promote.plan", report, details={"changes": [c.describe() for c in report.changes],
                                                              "checks": report.checks, "dry_run": dry_run})
         except (ManagerError, EnvError) as exc:
@@ -158,7 +159,7 @@ def promote(home: Home, source: str, target: str, *, smoke_workflow: Path | None
             _audit(manager, "promote", report, result="refused", error="cancelled at the confirmation")
             raise PromotionError("promotion cancelled; nothing was changed", user_error=True)
         _apply_and_check(manager, snapshot, report, area / report.promotion_id, smoke_workflow, import_timeout,
-                         smoke_timeout, step)
+                         smoke_timeout, step, trust)
     return report
 
 
@@ -276,7 +277,22 @@ def _require_sandbox() -> None:
                              f"here: {exc}", user_error=True) from None
 
 
-def _precheck(manager: Any, want: Snapshot, changes: list[Change], scratch: Path) -> list[dict[str, Any]]:
+def _trust(signature: dict[str, Any] | None) -> tuple[Any, Any] | None:
+    """What a verified snapshot signature vouches for, as the security policy sees it.
+
+    The signer approved each pack by its content hash, and the hash is checked before (and again after) the
+    install, so a signed snapshot stands in for packs that carry no signature of their own, as a signed bundle
+    does: origin `catalog`, signature `signed`. An unsigned source vouches for nothing (None)."""
+    if not signature or signature.get("state") != "signed":
+        return None
+    from partyflow.security.policy import Origin, SignatureStatus
+
+    return Origin.CATALOG, SignatureStatus("signed", signer=f"{signature['key']} ({signature['key_id']})",
+                                           reason="content hash listed in a signed snapshot")
+
+
+def _precheck(manager: Any, want: Snapshot, changes: list[Change], scratch: Path,
+              trust: tuple[Any, Any] | None) -> list[dict[str, Any]]:
     """Fetch each pack to install, compare it with the snapshot's hash and pass it through the target's gate."""
     from partyflow.manager.packs import _origin
     from partyflow.manager.sources import fetch
@@ -296,8 +312,12 @@ def _precheck(manager: Any, want: Snapshot, changes: list[Change], scratch: Path
                 raise PromotionError(f"{change.name}: its source now gives content {actual[:19]}..., not the "
                                      f"{expected[:19]}... the snapshot recorded", pack=change.name, user_error=True,
                                      hint="the source changed since the snapshot was taken: take a new one")
-            details = enforce_staged(manager.policy(), fetched.path, home=manager.home, caller=manager.caller(),
-                                     origin=_origin(change.spec, None), name=change.name)
+            vouched = trust if trust is not None and expected else None
+            origin = vouched[0] if vouched else _origin(change.spec, None)
+            policy = manager.policy()
+            policy.require(policy.source(origin, manager.caller()), pack=change.name)
+            details = enforce_staged(policy, fetched.path, home=manager.home, caller=manager.caller(),
+                                     origin=origin, name=change.name, signature=vouched[1] if vouched else None)
             results.append({"pack": change.name, "content_hash": actual, **details})
     finally:
         remove_path(scratch)
@@ -307,7 +327,8 @@ def _precheck(manager: Any, want: Snapshot, changes: list[Change], scratch: Path
 # ---- applying, checking and rolling back -------------------------------------------------------------------
 
 def _apply_and_check(manager: Any, want: Snapshot, report: PromotionReport, saved: Path,
-                     smoke: Path | None, import_timeout: float, smoke_timeout: float, step: Step) -> None:
+                     smoke: Path | None, import_timeout: float, smoke_timeout: float, step: Step,
+                     trust: tuple[Any, Any] | None) -> None:
     step("saving the target's state")
     report.before_snapshot = str(_save_before(manager, report.promotion_id))
     _save_copies(manager, report, saved)
@@ -315,13 +336,16 @@ def _apply_and_check(manager: Any, want: Snapshot, report: PromotionReport, save
     for change in report.changes:
         step(change.describe())
         try:
-            _do(manager, change)
+            _do(manager, change, trust if want.packs.get(change.name) and want.packs[change.name].content_hash
+                else None)
         except ManagerError as exc:
             failure = f"{change.describe()} failed: {exc.message}"
             break
         report.applied.append(change.describe())
     _audit(manager, "promote.apply", report, result="failed" if failure else "ok", error=failure,
            details={"applied": report.applied})
+    if failure is None:
+        failure = _content_check(manager, want, report)
     if failure is None:
         step("health check: importing every pack in the sandbox")
         failure = _health(manager, report, smoke, import_timeout, smoke_timeout, step)
@@ -342,11 +366,27 @@ def _apply_and_check(manager: Any, want: Snapshot, report: PromotionReport, save
     _audit(manager, "promote", report, result="failed", error=failure)
 
 
-def _do(manager: Any, change: Change) -> None:
+def _do(manager: Any, change: Change, trust: tuple[Any, Any] | None) -> None:
     if change.action in ("install", "replace"):
-        manager.install(change.spec, name=change.name, replace=change.action == "replace")
+        origin, signature = trust if trust is not None else (None, None)
+        manager.install(change.spec, name=change.name, replace=change.action == "replace", origin=origin,
+                        signature=signature)
     else:
         getattr(manager, change.action)(change.name)
+
+
+def _content_check(manager: Any, want: Snapshot, report: PromotionReport) -> str | None:
+    """Every installed pack must be what the snapshot recorded (a source that changed between the scan and the
+    install would otherwise slip in under the snapshot's signature)."""
+    installed = {p.name: p for p in manager.installed()}
+    wrong = []
+    for change in report.changes:
+        expected = want.packs[change.name].content_hash if change.name in want.packs else None
+        pack = installed.get(change.name)
+        if change.spec is not None and expected and pack is not None and tree_hash(pack.path) != expected:
+            wrong.append(change.name)
+    report.health["content"] = {"checked": sum(1 for c in report.changes if c.spec is not None), "wrong": wrong}
+    return f"content check: {', '.join(wrong)} differ from the snapshot's content hash" if wrong else None
 
 
 def _save_before(manager: Any, promotion_id: str) -> Path:
@@ -444,10 +484,10 @@ def _health(manager: Any, report: PromotionReport, smoke: Path | None, import_ti
     try:
         results = diagnose(manager.home, timeout=import_timeout)
     except ManagerError as exc:
-        report.health = {"imports": [], "error": exc.message}
+        report.health.update({"imports": [], "error": exc.message})
         return f"health check could not run: {exc.message}"
-    report.health = {"imports": [{"name": h.name, "ok": h.ok, "error": h.error, "seconds": h.seconds}
-                                 for h in results]}
+    report.health["imports"] = [{"name": h.name, "ok": h.ok, "error": h.error, "seconds": h.seconds}
+                                for h in results]
     broken = [h for h in results if not h.ok]
     if broken:
         first = broken[0]
