@@ -189,3 +189,26 @@ def test_sarif_is_valid_and_has_one_result_per_finding(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "clean.sarif").read_text())["runs"][0]["results"] == []
     refused = cli("scan", str(tmp_path / "missing"), "--sarif", str(tmp_path / "x.sarif"), home=home)
     assert refused.returncode == 2 and not (tmp_path / "x.sarif").exists()
+
+
+def test_refusals_exit_2_with_a_json_error_everywhere(tmp_path: Path) -> None:
+    """Bad input to any mutating command: exit code 2 and one JSON object saying what and why, never a
+    traceback; a pipeline can tell "refused" (2) from "failed" (1) from "ok" (0) the same way for all of them."""
+    from typer.testing import CliRunner
+
+    from partyflow.cli.main import app
+
+    home = tmp_path / "home"
+    (home / "custom_nodes").mkdir(parents=True)
+    (home / "config.toml").write_text('[environments.dev]\nhome = "dev"\n')
+    missing = str(tmp_path / "missing")
+    runner = CliRunner()
+    for args in (["nodes", "uninstall", "nope"], ["nodes", "disable", "nope"], ["snapshot", "restore", "nope"],
+                 ["bundle", "install", missing + ".pfb"], ["backup", "restore", missing + ".tar.gz"],
+                 ["env", "promote", "env:dev", "--to", "prod"], ["env", "promote", missing, "--to", "dev"],
+                 ["keys", "revoke", "nobody"]):
+        result = runner.invoke(app, ["--home", str(home), *args, "--yes", "--json"])
+        assert result.exit_code == 2, (args, result.output)
+        assert result.stdout.strip(), (args, result.output)
+        error = json.loads(result.stdout)
+        assert error["ok"] is False and error["error"], args
