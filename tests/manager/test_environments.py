@@ -5,6 +5,7 @@ and real rollbacks compared by tree hash and enabled state."""
 from __future__ import annotations
 
 import json
+import signal
 import tarfile
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from partyflow.manager.packs import PackManager
 from partyflow.manager.promotion import promote, snapshot_of
 from partyflow.manager.provenance import tree_hash
 from partyflow.manager.signing import sign_snapshot
+from partyflow.manager.staging import PAUSE_MARKER
 
 SMOKE_NODES = '''
 
@@ -237,3 +239,27 @@ def test_strong_prod_takes_only_a_snapshot_signed_by_its_release_key(world: dict
     assert {c["pack"]: c["signature"]["state"] for c in report.checks} == {"alpha": "signed", "beta": "signed"}
     assert report.health["content"] == {"checked": 2, "wrong": []}
     assert _state(prod) == _state(dev)
+
+
+def test_a_killed_promotion_is_rolled_back_by_the_next_one(world: dict, paused) -> None:  # noqa: ANN001
+    prod, ctl = world["prod"], world["ctl"]
+    before, records = _state(prod), _records(prod)
+    code = ("from pathlib import Path\nfrom partyflow.config import Home\n"
+            "from partyflow.manager.promotion import promote\n"
+            f"promote(Home(Path({str(ctl.root)!r})), 'env:dev', 'prod')\n")
+    process = paused(code, "recorded")  # SIGKILL right after the first change (uninstall legacy) was recorded
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if line.startswith(PAUSE_MARKER):
+            break
+    else:
+        raise AssertionError("the promotion ended without reaching the step: " + "".join(seen[-20:]))
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+    assert "legacy" not in _state(prod)
+
+    report = promote(ctl, "env:dev", "prod", dry_run=True)
+    assert len(report.recovered) == 1 and report.recovered[0].startswith("rolled back interrupted promotion")
+    assert _state(prod) == before and _records(prod) == records
+    assert ("promote.rollback", "recovered") in [(e.action, e.result) for e in audit_entries(prod)]
