@@ -225,9 +225,13 @@ def test_strong_prod_takes_only_a_snapshot_signed_by_its_release_key(world: dict
     Keyring(prod).trust(release.export("release"))
     # prod at "strong": signed snapshots only (the default there), from the release key only; the packs carry no
     # signatures of their own, so the snapshot's signature over their content hashes is what lets them in
-    config = ctl.config_file.read_text().replace('security_level = "normal"', 'security_level = "strong"')
+    # (prod's own config.toml says strong; the environment table sets no level of its own)
+    config = ctl.config_file.read_text().replace('security_level = "normal"\n', '')
     ctl.config_file.write_text(config + f'trusted_keys = ["{key.key_id}"]\n')
-    unsigned = cli("env", "promote", "env:dev", "--to", "prod", "--yes", home=ctl)
+    prod.config_file.write_text('security_level = "strong"\n')
+    # the shell's level is the operator's, not prod's: it cannot loosen prod
+    unsigned = cli("env", "promote", "env:dev", "--to", "prod", "--yes", home=ctl,
+                   env={"PARTYFLOW_SECURITY_LEVEL": "weak"})
     assert unsigned.returncode == 2 and "accepts only signed snapshots" in unsigned.stderr
 
     path = world["tmp"] / "release.json"
@@ -236,6 +240,7 @@ def test_strong_prod_takes_only_a_snapshot_signed_by_its_release_key(world: dict
     assert signed.returncode == 0, signed.stderr
     report = promote(ctl, str(path), "prod")
     assert report.status == "promoted" and report.signature and report.signature["key_id"] == key.key_id
+    assert report.security_level == "strong"
     assert {c["pack"]: c["signature"]["state"] for c in report.checks} == {"alpha": "signed", "beta": "signed"}
     assert report.health["content"] == {"checked": 2, "wrong": []}
     assert _state(prod) == _state(dev)

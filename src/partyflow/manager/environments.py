@@ -89,9 +89,11 @@ def open_environment(env: Environment, **options: Any) -> Any:
     if not env.path.is_dir():
         raise EnvError(f"environment {env.name!r}: {env.path} does not exist", user_error=True,
                                hint=f"create it (mkdir -p {env.path}) or fix the path in config.toml")
-    options.setdefault("security_level", env.security_level)
     if env.kind == "home":
-        return PackManager(Home(env.path), **options)
+        home = Home(env.path)
+        options.setdefault("security_level", env.security_level or _configured_level(home))
+        return PackManager(home, **options)
+    options.setdefault("security_level", env.security_level)
     try:
         targets = importlib.import_module("partyflow.manager.targets")
         open_manager = targets.open_manager
@@ -105,6 +107,22 @@ def open_environment(env: Environment, **options: Any) -> Any:
         if hasattr(manager, key):
             setattr(manager, key, value)
     return manager
+
+
+def _configured_level(home: Home) -> str:
+    """The level an environment's home configures for itself (default normal). The shell's
+    PARTYFLOW_SECURITY_LEVEL is deliberately not read: it belongs to whoever runs the command, not to the
+    environment, and must not loosen prod for a promotion started from a dev shell."""
+    raw = Settings.load(home).raw
+    manager = raw.get("manager", {})
+    value = raw.get("security_level")
+    if value is None and isinstance(manager, Mapping):
+        value = manager.get("security_level")
+    if value is None:
+        return "normal"
+    if not isinstance(value, str) or value.strip().lower() not in _LEVELS:
+        raise ConfigError(f"{home.config_file}: security_level must be one of {', '.join(_LEVELS)}, got {value!r}")
+    return value.strip().lower()
 
 
 def _parse(name: str, table: Any, where: Path) -> Environment:
