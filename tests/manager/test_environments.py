@@ -19,6 +19,7 @@ from partyflow.manager.promotion import promote, snapshot_of
 from partyflow.manager.provenance import tree_hash
 from partyflow.manager.signing import sign_snapshot
 from partyflow.manager.staging import PAUSE_MARKER
+from partyflow.nodes.isolation.environment import python_of, venv_dir
 
 SMOKE_NODES = '''
 
@@ -143,6 +144,10 @@ def test_diff_dry_run_and_promote_dev_to_prod(world: dict) -> None:
 
 def test_failing_smoke_workflow_rolls_back_exactly(world: dict) -> None:
     prod, ctl = world["prod"], world["ctl"]
+    iso = write_pack(world["src"] / "iso", cls="IsoNode")  # an isolated pack, which dev lacks: uninstalled
+    PackManager(prod).install(str(iso), isolate=True)
+    venv = venv_dir(prod.root, "iso")
+    venv_files = sorted(p.relative_to(venv).as_posix() for p in venv.rglob("*"))
     before, records = _state(prod), _records(prod)
     boom = _workflow(world["tmp"] / "boom.json", "SmokeBoom")
 
@@ -150,10 +155,12 @@ def test_failing_smoke_workflow_rolls_back_exactly(world: dict) -> None:
                home=ctl)
     assert done.returncode == 1, done.stderr
     result = json.loads(done.stdout)
-    assert result["status"] == "rolled back" and len(result["applied"]) == 4
+    assert result["status"] == "rolled back" and len(result["applied"]) == 5
     assert "smoke says no" in result["reason"] and result["rollback"]["exact"]
     assert _state(prod) == before and _records(prod) == records
-    assert (prod.root / "custom_nodes" / "legacy").is_dir()  # the uninstalled pack is back
+    assert (prod.root / "custom_nodes" / "legacy").is_dir()  # the uninstalled packs are back
+    assert sorted(p.relative_to(venv).as_posix() for p in venv.rglob("*")) == venv_files  # with iso's venv
+    assert python_of(venv).exists() and _records(prod)["iso"]["isolated"]
     actions = [(e.action, e.result) for e in audit_entries(prod)]
     assert ("promote.health", "failed") in actions and ("promote.rollback", "ok") in actions
     assert actions[-1] == ("promote", "failed")

@@ -369,8 +369,9 @@ def _apply_and_check(manager: Any, want: Snapshot, report: PromotionReport, save
 def _do(manager: Any, change: Change, trust: tuple[Any, Any] | None) -> None:
     if change.action in ("install", "replace"):
         origin, signature = trust if trust is not None else (None, None)
+        current = manager.info(change.name).record if change.action == "replace" else None
         manager.install(change.spec, name=change.name, replace=change.action == "replace", origin=origin,
-                        signature=signature)
+                        signature=signature, isolate=bool(current is not None and current.isolated))
     else:
         getattr(manager, change.action)(change.name)
 
@@ -387,6 +388,12 @@ def _content_check(manager: Any, want: Snapshot, report: PromotionReport) -> str
             wrong.append(change.name)
     report.health["content"] = {"checked": sum(1 for c in report.changes if c.spec is not None), "wrong": wrong}
     return f"content check: {', '.join(wrong)} differ from the snapshot's content hash" if wrong else None
+
+
+def _venv(manager: Any, name: str) -> Path:
+    from partyflow.nodes.isolation.environment import venv_dir
+
+    return venv_dir(manager.home.root, name)
 
 
 def _save_before(manager: Any, promotion_id: str) -> Path:
@@ -414,7 +421,13 @@ def _save_copies(manager: Any, report: PromotionReport, saved: Path) -> None:
         record = records.get(name)
         touched[name] = {"location": str(pack.path), "copy": str(copy),
                          "record": record.to_dict() if record else None, "content_hash": tree_hash(pack.path),
-                         "enabled": pack.enabled}
+                         "enabled": pack.enabled, "venv": None}
+        venv = _venv(manager, name)
+        if record is not None and record.isolated and venv.is_dir():  # replacing or removing it drops its venv
+            venv_copy = saved / "venvs" / name
+            venv_copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(venv, venv_copy, symlinks=True)
+            touched[name]["venv"] = {"location": str(venv), "copy": str(venv_copy)}
     atomic_write_json(saved / STATE_FILE, {"promotion_id": report.promotion_id, "source": report.source,
                                            "touched": touched})
 
@@ -434,6 +447,9 @@ def rollback(manager: Any, saved: Path) -> dict[str, Any]:
             for index, name in enumerate(sorted(touched)):
                 if name in live:
                     moves.append((live[name].path, operation.workdir / f"{index}-{live[name].path.name}"))
+                info = touched[name]
+                if info is not None and info.get("venv") and os.path.lexists(info["venv"]["location"]):
+                    moves.append((Path(info["venv"]["location"]), operation.workdir / f"{index}-venv"))
             put: dict[str, dict[str, Any]] = {}
             delete: list[str] = []
             for name, info in sorted(touched.items()):
@@ -441,6 +457,8 @@ def rollback(manager: Any, saved: Path) -> dict[str, Any]:
                     delete.append(name)
                 if info is not None:
                     moves.append((Path(info["copy"]), Path(info["location"])))
+                    if info.get("venv"):
+                        moves.append((Path(info["venv"]["copy"]), Path(info["venv"]["location"])))
                     if info["record"] is not None:
                         put[name] = info["record"]
             operation.commit(moves, put=put, delete=delete)
