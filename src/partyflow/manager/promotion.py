@@ -36,9 +36,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from partyflow.config import Home
+from partyflow.config import ConfigError, Home
 from partyflow.manager.audit import AuditLog
-from partyflow.manager.environments import EnvError, Environment, environment, open_environment
+from partyflow.manager.environments import Environment, environment, open_environment
 from partyflow.manager.errors import ManagerError
 from partyflow.manager.journal import Operation
 from partyflow.manager.provenance import RecordStore, atomic_write_json, tree_hash
@@ -143,9 +143,12 @@ def promote(home: Home, source: str, target: str, *, smoke_workflow: Path | None
                 report.checks = _precheck(manager, snapshot, report.changes, area / report.promotion_id, trust)
             _audit(manager, "promote.plan", report, details={"changes": [c.describe() for c in report.changes],
                                                              "checks": report.checks, "dry_run": dry_run})
-        except (ManagerError, EnvError) as exc:
-            _audit(manager, "promote", report, result="refused", error=exc.message,
-                   details=getattr(exc, "details", None) or None)
+        except ConfigError as exc:  # another environment's table, or its home's config.toml
+            _audit(manager, "promote", report, result="refused", error=str(exc))
+            raise PromotionError(str(exc), user_error=True) from exc
+        except ManagerError as exc:
+            _audit(manager, "promote", report, result="refused" if exc.user_error else "failed",
+                   error=exc.message, details=getattr(exc, "details", None) or None)
             if isinstance(exc, PromotionError) or not exc.user_error:
                 raise
             raise PromotionError(exc.message, pack=exc.pack, hint=exc.hint, user_error=True) from exc
@@ -330,27 +333,25 @@ def _apply_and_check(manager: Any, want: Snapshot, report: PromotionReport, save
                      smoke: Path | None, import_timeout: float, smoke_timeout: float, step: Step,
                      trust: tuple[Any, Any] | None) -> None:
     step("saving the target's state")
-    report.before_snapshot = str(_save_before(manager, report.promotion_id))
-    _save_copies(manager, report, saved)
+    try:
+        report.before_snapshot = str(_save_before(manager, report.promotion_id))
+        _save_copies(manager, report, saved)
+    except OSError as exc:
+        remove_path(saved)
+        _audit(manager, "promote", report, result="failed", error=f"saving the target's state: {exc}")
+        raise PromotionError(f"cannot save {report.target}'s state before changing it ({exc}); nothing was "
+                             "changed", hint="free some disk space in the target's home and try again") from exc
     failure: str | None = None
-    for change in report.changes:
-        step(change.describe())
-        try:
-            _do(manager, change, trust if want.packs.get(change.name) and want.packs[change.name].content_hash
-                else None)
-        except ManagerError as exc:
-            failure = f"{change.describe()} failed: {exc.message}"
-            break
-        report.applied.append(change.describe())
-    _audit(manager, "promote.apply", report, result="failed" if failure else "ok", error=failure,
-           details={"applied": report.applied})
-    if failure is None:
-        failure = _content_check(manager, want, report)
-    if failure is None:
-        step("health check: importing every pack in the sandbox")
-        failure = _health(manager, report, smoke, import_timeout, smoke_timeout, step)
-        _audit(manager, "promote.health", report, result="failed" if failure else "ok", error=failure,
-               details=report.health)
+    try:
+        failure = _apply(manager, want, report, step, trust)
+        if failure is None:
+            step("health check: content, then importing every pack in the sandbox")
+            failure = _content_check(manager, want, report) or \
+                _health(manager, report, smoke, import_timeout, smoke_timeout, step)
+            _audit(manager, "promote.health", report, result="failed" if failure else "ok", error=failure,
+                   details=report.health)
+    except Exception as exc:  # noqa: BLE001 - whatever broke after the first change, the target goes back
+        failure = f"unexpected error: {type(exc).__name__}: {exc}"
     if failure is None:
         remove_path(saved)
         report.status = "promoted"
@@ -364,6 +365,24 @@ def _apply_and_check(manager: Any, want: Snapshot, report: PromotionReport, save
     _audit(manager, "promote.rollback", report, result="ok" if report.rollback["exact"] else "failed",
            error=failure, details=report.rollback)
     _audit(manager, "promote", report, result="failed", error=failure)
+
+
+def _apply(manager: Any, want: Snapshot, report: PromotionReport, step: Step,
+           trust: tuple[Any, Any] | None) -> str | None:
+    """Each change in order, stopping at the first that fails (its reason returned)."""
+    failure = None
+    for change in report.changes:
+        step(change.describe())
+        vouched = trust if change.name in want.packs and want.packs[change.name].content_hash else None
+        try:
+            _do(manager, change, vouched)
+        except ManagerError as exc:
+            failure = f"{change.describe()} failed: {exc.message}"
+            break
+        report.applied.append(change.describe())
+    _audit(manager, "promote.apply", report, result="failed" if failure else "ok", error=failure,
+           details={"applied": report.applied})
+    return failure
 
 
 def _do(manager: Any, change: Change, trust: tuple[Any, Any] | None) -> None:
