@@ -275,3 +275,36 @@ def test_a_killed_promotion_is_rolled_back_by_the_next_one(world: dict, paused) 
     assert len(report.recovered) == 1 and report.recovered[0].startswith("rolled back interrupted promotion")
     assert _state(prod) == before and _records(prod) == records
     assert ("promote.rollback", "recovered") in [(e.action, e.result) for e in audit_entries(prod)]
+
+
+def test_diff_reports_requirements_enabled_state_and_bad_config(tmp_path: Path) -> None:
+    """Packs put in place by hand (no installs): drift in declared requirements and enabled state."""
+    one, two, ctl = Home(tmp_path / "one"), Home(tmp_path / "two"), Home(tmp_path / "ctl")
+    write_pack(one.custom_nodes / "same", files={"requirements.txt": "packaging>=20\n"})
+    write_pack(two.custom_nodes / "same", files={"requirements.txt": "packaging>=20\n# a comment\n"})
+    write_pack(one.custom_nodes / "req", files={"requirements.txt": "packaging>=20\n"})
+    write_pack(two.custom_nodes / "req", files={"requirements.txt": "packaging>=21\n"})
+    write_pack(one.custom_nodes / "switch")
+    write_pack(two.disabled_nodes / "switch")
+    ctl.root.mkdir()
+    ctl.config_file.write_text('[environments.one]\nhome = "../one"\n[environments.two]\nhome = "../two"\n')
+
+    done = cli("env", "diff", "one", "two", "--python", "--json", home=ctl)
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)
+    changed = {c["name"]: c["fields"] for c in report["changed"]}
+    assert changed["req"]["requirements"] == {"a": ["packaging>=20"], "b": ["packaging>=21"]}
+    assert changed["switch"] == {"enabled": {"a": True, "b": False}}
+    assert set(changed["same"]) == {"content_hash"}  # a comment changes the files, not the requirements
+    assert report["python"] == {"only_in_a": {}, "only_in_b": {}, "changed": {}}  # one shared interpreter
+    human = cli("env", "diff", "one", "two", home=ctl).stdout
+    assert "requirements packaging>=20 -> packaging>=21" in human and "switch: state enabled -> disabled" in human
+
+    ctl.config_file.write_text('[environments.one]\nhome = "../one"\ncomfyui = "../two"\n')
+    bad = cli("env", "list", home=ctl)
+    assert bad.returncode == 2 and "exactly one of home" in bad.stderr
+    ctl.config_file.write_text('[environments.one]\nhome = "../one"\nsecurity_level = "lax"\n')
+    assert "security_level must be one of" in cli("env", "list", home=ctl).stderr
+    ctl.config_file.write_text('[environments.one]\ncomfyui = "../two"\n')
+    comfy = cli("env", "diff", "one", "one", home=ctl)  # no ComfyUI target support in this build: clear refusal
+    assert comfy.returncode == 2 and ("ComfyUI" in comfy.stderr or "comfyui" in comfy.stderr), comfy.stderr

@@ -119,6 +119,9 @@ def promote(
 
 # ---- printing ----------------------------------------------------------------------------------------------
 
+_LABELS = {"content_hash": "content", "enabled": "state"}
+
+
 def _print_drift(drift: Any) -> None:
     console = cli_console()
     if not drift.different:
@@ -138,7 +141,7 @@ def _print_drift(drift: Any) -> None:
                 left, right = ("enabled" if left else "disabled"), ("enabled" if right else "disabled")
             elif field_name == "requirements":
                 left, right = ", ".join(left) or "none", ", ".join(right) or "none"
-            parts.append(f"{field_name} {left} -> {right}")
+            parts.append(f"{_LABELS.get(field_name, field_name)} {left} -> {right}")
         console.print(f"[yellow]~[/] {escape(change['name'])}: {escape('; '.join(parts))}", highlight=False)
     python = drift.python
     for name, version in python.get("only_in_a", {}).items():
