@@ -95,9 +95,10 @@ def open_environment(env: Environment, **options: Any) -> Any:
         return PackManager(home, **options)
     options.setdefault("security_level", env.security_level)
     try:
-        targets = importlib.import_module("partyflow.manager.targets")
-        open_manager = targets.open_manager
-    except (ModuleNotFoundError, AttributeError):
+        open_manager = importlib.import_module("partyflow.manager.targets").open_manager
+    except (ModuleNotFoundError, AttributeError) as exc:
+        if isinstance(exc, ModuleNotFoundError) and exc.name != "partyflow.manager.targets":
+            raise  # the module is there but broken: not the same as missing
         raise EnvError(f"environment {env.name!r} is a ComfyUI install, and this partyflow cannot manage "
                                "ComfyUI installs yet (partyflow.manager.targets.open_manager is missing)",
                                user_error=True, hint="use a partyflow home (home = \"PATH\") for this "
