@@ -3,6 +3,7 @@ parser accepts, every mutating command takes --yes and --json, and SARIF output 
 
 from __future__ import annotations
 
+import functools
 import json
 import shlex
 from pathlib import Path
@@ -77,9 +78,14 @@ def _remaining(ctx: Any) -> list[str]:
     return [*protected, *ctx.args]
 
 
+@functools.cache
+def _root() -> Any:
+    return command()
+
+
 def _parse(args: list[str]) -> list[str]:
     """Run the real click parser over `args` (no command body runs); the resolved command path."""
-    root = command()
+    root = _root()
     ctx = root.make_context("partyflow", list(args))
     path, group, current = [], root, ctx
     rest = _remaining(ctx)
@@ -138,7 +144,7 @@ MUTATING = {
 
 
 def test_every_mutating_command_takes_yes_and_json() -> None:
-    root = command()
+    root = _root()
     for path in sorted(MUTATING):
         group, leaf = path.split()
         options = {o for p in root.commands[group].commands[leaf].params for o in getattr(p, "opts", [])}
