@@ -4,7 +4,7 @@ Credentials are named, never written: each `*_env` key holds the name of an envi
 holding something that looks like a secret value is refused. Example:
 
     [channels.helpdesk]
-    type = "slack"                       # slack | telegram | feishu | webhook
+    type = "slack"                       # slack | telegram | feishu | discord | webhook
     model = "support-bot"                # a published workflow (its model name)
     bot_token_env = "SLACK_BOT_TOKEN"
     signing_secret_env = "SLACK_SIGNING_SECRET"
@@ -26,6 +26,7 @@ PLATFORMS: dict[str, tuple[str, ...]] = {  # the credentials each platform needs
     "telegram": ("bot_token_env", "secret_token_env"),
     "feishu": ("app_id_env", "app_secret_env", "verification_token_env"),
     "webhook": ("secret_env",),
+    "discord": ("bot_token_env",),
 }
 OPTIONAL_CREDENTIALS = {"feishu": ("encrypt_key_env",)}
 SESSIONS = ("chat", "thread", "user")

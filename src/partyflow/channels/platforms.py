@@ -148,12 +148,21 @@ class Telegram:
                 await asyncio.sleep(float(wait))
         return None
 
-    async def poll(self, on_message: Any, stop: asyncio.Event) -> None:
+    async def run(self, on_message: Any, stop: asyncio.Event) -> None:
         """Long polling (`partyflow channels run`): getUpdates until `stop`, acknowledging each batch."""
         offset = None
         async with self.bot:
             while not stop.is_set():
-                updates = await self.bot.get_updates(offset=offset, timeout=25, allowed_updates=["message"])
+                fetch = asyncio.ensure_future(self.bot.get_updates(offset=offset, timeout=25,
+                                                                   allowed_updates=["message"]))
+                halt = asyncio.ensure_future(stop.wait())
+                await asyncio.wait({fetch, halt}, return_when=asyncio.FIRST_COMPLETED)
+                halt.cancel()
+                if not fetch.done():
+                    fetch.cancel()
+                    await asyncio.gather(fetch, return_exceptions=True)
+                    break
+                updates = fetch.result()
                 for update in updates:
                     offset = update.update_id + 1
                     message = self.read(update.to_dict())
@@ -300,4 +309,8 @@ ADAPTERS: dict[str, type] = {"slack": Slack, "telegram": Telegram, "feishu": Fei
 
 def adapter_for(config: ChannelConfig) -> Any:
     """The platform adapter (raises ChannelConfigError for missing credentials, naming the variable)."""
+    if config.type == "discord":
+        from partyflow.channels.discord_bot import Discord
+
+        return Discord(config)
     return ADAPTERS[config.type](config)

@@ -11,6 +11,7 @@ workflow and the tokens spent.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import deque
@@ -28,7 +29,15 @@ logger = logging.getLogger("partyflow.channels")
 
 HISTORY_TURNS = 20  # earlier messages of the conversation given to the workflow
 MIGRATIONS = ["CREATE TABLE channel_events (channel TEXT NOT NULL, event_id TEXT NOT NULL, seen REAL NOT NULL,"
-              " PRIMARY KEY (channel, event_id))"]
+              " PRIMARY KEY (channel, event_id))",
+              # one row per answered message: who asked, when, which workflow, what it cost (`channels history`)
+              "CREATE TABLE channel_turns (id INTEGER PRIMARY KEY AUTOINCREMENT, channel TEXT NOT NULL,"
+              " platform TEXT NOT NULL, session_id TEXT NOT NULL, chat TEXT NOT NULL, user TEXT NOT NULL,"
+              " event_id TEXT NOT NULL, workflow TEXT NOT NULL, prompt_id TEXT, status TEXT NOT NULL,"
+              " received REAL NOT NULL, answered REAL, prompt_tokens INTEGER NOT NULL DEFAULT 0,"
+              " completion_tokens INTEGER NOT NULL DEFAULT 0, cost REAL, text TEXT NOT NULL, answer TEXT NOT NULL,"
+              " attachments TEXT NOT NULL DEFAULT '[]');"
+              " CREATE INDEX channel_turns_by_channel ON channel_turns (channel, id)"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,24 @@ class Inbound:
     user_id: str
     text: str
     thread_id: str | None = None
+    space: str | None = None  # the server/workspace the chat belongs to (a Discord guild id, "dm" for DMs)
+    received: float = 0.0  # when it arrived (time.time()); 0 = now
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file from an IMAGE or AUDIO output, ready to upload."""
+
+    filename: str
+    data: bytes
+    kind: str  # "image" | "audio"
+    mime: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    attachments: tuple[Attachment, ...] = ()
 
 
 class Outbox(Protocol):
@@ -50,6 +77,12 @@ class Outbox(Protocol):
     async def typing(self, message: Inbound) -> None: ...
 
     async def send(self, message: Inbound, text: str) -> None: ...
+
+
+class FileOutbox(Outbox, Protocol):
+    """An adapter that can also upload images and audio (`send_file`)."""
+
+    async def send_file(self, message: Inbound, attachment: Attachment) -> None: ...
 
 
 class ChannelRuntime:
@@ -70,8 +103,10 @@ class ChannelRuntime:
     # ---- the checks, before anything runs ---------------------------------------------------------------------
 
     def allowed(self, message: Inbound) -> bool:
+        """In the allow-lists: `allow_chats` names chats, or whole spaces (a Discord guild id, "dm")."""
         chats, users = self.config.allow_chats, self.config.allow_users
-        return (chats is None or message.chat_id in chats) and (users is None or message.user_id in users)
+        chat_ok = chats is None or message.chat_id in chats or (message.space is not None and message.space in chats)
+        return chat_ok and (users is None or message.user_id in users)
 
     def first_delivery(self, event_id: str) -> bool:
         """True the first time an event id is seen (platforms redeliver when an acknowledgement is late)."""
@@ -114,36 +149,82 @@ class ChannelRuntime:
         return "answering"
 
     async def handle(self, message: Inbound, outbox: Outbox) -> None:
+        received = message.received or time.time()
         try:
             await outbox.typing(message)
-            answer = await self.answer(message)
+            reply = await self.answer(message, received=received)
         except ChannelRunError as exc:
             logger.error("channel %s: %s", self.config.name, exc)
-            answer = "Sorry, I could not answer that (the workflow failed; the server log has the details)."
-        for part in split_text(answer, outbox.limit):
+            self._record(message, received, status="failed", answer=str(exc))
+            reply = Reply("Sorry, I could not answer that (the workflow failed; the server log has the details).")
+        for part in split_text(reply.text, outbox.limit) if reply.text.strip() or not reply.attachments else []:
             await outbox.send(message, part)
+        for attachment in reply.attachments:
+            if hasattr(outbox, "send_file"):
+                await outbox.send_file(message, attachment)
+            else:
+                logger.warning("channel %s: %s cannot carry files; %s not sent", self.config.name,
+                               self.config.type, attachment.filename)
 
-    async def answer(self, message: Inbound) -> str:
+    async def answer(self, message: Inbound, *, received: float | None = None) -> Reply:
         publication = self.publication()
         session = self.session_id(message)
         history = [{"role": m.role, "content": m.content if isinstance(m.content, str) else ""}
                    for m in self._memory.messages(session)[-HISTORY_TURNS:] if m.role in ("user", "assistant")]
         turn = ChatTurn(text=message.text, history=history)
+        extra = attachment_outputs(publication)
+        wanted = list(dict.fromkeys([publication.output[0], *(node for node, _ in extra)]))
         try:
             prompt = apply_turn(publication, self.engine.load_workflow(publication.document), turn, self._inputs)
-            result = await self.engine.run_async(prompt, outputs=[publication.output[0]])
+            result = await self.engine.run_async(prompt, outputs=wanted)
         except ValueError as exc:  # PromptValidationError, PublishError
             raise ChannelRunError(f"{publication.path.name}: {exc}") from exc
         if not result.ok:
             raise ChannelRunError(f"{publication.path.name} {result.status}: "
                                   f"{result.error.describe() if result.error else 'interrupted'}")
-        text = as_text(result.output(*publication.output))
+        main = _safe_output(result, *publication.output)
+        files = as_attachments(main, "output")
+        text = "" if files else as_text(main)  # an IMAGE/AUDIO answer is sent as files, with no text
+        for index, (node, slot) in enumerate(extra):
+            files.extend(as_attachments(_safe_output(result, node, slot), f"output{index + 1}"))
         usage = usage_from([], turn, text)
-        self._memory.append(session, [UserMessage(content=message.text), AssistantMessage(content=text)], metadata={
-            "channel": self.config.name, "platform": self.config.type, "chat": message.chat_id,
-            "user": message.user_id, "workflow": publication.model, "prompt_id": result.prompt_id,
-            "tokens": usage["total_tokens"], "at": time.time()})
-        return text
+        cost = self._cost(result.prompt_id)
+        now = time.time()
+        self._memory.append(session, [UserMessage(content=message.text, name=_name(message.user_id)),
+                                      AssistantMessage(content=text or ", ".join(f.filename for f in files))],
+                            metadata={"channel": self.config.name, "platform": self.config.type,
+                                      "chat": message.chat_id, "user": message.user_id,
+                                      "workflow": publication.model, "prompt_id": result.prompt_id,
+                                      "tokens": usage["total_tokens"], "at": now})
+        self._record(message, received or now, status="answered", answer=text, prompt_id=result.prompt_id,
+                     usage=usage, cost=cost, files=[f.filename for f in files])
+        return Reply(text, tuple(files))
+
+    def _cost(self, prompt_id: str) -> float | None:
+        services = getattr(getattr(self.engine, "host", None), "usage", None)
+        if services is None:
+            return None
+        try:
+            totals = services.prompt_usage(prompt_id)
+        except Exception:  # the ledger is optional bookkeeping: never lose the answer over it
+            logger.exception("channel %s: reading the usage ledger failed", self.config.name)
+            return None
+        cost = (totals or {}).get("cost")
+        return float(cost) if isinstance(cost, (int, float)) else None
+
+    def _record(self, message: Inbound, received: float, *, status: str, answer: str, prompt_id: str | None = None,
+                usage: dict[str, int] | None = None, cost: float | None = None, files: list[str] | None = None,
+                ) -> None:
+        usage = usage or {}
+        with transaction(self._events) as conn:
+            conn.execute(
+                "INSERT INTO channel_turns (channel, platform, session_id, chat, user, event_id, workflow, prompt_id,"
+                " status, received, answered, prompt_tokens, completion_tokens, cost, text, answer, attachments)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (self.config.name, self.config.type, self.session_id(message), message.chat_id, message.user_id,
+                 message.event_id, self.config.model, prompt_id, status, received, time.time(),
+                 usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0), cost, message.text, answer,
+                 json.dumps(files or [])))
 
     def publication(self) -> Publication:
         folder = self.engine.home.user / self.config.owner / "workflows"
@@ -171,6 +252,71 @@ class ChannelRuntime:
         """Wait for the answers in flight (tests, shutdown)."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+def channel_history(db: Any, channel: str | None = None, *, limit: int = 50) -> list[dict[str, Any]]:
+    """The latest answered (or failed) channel messages, newest first: who, when, which workflow, cost."""
+    query = ("SELECT channel, platform, session_id, chat, user, event_id, workflow, prompt_id, status, received,"
+             " answered, prompt_tokens, completion_tokens, cost, text, answer, attachments FROM channel_turns")
+    query += " WHERE channel = ?" if channel else ""
+    rows = db.execute(query + " ORDER BY id DESC LIMIT ?", (*([channel] if channel else []), limit)).fetchall()
+    keys = ("channel", "platform", "session", "chat", "user", "event_id", "workflow", "prompt_id", "status",
+            "received", "answered", "prompt_tokens", "completion_tokens", "cost", "text", "answer", "attachments")
+    return [{**dict(zip(keys, row, strict=True)), "attachments": json.loads(row[-1])} for row in rows]
+
+
+def open_history(state_db: Any) -> StoreConnection:
+    """The channels' tables in state.sqlite (created if new)."""
+    conn = open_database(state_db)
+    migrate(conn, "channels", MIGRATIONS)
+    return conn
+
+
+def attachment_outputs(publication: Publication) -> list[tuple[str, int]]:
+    """Extra outputs a published workflow sends as files: `extra.partyflow.publish.attachments`,
+    a list of `{"node": 7, "output": 0}` (IMAGE or AUDIO outputs); malformed entries are ignored."""
+    extra = publication.document.get("extra")
+    marker = ((extra or {}).get("partyflow") or {}).get("publish") if isinstance(extra, dict) else None
+    entries = marker.get("attachments") if isinstance(marker, dict) else None
+    found = []
+    for entry in entries if isinstance(entries, list) else []:
+        if isinstance(entry, dict) and isinstance(entry.get("output", 0), int) and entry.get("node") is not None:
+            found.append((str(entry["node"]), int(entry.get("output", 0))))
+    return found
+
+
+def as_attachments(value: Any, stem: str) -> list[Attachment]:
+    """IMAGE tensors ([B,H,W,C], one PNG per image) and AUDIO dicts ({"waveform", "sample_rate"}, one WAV per
+    batch item) as files; anything else is not a file (an empty list)."""
+    if isinstance(value, dict) and "waveform" in value and "sample_rate" in value:
+        from partyflow.media.audio import encode_audio
+
+        waveform = value["waveform"]
+        batch = waveform if getattr(waveform, "ndim", 0) == 3 else waveform[None]
+        files = []
+        for index, item in enumerate(batch):
+            data, ext = encode_audio(item, int(value["sample_rate"]), "wav")
+            files.append(Attachment(f"{stem}-{index + 1}.{ext}", data, "audio", f"audio/{ext}"))
+        return files
+    if getattr(value, "ndim", 0) == 4 and hasattr(value, "detach") and value.shape[-1] in (1, 3, 4):
+        from partyflow.media.images import encode_png
+
+        return [Attachment(f"{stem}-{index + 1}.png", encode_png(value[index]), "image", "image/png")
+                for index in range(value.shape[0])]
+    return []
+
+
+def _safe_output(result: Any, node: str, index: int) -> Any:
+    try:
+        return result.output(node, index)
+    except (KeyError, IndexError):
+        raise ChannelRunError(f"output {index} of node {node} produced nothing") from None
+
+
+def _name(user_id: str) -> str | None:
+    """An OpenAI-style message name (letters, digits, _ and -, at most 64), so the memory says who spoke."""
+    cleaned = "".join(c if c.isalnum() or c in "_-" else "_" for c in user_id)[:64]
+    return cleaned or None
 
 
 class ChannelRunError(RuntimeError):

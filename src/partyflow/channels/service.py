@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from partyflow.channels.config import ChannelConfig, ChannelConfigError, load_channels
-from partyflow.channels.platforms import Refused, Telegram, adapter_for
+from partyflow.channels.platforms import Refused, adapter_for
 from partyflow.channels.runtime import ChannelRunError, ChannelRuntime
 
 logger = logging.getLogger("partyflow.channels")
@@ -59,6 +59,11 @@ def start_channels(engine: Any, names: list[str] | None = None) -> Channels:
             except ChannelRunError:
                 runtime.close()
                 raise
+        except ImportError as exc:
+            channels.problems[name] = (f"the {config.type} SDK is not installed ({exc.name}): "
+                                       "pip install 'partyflow[channels]'")
+            logger.error("channel %s not started: %s", name, channels.problems[name])
+            continue
         except (ChannelConfigError, ChannelRunError) as exc:
             channels.problems[name] = str(exc)
             logger.error("channel %s not started: %s", name, exc)
@@ -84,7 +89,7 @@ def channels_extension(engine: Any) -> Callable[[web.Application], None]:
 
         async def events(request: web.Request) -> web.Response:
             channel = state["channels"].running.get(request.match_info["name"])
-            if channel is None:
+            if channel is None or getattr(channel.adapter, "socket", False):
                 return web.json_response({"error": "no such channel, or it is not running"}, status=404)
             if request.content_length is not None and request.content_length > MAX_EVENT_BYTES:
                 return web.json_response({"error": "the event is too large"}, status=413)
@@ -106,24 +111,40 @@ def channels_extension(engine: Any) -> Callable[[web.Application], None]:
 
 
 async def run_polling(engine: Any, names: list[str] | None, stop: asyncio.Event) -> Channels:
-    """`partyflow channels run`: long-poll the channels that can (Telegram) until `stop`."""
+    """`partyflow channels run`: hold the connections of the channels that receive over a socket or long
+    polling (Discord gateway, Slack Socket Mode, Telegram getUpdates) until `stop`. A channel whose connection
+    fails is reported in `problems`; the others keep running."""
     channels = start_channels(engine, names)
-    pollers = []
+    listeners = []
     for name, channel in channels.running.items():
-        if isinstance(channel.adapter, Telegram):
-            def accept(message: Any, channel: Channel = channel) -> None:
-                channel.runtime.accept(message, channel.adapter)
-
-            pollers.append(asyncio.create_task(channel.adapter.poll(accept, stop), name=f"poll-{name}"))
-        else:
+        listen = getattr(channel.adapter, "run", None)
+        if listen is None:
             channels.problems[name] = (f"{channel.config.type} channels receive events over HTTP: run "
                                        "`partyflow serve` and point the platform at /channels/NAME/events")
-    if pollers:
-        await stop.wait()
-        for task in pollers:
-            task.cancel()
-        await asyncio.gather(*pollers, return_exceptions=True)
+            continue
+
+        def accept(message: Any, channel: Channel = channel) -> None:
+            channel.runtime.accept(message, channel.adapter)
+
+        listeners.append(asyncio.create_task(_listen(name, listen, accept, stop, channels), name=f"channel-{name}"))
+    if listeners:
+        waiter = asyncio.create_task(stop.wait())
+        everything = asyncio.gather(*listeners, return_exceptions=True)
+        await asyncio.wait({waiter, everything}, return_when=asyncio.FIRST_COMPLETED)
+        stop.set()
+        await everything
+        waiter.cancel()
         for channel in channels.running.values():
             await channel.runtime.drain()
     channels.close()
     return channels
+
+
+async def _listen(name: str, listen: Any, accept: Any, stop: asyncio.Event, channels: Channels) -> None:
+    try:
+        await listen(accept, stop)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # one platform's outage or refusal must not stop the other channels
+        logger.error("channel %s stopped: %s", name, exc, exc_info=logger.isEnabledFor(logging.DEBUG))
+        channels.problems[name] = f"its connection failed: {type(exc).__name__}: {exc}"

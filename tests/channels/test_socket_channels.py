@@ -1,0 +1,179 @@
+"""Socket and long-poll channels end to end (issue 16): `run_polling` (what `partyflow channels run` does) holds a
+real discord.py gateway connection to a loopback Discord; messages are answered by the published workflow with the
+conversation's memory, and IMAGE/AUDIO outputs arrive at the platform as real PNG/WAV files."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import threading
+import wave
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.channels.discord_gateway import DiscordAPI, message_create
+from tests.server.test_access import _published
+
+from partyflow import Engine
+from partyflow.channels.runtime import channel_history, open_history
+from partyflow.channels.service import Channels, run_polling
+from partyflow.memory import SessionStore
+
+SECRETS = {"PF_DISCORD_TOKEN": "discord-bot-token"}
+GUILD, CHANNEL, ART_CHANNEL, ART_GUILD = "700000000000000001", "710000000000000001", "720000000000000001", "7300"
+
+
+def _painter() -> dict[str, Any]:
+    """The echo workflow plus a LoadImage and a LoadAudio whose outputs are sent as attachments."""
+    document = _published("painter")
+    document["nodes"] += [
+        {"id": 4, "type": "LoadImage", "mode": 0, "inputs": [], "widgets_values": ["dot.png", "image"],
+         "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": []}, {"name": "MASK", "type": "MASK", "links": []}]},
+        {"id": 5, "type": "LoadAudio", "mode": 0, "inputs": [], "widgets_values": ["beep.wav", None, None],
+         "outputs": [{"name": "AUDIO", "type": "AUDIO", "links": []}]}]
+    document["extra"]["partyflow"]["publish"]["attachments"] = [{"node": 4, "output": 0}, {"node": 5, "output": 0}]
+    return document
+
+
+def _png() -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (4, 3), (200, 30, 90)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def _wav() -> bytes:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as writer:
+        writer.setnchannels(1)
+        writer.setsampwidth(2)
+        writer.setframerate(8000)
+        writer.writeframes(b"\x00\x10" * 800)
+    return out.getvalue()
+
+
+@dataclass
+class Running:
+    engine: Engine
+    discord: DiscordAPI
+    stop: Any
+    loop: asyncio.AbstractEventLoop
+    result: dict[str, Channels]
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    discord = DiscordAPI(token=SECRETS["PF_DISCORD_TOKEN"], heartbeat_ms=45_000).start()
+    home: Path = tmp_path_factory.mktemp("socket-channels")
+    (home / "config.toml").write_text(f"""
+[channels.discord]
+type = "discord"
+model = "echo"
+bot_token_env = "PF_DISCORD_TOKEN"
+api_base = "{discord.url}/api/v10"
+allow_chats = ["{GUILD}", "dm"]
+
+[channels.art]
+type = "discord"
+model = "painter"
+bot_token_env = "PF_DISCORD_TOKEN"
+api_base = "{discord.url}/api/v10"
+allow_chats = ["{ART_CHANNEL}"]
+""")
+    workflows = home / "user" / "default" / "workflows"
+    workflows.mkdir(parents=True)
+    (workflows / "echo.json").write_text(json.dumps(_published("echo")))
+    (workflows / "painter.json").write_text(json.dumps(_painter()))
+    (home / "input").mkdir()
+    (home / "input" / "dot.png").write_bytes(_png())
+    (home / "input" / "beep.wav").write_bytes(_wav())
+    saved = {k: os.environ.get(k) for k in SECRETS}
+    os.environ.update(SECRETS)
+    engine = Engine(home=home, builtin_packs=("core", "comfy"))
+    runner = asyncio.Runner()  # like asyncio.run in `partyflow channels run`: leftover tasks are cancelled at the end
+    loop = runner.get_loop()
+    stop = asyncio.Event()
+    result: dict[str, Channels] = {}
+
+    def serve() -> None:
+        with runner:
+            result["channels"] = runner.run(run_polling(engine, None, stop))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield Running(engine, discord, stop, loop, result)
+    loop.call_soon_threadsafe(stop.set)
+    thread.join(30)
+    engine.close()
+    discord.stop()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def test_discord_gateway_identify_memory_typing_redelivery_and_splitting(running: Running) -> None:
+    discord = running.discord
+    identifies = discord.wait_for("gateway:op2", 2)  # both channels identify with the bot token and our intents
+    for identify in identifies:
+        data = identify.body["d"]
+        assert data["token"] == SECRETS["PF_DISCORD_TOKEN"]
+        assert data["intents"] & (1 << 15) and data["intents"] & (1 << 9) and data["intents"] & (1 << 12)
+    connect = discord.matching("gateway:connect")[0].body
+    assert connect["v"] == "10" and connect["encoding"] == "json" and connect["compress"] in ("zstd-stream",
+                                                                                              "zlib-stream")
+    posts = f"/api/v10/channels/{CHANNEL}/messages"
+    discord.rate_limit_once.add(posts)  # the first answer meets a 429 with retry_after: discord.py waits, retries
+    discord.dispatch("MESSAGE_CREATE", message_create(1001, "hello", channel=CHANNEL, guild=GUILD))
+    [first] = discord.wait_for(posts)
+    assert first.body["content"] == "You said: hello"
+    assert first.headers["Authorization"] == f"Bot {SECRETS['PF_DISCORD_TOKEN']}"
+    assert discord.matching(f"/api/v10/channels/{CHANNEL}/typing")  # typing before answering
+    discord.dispatch("MESSAGE_CREATE", message_create(1001, "hello", channel=CHANNEL, guild=GUILD))  # redelivered
+    discord.dispatch("MESSAGE_CREATE", message_create(1002, "intruder", channel="799", guild="798"))  # unknown
+    discord.dispatch("MESSAGE_CREATE", message_create(1003, "me", channel=CHANNEL, guild=GUILD, bot=True))
+    discord.dispatch("MESSAGE_CREATE", message_create(1004, "again", channel=CHANNEL, guild=GUILD))
+    second = discord.wait_for(posts, 2)[1]
+    assert second.body["content"] == "You said: again"
+    discord.dispatch("MESSAGE_CREATE", message_create(1005, "y" * 4500, channel=CHANNEL, guild=GUILD))
+    long = discord.wait_for(posts, 5)[2:]
+    assert [len(c.body["content"]) <= 2000 for c in long] == [True, True, True]
+    assert "".join(c.body["content"] for c in long) == "You said: " + "y" * 4500
+    assert len(discord.matching(posts)) == 5 and not discord.matching("/channels/799/")
+    session = f"channel:discord:{CHANNEL}"
+    with SessionStore.open(running.engine.home.state_db) as memory:
+        texts = [m.content for m in memory.messages(session)]
+    assert texts[:4] == ["hello", "You said: hello", "again", "You said: again"]
+    before = len(discord.matching("gateway:op1"))
+    discord.request_heartbeat()  # the gateway asks for a heartbeat: each client answers with op 1 and its sequence
+    beats = discord.wait_for("gateway:op1", before + 2)[before:]
+    assert all(isinstance(beat.body["d"], int) and beat.body["d"] >= 1 for beat in beats)
+
+
+def test_discord_dm_and_attachments_from_image_and_audio_outputs(running: Running) -> None:
+    discord = running.discord
+    discord.wait_for("gateway:op2", 2)
+    discord.dispatch("MESSAGE_CREATE", message_create(2001, "draw", channel=ART_CHANNEL, guild=ART_GUILD))
+    posts = discord.wait_for(f"/api/v10/channels/{ART_CHANNEL}/messages", 3)
+    assert posts[0].body["content"] == "You said: draw"
+    image, audio = posts[1].files["files[0]"], posts[2].files["files[0]"]
+    assert image[0] == "output1-1.png" and image[2].startswith(b"\x89PNG\r\n\x1a\n")
+    assert audio[0] == "output2-1.wav" and audio[2][:4] == b"RIFF" and audio[2][8:12] == b"WAVE"
+    assert json.loads(posts[1].body["payload_json"])["attachments"][0]["filename"] == "output1-1.png"
+    dm_channel = "740000000000000001"
+    discord.dispatch("MESSAGE_CREATE", message_create(2002, "psst", channel=dm_channel, guild=None))
+    [dm] = discord.wait_for(f"/api/v10/channels/{dm_channel}/messages")
+    assert dm.body["content"] == "You said: psst"  # "dm" in allow_chats: direct messages are answered
+    with closing(open_history(running.engine.home.state_db)) as db:
+        rows = channel_history(db, "art")
+    assert rows[0]["user"] == "900000000000000009" and rows[0]["workflow"] == "painter"
+    assert rows[0]["attachments"] == ["output1-1.png", "output2-1.wav"] and rows[0]["status"] == "answered"
+    assert rows[0]["prompt_tokens"] > 0 and rows[0]["answered"] >= rows[0]["received"]
