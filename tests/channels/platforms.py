@@ -51,6 +51,8 @@ class PlatformAPI:
             body = _form(raw) if raw else {}
         else:
             body, files["body"] = {}, ("", request.content_type, raw)  # a raw upload (Slack's upload URL)
+        if isinstance(body, dict) and request.query:  # Web API arguments may come in the query string
+            body = {**dict(request.query), **body}
         path = request.path
         if path in self.rate_limit_once:
             self.rate_limit_once.discard(path)

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from tests.channels.discord_gateway import DiscordAPI, message_create
+from tests.channels.slack_socket import SlackAPI
 from tests.server.test_access import _published
 
 from partyflow import Engine
@@ -25,7 +26,7 @@ from partyflow.channels.runtime import channel_history, open_history
 from partyflow.channels.service import Channels, run_polling
 from partyflow.memory import SessionStore
 
-SECRETS = {"PF_DISCORD_TOKEN": "discord-bot-token"}
+SECRETS = {"PF_DISCORD_TOKEN": "discord-bot-token", "PF_SLACK_BOT": "xoxb-socket", "PF_SLACK_APP": "xapp-1-socket"}
 GUILD, CHANNEL, ART_CHANNEL, ART_GUILD = "700000000000000001", "710000000000000001", "720000000000000001", "7300"
 
 
@@ -63,6 +64,7 @@ def _wav() -> bytes:
 class Running:
     engine: Engine
     discord: DiscordAPI
+    slack: SlackAPI
     stop: Any
     loop: asyncio.AbstractEventLoop
     result: dict[str, Channels]
@@ -71,6 +73,7 @@ class Running:
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     discord = DiscordAPI(token=SECRETS["PF_DISCORD_TOKEN"], heartbeat_ms=45_000).start()
+    slack = SlackAPI(app_token=SECRETS["PF_SLACK_APP"]).start()
     home: Path = tmp_path_factory.mktemp("socket-channels")
     (home / "config.toml").write_text(f"""
 [channels.discord]
@@ -86,6 +89,15 @@ model = "painter"
 bot_token_env = "PF_DISCORD_TOKEN"
 api_base = "{discord.url}/api/v10"
 allow_chats = ["{ART_CHANNEL}"]
+
+[channels.slackart]
+type = "slack"
+model = "painter"
+bot_token_env = "PF_SLACK_BOT"
+app_token_env = "PF_SLACK_APP"
+api_base = "{slack.url}/slack"
+allow_chats = ["C-ART"]
+session = "thread"
 """)
     workflows = home / "user" / "default" / "workflows"
     workflows.mkdir(parents=True)
@@ -108,11 +120,12 @@ allow_chats = ["{ART_CHANNEL}"]
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    yield Running(engine, discord, stop, loop, result)
+    yield Running(engine, discord, slack, stop, loop, result)
     loop.call_soon_threadsafe(stop.set)
     thread.join(30)
     engine.close()
     discord.stop()
+    slack.stop()
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
@@ -177,3 +190,37 @@ def test_discord_dm_and_attachments_from_image_and_audio_outputs(running: Runnin
     assert rows[0]["user"] == "900000000000000009" and rows[0]["workflow"] == "painter"
     assert rows[0]["attachments"] == ["output1-1.png", "output2-1.wav"] and rows[0]["status"] == "answered"
     assert rows[0]["prompt_tokens"] > 0 and rows[0]["answered"] >= rows[0]["received"]
+
+
+def _slack_event(event_id: str, text: str, channel: str = "C-ART") -> dict[str, Any]:
+    return {"type": "event_callback", "event_id": event_id, "team_id": "T1", "api_app_id": "A0PARTY",
+            "event": {"type": "message", "channel": channel, "user": "U7", "text": text, "ts": f"1700.{event_id}",
+                      "channel_type": "channel"}}
+
+
+def test_slack_socket_mode_acks_redelivery_unknown_chat_and_file_uploads(running: Running) -> None:
+    slack = running.slack
+    slack.wait_for("socket:connect")
+    slack.deliver("env-1", _slack_event("Ev1", "paint"))
+    slack.deliver("env-1b", _slack_event("Ev1", "paint"), retry_attempt=1)  # redelivered: acknowledged, not answered
+    slack.deliver("env-2", _slack_event("Ev2", "hi", channel="C-elsewhere"))  # not in allow_chats: ignored
+    acks = slack.wait_for("socket:ack", 3)
+    assert [a.body["envelope_id"] for a in acks] == ["env-1", "env-1b", "env-2"]
+    [posted] = slack.wait_for("/slack/chat.postMessage")
+    assert posted.body["channel"] == "C-ART" and posted.body["text"] == "You said: paint"
+    assert posted.body["thread_ts"] == "1700.Ev1" and posted.headers["Authorization"] == "Bearer xoxb-socket"
+    completed = slack.wait_for("/slack/files.completeUploadExternal", 2)
+    uploads = slack.matching("/slack-upload/")
+    assert sorted(u.path for u in uploads) == ["/slack-upload/F00001", "/slack-upload/F00002"]
+    data = [next(iter(u.files.values()))[2] for u in uploads]
+    assert any(d.startswith(b"\x89PNG\r\n\x1a\n") for d in data) and any(d[8:12] == b"WAVE" for d in data)
+    asked = [c.body for c in slack.matching("/slack/files.getUploadURLExternal")]
+    assert {a["filename"] for a in asked} == {"output1-1.png", "output2-1.wav"}
+    assert all(int(a["length"]) == len(d) for a, d in zip(asked, data, strict=True))
+    assert all(c.body["channel_id"] == "C-ART" and c.body["thread_ts"] == "1700.Ev1" for c in completed)
+    slack.deliver("env-3", _slack_event("Ev3", "more"))  # answered after the redelivery: it was dropped, not queued
+    assert slack.wait_for("/slack/chat.postMessage", 2)[1].body["text"] == "You said: more"
+    assert len(slack.matching("/slack/chat.postMessage")) == 2
+    with SessionStore.open(running.engine.home.state_db) as memory:
+        session = memory.session("channel:slackart:C-ART:1700.Ev1")
+    assert session is not None and session.metadata["user"] == "U7" and session.metadata["workflow"] == "painter"

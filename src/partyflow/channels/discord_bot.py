@@ -27,7 +27,7 @@ MAX_RATE_LIMIT_WAIT_S = 60.0  # a longer retry_after fails the send instead of b
 
 class Discord:
     limit = 2000  # Discord's message content limit
-    socket = True  # receives over the gateway, not over HTTP
+    socket = listens = True  # receives over the gateway, not over HTTP
 
     def __init__(self, config: ChannelConfig) -> None:
         import discord  # noqa: F401 - fail at start-up, with the install hint, when the extra is missing

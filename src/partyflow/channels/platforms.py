@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from partyflow.channels.config import ChannelConfig
-from partyflow.channels.runtime import Inbound
+from partyflow.channels.runtime import Attachment, Inbound
 
 logger = logging.getLogger("partyflow.channels")
 
@@ -62,6 +62,9 @@ def _fresh(timestamp: str | None, now: float) -> None:
 
 
 class Slack:
+    """The Events API over HTTP (signing secret), or Socket Mode (`app_token_env`: an xapp- token; events arrive
+    over a websocket from apps.connections.open and are acknowledged by envelope id)."""
+
     limit = 3900  # Slack truncates long messages and advises staying under 4,000 characters
 
     def __init__(self, config: ChannelConfig) -> None:
@@ -70,12 +73,17 @@ class Slack:
         from slack_sdk.web.async_client import AsyncWebClient
 
         self.config = config
-        self._verifier = SignatureVerifier(config.secret("signing_secret_env"))
+        self.socket = "app_token_env" in config.credentials
+        self.listens = self.socket
+        self._app_token = config.secret("app_token_env") if self.socket else None
+        self._verifier = None if self.socket else SignatureVerifier(config.secret("signing_secret_env"))
         base = f"{config.api_base}/" if config.api_base else "https://slack.com/api/"
         self.client = AsyncWebClient(token=config.secret("bot_token_env"), base_url=base)
         self.client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=MAX_RATE_LIMIT_RETRIES))
 
     def verify(self, headers: Mapping[str, str], body: bytes, now: float | None = None) -> Verified:
+        if self._verifier is None:
+            raise Refused(404, "this Slack channel uses Socket Mode: run `partyflow channels run`")
         timestamp = headers.get("X-Slack-Request-Timestamp")
         _fresh(timestamp, now or time.time())
         if not self._verifier.is_valid(body, timestamp or "", headers.get("X-Slack-Signature", "")):
@@ -83,13 +91,40 @@ class Slack:
         event = _json(body)
         if event.get("type") == "url_verification":
             return Verified(reply={"challenge": event.get("challenge", "")})
+        return Verified(message=self.read(event))
+
+    def read(self, event: Mapping[str, Any]) -> Inbound | None:
+        """An event_callback's message (also the payload of a Socket Mode `events_api` envelope)."""
         inner = event.get("event") or {}
         if event.get("type") != "event_callback" or inner.get("type") not in ("message", "app_mention") \
                 or inner.get("bot_id") or inner.get("subtype") or not isinstance(inner.get("text"), str):
-            return Verified()  # edits, joins, our own posts: nothing to answer
-        return Verified(message=Inbound(event_id=str(event.get("event_id") or inner.get("ts")),
-                                        chat_id=str(inner.get("channel", "")), user_id=str(inner.get("user", "")),
-                                        text=inner["text"], thread_id=inner.get("thread_ts") or inner.get("ts")))
+            return None  # edits, joins, our own posts: nothing to answer
+        return Inbound(event_id=str(event.get("event_id") or inner.get("ts")), chat_id=str(inner.get("channel", "")),
+                       user_id=str(inner.get("user", "")), text=inner["text"],
+                       thread_id=inner.get("thread_ts") or inner.get("ts"), space=event.get("team_id"))
+
+    async def run(self, on_message: Any, stop: asyncio.Event) -> None:
+        """Socket Mode until `stop`: every envelope is acknowledged at once (Slack redelivers unacknowledged ones,
+        with `retry_attempt`); redeliveries of an answered event are dropped by its event id."""
+        from slack_sdk.socket_mode.aiohttp import SocketModeClient
+        from slack_sdk.socket_mode.response import SocketModeResponse
+
+        client = SocketModeClient(app_token=str(self._app_token), web_client=self.client,
+                                  auto_reconnect_enabled=True)
+
+        async def listener(client: Any, request: Any) -> None:
+            await client.send_socket_mode_response(SocketModeResponse(envelope_id=request.envelope_id))
+            if request.type == "events_api" and isinstance(request.payload, dict):
+                message = self.read(request.payload)
+                if message is not None:
+                    on_message(message)
+
+        client.socket_mode_request_listeners.append(listener)
+        try:
+            await client.connect()
+            await stop.wait()
+        finally:
+            await client.close()
 
     async def typing(self, message: Inbound) -> None:
         return None  # the Web API has no typing indicator for bots
@@ -98,12 +133,20 @@ class Slack:
         await self.client.chat_postMessage(channel=message.chat_id, text=text,
                                            thread_ts=message.thread_id if self.config.session == "thread" else None)
 
+    async def send_file(self, message: Inbound, attachment: Attachment) -> None:
+        """Slack's upload flow (files.getUploadURLExternal, the upload, files.completeUploadExternal), which
+        slack_sdk's files_upload_v2 performs; the file is shared into the chat (and thread)."""
+        await self.client.files_upload_v2(channel=message.chat_id, content=attachment.data,
+                                          filename=attachment.filename, title=attachment.filename,
+                                          thread_ts=message.thread_id if self.config.session == "thread" else None)
+
 
 # ---- Telegram (webhook or long polling; answers through the Bot API) -------------------------------------------
 
 
 class Telegram:
     limit = 4096
+    listens = True  # long polling with `partyflow channels run` (or its webhook in `partyflow serve`)
 
     def __init__(self, config: ChannelConfig) -> None:
         from telegram import Bot
@@ -134,6 +177,17 @@ class Telegram:
     async def send(self, message: Inbound, text: str) -> None:
         thread = int(message.thread_id) if message.thread_id and self.config.session == "thread" else None
         await self._retrying(self.bot.send_message, chat_id=message.chat_id, text=text, message_thread_id=thread)
+
+    async def send_file(self, message: Inbound, attachment: Attachment) -> None:
+        """sendPhoto for images, sendAudio for audio (multipart uploads)."""
+        from telegram import InputFile
+
+        thread = int(message.thread_id) if message.thread_id and self.config.session == "thread" else None
+        upload = InputFile(attachment.data, filename=attachment.filename)
+        if attachment.kind == "image":
+            await self._retrying(self.bot.send_photo, chat_id=message.chat_id, photo=upload, message_thread_id=thread)
+        else:
+            await self._retrying(self.bot.send_audio, chat_id=message.chat_id, audio=upload, message_thread_id=thread)
 
     async def _retrying(self, call: Any, **arguments: Any) -> Any:
         from telegram.error import RetryAfter

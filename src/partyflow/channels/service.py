@@ -117,7 +117,7 @@ async def run_polling(engine: Any, names: list[str] | None, stop: asyncio.Event)
     channels = start_channels(engine, names)
     listeners = []
     for name, channel in channels.running.items():
-        listen = getattr(channel.adapter, "run", None)
+        listen = getattr(channel.adapter, "run", None) if getattr(channel.adapter, "listens", False) else None
         if listen is None:
             channels.problems[name] = (f"{channel.config.type} channels receive events over HTTP: run "
                                        "`partyflow serve` and point the platform at /channels/NAME/events")

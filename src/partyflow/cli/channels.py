@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from datetime import UTC
 from typing import Annotated
 
 import typer
@@ -20,7 +21,7 @@ from partyflow.cli.common import (
     user_errors,
 )
 
-app = typer.Typer(help="Chat platforms (Slack, Telegram, Feishu, webhooks) answered by published workflows.",
+app = typer.Typer(help="Chat platforms (Slack, Telegram, Feishu, Discord, webhooks) answered by published workflows.",
                   no_args_is_help=True)
 JsonOption = Annotated[bool, typer.Option("--json", help="print JSON")]
 
@@ -87,7 +88,8 @@ def test(ctx: typer.Context, name: Annotated[str, typer.Argument(help="a [channe
 @app.command("run")
 def run(ctx: typer.Context, names: Annotated[list[str] | None, typer.Argument(help="channels (default: all)")] = None,
         home: HomeOption = None) -> None:
-    """Answer long-polling platforms (Telegram) until Ctrl-C; webhook platforms are served by `partyflow serve`."""
+    """Hold Discord gateway, Slack Socket Mode and Telegram long-polling connections until Ctrl-C (webhook platforms
+    are served by `partyflow serve`)."""
     from partyflow.channels import run_polling
 
     with user_errors():
@@ -111,3 +113,33 @@ def run(ctx: typer.Context, names: Annotated[list[str] | None, typer.Argument(he
 
 
 
+
+
+@app.command("history")
+def history(ctx: typer.Context, name: Annotated[str | None, typer.Argument(help="one channel (default: all)")] = None,
+            limit: Annotated[int, typer.Option("--limit", min=1, max=10_000, help="newest N messages")] = 50,
+            as_json: JsonOption = False, home: HomeOption = None) -> None:
+    """Messages the channels answered, newest first: who, when, which workflow, tokens and cost."""
+    from contextlib import closing
+    from datetime import datetime
+
+    from partyflow.channels.runtime import channel_history, open_history
+    from partyflow.config import Home, resolve_home
+
+    with user_errors():
+        state_db = Home(resolve_home(home_from(ctx, home))).state_db
+    with closing(open_history(state_db)) as db:
+        rows = channel_history(db, name, limit=limit)
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        cli_console().print("no channel messages yet", markup=False)
+        return
+    table = Table("when (UTC)", "channel", "user", "workflow", "status", "tokens", "cost", "message")
+    for row in rows:
+        when = datetime.fromtimestamp(row["received"], UTC).strftime("%Y-%m-%d %H:%M:%S")
+        cost = "" if row["cost"] is None else f"{row['cost']:.4f}"
+        table.add_row(when, escape(row["channel"]), escape(row["user"]), escape(row["workflow"]), row["status"],
+                      str(row["prompt_tokens"] + row["completion_tokens"]), cost, escape(row["text"][:60]))
+    cli_console().print(table)
