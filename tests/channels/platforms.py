@@ -58,6 +58,8 @@ class PlatformAPI:
             self.rate_limit_once.discard(path)
             return _rate_limited(path)
         answer = self.answer(request, path, body)
+        if asyncio.iscoroutine(answer):
+            answer = await answer
         if answer is not None and answer.status >= 400:
             return answer
         with self._changed:
@@ -65,8 +67,8 @@ class PlatformAPI:
             self._changed.notify_all()
         return answer if answer is not None else web.json_response(_answer(path, body))
 
-    def answer(self, request: web.Request, path: str, body: dict[str, Any]) -> web.StreamResponse | None:
-        """A platform-specific answer (subclasses); None for the shared JSON answers below."""
+    def answer(self, request: web.Request, path: str, body: dict[str, Any]) -> Any:
+        """A platform-specific answer (subclasses; may be a coroutine); None for the shared JSON answers below."""
         return None
 
     def record(self, path: str, body: dict[str, Any]) -> None:
@@ -154,7 +156,7 @@ def _answer(path: str, body: dict[str, Any]) -> dict[str, Any]:
         method = path.rsplit("/", 1)[-1]
         if method == "getMe":
             return {"ok": True, "result": {"id": 42, "is_bot": True, "first_name": "party", "username": "partybot"}}
-        if method == "sendMessage":
+        if method in ("sendMessage", "sendPhoto", "sendAudio"):
             return {"ok": True, "result": {"message_id": 7, "date": 1700000000, "text": body.get("text"),
                                            "chat": {"id": int(body.get("chat_id", 0)), "type": "private"}}}
         return {"ok": True, "result": True}

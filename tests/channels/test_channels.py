@@ -174,6 +174,19 @@ def test_telegram_secret_typing_memory_and_rate_limit(world: tuple[LiveServer, P
         messages = memory.messages("channel:tg:555")
     assert [m.content for m in messages] == ["hello", "You said: hello", "again", "You said: again"]
     assert session is not None and session.metadata["workflow"] == "echo"
+    assert messages[0].name == "9"  # who spoke, in the memory itself
+    turns = requests.get(live.url + "/channels/history", params={"channel": "tg"}, timeout=30).json()["turns"]
+    assert [t["text"] for t in turns] == ["again", "hello"]  # newest first; the rate-limited one was not run
+    assert turns[1] | {"received": 0, "answered": 0, "prompt_id": "", "prompt_tokens": 0, "completion_tokens": 0} == {
+        "channel": "tg", "platform": "telegram", "session": "channel:tg:555", "chat": "555", "user": "9",
+        "event_id": "1", "workflow": "echo", "status": "answered", "text": "hello", "answer": "You said: hello",
+        "attachments": [], "cost": None, "received": 0, "answered": 0, "prompt_id": "", "prompt_tokens": 0,
+        "completion_tokens": 0}
+    assert turns[1]["prompt_tokens"] > 0 and turns[1]["answered"] >= turns[1]["received"] > 0
+    assert requests.get(live.url + "/channels/history", params={"limit": "lots"}, timeout=30).status_code == 400
+    shown = subprocess.run([sys.executable, "-m", "partyflow", "channels", "history", "tg", "--json", "--home",
+                            str(live.engine.home.root)], capture_output=True, text=True, timeout=120)
+    assert [t["text"] for t in json.loads(shown.stdout)] == ["again", "hello"]
 
 
 def _encrypt(key: str, text: str) -> str:

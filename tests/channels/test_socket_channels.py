@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from tests.channels.discord_gateway import DiscordAPI, message_create
 from tests.channels.slack_socket import SlackAPI
+from tests.channels.telegram_polling import TelegramAPI
 from tests.server.test_access import _published
 
 from partyflow import Engine
@@ -26,7 +27,8 @@ from partyflow.channels.runtime import channel_history, open_history
 from partyflow.channels.service import Channels, run_polling
 from partyflow.memory import SessionStore
 
-SECRETS = {"PF_DISCORD_TOKEN": "discord-bot-token", "PF_SLACK_BOT": "xoxb-socket", "PF_SLACK_APP": "xapp-1-socket"}
+SECRETS = {"PF_DISCORD_TOKEN": "discord-bot-token", "PF_SLACK_BOT": "xoxb-socket", "PF_SLACK_APP": "xapp-1-socket",
+           "PF_TG_BOT": "4242:tg-poll", "PF_TG_SECRET": "unused-when-polling"}
 GUILD, CHANNEL, ART_CHANNEL, ART_GUILD = "700000000000000001", "710000000000000001", "720000000000000001", "7300"
 
 
@@ -65,6 +67,7 @@ class Running:
     engine: Engine
     discord: DiscordAPI
     slack: SlackAPI
+    telegram: TelegramAPI
     stop: Any
     loop: asyncio.AbstractEventLoop
     result: dict[str, Channels]
@@ -74,6 +77,7 @@ class Running:
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     discord = DiscordAPI(token=SECRETS["PF_DISCORD_TOKEN"], heartbeat_ms=45_000).start()
     slack = SlackAPI(app_token=SECRETS["PF_SLACK_APP"]).start()
+    telegram = TelegramAPI(token=SECRETS["PF_TG_BOT"]).start()
     home: Path = tmp_path_factory.mktemp("socket-channels")
     (home / "config.toml").write_text(f"""
 [channels.discord]
@@ -98,6 +102,14 @@ app_token_env = "PF_SLACK_APP"
 api_base = "{slack.url}/slack"
 allow_chats = ["C-ART"]
 session = "thread"
+
+[channels.tgart]
+type = "telegram"
+model = "painter"
+bot_token_env = "PF_TG_BOT"
+secret_token_env = "PF_TG_SECRET"
+api_base = "{telegram.url}"
+allow_chats = ["555"]
 """)
     workflows = home / "user" / "default" / "workflows"
     workflows.mkdir(parents=True)
@@ -120,12 +132,13 @@ session = "thread"
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    yield Running(engine, discord, slack, stop, loop, result)
+    yield Running(engine, discord, slack, telegram, stop, loop, result)
     loop.call_soon_threadsafe(stop.set)
     thread.join(30)
     engine.close()
     discord.stop()
     slack.stop()
+    telegram.stop()
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
@@ -224,3 +237,32 @@ def test_slack_socket_mode_acks_redelivery_unknown_chat_and_file_uploads(running
     with SessionStore.open(running.engine.home.state_db) as memory:
         session = memory.session("channel:slackart:C-ART:1700.Ev1")
     assert session is not None and session.metadata["user"] == "U7" and session.metadata["workflow"] == "painter"
+
+
+def _update(update_id: int, text: str, chat: int = 555) -> dict[str, Any]:
+    return {"update_id": update_id, "message": {"message_id": update_id, "date": 1700000000, "text": text,
+                                                "chat": {"id": chat, "type": "private"},
+                                                "from": {"id": 9, "is_bot": False, "first_name": "Ada"}}}
+
+
+def test_telegram_long_polling_sends_photo_and_audio(running: Running) -> None:
+    telegram = running.telegram
+    base = f"/bot{SECRETS['PF_TG_BOT']}"
+    telegram.wait_for(f"{base}/getUpdates")
+    telegram.push(_update(10, "draw me", chat=666))  # a chat outside allow_chats: ignored
+    telegram.push(_update(11, "draw me"))
+    telegram.push(_update(11, "draw me"))  # the same update again (a restart before confirming it): answered once
+    [text] = telegram.wait_for(f"{base}/sendMessage")
+    assert text.body["text"] == "You said: draw me" and str(text.body["chat_id"]) == "555"
+    [photo] = telegram.wait_for(f"{base}/sendPhoto")
+    [audio] = telegram.wait_for(f"{base}/sendAudio")
+    assert photo.files["photo"][0] == "output1-1.png" and photo.files["photo"][2].startswith(b"\x89PNG")
+    assert audio.files["audio"][0] == "output2-1.wav" and audio.files["audio"][2][8:12] == b"WAVE"
+    assert str(photo.body["chat_id"]) == "555"
+    telegram.push(_update(12, "again"))
+    assert telegram.wait_for(f"{base}/sendMessage", 2)[1].body["text"] == "You said: again"
+    telegram.wait_for(f"{base}/sendAudio", 2)
+    offsets = [int(c.body.get("offset") or 0) for c in telegram.matching(f"{base}/getUpdates")]
+    assert max(offsets) >= 12  # 10 and 11 were confirmed by asking for what comes after them
+    assert len(telegram.matching(f"{base}/sendMessage")) == 2
+    assert not any(str(c.body.get("chat_id")) == "666" for c in telegram.calls)
