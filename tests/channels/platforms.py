@@ -162,6 +162,10 @@ def _answer(path: str, body: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "result": True}
     if path.endswith("/tenant_access_token/internal"):
         return {"code": 0, "msg": "ok", "tenant_access_token": "t-test", "expire": 7200}
+    if path == "/open-apis/im/v1/images":
+        return {"code": 0, "msg": "success", "data": {"image_key": "img_v2_0001"}}
+    if path == "/open-apis/im/v1/files":
+        return {"code": 0, "msg": "success", "data": {"file_key": "file_v2_0001"}}
     if path.startswith("/open-apis/im/v1/messages"):
         return {"code": 0, "msg": "success", "data": {"message_id": "om_1", "chat_id": body.get("receive_id")}}
     return {"ok": True}

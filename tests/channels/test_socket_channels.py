@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from tests.channels.discord_gateway import DiscordAPI, message_create
+from tests.channels.platforms import PlatformAPI
 from tests.channels.slack_socket import SlackAPI
 from tests.channels.telegram_polling import TelegramAPI
 from tests.server.test_access import _published
@@ -266,3 +267,39 @@ def test_telegram_long_polling_sends_photo_and_audio(running: Running) -> None:
     assert max(offsets) >= 12  # 10 and 11 were confirmed by asking for what comes after them
     assert len(telegram.matching(f"{base}/sendMessage")) == 2
     assert not any(str(c.body.get("chat_id")) == "666" for c in telegram.calls)
+
+
+def test_feishu_uploads_an_image_then_sends_it_and_audio_as_a_file() -> None:
+    from partyflow.channels.config import parse_channel
+    from partyflow.channels.platforms import Feishu
+    from partyflow.channels.runtime import Attachment, Inbound
+
+    api = PlatformAPI().start()
+    environ = {"PF_FS_ID": "cli_app", "PF_FS_SECRET": "fs-secret", "PF_FS_VERIFY": "fs-verify"}
+    saved = {k: os.environ.get(k) for k in environ}
+    os.environ.update(environ)
+    try:
+        adapter = Feishu(parse_channel("lark", {"type": "feishu", "model": "m", "app_id_env": "PF_FS_ID",
+                                                "app_secret_env": "PF_FS_SECRET",
+                                                "verification_token_env": "PF_FS_VERIFY", "api_base": api.url}))
+        message = Inbound(event_id="e", chat_id="oc_9", user_id="ou_1", text="x")
+        png, wav = _png(), _wav()
+        asyncio.run(adapter.send_file(message, Attachment("output-1.png", png, "image", "image/png")))
+        asyncio.run(adapter.send_file(message, Attachment("output-1.wav", wav, "audio", "audio/wav")))
+    finally:
+        api.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    [image] = api.matching("/open-apis/im/v1/images")
+    assert image.body["image_type"] == "message" and image.files["image"][2] == png
+    assert image.headers["Authorization"] == "Bearer t-test"
+    [upload] = api.matching("/open-apis/im/v1/files")
+    assert upload.body["file_type"] == "stream" and upload.body["file_name"] == "output-1.wav"
+    assert upload.files["file"][2] == wav
+    sent = [c.body for c in api.matching("/open-apis/im/v1/messages")]
+    assert [(m["msg_type"], json.loads(m["content"])) for m in sent] == [
+        ("image", {"image_key": "img_v2_0001"}), ("file", {"file_key": "file_v2_0001"})]
+    assert all(m["receive_id"] == "oc_9" for m in sent)

@@ -279,19 +279,52 @@ class Feishu:
         return None  # bots cannot show typing in Feishu
 
     async def send(self, message: Inbound, text: str) -> None:
+        await self._post(message, "text", {"text": text})
+
+    async def send_file(self, message: Inbound, attachment: Attachment) -> None:
+        """Images: upload (im/v1/images, image_type "message") then an image message. Audio: Feishu's audio
+        messages take Opus only, so a WAV goes as a file (im/v1/files, file_type "stream") in a file message."""
+        import io
+
+        from lark_oapi.api.im.v1 import (
+            CreateFileRequest,
+            CreateFileRequestBody,
+            CreateImageRequest,
+            CreateImageRequestBody,
+        )
+
+        if attachment.kind == "image":
+            request = CreateImageRequest.builder().request_body(
+                CreateImageRequestBody.builder().image_type("message").image(io.BytesIO(attachment.data)).build()
+            ).build()
+            response = await self._retrying(self.client.im.v1.image.acreate, request)
+            await self._post(message, "image", {"image_key": response.data.image_key})
+            return
+        request = CreateFileRequest.builder().request_body(
+            CreateFileRequestBody.builder().file_type("stream").file_name(attachment.filename)
+            .file(io.BytesIO(attachment.data)).build()
+        ).build()
+        response = await self._retrying(self.client.im.v1.file.acreate, request)
+        await self._post(message, "file", {"file_key": response.data.file_key})
+
+    async def _post(self, message: Inbound, kind: str, content: dict[str, Any]) -> None:
         from lark_oapi.api.im.v1 import CreateMessageRequest, CreateMessageRequestBody
 
         request = (CreateMessageRequest.builder().receive_id_type("chat_id")
-                   .request_body(CreateMessageRequestBody.builder().receive_id(message.chat_id).msg_type("text")
-                                 .content(json.dumps({"text": text}, ensure_ascii=False)).build()).build())
+                   .request_body(CreateMessageRequestBody.builder().receive_id(message.chat_id).msg_type(kind)
+                                 .content(json.dumps(content, ensure_ascii=False)).build()).build())
+        await self._retrying(self.client.im.v1.message.acreate, request)
+
+    async def _retrying(self, call: Any, request: Any) -> Any:
         for attempt in range(MAX_RATE_LIMIT_RETRIES + 1):
-            response = await self.client.im.v1.message.acreate(request)
+            response = await call(request)
             if response.success():
-                return
+                return response
             if response.code == 99991400 and attempt < MAX_RATE_LIMIT_RETRIES:  # Feishu's "too many requests"
                 await asyncio.sleep(2 ** attempt)
                 continue
-            raise RuntimeError(f"Feishu refused the message: {response.code} {response.msg}")
+            raise RuntimeError(f"Feishu refused the request: {response.code} {response.msg}")
+        return None
 
 
 def decrypt(encrypt_key: str, data: str) -> str:
