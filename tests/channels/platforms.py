@@ -19,6 +19,7 @@ class Call:
     body: dict[str, Any]
     files: dict[str, tuple[str, str, bytes]] = field(default_factory=dict)  # field -> (filename, type, bytes)
     method: str = "POST"
+    status: int = 200  # what the stand-in answered (refused calls are recorded too)
 
 
 @dataclass
@@ -60,10 +61,9 @@ class PlatformAPI:
         answer = self.answer(request, path, body)
         if asyncio.iscoroutine(answer):
             answer = await answer
-        if answer is not None and answer.status >= 400:
-            return answer
         with self._changed:
-            self.calls.append(Call(path, dict(request.headers), body, files, request.method))
+            self.calls.append(Call(path, dict(request.headers), body, files, request.method,
+                                   200 if answer is None else answer.status))
             self._changed.notify_all()
         return answer if answer is not None else web.json_response(_answer(path, body))
 

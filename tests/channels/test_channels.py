@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
+from tests.channels.discord_gateway import DiscordAPI, message_create
 from tests.channels.platforms import PlatformAPI
 from tests.server.live import LiveServer, start_server
 from tests.server.test_access import _published
@@ -30,11 +31,23 @@ from partyflow.server.frontend import frontend_extension
 SECRETS = {"PF_SLACK_TOKEN": "xoxb-test", "PF_SLACK_SIGNING": "slack-signing-secret",
            "PF_TG_TOKEN": "123:tg-token", "PF_TG_SECRET": "tg-secret-token", "PF_FS_ID": "cli_app",
            "PF_FS_SECRET": "fs-secret", "PF_FS_VERIFY": "fs-verify-token", "PF_FS_ENCRYPT": "fs-encrypt-key",
-           "PF_HOOK_SECRET": "hook-secret"}
+           "PF_HOOK_SECRET": "hook-secret", "PF_DISCORD_TOKEN": "discord-token", "PF_DISCORD_WRONG": "revoked"}
 
 
-def _config(api: str) -> str:
+def _config(api: str, discord: str) -> str:
     return f"""
+[channels.dsc]
+type = "discord"
+model = "echo"
+bot_token_env = "PF_DISCORD_TOKEN"
+api_base = "{discord}/api/v10"
+
+[channels.dsc_refused]
+type = "discord"
+model = "echo"
+bot_token_env = "PF_DISCORD_WRONG"
+api_base = "{discord}/api/v10"
+
 [channels.slack]
 type = "slack"
 model = "echo"
@@ -82,10 +95,17 @@ secret_token_env = "PF_TG_SECRET"
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, PlatformAPI]]:
+def discord_api() -> Iterator[DiscordAPI]:
+    discord = DiscordAPI(token=SECRETS["PF_DISCORD_TOKEN"]).start()
+    yield discord
+    discord.stop()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, discord_api: DiscordAPI) -> Iterator[tuple[LiveServer, PlatformAPI]]:
     api = PlatformAPI().start()
     home = tmp_path_factory.mktemp("channels")
-    (home / "config.toml").write_text(_config(api.url))
+    (home / "config.toml").write_text(_config(api.url, discord_api.url))
     workflows = home / "user" / "default" / "workflows"
     workflows.mkdir(parents=True)
     (workflows / "echo.json").write_text(json.dumps(_published("echo")))
@@ -274,3 +294,17 @@ def test_config_refuses_secret_values_and_typos() -> None:
         load_channels({"channels": {"x": {"type": "slak", "model": "m"}}})
     assert split_text("a " * 10, 6) == ["a a a", "a a a", "a a a", "a"]
     assert decrypt("k", _encrypt("k", "secret text")) == "secret text"
+
+
+def test_discord_connects_from_serve_and_a_refused_token_stops_only_its_channel(
+        world: tuple[LiveServer, PlatformAPI], discord_api: DiscordAPI) -> None:
+    live, _ = world
+    [identify] = discord_api.wait_for("gateway:op2")  # only the channel whose token Discord accepted connects
+    assert identify.body["d"]["token"] == SECRETS["PF_DISCORD_TOKEN"]
+    refused = [c for c in discord_api.wait_for("/api/v10/users/@me", 2) if c.status == 401]
+    assert [c.headers["Authorization"] for c in refused] == ["Bot revoked"]
+    discord_api.dispatch("MESSAGE_CREATE", message_create(3001, "from serve", channel="750", guild="751"))
+    [posted] = discord_api.wait_for("/api/v10/channels/750/messages")
+    assert posted.body["content"] == "You said: from serve"
+    webhook = requests.post(live.url + "/channels/dsc/events", json={}, timeout=30)
+    assert webhook.status_code == 404  # Discord messages come over the gateway, not to the events route
