@@ -196,7 +196,9 @@ def test_telegram_secret_typing_memory_and_rate_limit(world: tuple[LiveServer, P
     assert session is not None and session.metadata["workflow"] == "echo"
     assert messages[0].name == "9"  # who spoke, in the memory itself
     turns = requests.get(live.url + "/channels/history", params={"channel": "tg"}, timeout=30).json()["turns"]
-    assert [t["text"] for t in turns] == ["again", "hello"]  # newest first; the rate-limited one was not run
+    assert [(t["text"], t["status"]) for t in turns] == [("third", "rate limited"), ("again", "answered"),
+                                                         ("hello", "answered")]  # newest first
+    turns = turns[1:]
     assert turns[1] | {"received": 0, "answered": 0, "prompt_id": "", "prompt_tokens": 0, "completion_tokens": 0} == {
         "channel": "tg", "platform": "telegram", "session": "channel:tg:555", "chat": "555", "user": "9",
         "event_id": "1", "workflow": "echo", "status": "answered", "text": "hello", "answer": "You said: hello",
@@ -206,7 +208,7 @@ def test_telegram_secret_typing_memory_and_rate_limit(world: tuple[LiveServer, P
     assert requests.get(live.url + "/channels/history", params={"limit": "lots"}, timeout=30).status_code == 400
     shown = subprocess.run([sys.executable, "-m", "partyflow", "channels", "history", "tg", "--json", "--home",
                             str(live.engine.home.root)], capture_output=True, text=True, timeout=120)
-    assert [t["text"] for t in json.loads(shown.stdout)] == ["again", "hello"]
+    assert [t["text"] for t in json.loads(shown.stdout)] == ["third", "again", "hello"]
 
 
 def _encrypt(key: str, text: str) -> str:

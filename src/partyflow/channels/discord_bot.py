@@ -27,6 +27,7 @@ MAX_RATE_LIMIT_WAIT_S = 60.0  # a longer retry_after fails the send instead of b
 
 class Discord:
     limit = 2000  # Discord's message content limit
+    typing_every = 8.0  # Discord shows "typing" for 10 seconds
     socket = listens = True  # receives over the gateway, not over HTTP
 
     def __init__(self, config: ChannelConfig) -> None:

@@ -146,6 +146,7 @@ class Slack:
 
 class Telegram:
     limit = 4096
+    typing_every = 4.0  # Telegram shows a chat action for 5 seconds
     listens = True  # long polling with `partyflow channels run` (or its webhook in `partyflow serve`)
 
     def __init__(self, config: ChannelConfig) -> None:

@@ -143,20 +143,25 @@ class ChannelRuntime:
         if not self.first_delivery(message.event_id):
             return "duplicate"
         if not self.within_rate(message.chat_id):
-            self._background(outbox.send(message, "Too many messages at once: please wait a minute."))
+            notice = "Too many messages at once: please wait a minute."
+            self._record(message, time.time(), status="rate limited", answer=notice)
+            self._background(outbox.send(message, notice))
             return "rate limited"
         self._background(self.handle(message, outbox))
         return "answering"
 
     async def handle(self, message: Inbound, outbox: Outbox) -> None:
         received = message.received or time.time()
+        typing = asyncio.get_running_loop().create_task(self._keep_typing(message, outbox))
         try:
-            await outbox.typing(message)
             reply = await self.answer(message, received=received)
         except ChannelRunError as exc:
             logger.error("channel %s: %s", self.config.name, exc)
             self._record(message, received, status="failed", answer=str(exc))
             reply = Reply("Sorry, I could not answer that (the workflow failed; the server log has the details).")
+        finally:
+            typing.cancel()
+            await asyncio.gather(typing, return_exceptions=True)
         for part in split_text(reply.text, outbox.limit) if reply.text.strip() or not reply.attachments else []:
             await outbox.send(message, part)
         for attachment in reply.attachments:
@@ -165,6 +170,20 @@ class ChannelRuntime:
             else:
                 logger.warning("channel %s: %s cannot carry files; %s not sent", self.config.name,
                                self.config.type, attachment.filename)
+
+    async def _keep_typing(self, message: Inbound, outbox: Outbox) -> None:
+        """The typing indicator, renewed while the workflow runs (platforms show it for 5-10 seconds); best
+        effort: a platform refusing it (missing permission) must not stop the answer."""
+        every = getattr(outbox, "typing_every", None)
+        while True:
+            try:
+                await outbox.typing(message)
+            except Exception as exc:  # any SDK error: the answer matters more than the indicator
+                logger.warning("channel %s: the typing indicator failed: %s", self.config.name, exc)
+                return
+            if not every:
+                return
+            await asyncio.sleep(every)
 
     async def answer(self, message: Inbound, *, received: float | None = None) -> Reply:
         publication = self.publication()
