@@ -278,7 +278,11 @@ def test_channels_cli_names_what_is_wrong(world: tuple[LiveServer, PlatformAPI])
         return subprocess.run([sys.executable, "-m", "partyflow", "channels", *args, "--home", home],
                               capture_output=True, text=True, timeout=120, env={**os.environ})
 
-    assert cli("test", "slack").returncode == 0
+    assert cli("test", "slack").returncode == 0  # including Slack's auth.test with the bot token
+    assert cli("test", "dsc").returncode == 0
+    refused = cli("test", "dsc_refused")  # Discord answers 401 to GET /users/@me: said before anything runs
+    assert refused.returncode == 2 and "refused the credentials" in refused.stderr
+    assert cli("test", "dsc_refused", "--offline").returncode == 0
     missing = cli("test", "nokey")
     assert missing.returncode == 2 and "PF_TG_TOKEN_NOT_SET" in missing.stderr
     unpublished = cli("test", "unpublished")

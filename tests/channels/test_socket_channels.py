@@ -8,6 +8,9 @@ import asyncio
 import io
 import json
 import os
+import signal
+import subprocess
+import sys
 import threading
 import wave
 from collections.abc import Iterator
@@ -303,3 +306,42 @@ def test_feishu_uploads_an_image_then_sends_it_and_audio_as_a_file() -> None:
     assert [(m["msg_type"], json.loads(m["content"])) for m in sent] == [
         ("image", {"image_key": "img_v2_0001"}), ("file", {"file_key": "file_v2_0001"})]
     assert all(m["receive_id"] == "oc_9" for m in sent)
+
+
+def test_channels_run_command_answers_until_interrupted(tmp_path: Path) -> None:
+    discord = DiscordAPI(token="cli-token").start()
+    try:
+        (tmp_path / "config.toml").write_text(f"""
+[channels.bot]
+type = "discord"
+model = "echo"
+bot_token_env = "PF_CLI_DISCORD"
+api_base = "{discord.url}/api/v10"
+
+[channels.hook]
+type = "webhook"
+model = "echo"
+secret_env = "PF_CLI_HOOK"
+api_base = "{discord.url}/hook"
+""")
+        workflows = tmp_path / "user" / "default" / "workflows"
+        workflows.mkdir(parents=True)
+        (workflows / "echo.json").write_text(json.dumps(_published("echo")))
+        env = {**os.environ, "PF_CLI_DISCORD": "cli-token", "PF_CLI_HOOK": "x"}
+        process = subprocess.Popen([sys.executable, "-m", "partyflow", "channels", "run", "--home", str(tmp_path)],
+                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            discord.wait_for("gateway:op2", timeout=60)
+            discord.dispatch("MESSAGE_CREATE", message_create(4001, "cli", channel="760", guild="761"))
+            [posted] = discord.wait_for("/api/v10/channels/760/messages")
+            assert posted.body["content"] == "You said: cli"
+            process.send_signal(signal.SIGINT)
+            _, err = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+        assert process.returncode == 0, err
+        assert "channel hook: webhook channels receive events over HTTP" in err  # named, and the others ran
+    finally:
+        discord.stop()

@@ -76,6 +76,18 @@ class Discord:
         await self._channel(message).send(file=discord.File(io.BytesIO(attachment.data),
                                                             filename=attachment.filename))
 
+    async def check(self) -> None:
+        """GET /users/@me with the token (discord.py's login): LoginFailure for a revoked token."""
+        import discord
+
+        client = discord.Client(intents=discord.Intents.none())
+        if self.config.api_base:
+            _point_at(client, self.config.api_base)
+        try:
+            await client.http.static_login(self._token)
+        finally:
+            await client.close()
+
     async def run(self, accept: Callable[[Inbound], None], stop: asyncio.Event) -> None:
         """Hold the gateway connection until `stop` (discord.py reconnects and resumes on its own)."""
         import discord

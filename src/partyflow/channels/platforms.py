@@ -103,6 +103,10 @@ class Slack:
                        user_id=str(inner.get("user", "")), text=inner["text"],
                        thread_id=inner.get("thread_ts") or inner.get("ts"), space=event.get("team_id"))
 
+    async def check(self) -> None:
+        """auth.test with the bot token (and apps.connections.open's token check is left to `run`)."""
+        await self.client.auth_test()
+
     async def run(self, on_message: Any, stop: asyncio.Event) -> None:
         """Socket Mode until `stop`: every envelope is acknowledged at once (Slack redelivers unacknowledged ones,
         with `retry_attempt`); redeliveries of an answered event are dropped by its event id."""
@@ -171,6 +175,10 @@ class Telegram:
         return Inbound(event_id=str(update.get("update_id")), chat_id=str((message.get("chat") or {}).get("id")),
                        user_id=str((message.get("from") or {}).get("id")), text=message["text"],
                        thread_id=None if thread is None else str(thread))
+
+    async def check(self) -> None:
+        async with self.bot:  # initialize() calls getMe: a revoked token fails here
+            pass
 
     async def typing(self, message: Inbound) -> None:
         await self._retrying(self.bot.send_chat_action, chat_id=message.chat_id, action="typing")

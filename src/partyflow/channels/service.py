@@ -174,3 +174,20 @@ async def _listen(name: str, channel: Channel, stop: asyncio.Event, channels: Ch
     except Exception as exc:  # one platform's outage or refusal must not stop the other channels
         logger.error("channel %s stopped: %s", name, exc, exc_info=logger.isEnabledFor(logging.DEBUG))
         channels.problems[name] = f"its connection failed: {type(exc).__name__}: {exc}"
+
+
+CHECK_TIMEOUT_S = 30.0
+
+
+async def check_online(channels: Channels, name: str) -> None:
+    """Ask the platform whether it accepts the channel's credentials (Slack auth.test, Telegram getMe, Discord
+    GET /users/@me); a refusal or an outage goes into `problems`. Platforms without such a call are skipped."""
+    check = getattr(channels.running[name].adapter, "check", None)
+    if check is None:
+        return
+    try:
+        await asyncio.wait_for(check(), CHECK_TIMEOUT_S)
+    except TimeoutError:
+        channels.problems[name] = f"the platform did not answer within {CHECK_TIMEOUT_S:.0f} seconds"
+    except Exception as exc:  # each SDK has its own errors; all of them mean the same here
+        channels.problems[name] = f"the platform refused the credentials or could not be reached: {exc}"

@@ -61,14 +61,19 @@ def list_channels(ctx: typer.Context, as_json: JsonOption = False, home: HomeOpt
 
 @app.command("test")
 def test(ctx: typer.Context, name: Annotated[str, typer.Argument(help="a [channels.NAME] table")],
-         as_json: JsonOption = False, home: HomeOption = None) -> None:
-    """Check a channel without posting anything: config, credentials, its published workflow (exit 2 if broken)."""
+         offline: Annotated[bool, typer.Option("--offline", help="do not ask the platform to check the credentials")]
+         = False, as_json: JsonOption = False, home: HomeOption = None) -> None:
+    """Check a channel without posting anything: config, credentials, its published workflow, and (unless
+    --offline) that the platform accepts the credentials (exit 2 if broken)."""
     from partyflow.channels import start_channels
+    from partyflow.channels.service import check_online
 
     with user_errors():
         engine = open_engine(home_from(ctx, home))
     try:
         channels = start_channels(engine, [name])
+        if name in channels.running and not offline:
+            asyncio.run(check_online(channels, name))
         channels.close()
     finally:
         engine.close()
