@@ -63,8 +63,9 @@ def list_channels(ctx: typer.Context, as_json: JsonOption = False, home: HomeOpt
 def test(ctx: typer.Context, name: Annotated[str, typer.Argument(help="a [channels.NAME] table")],
          offline: Annotated[bool, typer.Option("--offline", help="do not ask the platform to check the credentials")]
          = False, as_json: JsonOption = False, home: HomeOption = None) -> None:
-    """Check a channel without posting anything: config, credentials, its published workflow, and (unless
-    --offline) that the platform accepts the credentials (exit 2 if broken)."""
+    """Check a channel without posting: config, credentials, workflow, and the platform's answer (exit 2 if not).
+
+    Unless --offline, the platform is asked whether it accepts the credentials."""
     from partyflow.channels import start_channels
     from partyflow.channels.service import check_online
 
@@ -93,8 +94,9 @@ def test(ctx: typer.Context, name: Annotated[str, typer.Argument(help="a [channe
 @app.command("run")
 def run(ctx: typer.Context, names: Annotated[list[str] | None, typer.Argument(help="channels (default: all)")] = None,
         home: HomeOption = None) -> None:
-    """Hold Discord gateway, Slack Socket Mode and Telegram long-polling connections until Ctrl-C (webhook platforms
-    are served by `partyflow serve`)."""
+    """Hold the Discord gateway, Slack Socket Mode and Telegram long-polling connections until Ctrl-C.
+
+    Webhook platforms are served by `partyflow serve`."""
     from partyflow.channels import run_polling
 
     with user_errors():
