@@ -202,7 +202,7 @@ def test_telegram_secret_typing_memory_and_rate_limit(world: tuple[LiveServer, P
     assert turns[1] | {"received": 0, "answered": 0, "prompt_id": "", "prompt_tokens": 0, "completion_tokens": 0} == {
         "channel": "tg", "platform": "telegram", "session": "channel:tg:555", "chat": "555", "user": "9",
         "event_id": "1", "workflow": "echo", "status": "answered", "text": "hello", "answer": "You said: hello",
-        "attachments": [], "cost": None, "received": 0, "answered": 0, "prompt_id": "", "prompt_tokens": 0,
+        "attachments": [], "cost": None, "estimated": True, "received": 0, "answered": 0, "prompt_id": "", "prompt_tokens": 0,
         "completion_tokens": 0}
     assert turns[1]["prompt_tokens"] > 0 and turns[1]["answered"] >= turns[1]["received"] > 0
     assert requests.get(live.url + "/channels/history", params={"limit": "lots"}, timeout=30).status_code == 400

@@ -35,7 +35,8 @@ MIGRATIONS = ["CREATE TABLE channel_events (channel TEXT NOT NULL, event_id TEXT
               " platform TEXT NOT NULL, session_id TEXT NOT NULL, chat TEXT NOT NULL, user TEXT NOT NULL,"
               " event_id TEXT NOT NULL, workflow TEXT NOT NULL, prompt_id TEXT, status TEXT NOT NULL,"
               " received REAL NOT NULL, answered REAL, prompt_tokens INTEGER NOT NULL DEFAULT 0,"
-              " completion_tokens INTEGER NOT NULL DEFAULT 0, cost REAL, text TEXT NOT NULL, answer TEXT NOT NULL,"
+              " completion_tokens INTEGER NOT NULL DEFAULT 0, estimated INTEGER NOT NULL DEFAULT 0, cost REAL,"
+              " text TEXT NOT NULL, answer TEXT NOT NULL,"
               " attachments TEXT NOT NULL DEFAULT '[]');"
               " CREATE INDEX channel_turns_by_channel ON channel_turns (channel, id)"]
 
@@ -198,7 +199,8 @@ class ChannelRuntime:
                    for m in self._memory.messages(session)[-HISTORY_TURNS:] if m.role in ("user", "assistant")]
         turn = ChatTurn(text=message.text, history=history)
         extra = attachment_outputs(publication)
-        wanted = list(dict.fromkeys([publication.output[0], *(node for node, _ in extra)]))
+        usage_node = [publication.usage[0]] if publication.usage else []
+        wanted = list(dict.fromkeys([publication.output[0], *usage_node, *(node for node, _ in extra)]))
         try:
             prompt = apply_turn(publication, self.engine.load_workflow(publication.document), turn, self._inputs)
             result = await self.engine.run_async(prompt, outputs=wanted)
@@ -212,8 +214,7 @@ class ChannelRuntime:
         text = "" if files else as_text(main)  # an IMAGE/AUDIO answer is sent as files, with no text
         for index, (node, slot) in enumerate(extra):
             files.extend(as_attachments(_safe_output(result, node, slot), f"output{index + 1}"))
-        usage = usage_from([], turn, text)
-        cost = self._cost(result.prompt_id)
+        usage, cost = self._usage(result, publication, turn, text)
         now = time.time()
         self._memory.append(session, [UserMessage(content=message.text, name=_name(message.user_id)),
                                       AssistantMessage(content=text or ", ".join(f.filename for f in files))],
@@ -225,17 +226,32 @@ class ChannelRuntime:
                      usage=usage, cost=cost, files=[f.filename for f in files])
         return Reply(text, tuple(files))
 
-    def _cost(self, prompt_id: str) -> float | None:
+    def _usage(self, result: Any, publication: Publication, turn: ChatTurn, text: str,
+               ) -> tuple[dict[str, int], float | None]:
+        """Tokens and cost of one answer: the usage ledger's measured model calls (and their prices) when the
+        workflow's models are metered; else the workflow's declared usage output; else an estimate
+        (`estimated` = 1)."""
         services = getattr(getattr(self.engine, "host", None), "usage", None)
-        if services is None:
-            return None
-        try:
-            totals = services.prompt_usage(prompt_id)
-        except Exception:  # the ledger is optional bookkeeping: never lose the answer over it
-            logger.exception("channel %s: reading the usage ledger failed", self.config.name)
-            return None
-        cost = (totals or {}).get("cost")
-        return float(cost) if isinstance(cost, (int, float)) else None
+        totals = None
+        if services is not None:
+            try:
+                totals = services.prompt_usage(result.prompt_id)
+            except Exception:  # the ledger is optional bookkeeping: never lose the answer over it
+                logger.exception("channel %s: reading the usage ledger failed", self.config.name)
+        if totals:
+            prompt, completion = int(totals["prompt_tokens"]), int(totals["completion_tokens"])
+            cost = totals.get("cost")
+            return ({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+                     "estimated": 0}, float(cost) if isinstance(cost, (int, float)) else None)
+        reports = []
+        if publication.usage is not None:
+            try:
+                reports.append(result.output(*publication.usage))
+            except (KeyError, IndexError):
+                pass
+        usage = usage_from(reports, turn, text)
+        counted = any(isinstance(r, dict) and isinstance(r.get("prompt_tokens"), int) for r in reports)
+        return {**usage, "estimated": 0 if counted else 1}, None
 
     def _record(self, message: Inbound, received: float, *, status: str, answer: str, prompt_id: str | None = None,
                 usage: dict[str, int] | None = None, cost: float | None = None, files: list[str] | None = None,
@@ -244,12 +260,12 @@ class ChannelRuntime:
         with transaction(self._events) as conn:
             conn.execute(
                 "INSERT INTO channel_turns (channel, platform, session_id, chat, user, event_id, workflow, prompt_id,"
-                " status, received, answered, prompt_tokens, completion_tokens, cost, text, answer, attachments)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " status, received, answered, prompt_tokens, completion_tokens, estimated, cost, text, answer,"
+                " attachments) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (self.config.name, self.config.type, self.session_id(message), message.chat_id, message.user_id,
                  message.event_id, self.config.model, prompt_id, status, received, time.time(),
-                 usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0), cost, message.text, answer,
-                 json.dumps(files or [])))
+                 usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0), usage.get("estimated", 0), cost,
+                 message.text, answer, json.dumps(files or [])))
 
     def publication(self) -> Publication:
         folder = self.engine.home.user / self.config.owner / "workflows"
@@ -282,12 +298,15 @@ class ChannelRuntime:
 def channel_history(db: Any, channel: str | None = None, *, limit: int = 50) -> list[dict[str, Any]]:
     """The latest answered (or failed) channel messages, newest first: who, when, which workflow, cost."""
     query = ("SELECT channel, platform, session_id, chat, user, event_id, workflow, prompt_id, status, received,"
-             " answered, prompt_tokens, completion_tokens, cost, text, answer, attachments FROM channel_turns")
+             " answered, prompt_tokens, completion_tokens, estimated, cost, text, answer, attachments"
+             " FROM channel_turns")
     query += " WHERE channel = ?" if channel else ""
     rows = db.execute(query + " ORDER BY id DESC LIMIT ?", (*([channel] if channel else []), limit)).fetchall()
     keys = ("channel", "platform", "session", "chat", "user", "event_id", "workflow", "prompt_id", "status",
-            "received", "answered", "prompt_tokens", "completion_tokens", "cost", "text", "answer", "attachments")
-    return [{**dict(zip(keys, row, strict=True)), "attachments": json.loads(row[-1])} for row in rows]
+            "received", "answered", "prompt_tokens", "completion_tokens", "estimated", "cost", "text", "answer",
+            "attachments")
+    return [{**dict(zip(keys, row, strict=True)), "estimated": bool(row[13]), "attachments": json.loads(row[-1])}
+            for row in rows]
 
 
 def open_history(state_db: Any) -> StoreConnection:
