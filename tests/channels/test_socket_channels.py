@@ -345,3 +345,27 @@ api_base = "{discord.url}/hook"
         assert "channel hook: webhook channels receive events over HTTP" in err  # named, and the others ran
     finally:
         discord.stop()
+
+
+def test_turn_cost_comes_from_the_usage_ledger(running: Running) -> None:
+    from types import SimpleNamespace
+
+    from partyflow.channels import load_channels
+    from partyflow.channels.runtime import ChannelRuntime
+    from partyflow.llm.usage.ledger import CallLabels
+    from partyflow.server.published import ChatTurn
+
+    runtime = ChannelRuntime(running.engine, load_channels(running.engine.settings.raw)["discord"])
+    try:
+        ledger = running.engine.host.usage.ledger()
+        for tokens, cost in ((100, 0.002), (30, 0.0005)):  # two metered model calls of one prompt
+            call = ledger.begin("openai", "gpt-x", CallLabels(workflow="echo", prompt_id="prompt-77"))
+            ledger.finish(call, "ok", prompt_tokens=tokens, completion_tokens=tokens // 10, cost=cost)
+        turn = ChatTurn(text="hi", history=[])
+        usage, cost = runtime._usage(SimpleNamespace(prompt_id="prompt-77"), runtime.publication(), turn, "answer")
+        assert usage == {"prompt_tokens": 130, "completion_tokens": 13, "total_tokens": 143, "estimated": 0}
+        assert cost == pytest.approx(0.0025)
+        unmetered, none = runtime._usage(SimpleNamespace(prompt_id="prompt-78"), runtime.publication(), turn, "ok")
+        assert unmetered["estimated"] == 1 and none is None
+    finally:
+        runtime.close()
