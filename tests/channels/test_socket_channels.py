@@ -238,6 +238,10 @@ def test_slack_socket_mode_acks_redelivery_unknown_chat_and_file_uploads(running
     slack.deliver("env-3", _slack_event("Ev3", "more"))  # answered after the redelivery: it was dropped, not queued
     assert slack.wait_for("/slack/chat.postMessage", 2)[1].body["text"] == "You said: more"
     assert len(slack.matching("/slack/chat.postMessage")) == 2
+    slack.wait_for("files.completeUploadExternal", 4)  # the second answer's files
+    slack.deliver("env-4", _slack_event("Ev4", "z" * 40_000))  # Slack's own limit; more than a workflow takes
+    declined = slack.wait_for("/slack/chat.postMessage", 3)[2].body["text"]
+    assert "too long" in declined and len(slack.matching("files.completeUploadExternal")) == 4  # nothing ran
     with SessionStore.open(running.engine.home.state_db) as memory:
         session = memory.session("channel:slackart:C-ART:1700.Ev1")
     assert session is not None and session.metadata["user"] == "U7" and session.metadata["workflow"] == "painter"

@@ -16,7 +16,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from partyflow.channels.config import ChannelConfig
@@ -28,6 +28,7 @@ from partyflow.store.sqlite import StoreConnection, migrate, open_database, tran
 logger = logging.getLogger("partyflow.channels")
 
 HISTORY_TURNS = 20  # earlier messages of the conversation given to the workflow
+MAX_INPUT_CHARS = 32_000  # a longer message is declined (Slack allows 40,000 characters; no workflow needs more)
 MIGRATIONS = ["CREATE TABLE channel_events (channel TEXT NOT NULL, event_id TEXT NOT NULL, seen REAL NOT NULL,"
               " PRIMARY KEY (channel, event_id))",
               # one row per answered message: who asked, when, which workflow, what it cost (`channels history`)
@@ -135,7 +136,7 @@ class ChannelRuntime:
     def accept(self, message: Inbound, outbox: Outbox) -> str:
         """Decide at once (within the platform's acknowledgement deadline) and answer in the background.
 
-        Returns what happened: "answering", "duplicate", "not allowed", "rate limited".
+        Returns what happened: "answering", "duplicate", "not allowed", "rate limited", "too long".
         """
         if not self.allowed(message):
             logger.warning("channel %s: ignored a message from chat %s user %s (not in the allow-lists)",
@@ -143,6 +144,12 @@ class ChannelRuntime:
             return "not allowed"
         if not self.first_delivery(message.event_id):
             return "duplicate"
+        if len(message.text) > MAX_INPUT_CHARS:
+            notice = f"That message is too long for me ({len(message.text):,} characters; at most {MAX_INPUT_CHARS:,})."
+            self._record(replace(message, text=message.text[:500] + "…"), time.time(), status="too long",
+                         answer=notice)
+            self._background(outbox.send(message, notice))
+            return "too long"
         if not self.within_rate(message.chat_id):
             notice = "Too many messages at once: please wait a minute."
             self._record(message, time.time(), status="rate limited", answer=notice)
