@@ -52,7 +52,6 @@ class Inbound:
     text: str
     thread_id: str | None = None
     space: str | None = None  # the server/workspace the chat belongs to (a Discord guild id, "dm" for DMs)
-    received: float = 0.0  # when it arrived (time.time()); 0 = now
 
 
 @dataclass(frozen=True)
@@ -159,7 +158,7 @@ class ChannelRuntime:
         return "answering"
 
     async def handle(self, message: Inbound, outbox: Outbox) -> None:
-        received = message.received or time.time()
+        received = time.time()
         every = getattr(outbox, "typing_every", None)
         typing = None
         if await self._typing(message, outbox) and every:
