@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
+from tests.channels.discord_gateway import DiscordAPI, message_create
 from tests.channels.platforms import PlatformAPI
 from tests.server.live import LiveServer, start_server
 from tests.server.test_access import _published
@@ -30,11 +31,23 @@ from partyflow.server.frontend import frontend_extension
 SECRETS = {"PF_SLACK_TOKEN": "xoxb-test", "PF_SLACK_SIGNING": "slack-signing-secret",
            "PF_TG_TOKEN": "123:tg-token", "PF_TG_SECRET": "tg-secret-token", "PF_FS_ID": "cli_app",
            "PF_FS_SECRET": "fs-secret", "PF_FS_VERIFY": "fs-verify-token", "PF_FS_ENCRYPT": "fs-encrypt-key",
-           "PF_HOOK_SECRET": "hook-secret"}
+           "PF_HOOK_SECRET": "hook-secret", "PF_DISCORD_TOKEN": "discord-token", "PF_DISCORD_WRONG": "revoked"}
 
 
-def _config(api: str) -> str:
+def _config(api: str, discord: str) -> str:
     return f"""
+[channels.dsc]
+type = "discord"
+model = "echo"
+bot_token_env = "PF_DISCORD_TOKEN"
+api_base = "{discord}/api/v10"
+
+[channels.dsc_refused]
+type = "discord"
+model = "echo"
+bot_token_env = "PF_DISCORD_WRONG"
+api_base = "{discord}/api/v10"
+
 [channels.slack]
 type = "slack"
 model = "echo"
@@ -82,10 +95,17 @@ secret_token_env = "PF_TG_SECRET"
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, PlatformAPI]]:
+def discord_api() -> Iterator[DiscordAPI]:
+    discord = DiscordAPI(token=SECRETS["PF_DISCORD_TOKEN"]).start()
+    yield discord
+    discord.stop()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, discord_api: DiscordAPI) -> Iterator[tuple[LiveServer, PlatformAPI]]:
     api = PlatformAPI().start()
     home = tmp_path_factory.mktemp("channels")
-    (home / "config.toml").write_text(_config(api.url))
+    (home / "config.toml").write_text(_config(api.url, discord_api.url))
     workflows = home / "user" / "default" / "workflows"
     workflows.mkdir(parents=True)
     (workflows / "echo.json").write_text(json.dumps(_published("echo")))
@@ -174,6 +194,21 @@ def test_telegram_secret_typing_memory_and_rate_limit(world: tuple[LiveServer, P
         messages = memory.messages("channel:tg:555")
     assert [m.content for m in messages] == ["hello", "You said: hello", "again", "You said: again"]
     assert session is not None and session.metadata["workflow"] == "echo"
+    assert messages[0].name == "9"  # who spoke, in the memory itself
+    turns = requests.get(live.url + "/channels/history", params={"channel": "tg"}, timeout=30).json()["turns"]
+    assert [(t["text"], t["status"]) for t in turns] == [("third", "rate limited"), ("again", "answered"),
+                                                         ("hello", "answered")]  # newest first
+    turns = turns[1:]
+    assert turns[1] | {"received": 0, "answered": 0, "prompt_id": "", "prompt_tokens": 0, "completion_tokens": 0} == {
+        "channel": "tg", "platform": "telegram", "session": "channel:tg:555", "chat": "555", "user": "9",
+        "event_id": "1", "workflow": "echo", "status": "answered", "text": "hello", "answer": "You said: hello",
+        "attachments": [], "cost": None, "estimated": True, "received": 0, "answered": 0, "prompt_id": "", "prompt_tokens": 0,
+        "completion_tokens": 0}
+    assert turns[1]["prompt_tokens"] > 0 and turns[1]["answered"] >= turns[1]["received"] > 0
+    assert requests.get(live.url + "/channels/history", params={"limit": "lots"}, timeout=30).status_code == 400
+    shown = subprocess.run([sys.executable, "-m", "partyflow", "channels", "history", "tg", "--json", "--home",
+                            str(live.engine.home.root)], capture_output=True, text=True, timeout=120)
+    assert [t["text"] for t in json.loads(shown.stdout)] == ["third", "again", "hello"]
 
 
 def _encrypt(key: str, text: str) -> str:
@@ -243,7 +278,9 @@ def test_channels_cli_names_what_is_wrong(world: tuple[LiveServer, PlatformAPI])
         return subprocess.run([sys.executable, "-m", "partyflow", "channels", *args, "--home", home],
                               capture_output=True, text=True, timeout=120, env={**os.environ})
 
-    assert cli("test", "slack").returncode == 0
+    assert cli("test", "slack").returncode == 0  # including Slack's auth.test with the bot token
+    refused = cli("test", "dsc_refused")  # Discord answers 401 to GET /users/@me: said before anything runs
+    assert refused.returncode == 2 and "refused the credentials" in refused.stderr
     missing = cli("test", "nokey")
     assert missing.returncode == 2 and "PF_TG_TOKEN_NOT_SET" in missing.stderr
     unpublished = cli("test", "unpublished")
@@ -261,3 +298,17 @@ def test_config_refuses_secret_values_and_typos() -> None:
         load_channels({"channels": {"x": {"type": "slak", "model": "m"}}})
     assert split_text("a " * 10, 6) == ["a a a", "a a a", "a a a", "a"]
     assert decrypt("k", _encrypt("k", "secret text")) == "secret text"
+
+
+def test_discord_connects_from_serve_and_a_refused_token_stops_only_its_channel(
+        world: tuple[LiveServer, PlatformAPI], discord_api: DiscordAPI) -> None:
+    live, _ = world
+    [identify] = discord_api.wait_for("gateway:op2")  # only the channel whose token Discord accepted connects
+    assert identify.body["d"]["token"] == SECRETS["PF_DISCORD_TOKEN"]
+    refused = [c for c in discord_api.wait_for("/api/v10/users/@me", 2) if c.status == 401]
+    assert refused and {c.headers["Authorization"] for c in refused} == {"Bot revoked"}
+    discord_api.dispatch("MESSAGE_CREATE", message_create(3001, "from serve", channel="750", guild="751"))
+    [posted] = discord_api.wait_for("/api/v10/channels/750/messages")
+    assert posted.body["content"] == "You said: from serve"
+    webhook = requests.post(live.url + "/channels/dsc/events", json={}, timeout=30)
+    assert webhook.status_code == 404  # Discord messages come over the gateway, not to the events route

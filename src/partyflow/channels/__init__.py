@@ -1,4 +1,4 @@
-"""Chat platforms (Slack, Telegram, Feishu/Lark, signed webhooks) answered by published workflows.
+"""Chat platforms (Slack, Discord, Telegram, Feishu/Lark, signed webhooks) answered by published workflows.
 See docs/channels.md."""
 
 from partyflow.channels.config import ChannelConfig, ChannelConfigError, load_channels

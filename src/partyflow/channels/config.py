@@ -4,10 +4,10 @@ Credentials are named, never written: each `*_env` key holds the name of an envi
 holding something that looks like a secret value is refused. Example:
 
     [channels.helpdesk]
-    type = "slack"                       # slack | telegram | feishu | webhook
+    type = "slack"                       # slack | telegram | feishu | discord | webhook
     model = "support-bot"                # a published workflow (its model name)
     bot_token_env = "SLACK_BOT_TOKEN"
-    signing_secret_env = "SLACK_SIGNING_SECRET"
+    signing_secret_env = "SLACK_SIGNING_SECRET"  # or app_token_env = "SLACK_APP_TOKEN" for Socket Mode
     allow_chats = ["C0123456"]           # optional: only these chats/channels/groups
     allow_users = ["U042"]               # optional: only these users
     session = "thread"                   # chat | thread | user: what one conversation (memory session) is
@@ -26,8 +26,9 @@ PLATFORMS: dict[str, tuple[str, ...]] = {  # the credentials each platform needs
     "telegram": ("bot_token_env", "secret_token_env"),
     "feishu": ("app_id_env", "app_secret_env", "verification_token_env"),
     "webhook": ("secret_env",),
+    "discord": ("bot_token_env",),
 }
-OPTIONAL_CREDENTIALS = {"feishu": ("encrypt_key_env",)}
+OPTIONAL_CREDENTIALS = {"feishu": ("encrypt_key_env",), "slack": ("app_token_env",)}
 SESSIONS = ("chat", "thread", "user")
 _SECRETISH = ("token", "secret", "password", "key")
 
@@ -65,7 +66,15 @@ class ChannelConfig:
         return environ.get(variable) or None if variable else None
 
     def missing_credentials(self, environ: Mapping[str, str] = os.environ) -> list[str]:
-        return [f"{self.credentials[k]} ({k})" for k in PLATFORMS[self.type] if not environ.get(self.credentials[k])]
+        return [f"{self.credentials[k]} ({k})" for k in required_credentials(self.type, self.credentials)
+                if not environ.get(self.credentials[k])]
+
+
+def required_credentials(kind: str, table: Mapping[str, Any]) -> tuple[str, ...]:
+    """Slack in Socket Mode (an `app_token_env`) needs the app-level token instead of the signing secret."""
+    if kind == "slack" and "app_token_env" in table:
+        return ("bot_token_env", "app_token_env")
+    return PLATFORMS[kind]
 
 
 def load_channels(raw: Mapping[str, Any]) -> dict[str, ChannelConfig]:
@@ -90,7 +99,7 @@ def parse_channel(name: str, table: Any) -> ChannelConfig:
         if key.endswith("_env") and not (isinstance(value, str) and value.replace("_", "").isalnum()):
             raise ChannelConfigError(f"{where} {key} must name an environment variable (e.g. SLACK_BOT_TOKEN)")
     known = set(PLATFORMS[kind]) | set(OPTIONAL_CREDENTIALS.get(kind, ()))
-    missing = [key for key in PLATFORMS[kind] if key not in table]
+    missing = [key for key in required_credentials(kind, table) if key not in table]
     if missing:
         raise ChannelConfigError(f"{where} needs {', '.join(missing)} (names of environment variables)")
     model = table.get("model")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from partyflow.channels.config import ChannelConfig
-from partyflow.channels.runtime import Inbound
+from partyflow.channels.runtime import Attachment, Inbound
 
 logger = logging.getLogger("partyflow.channels")
 
@@ -62,6 +62,9 @@ def _fresh(timestamp: str | None, now: float) -> None:
 
 
 class Slack:
+    """The Events API over HTTP (signing secret), or Socket Mode (`app_token_env`: an xapp- token; events arrive
+    over a websocket from apps.connections.open and are acknowledged by envelope id)."""
+
     limit = 3900  # Slack truncates long messages and advises staying under 4,000 characters
 
     def __init__(self, config: ChannelConfig) -> None:
@@ -70,12 +73,17 @@ class Slack:
         from slack_sdk.web.async_client import AsyncWebClient
 
         self.config = config
-        self._verifier = SignatureVerifier(config.secret("signing_secret_env"))
+        self.socket = "app_token_env" in config.credentials
+        self.listens = self.socket
+        self._app_token = config.secret("app_token_env") if self.socket else None
+        self._verifier = None if self.socket else SignatureVerifier(config.secret("signing_secret_env"))
         base = f"{config.api_base}/" if config.api_base else "https://slack.com/api/"
         self.client = AsyncWebClient(token=config.secret("bot_token_env"), base_url=base)
         self.client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=MAX_RATE_LIMIT_RETRIES))
 
     def verify(self, headers: Mapping[str, str], body: bytes, now: float | None = None) -> Verified:
+        if self._verifier is None:
+            raise Refused(404, "this Slack channel uses Socket Mode: run `partyflow channels run`")
         timestamp = headers.get("X-Slack-Request-Timestamp")
         _fresh(timestamp, now or time.time())
         if not self._verifier.is_valid(body, timestamp or "", headers.get("X-Slack-Signature", "")):
@@ -83,13 +91,44 @@ class Slack:
         event = _json(body)
         if event.get("type") == "url_verification":
             return Verified(reply={"challenge": event.get("challenge", "")})
+        return Verified(message=self.read(event))
+
+    def read(self, event: Mapping[str, Any]) -> Inbound | None:
+        """An event_callback's message (also the payload of a Socket Mode `events_api` envelope)."""
         inner = event.get("event") or {}
         if event.get("type") != "event_callback" or inner.get("type") not in ("message", "app_mention") \
                 or inner.get("bot_id") or inner.get("subtype") or not isinstance(inner.get("text"), str):
-            return Verified()  # edits, joins, our own posts: nothing to answer
-        return Verified(message=Inbound(event_id=str(event.get("event_id") or inner.get("ts")),
-                                        chat_id=str(inner.get("channel", "")), user_id=str(inner.get("user", "")),
-                                        text=inner["text"], thread_id=inner.get("thread_ts") or inner.get("ts")))
+            return None  # edits, joins, our own posts: nothing to answer
+        return Inbound(event_id=str(event.get("event_id") or inner.get("ts")), chat_id=str(inner.get("channel", "")),
+                       user_id=str(inner.get("user", "")), text=inner["text"],
+                       thread_id=inner.get("thread_ts") or inner.get("ts"), space=event.get("team_id"))
+
+    async def check(self) -> None:
+        """auth.test with the bot token (and apps.connections.open's token check is left to `run`)."""
+        await self.client.auth_test()
+
+    async def run(self, on_message: Any, stop: asyncio.Event) -> None:
+        """Socket Mode until `stop`: every envelope is acknowledged at once (Slack redelivers unacknowledged ones,
+        with `retry_attempt`); redeliveries of an answered event are dropped by its event id."""
+        from slack_sdk.socket_mode.aiohttp import SocketModeClient
+        from slack_sdk.socket_mode.response import SocketModeResponse
+
+        client = SocketModeClient(app_token=str(self._app_token), web_client=self.client,
+                                  auto_reconnect_enabled=True)
+
+        async def listener(client: Any, request: Any) -> None:
+            await client.send_socket_mode_response(SocketModeResponse(envelope_id=request.envelope_id))
+            if request.type == "events_api" and isinstance(request.payload, dict):
+                message = self.read(request.payload)
+                if message is not None:
+                    on_message(message)
+
+        client.socket_mode_request_listeners.append(listener)
+        try:
+            await client.connect()
+            await stop.wait()
+        finally:
+            await client.close()
 
     async def typing(self, message: Inbound) -> None:
         return None  # the Web API has no typing indicator for bots
@@ -98,12 +137,21 @@ class Slack:
         await self.client.chat_postMessage(channel=message.chat_id, text=text,
                                            thread_ts=message.thread_id if self.config.session == "thread" else None)
 
+    async def send_file(self, message: Inbound, attachment: Attachment) -> None:
+        """Slack's upload flow (files.getUploadURLExternal, the upload, files.completeUploadExternal), which
+        slack_sdk's files_upload_v2 performs; the file is shared into the chat (and thread)."""
+        await self.client.files_upload_v2(channel=message.chat_id, content=attachment.data,
+                                          filename=attachment.filename, title=attachment.filename,
+                                          thread_ts=message.thread_id if self.config.session == "thread" else None)
+
 
 # ---- Telegram (webhook or long polling; answers through the Bot API) -------------------------------------------
 
 
 class Telegram:
     limit = 4096
+    typing_every = 4.0  # Telegram shows a chat action for 5 seconds
+    listens = True  # long polling with `partyflow channels run` (or its webhook in `partyflow serve`)
 
     def __init__(self, config: ChannelConfig) -> None:
         from telegram import Bot
@@ -128,12 +176,27 @@ class Telegram:
                        user_id=str((message.get("from") or {}).get("id")), text=message["text"],
                        thread_id=None if thread is None else str(thread))
 
+    async def check(self) -> None:
+        async with self.bot:  # initialize() calls getMe: a revoked token fails here
+            pass
+
     async def typing(self, message: Inbound) -> None:
         await self._retrying(self.bot.send_chat_action, chat_id=message.chat_id, action="typing")
 
     async def send(self, message: Inbound, text: str) -> None:
         thread = int(message.thread_id) if message.thread_id and self.config.session == "thread" else None
         await self._retrying(self.bot.send_message, chat_id=message.chat_id, text=text, message_thread_id=thread)
+
+    async def send_file(self, message: Inbound, attachment: Attachment) -> None:
+        """sendPhoto for images, sendAudio for audio (multipart uploads)."""
+        from telegram import InputFile
+
+        thread = int(message.thread_id) if message.thread_id and self.config.session == "thread" else None
+        upload = InputFile(attachment.data, filename=attachment.filename)
+        if attachment.kind == "image":
+            await self._retrying(self.bot.send_photo, chat_id=message.chat_id, photo=upload, message_thread_id=thread)
+        else:
+            await self._retrying(self.bot.send_audio, chat_id=message.chat_id, audio=upload, message_thread_id=thread)
 
     async def _retrying(self, call: Any, **arguments: Any) -> Any:
         from telegram.error import RetryAfter
@@ -148,12 +211,21 @@ class Telegram:
                 await asyncio.sleep(float(wait))
         return None
 
-    async def poll(self, on_message: Any, stop: asyncio.Event) -> None:
+    async def run(self, on_message: Any, stop: asyncio.Event) -> None:
         """Long polling (`partyflow channels run`): getUpdates until `stop`, acknowledging each batch."""
         offset = None
         async with self.bot:
             while not stop.is_set():
-                updates = await self.bot.get_updates(offset=offset, timeout=25, allowed_updates=["message"])
+                fetch = asyncio.ensure_future(self.bot.get_updates(offset=offset, timeout=25,
+                                                                   allowed_updates=["message"]))
+                halt = asyncio.ensure_future(stop.wait())
+                await asyncio.wait({fetch, halt}, return_when=asyncio.FIRST_COMPLETED)
+                halt.cancel()
+                if not fetch.done():
+                    fetch.cancel()
+                    await asyncio.gather(fetch, return_exceptions=True)
+                    break
+                updates = fetch.result()
                 for update in updates:
                     offset = update.update_id + 1
                     message = self.read(update.to_dict())
@@ -216,19 +288,52 @@ class Feishu:
         return None  # bots cannot show typing in Feishu
 
     async def send(self, message: Inbound, text: str) -> None:
+        await self._post(message, "text", {"text": text})
+
+    async def send_file(self, message: Inbound, attachment: Attachment) -> None:
+        """Images: upload (im/v1/images, image_type "message") then an image message. Audio: Feishu's audio
+        messages take Opus only, so a WAV goes as a file (im/v1/files, file_type "stream") in a file message."""
+        import io
+
+        from lark_oapi.api.im.v1 import (
+            CreateFileRequest,
+            CreateFileRequestBody,
+            CreateImageRequest,
+            CreateImageRequestBody,
+        )
+
+        if attachment.kind == "image":
+            request = CreateImageRequest.builder().request_body(
+                CreateImageRequestBody.builder().image_type("message").image(io.BytesIO(attachment.data)).build()
+            ).build()
+            response = await self._retrying(self.client.im.v1.image.acreate, request)
+            await self._post(message, "image", {"image_key": response.data.image_key})
+            return
+        request = CreateFileRequest.builder().request_body(
+            CreateFileRequestBody.builder().file_type("stream").file_name(attachment.filename)
+            .file(io.BytesIO(attachment.data)).build()
+        ).build()
+        response = await self._retrying(self.client.im.v1.file.acreate, request)
+        await self._post(message, "file", {"file_key": response.data.file_key})
+
+    async def _post(self, message: Inbound, kind: str, content: dict[str, Any]) -> None:
         from lark_oapi.api.im.v1 import CreateMessageRequest, CreateMessageRequestBody
 
         request = (CreateMessageRequest.builder().receive_id_type("chat_id")
-                   .request_body(CreateMessageRequestBody.builder().receive_id(message.chat_id).msg_type("text")
-                                 .content(json.dumps({"text": text}, ensure_ascii=False)).build()).build())
+                   .request_body(CreateMessageRequestBody.builder().receive_id(message.chat_id).msg_type(kind)
+                                 .content(json.dumps(content, ensure_ascii=False)).build()).build())
+        await self._retrying(self.client.im.v1.message.acreate, request)
+
+    async def _retrying(self, call: Any, request: Any) -> Any:
         for attempt in range(MAX_RATE_LIMIT_RETRIES + 1):
-            response = await self.client.im.v1.message.acreate(request)
+            response = await call(request)
             if response.success():
-                return
+                return response
             if response.code == 99991400 and attempt < MAX_RATE_LIMIT_RETRIES:  # Feishu's "too many requests"
                 await asyncio.sleep(2 ** attempt)
                 continue
-            raise RuntimeError(f"Feishu refused the message: {response.code} {response.msg}")
+            raise RuntimeError(f"Feishu refused the request: {response.code} {response.msg}")
+        return None
 
 
 def decrypt(encrypt_key: str, data: str) -> str:
@@ -300,4 +405,8 @@ ADAPTERS: dict[str, type] = {"slack": Slack, "telegram": Telegram, "feishu": Fei
 
 def adapter_for(config: ChannelConfig) -> Any:
     """The platform adapter (raises ChannelConfigError for missing credentials, naming the variable)."""
+    if config.type == "discord":
+        from partyflow.channels.discord_bot import Discord
+
+        return Discord(config)
     return ADAPTERS[config.type](config)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from datetime import UTC
 from typing import Annotated
 
 import typer
@@ -20,7 +21,7 @@ from partyflow.cli.common import (
     user_errors,
 )
 
-app = typer.Typer(help="Chat platforms (Slack, Telegram, Feishu, webhooks) answered by published workflows.",
+app = typer.Typer(help="Chat platforms (Slack, Telegram, Feishu, Discord, webhooks) answered by published workflows.",
                   no_args_is_help=True)
 JsonOption = Annotated[bool, typer.Option("--json", help="print JSON")]
 
@@ -60,14 +61,20 @@ def list_channels(ctx: typer.Context, as_json: JsonOption = False, home: HomeOpt
 
 @app.command("test")
 def test(ctx: typer.Context, name: Annotated[str, typer.Argument(help="a [channels.NAME] table")],
-         as_json: JsonOption = False, home: HomeOption = None) -> None:
-    """Check a channel without posting anything: config, credentials, its published workflow (exit 2 if broken)."""
+         offline: Annotated[bool, typer.Option("--offline", help="do not ask the platform to check the credentials")]
+         = False, as_json: JsonOption = False, home: HomeOption = None) -> None:
+    """Check a channel without posting: config, credentials, workflow, and the platform's answer (exit 2 if not).
+
+    Unless --offline, the platform is asked whether it accepts the credentials."""
     from partyflow.channels import start_channels
+    from partyflow.channels.service import check_online
 
     with user_errors():
         engine = open_engine(home_from(ctx, home))
     try:
         channels = start_channels(engine, [name])
+        if name in channels.running and not offline:
+            asyncio.run(check_online(channels, name))
         channels.close()
     finally:
         engine.close()
@@ -87,7 +94,9 @@ def test(ctx: typer.Context, name: Annotated[str, typer.Argument(help="a [channe
 @app.command("run")
 def run(ctx: typer.Context, names: Annotated[list[str] | None, typer.Argument(help="channels (default: all)")] = None,
         home: HomeOption = None) -> None:
-    """Answer long-polling platforms (Telegram) until Ctrl-C; webhook platforms are served by `partyflow serve`."""
+    """Hold the Discord gateway, Slack Socket Mode and Telegram long-polling connections until Ctrl-C.
+
+    Webhook platforms are served by `partyflow serve`."""
     from partyflow.channels import run_polling
 
     with user_errors():
@@ -111,3 +120,33 @@ def run(ctx: typer.Context, names: Annotated[list[str] | None, typer.Argument(he
 
 
 
+
+
+@app.command("history")
+def history(ctx: typer.Context, name: Annotated[str | None, typer.Argument(help="one channel (default: all)")] = None,
+            limit: Annotated[int, typer.Option("--limit", min=1, max=10_000, help="newest N messages")] = 50,
+            as_json: JsonOption = False, home: HomeOption = None) -> None:
+    """Messages the channels answered, newest first: who, when, which workflow, tokens and cost."""
+    from contextlib import closing
+    from datetime import datetime
+
+    from partyflow.channels.runtime import channel_history, open_history
+    from partyflow.config import Home, resolve_home
+
+    with user_errors():
+        state_db = Home(resolve_home(home_from(ctx, home))).state_db
+    with closing(open_history(state_db)) as db:
+        rows = channel_history(db, name, limit=limit)
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        cli_console().print("no channel messages yet", markup=False)
+        return
+    table = Table("when (UTC)", "channel", "user", "workflow", "status", "tokens", "cost", "message")
+    for row in rows:
+        when = datetime.fromtimestamp(row["received"], UTC).strftime("%Y-%m-%d %H:%M:%S")
+        cost = "" if row["cost"] is None else f"{row['cost']:.4f}"
+        table.add_row(when, escape(row["channel"]), escape(row["user"]), escape(row["workflow"]), row["status"],
+                      str(row["prompt_tokens"] + row["completion_tokens"]), cost, escape(row["text"][:60]))
+    cli_console().print(table)

@@ -30,6 +30,7 @@ RULES: dict[tuple[str, str], Level] = {
     ("GET", "/prompt"): READ, ("POST", "/prompt"): RUN,
     ("GET", "/queue"): READ, ("POST", "/queue"): RUN,  # a runner deletes only its own queued prompts
     ("GET", "/history"): READ, ("GET", "/history/{prompt_id}"): READ, ("POST", "/history"): ADMIN,
+    ("GET", "/channels/history"): ADMIN,  # what people wrote to the channels and the answers (issue 16)
     ("POST", "/interrupt"): RUN,  # a runner interrupts only its own prompt
     ("POST", "/free"): ADMIN,
     ("GET", "/jobs"): READ, ("GET", "/jobs/{job_id}"): READ, ("POST", "/jobs/{job_id}/cancel"): RUN,
