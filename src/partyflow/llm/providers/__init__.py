@@ -15,6 +15,7 @@ from partyflow.llm.config import ProviderConfig, ProvidersConfig
 from partyflow.llm.errors import ProviderConfigError
 from partyflow.llm.routing.config import RouterConfig
 from partyflow.llm.types import ChatModel
+from partyflow.telemetry.tracing import active as active_tracing
 
 if TYPE_CHECKING:
     from partyflow.llm.routing.health import HealthBook
@@ -45,9 +46,35 @@ def create(name: str, config: ProvidersConfig | ProviderConfig, *, meter: Meter 
     if isinstance(entry, RouterConfig):
         if not isinstance(config, ProvidersConfig):
             raise ProviderConfigError("a router needs the whole providers configuration", provider=name)
-        return _router(entry, config, meter=meter, health=health, options=options)
+        return _traced_router(_router(entry, config, meter=meter, health=health, options=options), entry)
     provider: ChatModel = provider_class(entry.type, name)(entry, **options)
-    return meter.wrap(provider) if meter is not None else provider
+    provider = meter.wrap(provider) if meter is not None else provider
+    return _traced(provider, entry, options.get("environ"))
+
+
+def _traced(provider: ChatModel, entry: ProviderConfig, environ: Mapping[str, str] | None) -> ChatModel:
+    """`provider` with a span per call when the code creating it runs under a traced engine (issue 18, item 6)."""
+    if active_tracing() is None:
+        return provider
+    from partyflow.llm.tracing import genai_provider, server_of, traced
+
+    try:
+        secrets = (entry.api_key(environ),)
+    except ProviderConfigError:
+        secrets = ()
+    return traced(provider, provider=entry.name, system=genai_provider(entry.type, entry.base_url, entry.name),
+                  default_model=entry.model, secrets=(*secrets, *entry.extra_headers.values()),
+                  attributes={**server_of(entry.base_url), "partyflow.embedding_model": entry.embedding_model})
+
+
+def _traced_router(router: ChatModel, entry: RouterConfig) -> ChatModel:
+    """A router's call is a span too; its members' attempts (failed ones with ERROR status) are its children."""
+    if active_tracing() is None:
+        return router
+    from partyflow.llm.tracing import traced
+
+    return traced(router, provider=entry.name, system=entry.name,
+                  attributes={"partyflow.router": entry.name, "partyflow.router.strategy": entry.strategy})
 
 
 def _router(router: RouterConfig, config: ProvidersConfig, *, meter: Meter | None, health: HealthBook | None,

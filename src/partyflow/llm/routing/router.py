@@ -26,6 +26,7 @@ from partyflow.llm.routing.health import Admission, Circuit, HealthBook
 from partyflow.llm.routing.plan import Plan, Verdict
 from partyflow.llm.routing.strategy import Candidate, order
 from partyflow.llm.types import ChatChunk, ChatModel, ChatRequest, ChatResponse
+from partyflow.telemetry.tracing import event
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +194,8 @@ class RouterModel:
         admission = self.health.admit(member, rpm=info.rpm, tpm=info.tpm, tokens=estimate_tokens(request))
         if not admission.allowed:
             plan.skipped(member, admission.reason)
+            event("partyflow.router.skipped", {"partyflow.router.member": member,
+                                               "partyflow.router.reason": admission.reason})
             return None
         return admission
 
@@ -225,6 +228,9 @@ class RouterModel:
             self.health.released(member, admission)
         log.info("router %s: member %s failed (%s); %s", self.name, member, _short(error),
                  "stopping" if judgement.verdict is Verdict.STOP else "trying the next member")
+        event("partyflow.router.failover" if judgement.verdict is not Verdict.STOP else "partyflow.router.stop",
+              {"partyflow.router.member": member, "partyflow.router.reason": _short(error),
+               "partyflow.router.verdict": judgement.verdict.value})
         if judgement.verdict is Verdict.STOP:
             raise error
 
