@@ -101,6 +101,36 @@ def _router(router: RouterConfig, config: ProvidersConfig, *, meter: Meter | Non
     return RouterModel(router, infos, build, health=book, check_budget=check)
 
 
+def embedding_model_of(name: str, config: ProvidersConfig, model: str | None = None, *,
+                       router: str | None = None) -> str:
+    """The embedding model that calls to provider or router `name` use (`model` when given).
+
+    A router embeds only when every member can: each serves embeddings (a chat-only member is named) and, without
+    an explicit `model`, all use the same embedding model, since vectors of different models cannot share an index.
+    Raises `ProviderConfigError` naming the router and the member.
+    """
+    entry = config.entry(name)
+    where = f"router {router!r}: member {name!r}" if router else f"provider {name!r}"
+    if isinstance(entry, RouterConfig):
+        found = {member: embedding_model_of(member, config, model, router=name) for member in entry.members}
+        if len(set(found.values())) > 1:
+            listed = ", ".join(f"{member}: {chosen}" for member, chosen in found.items())
+            raise ProviderConfigError(
+                f"router {name!r}: members embed with different models ({listed}); vectors of different models "
+                "cannot be compared", provider=name,
+                hint=f"Give the members the same embedding_model, or name the model: provider:{name}/MODEL")
+        return next(iter(found.values()))
+    if not callable(getattr(provider_class(entry.type, name), "embed", None)):
+        raise ProviderConfigError(f"{where} (type {entry.type}) offers no embeddings (chat only)", provider=name,
+                                  hint="Use an openai_compat provider with an embedding_model" +
+                                  (f", or remove {name!r} from router {router!r}" if router else ""))
+    chosen = model or entry.embedding_model or entry.model
+    if not chosen:
+        raise ProviderConfigError(f"{where} has no embedding_model", provider=name,
+                                  hint=f"Set embedding_model in [providers.{name}]")
+    return chosen
+
+
 def _member_info(name: str, config: ProvidersConfig) -> Any:
     """A member's limits, context window and price; a nested router's window is its largest member's."""
     from partyflow.llm.routing.router import MemberInfo
