@@ -235,3 +235,64 @@ def test_without_a_telemetry_table_nothing_is_traced(tmp_path: Path) -> None:
         assert engine._services.tracing is None
     finally:
         engine.close()
+
+
+def test_embeddings_through_a_router_are_spans_with_each_attempt(
+        fresh: OTLPReceiver, servers: tuple[OpenAIServer, OpenAIServer], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    first, _ = servers
+    first.script(Reply.error(500, "embedding backend down"))
+    prompt = {"embed": node("KBEmbed", embedder="provider:smart/tiny-embed", text="first line\nsecond line"),
+              "show": node("DisplayValue", value=["embed", 0])}
+    result = run_traced(make_home(tmp_path / "home", fresh, servers), prompt, monkeypatch)
+    assert result.ok, result.error
+    embed = node_span(fresh.spans, "embed")
+    (routed,) = [s for s in fresh.spans if s.parent_id == embed.span_id]
+    assert routed.name == "embeddings tiny-embed" and routed.attributes["partyflow.router"] == "smart"
+    assert routed.attributes["gen_ai.operation.name"] == "embeddings"
+    assert routed.attributes["gen_ai.embeddings.dimension.count"] == 4
+    attempts = sorted((s for s in fresh.spans if s.parent_id == routed.span_id), key=lambda s: s.start_ns)
+    assert [(s.attributes["partyflow.provider"], s.failed) for s in attempts] == [("loop", True), ("backup", False)]
+    assert attempts[1].attributes["gen_ai.usage.input_tokens"] == 2
+
+
+NO_OTEL = """
+import sys
+from importlib.abc import MetaPathFinder
+
+class Missing(MetaPathFinder):  # as if the `otel` extra were not installed
+    def find_spec(self, name, path=None, target=None):
+        if name == "opentelemetry" or name.startswith("opentelemetry."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, Missing())
+from pathlib import Path
+from partyflow import Engine
+from partyflow.config import ConfigError
+
+home = Path(sys.argv[1])
+with Engine(home=home, load_custom_nodes=False) as engine:
+    prompt = {"t": {"class_type": "PrimitiveString", "inputs": {"value": "x"}},
+              "d": {"class_type": "DisplayValue", "inputs": {"value": ["t", 0]}}}
+    assert engine.run(prompt).ok
+assert not any(name.startswith("opentelemetry") for name in sys.modules)
+(home / "config.toml").write_text('[telemetry]\\notlp_endpoint = "http://127.0.0.1:4318"\\n')
+try:
+    Engine(home=home, load_custom_nodes=False)
+except ConfigError as exc:
+    print("refused:", exc)
+"""
+
+
+def test_the_core_runs_without_opentelemetry_and_names_the_extra_when_asked_for_traces(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    done = subprocess.run([sys.executable, "-c", NO_OTEL, str(tmp_path / "home")], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "refused: [telemetry] is configured but OpenTelemetry is not installed" in done.stdout
+    assert "pip install 'partyflow[otel]'" in done.stdout
