@@ -526,8 +526,11 @@ class PromptExecution:
             token = enter_scope(self._scope(node_id, 0))
             started = time.perf_counter()
             try:
-                with self._node_span(node_id, definition, len(prepared.calls)):
+                if self._tracing is None:  # the hot path: trivial nodes pay nothing for tracing being available
                     raw = [function(**kwargs) for kwargs in prepared.calls]
+                else:
+                    with self._node_span(node_id, definition, len(prepared.calls)):
+                        raw = [function(**kwargs) for kwargs in prepared.calls]
             except BaseException as exc:
                 self._node_failed(node_id, exc)
                 return True
