@@ -296,3 +296,21 @@ def test_the_core_runs_without_opentelemetry_and_names_the_extra_when_asked_for_
     assert done.returncode == 0, done.stderr
     assert "refused: [telemetry] is configured but OpenTelemetry is not installed" in done.stdout
     assert "pip install 'partyflow[otel]'" in done.stdout
+
+
+def test_a_receiver_that_is_down_never_fails_a_run_and_closing_stays_bounded(tmp_path: Path) -> None:
+    import socket
+    import time
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    home = write_config(tmp_path / "home", f'[telemetry]\notlp_endpoint = "http://127.0.0.1:{port}"\ntimeout = 1\n')
+    engine = Engine(home=home, load_custom_nodes=False)
+    try:
+        prompt = {"text": node("PrimitiveString", value="x"), "show": node("DisplayValue", value=["text", 0])}
+        assert engine.run(prompt).ok
+    finally:
+        started = time.monotonic()
+        engine.close()
+        assert time.monotonic() - started < 5  # the export gives up; the process is not held hostage

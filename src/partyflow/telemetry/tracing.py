@@ -13,6 +13,7 @@ under the current one. Threads do not inherit context variables: the engine ente
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 import traceback
 from collections.abc import Iterator, Mapping
@@ -57,6 +58,7 @@ class Tracing:
             "telemetry.sdk.language": "python"}))
         exporter = OTLPSpanExporter(endpoint=config.traces_url, headers=config.header_values(environ),
                                     timeout=config.timeout)
+        self._exporter = exporter
         self._provider.add_span_processor(BatchSpanProcessor(exporter))
         self.tracer = self._provider.get_tracer("partyflow", __version__)
         self._closed = False
@@ -119,11 +121,18 @@ class Tracing:
         """Export what is buffered now; whether it finished in time."""
         return bool(self._provider.force_flush(int(timeout_s * 1000)))
 
-    def shutdown(self) -> None:
-        """Flush and stop exporting (the engine's close)."""
+    def shutdown(self, timeout_s: float | None = None) -> None:
+        """Send what is buffered and stop exporting (the engine's close). Bounded: with the receiver down, a
+        command's exit waits at most `timeout_s` (default the export timeout, at most 3 s), then drops the rest."""
         if not self._closed:
             self._closed = True
-            self._provider.shutdown()
+            wait = timeout_s if timeout_s is not None else min(self.config.timeout, 3.0)
+            closer = threading.Thread(target=self._provider.shutdown, name="partyflow-otel-close", daemon=True)
+            closer.start()
+            closer.join(wait)
+            if closer.is_alive():  # the receiver does not answer: stop the exporter's retries, drop the rest
+                self._exporter.shutdown()
+                closer.join(wait)
 
 
 def event(name: str, attributes: Mapping[str, AttributeValue | None] | None = None) -> None:
