@@ -314,3 +314,42 @@ def test_a_receiver_that_is_down_never_fails_a_run_and_closing_stays_bounded(tmp
         started = time.monotonic()
         engine.close()
         assert time.monotonic() - started < 5  # the export gives up; the process is not held hostage
+
+
+def test_a_workflow_run_by_an_agents_tool_joins_the_callers_trace(
+        fresh: OTLPReceiver, servers: tuple[OpenAIServer, OpenAIServer], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.agents.scripted import calls, text
+
+    first, _ = servers
+    home = make_home(tmp_path / "home", fresh, servers)
+    flows = home / "user" / "workflows"
+    flows.mkdir(parents=True)
+    (flows / "echo.json").write_text(json.dumps({
+        "1": {"class_type": "TextValue", "inputs": {"value": ""}, "_meta": {"title": "input:text"}},
+        "2": {"class_type": "TextValue", "inputs": {"value": ["1", 0]}, "_meta": {"title": "output:said"}}}))
+    first.script(calls(("echo", {"text": "hi"})), text("done"))
+    prompt = {"model": node("APIModelLoader", provider="loop", model=""),
+              "echo": node("WorkflowAsTool", workflow="echo", name="echo", description="Echoes."),
+              "agent": node("Agent", model=["model", 0], system_prompt="", task="Echo hi", tools=["echo", 0]),
+              "show": node("DisplayText", text=["agent", 0])}
+    result = run_traced(home, prompt, monkeypatch)
+    assert result.ok, result.error
+    spans = fresh.spans
+    assert len({s.trace_id for s in spans}) == 1  # the nested prompt is part of the caller's trace
+    by_id = {s.span_id: s for s in spans}
+    roots = [s for s in spans if s.name.startswith("invoke_workflow")]
+    (outer,) = [s for s in roots if not s.parent_id]
+    (nested,) = [s for s in roots if s.parent_id]
+    agent = node_span(spans, "agent")
+    assert outer.attributes["partyflow.prompt.id"] == result.prompt_id
+
+    def ancestors(span: ReceivedSpan) -> list[str]:
+        chain = []
+        while span.parent_id:
+            span = by_id[span.parent_id]
+            chain.append(span.span_id)
+        return chain
+
+    assert agent.span_id in ancestors(nested)
+    assert len([s for s in by_name(spans, "chat ") if s.parent_id == agent.span_id]) == 2
