@@ -7,9 +7,10 @@
     so the export's CPU is counted too.
 (b) Per model call: a workflow of one Chat node against the tests' scripted OpenAI-compatible server on loopback,
     off and on: the added milliseconds per call.
-(c) Off means off: the per-node cost of the disabled hook (entering the shared no-op context) measured directly.
+(c) Off means off: what a node pays when tracing is off, measured directly: an `is None` test for nodes run inline,
+    entering a shared no-op context for nodes run in a worker thread or task.
 
-Goals: tracing off costs < 1% of a trivial node; a traced model call <= 1.05x an untraced one; nodes doing ~1 ms of
+Goals: tracing off costs < 1% of a trivial node (inline) and < 1% of the executor's own cost of a threaded node; a traced model call <= 1.05x an untraced one; nodes doing ~1 ms of
 work <= 1.05x (the run's time; the export runs in a background thread, its CPU is shown beside). The trivial-node
 ratio is reported without a goal: it is the price of an OpenTelemetry span against a node that costs microseconds.
 """
@@ -24,7 +25,7 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from _support import Goal, parse_args, ratio, report_goals, show_table, timed
@@ -153,23 +154,41 @@ def per_unit(off: Engine, on: Engine, prompt: dict, runs: int) -> dict[str, floa
     return {key: statistics.median(values) / len(prompt) / batch for key, values in samples.items()}
 
 
-def disabled_hook_cost(repeats: int = 200_000, trials: int = 5) -> float:
-    """Seconds per entry of the executor's no-op span context, what a node run in a worker thread or task pays when
-    tracing is off (inline nodes pay only an `is None` test); the best of a few trials, as noise only adds."""
+def disabled_hook_cost(repeats: int = 200_000, trials: int = 5) -> tuple[float, float]:
+    """Seconds per node of what tracing being off costs: for an inline node, the executor's `is None` test; for a
+    node in a worker thread or task, entering the shared no-op context. The best of a few trials (noise only adds),
+    less the empty loop."""
     from partyflow.engine.executor import _NO_SPAN
 
-    best = float("inf")
-    for _ in range(trials):
-        started = time.perf_counter()
+    class Holder:
+        _tracing = None
+
+    holder = Holder()
+
+    def best(body: Callable[[], None]) -> float:
+        fastest = float("inf")
+        for _ in range(trials):
+            started = time.perf_counter()
+            body()
+            fastest = min(fastest, time.perf_counter() - started)
+        return fastest / repeats
+
+    def empty() -> None:
+        for _ in range(repeats):
+            pass
+
+    def test() -> None:
+        for _ in range(repeats):
+            if holder._tracing is None:
+                pass
+
+    def context() -> None:
         for _ in range(repeats):
             with _NO_SPAN:
                 pass
-        loop = time.perf_counter() - started
-        started = time.perf_counter()
-        for _ in range(repeats):
-            pass
-        best = min(best, max(loop - (time.perf_counter() - started), 0.0) / repeats)
-    return best
+
+    base = best(empty)
+    return max(best(test) - base, 0.0), max(best(context) - base, 0.0)
 
 
 def main() -> int:
@@ -198,11 +217,15 @@ def main() -> int:
                      f"{(figure['on + export'] - figure['off']) * 1e6:+.1f} us"))
     show_table(f"Tracing off vs on ({received[0]} spans received over OTLP/HTTP by a receiver in another process)",
                ("workload", "off", "on", "on + export", "on/off", "(on + export)/off", "added per unit"), rows)
-    hook = disabled_hook_cost()
+    inline, threaded = disabled_hook_cost()
     trivial = figures["trivial"]["off"]
-    goals.append(Goal("tracing off: the disabled hook per node", hook < 0.01 * trivial,
-                      f"{hook * 1e9:.0f} ns = {hook / trivial:.2%} of a trivial node ({trivial * 1e6:.1f} us)"))
     busy = figures["busy 1 ms"]
+    hop = max(busy["off"] - BUSY_SECONDS, 1e-9)  # what the executor spends on a node it runs in a worker thread
+    goals.append(Goal("tracing off, inline node", inline < 0.01 * trivial,
+                      f"{inline * 1e9:.0f} ns = {inline / trivial:.2%} of a trivial node ({trivial * 1e6:.1f} us)"))
+    goals.append(Goal("tracing off, node in a worker thread", threaded < 0.01 * hop,
+                      f"{threaded * 1e9:.0f} ns = {threaded / hop:.2%} of the executor's own cost for such a node "
+                      f"({hop * 1e6:.0f} us)"))
     goals.append(Goal("nodes doing ~1 ms of work, traced", busy["on"] <= 1.05 * busy["off"],
                       f"{ratio(busy['on'], busy['off']):.3f}x (goal <= 1.05x; with the export's CPU counted "
                       f"{ratio(busy['on + export'], busy['off']):.3f}x)"))
