@@ -191,6 +191,7 @@ def test_router_failover_shows_each_attempt_under_the_routers_span(
     assert routed.name == "chat smart" and routed.attributes["partyflow.router"] == "smart"
     assert routed.attributes["gen_ai.request.stream"] is True and not routed.failed
     assert routed.attributes["partyflow.response.provider"] == "backup"
+    assert "gen_ai.usage.input_tokens" not in routed.attributes  # counted once, on the member's span
     attempts = sorted((s for s in fresh.spans if s.parent_id == routed.span_id), key=lambda s: s.start_ns)
     assert [(s.name, s.failed) for s in attempts] == [("chat tiny-chat", True), ("chat backup-chat", False)]
     assert attempts[0].attributes["http.response.status_code"] == 500

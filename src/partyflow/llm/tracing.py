@@ -81,8 +81,10 @@ class CallTracer:
     """How one provider's calls are described: its names, its server, and what to redact from content."""
 
     def __init__(self, tracing: Tracing, *, provider: str, system: str, default_model: str | None = None,
-                 attributes: Mapping[str, Any] | None = None, secrets: Iterable[str | None] = ()) -> None:
+                 attributes: Mapping[str, Any] | None = None, secrets: Iterable[str | None] = (),
+                 usage: bool = True) -> None:
         self.tracing = tracing
+        self.reports_usage = usage
         self.provider = provider
         self.system = system
         self.default_model = default_model
@@ -124,7 +126,7 @@ class CallTracer:
             span.set_attribute(key, redact(json.dumps(value, ensure_ascii=False), self.secrets))
 
     def usage(self, span: Any, usage: Usage | None) -> None:
-        if usage is None:
+        if usage is None or not self.reports_usage:
             return
         span.set_attributes({"gen_ai.usage.input_tokens": usage.prompt_tokens,
                              "gen_ai.usage.output_tokens": usage.completion_tokens})
@@ -261,13 +263,15 @@ class TracedChatModel:
 
 
 def traced(model: T, *, provider: str, system: str, default_model: str | None = None,
-           attributes: Mapping[str, Any] | None = None, secrets: Iterable[str | None] = ()) -> T:
-    """`model` with spans around its calls when tracing is active here; `model` itself otherwise."""
+           attributes: Mapping[str, Any] | None = None, secrets: Iterable[str | None] = (), usage: bool = True) -> T:
+    """`model` with spans around its calls when tracing is active here; `model` itself otherwise. `usage=False`
+    for a span around other model spans (a router's): its tokens and cost are its children's, and backends that
+    add up a trace's usage would count them twice."""
     tracing = active()
     if tracing is None:
         return model
     tracer = CallTracer(tracing, provider=provider, system=system, default_model=default_model,
-                        attributes=attributes, secrets=secrets)
+                        attributes=attributes, secrets=secrets, usage=usage)
     return TracedChatModel(model, tracer)  # type: ignore[arg-type,return-value]
 
 

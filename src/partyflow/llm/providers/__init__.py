@@ -73,7 +73,7 @@ def _traced_router(router: ChatModel, entry: RouterConfig) -> ChatModel:
         return router
     from partyflow.llm.tracing import traced
 
-    return traced(router, provider=entry.name, system=entry.name,
+    return traced(router, provider=entry.name, system=entry.name, usage=False,
                   attributes={"partyflow.router": entry.name, "partyflow.router.strategy": entry.strategy})
 
 
