@@ -221,16 +221,18 @@ class PromptExecution:
         try:
             await self._run_prompt()
             outcome = self._finish()
-        except BaseException as exc:
+        except BaseException as exc:  # cancelled (the server stopping) or an engine fault: still a finished span
             from partyflow.telemetry import fail
 
             fail(span, exc)
+            span.set_attribute("partyflow.latency", time.perf_counter() - started)
+            span.end()
             raise
         finally:
             tracing.leave(tokens)
-            span.set_attribute("partyflow.latency", time.perf_counter() - started)
         span.set_attributes({"partyflow.status": outcome.status, "partyflow.nodes.executed": len(outcome.executed),
-                             "partyflow.nodes.cached": len(outcome.cached)})
+                             "partyflow.nodes.cached": len(outcome.cached),
+                             "partyflow.latency": time.perf_counter() - started})
         if outcome.failure is not None:
             from opentelemetry.trace import Status, StatusCode
 
