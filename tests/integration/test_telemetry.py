@@ -352,5 +352,12 @@ def test_a_workflow_run_by_an_agents_tool_joins_the_callers_trace(
             chain.append(span.span_id)
         return chain
 
+    (invoke,) = by_name(spans, "invoke_agent ")
+    assert invoke.parent_id == agent.span_id and invoke.attributes["gen_ai.operation.name"] == "invoke_agent"
+    assert invoke.attributes["partyflow.agent.stop_reason"] == "final"
+    assert len([s for s in by_name(spans, "chat ") if s.parent_id == invoke.span_id]) == 2
+    (tool,) = by_name(spans, "execute_tool ")
+    assert tool.name == "execute_tool echo" and tool.parent_id == invoke.span_id and not tool.failed
+    assert tool.attributes["gen_ai.tool.name"] == "echo" and "gen_ai.tool.call.arguments" not in tool.attributes
+    assert nested.parent_id == tool.span_id  # the tool's workflow run hangs under the tool call that ran it
     assert agent.span_id in ancestors(nested)
-    assert len([s for s in by_name(spans, "chat ") if s.parent_id == agent.span_id]) == 2
