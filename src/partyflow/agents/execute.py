@@ -20,6 +20,7 @@ from partyflow.agents.record import ToolRun
 from partyflow.llm import ToolCall
 from partyflow.llm.redact import redact
 from partyflow.telemetry.tracing import active as active_tracing
+from partyflow.telemetry.tracing import mark_error
 from partyflow.tools import ArgumentError, Tool, ToolError, result_text
 
 
@@ -79,10 +80,7 @@ class ToolRunner:
                 span.set_attribute("gen_ai.tool.call.arguments", redact(call.arguments))
                 span.set_attribute("gen_ai.tool.call.result", redact(error or output)[:16_000])
             if error is not None:
-                from opentelemetry.trace import Status, StatusCode
-
-                span.set_status(Status(StatusCode.ERROR, redact(error)[:500]))
-                span.set_attribute("error.type", "ToolError")
+                mark_error(span, redact(error), "ToolError")
             return error, output
 
     async def _attempt(self, call: ToolCall, time_left: float | None) -> tuple[str | None, str]:

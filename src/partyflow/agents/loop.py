@@ -32,7 +32,9 @@ from partyflow.llm import (
     Usage,
     UserMessage,
 )
+from partyflow.llm.redact import redact
 from partyflow.telemetry.tracing import active as active_tracing
+from partyflow.telemetry.tracing import mark_error
 from partyflow.tools import ArgumentError, Tool, check_json
 
 log = logging.getLogger(__name__)
@@ -103,9 +105,7 @@ class Agent:
                 span.set_attributes({"partyflow.agent.steps": len(result.steps),
                                      "partyflow.agent.stop_reason": result.stop_reason})
                 if result.error:
-                    from opentelemetry.trace import Status, StatusCode
-
-                    span.set_status(Status(StatusCode.ERROR, result.error[:500]))
+                    mark_error(span, redact(result.error), "AgentError")
                 return result
         finally:
             if executor is not None:

@@ -185,8 +185,7 @@ class PromptExecution:
         self._node_events = bus.wants(Executing) or bus.wants(Executed)
         self._caching = not isinstance(services.cache, NoCache)  # `none` never needs a signature
         self._tracing = services.tracing
-        self._root_span: Any = None
-        self._root_context: Any = None
+        self._root_context: Any = None  # the root span's context, the parent of node spans in any thread
 
     def request_interrupt(self) -> None:
         """Stop this prompt; safe from any thread. Wakes the scheduler, which cancels what still runs."""
@@ -212,7 +211,7 @@ class PromptExecution:
         """The run under a root span (a child of the current span when a node runs this prompt as a tool, so a
         nested workflow joins its caller's trace); nodes' spans hang below it, whatever thread runs them."""
         name = self._workflow or "partyflow"
-        span = self._root_span = tracing.start(f"invoke_workflow {name}", {
+        span = tracing.start(f"invoke_workflow {name}", {
             "gen_ai.operation.name": "invoke_workflow", "gen_ai.workflow.name": name,
             "partyflow.prompt.id": self.prompt_id, "partyflow.prompt.nodes": len(self.prompt)})
         self._root_context = tracing.context_of(span)
@@ -234,12 +233,12 @@ class PromptExecution:
                              "partyflow.nodes.cached": len(outcome.cached),
                              "partyflow.latency": time.perf_counter() - started})
         if outcome.failure is not None:
-            from opentelemetry.trace import Status, StatusCode
+            from partyflow.telemetry import mark_error
 
-            span.set_status(Status(StatusCode.ERROR, f"node {outcome.failure.node_id} "
-                                   f"({outcome.failure.class_type}): {outcome.failure.exception_type}"))
-            span.set_attributes({"error.type": outcome.failure.exception_type,
-                                 "partyflow.failed_node.id": outcome.failure.node_id})
+            failure = outcome.failure
+            mark_error(span, f"node {failure.node_id} ({failure.class_type}): {failure.exception_type}",
+                       failure.exception_type)
+            span.set_attribute("partyflow.failed_node.id", failure.node_id)
         span.end()
         return outcome
 

@@ -5,6 +5,6 @@ Knows nothing of nodes or models: the engine opens a span per prompt and per nod
 """
 
 from partyflow.telemetry.config import TelemetryConfig, parse_telemetry
-from partyflow.telemetry.tracing import Tracing, active, event, fail
+from partyflow.telemetry.tracing import Tracing, active, event, fail, mark_error
 
-__all__ = ["TelemetryConfig", "Tracing", "active", "event", "fail", "parse_telemetry"]
+__all__ = ["TelemetryConfig", "Tracing", "active", "event", "fail", "mark_error", "parse_telemetry"]

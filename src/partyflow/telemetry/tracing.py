@@ -160,6 +160,15 @@ def fail(span: Any, exc: BaseException, *, kind: str | None = None) -> None:
         "exception.stacktrace": redact("".join(traceback.format_exception(exc)))[-MAX_ATTRIBUTE_CHARS:]})
 
 
+def mark_error(span: Any, description: str, error_type: str) -> None:
+    """ERROR status and `error.type` on `span` for a failure that is a value, not an exception (a failed node's
+    prompt, a tool error the model is shown)."""
+    from opentelemetry.trace import Status, StatusCode
+
+    span.set_status(Status(StatusCode.ERROR, description[:1000]))
+    span.set_attribute("error.type", error_type)
+
+
 def _clean(attributes: Mapping[str, AttributeValue | None] | None) -> dict[str, AttributeValue]:
     """Attributes without the unset ones (OpenTelemetry refuses None), long text cut."""
     if not attributes:
