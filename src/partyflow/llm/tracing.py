@@ -82,8 +82,9 @@ class CallTracer:
 
     def __init__(self, tracing: Tracing, *, provider: str, system: str, default_model: str | None = None,
                  attributes: Mapping[str, Any] | None = None, secrets: Iterable[str | None] = (),
-                 usage: bool = True) -> None:
+                 usage: bool = True, embedding_model: str | None = None) -> None:
         self.tracing = tracing
+        self.embedding_model = embedding_model
         self.reports_usage = usage
         self.provider = provider
         self.system = system
@@ -263,7 +264,8 @@ class TracedChatModel:
 
 
 def traced(model: T, *, provider: str, system: str, default_model: str | None = None,
-           attributes: Mapping[str, Any] | None = None, secrets: Iterable[str | None] = (), usage: bool = True) -> T:
+           attributes: Mapping[str, Any] | None = None, secrets: Iterable[str | None] = (), usage: bool = True,
+           embedding_model: str | None = None) -> T:
     """`model` with spans around its calls when tracing is active here; `model` itself otherwise. `usage=False`
     for a span around other model spans (a router's): its tokens and cost are its children's, and backends that
     add up a trace's usage would count them twice."""
@@ -271,7 +273,7 @@ def traced(model: T, *, provider: str, system: str, default_model: str | None = 
     if tracing is None:
         return model
     tracer = CallTracer(tracing, provider=provider, system=system, default_model=default_model,
-                        attributes=attributes, secrets=secrets, usage=usage)
+                        attributes=attributes, secrets=secrets, usage=usage, embedding_model=embedding_model)
     return TracedChatModel(model, tracer)  # type: ignore[arg-type,return-value]
 
 
@@ -297,7 +299,7 @@ def _traced_aembed(tracer: CallTracer, aembed: Callable[..., Awaitable[Embedding
 
 
 def _embedding_model(tracer: CallTracer) -> str | None:
-    return tracer.attributes.get("partyflow.embedding_model")  # type: ignore[no-any-return]
+    return tracer.embedding_model
 
 
 def _embedding_input(texts: Sequence[str]) -> list[dict[str, Any]]:

@@ -64,7 +64,7 @@ def _traced(provider: ChatModel, entry: ProviderConfig, environ: Mapping[str, st
         secrets = ()
     return traced(provider, provider=entry.name, system=genai_provider(entry.type, entry.base_url, entry.name),
                   default_model=entry.model, secrets=(*secrets, *entry.extra_headers.values()),
-                  attributes={**server_of(entry.base_url), "partyflow.embedding_model": entry.embedding_model})
+                  attributes=server_of(entry.base_url), embedding_model=entry.embedding_model or entry.model)
 
 
 def _traced_router(router: ChatModel, entry: RouterConfig) -> ChatModel:
