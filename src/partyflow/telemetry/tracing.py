@@ -54,8 +54,7 @@ class Tracing:
         self.capture_content = config.capture_content
         self._trace = trace
         self._provider = TracerProvider(resource=Resource.create({
-            "service.name": config.service_name, "service.version": __version__,
-            "telemetry.sdk.language": "python"}))
+            "service.name": config.service_name, "service.version": __version__}))
         exporter = OTLPSpanExporter(endpoint=config.traces_url, headers=config.header_values(environ),
                                     timeout=config.timeout)
         self._exporter = exporter
