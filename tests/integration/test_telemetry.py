@@ -361,3 +361,19 @@ def test_a_workflow_run_by_an_agents_tool_joins_the_callers_trace(
     assert tool.attributes["gen_ai.tool.name"] == "echo" and "gen_ai.tool.call.arguments" not in tool.attributes
     assert nested.parent_id == tool.span_id  # the tool's workflow run hangs under the tool call that ran it
     assert agent.span_id in ancestors(nested)
+
+
+@pytest.mark.parametrize(("kind", "url", "expected"), [
+    ("openai_compat", "https://api.openai.com/v1", "openai"),
+    ("openai_compat", None, "openai"),  # the openai client's default
+    ("openai_compat", "https://api.deepseek.com/v1", "deepseek"),
+    ("openai_compat", "https://myres.openai.azure.com/openai", "azure.ai.openai"),
+    ("openai_compat", "https://generativelanguage.googleapis.com/v1beta/openai", "gcp.gemini"),
+    ("openai_compat", "http://127.0.0.1:11434/v1", "ollama-box"),  # unknown host: the configured name
+    ("transformers", None, "transformers"),
+    ("llamacpp", None, "llama_cpp"),
+])
+def test_provider_names_follow_the_conventions(kind: str, url: str | None, expected: str) -> None:
+    from partyflow.llm.tracing import genai_provider
+
+    assert genai_provider(kind, url, "ollama-box") == expected

@@ -64,7 +64,7 @@ def genai_provider(provider_type: str, base_url: str | None, name: str) -> str:
         return _LOCAL_TYPES[provider_type]
     host = (urlsplit(base_url).hostname or "") if base_url else "api.openai.com"
     for known, provider in _KNOWN_HOSTS:
-        if host == known or host.endswith("." + known) or host.endswith(known):
+        if host == known or host.endswith("." + known):
             return provider
     return name
 
