@@ -53,7 +53,8 @@ _KNOWN_HOSTS = (
     ("api.openai.com", "openai"), ("openai.azure.com", "azure.ai.openai"), ("api.deepseek.com", "deepseek"),
     ("api.groq.com", "groq"), ("api.mistral.ai", "mistral_ai"), ("api.anthropic.com", "anthropic"),
     ("api.x.ai", "x_ai"), ("generativelanguage.googleapis.com", "gcp.gemini"), ("api.perplexity.ai", "perplexity"),
-    ("api.cohere", "cohere"), ("openrouter.ai", "openrouter"), ("api.together", "together_ai"),
+    ("api.cohere.com", "cohere"), ("api.cohere.ai", "cohere"), ("openrouter.ai", "openrouter"),
+    ("api.together.xyz", "together_ai"),
 )
 _LOCAL_TYPES = {"transformers": "transformers", "llamacpp": "llama_cpp"}
 
