@@ -131,7 +131,7 @@ class Tracing:
             closer.join(wait)
             if closer.is_alive():  # the receiver does not answer: stop the exporter's retries, drop the rest
                 self._exporter.shutdown()
-                closer.join(wait)
+                closer.join(1.0)  # the retry loop notices at once; never wait on it for long
 
 
 def event(name: str, attributes: Mapping[str, AttributeValue | None] | None = None) -> None:
