@@ -249,3 +249,36 @@ def test_scanned_pages_go_into_a_knowledge_base(tmp_path: Path) -> None:
     assert ingested.returncode == 0, ingested.stderr
     found = json.loads(kb("query", "scans", "who approves travel", "--mode", "keyword", "--json").stdout)
     assert "CFO" in json.dumps(found) and "policy.pdf" in json.dumps(found)
+
+
+def test_media_calls_are_spans_of_the_runs_trace(server: MediaServer, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 18, item 6: with [telemetry], image, speech and transcription calls are GenAI spans under their nodes."""
+    from tests.support.otlp_receiver import OTLPReceiver
+
+    monkeypatch.setenv("PF_MEDIA_KEY", KEY)
+    with OTLPReceiver() as receiver:
+        home = tmp_path / "home"
+        home.mkdir()
+        (home / "config.toml").write_text(
+            f'[providers.media]\ntype = "openai_compat"\nbase_url = "{server.url}"\napi_key_env = "PF_MEDIA_KEY"\n'
+            f'model = "gpt-image-1"\n[telemetry]\notlp_endpoint = "{receiver.url}"\n')
+        with Engine(home=home, load_custom_nodes=False) as engine:
+            wf = Workflow(engine)
+            painter = wf.APIModelLoader(provider="media", model="gpt-image-1")
+            wf.PreviewImage(images=wf.GenerateImage(model=painter.model, prompt="a lighthouse", n=1).images)
+            tts = wf.TextToSpeech(model=wf.APIModelLoader(provider="media", model="tts-1").model, text="hello",
+                                  voice="nova")
+            heard = wf.TranscribeAudio(model=wf.APIModelLoader(provider="media", model="whisper-1").model,
+                                       audio=tts.audio, language="en")
+            wf.DisplayText(text=heard.text)
+            assert engine.run(wf).ok
+        spans = receiver.spans
+    assert len({s.trace_id for s in spans}) == 1
+    nodes = {s.span_id: s.attributes.get("partyflow.node.type") for s in spans if s.name.startswith("execute_node")}
+    calls = {s.name: s for s in spans if s.attributes.get("gen_ai.operation.name") == "generate_content"}
+    assert set(calls) == {"generate_content gpt-image-1", "generate_content tts-1", "generate_content whisper-1"}
+    assert [(nodes[calls[name].parent_id], calls[name].attributes["gen_ai.output.type"]) for name in sorted(calls)] \
+        == [("GenerateImage", "image"), ("TextToSpeech", "speech"), ("TranscribeAudio", "text")]
+    assert all(c.attributes["gen_ai.request.model"] and c.kind == 3 and not c.failed for c in calls.values())
+    assert not any("gen_ai.input.messages" in c.attributes for c in calls.values())  # capture_content is off

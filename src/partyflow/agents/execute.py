@@ -13,10 +13,14 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
+from typing import Any
 
 from partyflow.agents.limits import AgentLimits
 from partyflow.agents.record import ToolRun
 from partyflow.llm import ToolCall
+from partyflow.llm.redact import redact
+from partyflow.telemetry.tracing import active as active_tracing
+from partyflow.telemetry.tracing import mark_error
 from partyflow.tools import ArgumentError, Tool, ToolError, result_text
 
 
@@ -54,11 +58,30 @@ class ToolRunner:
     async def _run(self, call: ToolCall, time_left: float | None) -> ToolRun:
         started = time.perf_counter()
         async with self._semaphore:
-            error, output = await self._attempt(call, time_left)
+            tracing = active_tracing()
+            if tracing is None:
+                error, output = await self._attempt(call, time_left)
+            else:
+                error, output = await self._traced_attempt(tracing, call, time_left)
         seconds = time.perf_counter() - started
         if error is not None:
             return ToolRun(call.id, call.name, call.arguments, _error_text(error), error, seconds)
         return ToolRun(call.id, call.name, call.arguments, self._cut(output), None, seconds)
+
+    async def _traced_attempt(self, tracing: Any, call: ToolCall, time_left: float | None) -> tuple[str | None, str]:
+        """The attempt as an `execute_tool` span (issue 18); arguments and result only with capture_content."""
+        tool = self.tools.get(call.name)
+        with tracing.span(f"execute_tool {call.name}", {
+                "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": call.name,
+                "gen_ai.tool.call.id": call.id, "gen_ai.tool.description": tool.description if tool else None,
+                "gen_ai.tool.type": "function"}) as span:
+            error, output = await self._attempt(call, time_left)
+            if tracing.capture_content:
+                span.set_attribute("gen_ai.tool.call.arguments", redact(call.arguments))
+                span.set_attribute("gen_ai.tool.call.result", redact(error or output)[:16_000])
+            if error is not None:
+                mark_error(span, redact(error), "ToolError")
+            return error, output
 
     async def _attempt(self, call: ToolCall, time_left: float | None) -> tuple[str | None, str]:
         tool = self.tools.get(call.name)

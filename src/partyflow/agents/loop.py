@@ -32,6 +32,9 @@ from partyflow.llm import (
     Usage,
     UserMessage,
 )
+from partyflow.llm.redact import redact
+from partyflow.telemetry.tracing import active as active_tracing
+from partyflow.telemetry.tracing import mark_error
 from partyflow.tools import ArgumentError, Tool, check_json
 
 log = logging.getLogger(__name__)
@@ -91,7 +94,19 @@ class Agent:
                                        thread_name_prefix=f"agent-{self.name}") if self._needs_threads else None)
         try:
             run = _Run(self, messages, before, on_step, executor)
-            return await run.execute()
+            tracing = active_tracing()
+            if tracing is None:
+                return await run.execute()
+            # issue 18: an `invoke_agent` span around the run; its model calls and tools are its children (tokens
+            # stay on the model calls' spans, so a backend adding up the trace counts them once)
+            with tracing.span(f"invoke_agent {self.name}", {"gen_ai.operation.name": "invoke_agent",
+                                                            "gen_ai.agent.name": self.name}) as span:
+                result = await run.execute()
+                span.set_attributes({"partyflow.agent.steps": len(result.steps),
+                                     "partyflow.agent.stop_reason": result.stop_reason})
+                if result.error:
+                    mark_error(span, redact(result.error), "AgentError")
+                return result
         finally:
             if executor is not None:
                 executor.shutdown(wait=False, cancel_futures=True)

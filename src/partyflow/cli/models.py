@@ -172,7 +172,7 @@ def test_model(
 @app.command("usage")
 def usage(
     ctx: typer.Context,
-    by: Annotated[str, typer.Option("--by", help="group by provider, model, workflow, user, router or day")]
+    by: Annotated[str, typer.Option("--by", help="group by provider, model, workflow, user, router, day or operation")]
     = "provider",
     since: Annotated[str | None, typer.Option("--since", help="only calls since: 24h, 7d, 30d or a date "
                                                               "(2026-12-01)", show_default=False)] = None,

@@ -45,6 +45,7 @@ from partyflow.nodes.registry import NodeRegistry
 if TYPE_CHECKING:
     from partyflow.llm.models import LoadedModelInfo, ModelManager
     from partyflow.llm.usage.services import ModelServices
+    from partyflow.telemetry import Tracing
 
 logger = logging.getLogger("partyflow.engine")
 
@@ -141,7 +142,8 @@ class Engine:
         self.host.usage = _model_services(self.home)  # issue 18: routers' health and the usage ledger
         self._pool = ThreadPoolExecutor(max_workers=self.settings.max_workers, thread_name_prefix="partyflow-node")
         self._services = ExecutionServices(self.registry, self.host, make_cache(cache or self.settings.cache), self._pool,
-                                           parallel_packs=_parallel_packs(self.settings.raw))
+                                           parallel_packs=_parallel_packs(self.settings.raw),
+                                           tracing=_tracing(self.settings.raw, self.home))
         self._validator = PromptValidator(self.registry, max_string_length=self.settings.max_string_length)
         self._loops: dict[str, asyncio.AbstractEventLoop] = {}
         self._executions: dict[str, PromptExecution] = {}
@@ -402,6 +404,8 @@ class Engine:
             self.host.models.clear()
         if self.host.usage is not None:  # issue 18: the ledger's connection
             self.host.usage.close()
+        if self._services.tracing is not None:  # issue 18: send the spans still buffered
+            self._services.tracing.shutdown()
 
     def __enter__(self) -> Engine:
         return self
@@ -423,6 +427,17 @@ def _meta_with_seconds(meta: dict[str, dict[str, Any]], timings: dict[str, float
     """History `meta` as ComfyUI keys it (node id -> entry, nothing else: clients iterate it), each node's run time
     added inside its own entry."""
     return {node: {**entry, "seconds": timings[node]} if node in timings else entry for node, entry in meta.items()}
+
+
+def _tracing(raw: Mapping[str, Any], home: Home) -> Tracing | None:
+    """Traces over OTLP when config.toml has a `[telemetry]` table (issue 18, item 6); None (and nothing
+    imported) otherwise, so an engine without it pays nothing."""
+    if "telemetry" not in raw:
+        return None
+    from partyflow.telemetry import Tracing, parse_telemetry
+
+    config = parse_telemetry(raw, str(home.config_file))
+    return Tracing(config) if config is not None else None
 
 
 def _model_services(home: Home) -> ModelServices:

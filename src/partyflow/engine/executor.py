@@ -22,7 +22,7 @@ from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from partyflow.engine.cache import NoCache, NodeResult, OutputCache, fingerprint, signature
 from partyflow.engine.calls import CallSpeeds, accepted, find_blocker, map_calls, unwrap
@@ -45,7 +45,11 @@ from partyflow.nodes.protocol import NodeDefinition, NodeDefinitionError
 from partyflow.nodes.registry import NodeRegistry
 from partyflow.nodes.values import ExecutionBlocker, is_link
 
+if TYPE_CHECKING:
+    from partyflow.telemetry import Tracing
+
 logger = logging.getLogger("partyflow.executor")
+_NO_SPAN = contextlib.nullcontext()  # reusable: what a node call runs in when tracing is off
 
 Status = Literal["success", "error", "interrupted"]
 _YIELD_EVERY = 64  # inline nodes run back to back before the loop gets a turn
@@ -95,6 +99,7 @@ class ExecutionServices:
     parallel_packs: frozenset[str] = frozenset()
     pack_lock: threading.Lock = field(default_factory=threading.Lock)
     placement: NodePlacement | None = None  # where resource-declaring nodes run (None: here; issue 15)
+    tracing: Tracing | None = None  # issue 18, item 6: a span per prompt and node when [telemetry] is configured
     _serial: dict[type, bool] = field(default_factory=dict)
 
     def serialized(self, definition: NodeDefinition) -> bool:
@@ -179,6 +184,8 @@ class PromptExecution:
         self._interrupted_node: str | None = None
         self._node_events = bus.wants(Executing) or bus.wants(Executed)
         self._caching = not isinstance(services.cache, NoCache)  # `none` never needs a signature
+        self._tracing = services.tracing
+        self._root_context: Any = None  # the root span's context, the parent of node spans in any thread
 
     def request_interrupt(self) -> None:
         """Stop this prompt; safe from any thread. Wakes the scheduler, which cancels what still runs."""
@@ -195,6 +202,58 @@ class PromptExecution:
         self._wakeup = asyncio.Event()
         self._emit(ExecutionStart(self.prompt_id))
         self.services.cache.begin_prompt()
+        if self._tracing is None:
+            await self._run_prompt()
+            return self._finish()
+        return await self._run_traced(self._tracing)
+
+    async def _run_traced(self, tracing: Tracing) -> ExecutionOutcome:
+        """The run under a root span (a child of the current span when a node runs this prompt as a tool, so a
+        nested workflow joins its caller's trace); nodes' spans hang below it, whatever thread runs them."""
+        name = self._workflow or "partyflow"
+        span = tracing.start(f"invoke_workflow {name}", {
+            "gen_ai.operation.name": "invoke_workflow", "gen_ai.workflow.name": name,
+            "partyflow.prompt.id": self.prompt_id, "partyflow.prompt.nodes": len(self.prompt)})
+        self._root_context = tracing.context_of(span)
+        tokens = tracing.enter(span)
+        started = time.perf_counter()
+        try:
+            await self._run_prompt()
+            outcome = self._finish()
+        except BaseException as exc:  # cancelled (the server stopping) or an engine fault: still a finished span
+            from partyflow.telemetry import fail
+
+            fail(span, exc)
+            span.set_attribute("partyflow.latency", time.perf_counter() - started)
+            span.end()
+            raise
+        finally:
+            tracing.leave(tokens)
+        span.set_attributes({"partyflow.status": outcome.status, "partyflow.nodes.executed": len(outcome.executed),
+                             "partyflow.nodes.cached": len(outcome.cached),
+                             "partyflow.latency": time.perf_counter() - started})
+        if outcome.failure is not None:
+            from partyflow.telemetry import mark_error
+
+            failure = outcome.failure
+            mark_error(span, f"node {failure.node_id} ({failure.class_type}): {failure.exception_type}",
+                       failure.exception_type)
+            span.set_attribute("partyflow.failed_node.id", failure.node_id)
+        span.end()
+        return outcome
+
+    def _node_span(self, node_id: str, definition: NodeDefinition, calls: int) -> Any:
+        """The context a node's calls run in: its span, current (or nothing when tracing is off)."""
+        if self._tracing is None:
+            return _NO_SPAN
+        display = self.dyn.get_display_node_id(node_id)
+        return self._tracing.span(f"execute_node {definition.class_type}", {
+            "partyflow.node.id": node_id, "partyflow.node.type": definition.class_type,
+            "partyflow.node.display_id": display if display != node_id else None,
+            "partyflow.node.calls": calls if calls != 1 else None, "partyflow.prompt.id": self.prompt_id},
+            parent=self._root_context)
+
+    async def _run_prompt(self) -> None:
         with host_context(self.services.host):
             try:
                 self._recall_signatures()
@@ -210,7 +269,6 @@ class PromptExecution:
                         self._emit(Executed(self.prompt_id, node=node_id,
                                             display_node=self.dyn.get_display_node_id(node_id), output=self.ui[node_id]))
             await self._drive()
-        return self._finish()
 
     def _all_cached(self) -> list[str]:
         """Every node whose output the cache holds, as ComfyUI lists them: the hits, and their ancestors (which a hit
@@ -469,7 +527,11 @@ class PromptExecution:
             token = enter_scope(self._scope(node_id, 0))
             started = time.perf_counter()
             try:
-                raw = [function(**kwargs) for kwargs in prepared.calls]
+                if self._tracing is None:  # the hot path: trivial nodes pay nothing for tracing being available
+                    raw = [function(**kwargs) for kwargs in prepared.calls]
+                else:
+                    with self._node_span(node_id, definition, len(prepared.calls)):
+                        raw = [function(**kwargs) for kwargs in prepared.calls]
             except BaseException as exc:
                 self._node_failed(node_id, exc)
                 return True
@@ -493,9 +555,10 @@ class PromptExecution:
                 if definition.is_async:
                     function = getattr(prepared.instance, definition.function)
                     raw = []
-                    for index, kwargs in enumerate(prepared.calls):
-                        enter_scope(self._scope(node_id, index))  # this task's own context: nothing to reset
-                        raw.append(await function(**kwargs))
+                    with self._node_span(node_id, definition, len(prepared.calls)):
+                        for index, kwargs in enumerate(prepared.calls):
+                            enter_scope(self._scope(node_id, index))  # this task's own context: nothing to reset
+                            raw.append(await function(**kwargs))
                     seconds = time.perf_counter() - started
                 else:
                     raw, seconds = await self._loop.run_in_executor(self.services.pool, self._call_in_thread, node_id,
@@ -521,8 +584,9 @@ class PromptExecution:
         """A node whose class declared resources: its calls run where the placement puts them (issue 15)."""
         assert self.services.placement is not None
         try:
-            raw, seconds = await self.services.placement.call(prepared.definition, self.prompt_id, node_id,
-                                                              prepared.calls)
+            with self._node_span(node_id, prepared.definition, len(prepared.calls)):
+                raw, seconds = await self.services.placement.call(prepared.definition, self.prompt_id, node_id,
+                                                                  prepared.calls)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
@@ -546,7 +610,7 @@ class PromptExecution:
             return results, time.perf_counter() - started
 
     def _calls(self, node_id: str, prepared: _Prepared, function: Any, results: list[Any]) -> None:
-        with host_context(self.services.host):
+        with host_context(self.services.host), self._node_span(node_id, prepared.definition, len(prepared.calls)):
             for index, kwargs in enumerate(prepared.calls):
                 if self.interrupt.is_set():
                     raise NodeInterrupted("interrupted")

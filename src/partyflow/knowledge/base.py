@@ -191,7 +191,7 @@ class KnowledgeBase:
     """One knowledge base; thread-safe (one SQLite connection guarded by its lock). Close it when done."""
 
     def __init__(self, home: Home, name: str, conn: StoreConnection, config: KBConfig, *,
-                 chat: Any = None, manager: Any = None) -> None:
+                 chat: Any = None, manager: Any = None, meter: Any = None, health: Any = None) -> None:
         self.home = home
         self.name = name
         self.conn = conn
@@ -203,7 +203,8 @@ class KnowledgeBase:
         self._graphdb: Any = None
         self._vectordb: Any = None
         self._count: tuple[str | None, int] = (None, 0)
-        inner = make_embedder(config.embedder, home, manager=manager)
+        # meter/health: the running engine's usage ledger and routers' health, for provider embedders (issue 18)
+        inner = make_embedder(config.embedder, home, manager=manager, meter=meter, health=health)
         self.embedder = CachedEmbedder(inner, conn)
         self.tokenizer = _tokenizer(config.tokenizer, inner)
         self._chunks = VectorIndex(conn, "SELECT id, vector, doc_id, cell FROM chunks", "revision", cells=True,
@@ -220,24 +221,24 @@ class KnowledgeBase:
 
     @classmethod
     def create(cls, home: Home, name: str, config: KBConfig | None = None, *, exist_ok: bool = False,
-               chat: Any = None, manager: Any = None) -> KnowledgeBase:
+               chat: Any = None, manager: Any = None, meter: Any = None, health: Any = None) -> KnowledgeBase:
         config = (config or KBConfig()).check()
         path = cls.path_for(home, name)
         if path.exists():
             if not exist_ok:
                 raise KnowledgeError("a knowledge base with this name exists", where=name,
                                      hint="pick another name, or delete it first")
-            return cls.open(home, name, chat=chat, manager=manager)
+            return cls.open(home, name, chat=chat, manager=manager, meter=meter, health=health)
         make_embedder(config.embedder, home)  # an unknown embedder is refused before anything is written
         conn = _open(path)
         with transaction(conn):
             set_meta(conn, "config", json.dumps(asdict(config)))
             set_meta(conn, "created", str(time.time()))
-        return cls(home, name, conn, config, chat=chat, manager=manager)
+        return cls(home, name, conn, config, chat=chat, manager=manager, meter=meter, health=health)
 
     @classmethod
     def open(cls, home: Home, name: str, *, embedder: str | None = None, chat: Any = None,
-             manager: Any = None) -> KnowledgeBase:
+             manager: Any = None, meter: Any = None, health: Any = None) -> KnowledgeBase:
         path = cls.path_for(home, name)
         if not path.is_file():
             raise KnowledgeError("no such knowledge base", where=name,
@@ -254,7 +255,7 @@ class KnowledgeBase:
                                  f"{embedder!r}; its vectors cannot be compared with another model's",
                                  where=f"{name}: embedder", hint="use the same embedder, or create a new knowledge base")
         try:
-            return cls(home, name, conn, config, chat=chat, manager=manager)
+            return cls(home, name, conn, config, chat=chat, manager=manager, meter=meter, health=health)
         except BaseException:
             conn.close()
             raise

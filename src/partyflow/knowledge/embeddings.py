@@ -7,7 +7,7 @@
     transformers:PATH        a sentence-transformers style model folder (absolute, or under the home's
                              models/embeddings/), run with transformers: mean pooling, then L2 normalisation.
     provider:NAME[/MODEL]    a configured provider's `/embeddings` endpoint (partyflow.llm), model defaulting to
-                             the provider's embedding_model.
+                             the provider's embedding_model; NAME may be a router over such providers.
 
 Every embedder is wrapped in `CachedEmbedder`, which keys vectors by the embedder's identity and the SHA-256 of the
 text, so re-ingesting unchanged text, or the same paragraph in two files, costs nothing.
@@ -181,20 +181,26 @@ def _max_seq_length(path: Path) -> int:
 
 
 class ProviderEmbedder:
-    """A configured provider's `/embeddings` (OpenAI-compatible APIs, Ollama, vLLM, a local server)."""
+    """A configured provider's `/embeddings` (OpenAI-compatible APIs, Ollama, vLLM, a local server), or a router
+    over such providers, which fails over between them like chat does.
 
-    def __init__(self, home: Home, provider: str, model: str | None = None, *, batch_size: int = 64) -> None:
+    Every call goes in the usage ledger and is budget-checked: with the `meter` (and routers' `health`) of the
+    engine running the node when there is one, else with the home's own ledger, opened for the call.
+    """
+
+    def __init__(self, home: Home, provider: str, model: str | None = None, *, batch_size: int = 64,
+                 meter: Any = None, health: Any = None) -> None:
         from partyflow.llm import ProvidersConfig
+        from partyflow.llm.providers import embedding_model_of
 
-        self._config = ProvidersConfig.load(home).get(provider)
-        self.model = model or self._config.embedding_model or self._config.model
-        if not self.model:
-            raise KnowledgeError(f"provider {provider!r} has no embedding_model", where="embedder",
-                                 hint=f"set embedding_model in [providers.{provider}] or use provider:{provider}/MODEL")
+        self._providers = ProvidersConfig.load(home)
+        self.model = embedding_model_of(provider, self._providers, model)
         self.provider = provider
         self.key = f"provider:{provider}/{self.model}"
         self.batch_size = batch_size
         self._home = home
+        self._meter = meter
+        self._health = health
         self._dimensions: int | None = None
 
     @property
@@ -204,15 +210,24 @@ class ProviderEmbedder:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         from partyflow.llm.providers import create
 
-        client = create(self.provider, self._config)
+        services = None
+        meter = self._meter
+        if meter is None:
+            from partyflow.llm.usage.services import ModelServices
+
+            services = ModelServices(self._home.root, self._home.state_db)
+            meter = services.meter_for(self._home.config_file)
         try:
-            if not hasattr(client, "embed"):
-                raise KnowledgeError(f"provider {self.provider!r} does not offer embeddings", where="embedder")
-            rows: list[tuple[float, ...]] = []
-            for start in range(0, len(texts), self.batch_size):
-                rows.extend(client.embed(list(texts[start:start + self.batch_size]), model=self.model).vectors)
+            client = create(self.provider, self._providers, meter=meter, health=self._health)
+            try:
+                rows: list[tuple[float, ...]] = []
+                for start in range(0, len(texts), self.batch_size):
+                    rows.extend(client.embed(list(texts[start:start + self.batch_size]), model=self.model).vectors)
+            finally:
+                client.close()
         finally:
-            client.close()
+            if services is not None:
+                services.close()
         matrix = normalize(np.array(rows, dtype=np.float32).reshape(len(texts), -1))
         self._dimensions = matrix.shape[1]
         return matrix
@@ -261,8 +276,9 @@ class CachedEmbedder:
         return np.stack([found[key] for key in keys]).astype(np.float32)
 
 
-def make_embedder(spec: str, home: Home, *, manager: Any = None) -> Embedder:
-    """The embedder a spec names (see the module docstring); `KnowledgeError` naming the setting otherwise."""
+def make_embedder(spec: str, home: Home, *, manager: Any = None, meter: Any = None, health: Any = None) -> Embedder:
+    """The embedder a spec names (see the module docstring); `KnowledgeError` naming the setting otherwise.
+    `meter` and `health` are the running engine's, for provider (and router) embedders: see `ProviderEmbedder`."""
     kind, _, rest = spec.strip().partition(":")
     if kind == "hash":
         try:
@@ -288,7 +304,7 @@ def make_embedder(spec: str, home: Home, *, manager: Any = None) -> Embedder:
         from partyflow.llm import ProviderConfigError
 
         try:
-            return ProviderEmbedder(home, name, model or None)
+            return ProviderEmbedder(home, name, model or None, meter=meter, health=health)
         except ProviderConfigError as exc:
             raise KnowledgeError(str(exc), where="embedder") from None
     raise KnowledgeError(f"unknown embedder {spec!r}", where="embedder",

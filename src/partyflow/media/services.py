@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from partyflow.media.images import encode_png, load_image, require_torch
+from partyflow.telemetry.tracing import active as active_tracing
 
 MAX_INPUT_IMAGE_BYTES = 50 * 1024 * 1024  # the Images API's own limit for edits
 SPEECH_FORMATS = ("wav", "mp3", "flac", "opus", "aac", "pcm")
@@ -59,7 +60,26 @@ class Endpoint:
 _CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], Any]] = weakref.WeakKeyDictionary()
 
 
-async def _call(endpoint: Endpoint, what: str, make: Any) -> Any:
+async def _call(endpoint: Endpoint, what: str, make: Any, *, model: str | None = None, output: str = "image",
+                text: str | None = None) -> Any:
+    """One API call; a span (GenAI conventions: `generate_content`, with the output type) when the engine traces.
+    `text` (a prompt, or words to speak) goes in the span only with `[telemetry] capture_content`."""
+    tracing = active_tracing()
+    if tracing is None:
+        return await _send(endpoint, what, make)
+    from partyflow.llm.tracing import CallTracer, genai_provider, server_of
+
+    tracer = CallTracer(tracing, provider=endpoint.provider, secrets=(endpoint.api_key,),
+                        system=genai_provider("openai_compat", endpoint.base_url, endpoint.provider),
+                        attributes=server_of(endpoint.base_url))
+    with tracer.call("generate_content", model, {"gen_ai.output.type": output, "partyflow.media.task": what}) as span:
+        if text:
+            tracer.content(span, "gen_ai.input.messages", [{"role": "user", "parts": [{"type": "text",
+                                                                                        "content": text}]}])
+        return await _send(endpoint, what, make)
+
+
+async def _send(endpoint: Endpoint, what: str, make: Any) -> Any:
     import openai
 
     try:
@@ -84,7 +104,8 @@ async def generate_images(endpoint: Endpoint, prompt: str, *, model: str, size: 
         options["quality"] = quality
     if seed is not None:
         options["extra_body"] = {"seed": seed}  # honoured by providers that support seeds, ignored by others
-    response = await _call(endpoint, "image generation", lambda c: c.images.generate(**options))
+    response = await _call(endpoint, "image generation", lambda c: c.images.generate(**options), model=model,
+                           text=prompt)
     return await _images_of(response, endpoint)
 
 
@@ -96,14 +117,14 @@ async def edit_images(endpoint: Endpoint, image: Any, prompt: str, *, model: str
                                "response_format": "b64_json"}
     if mask is not None:
         options["mask"] = _png_upload(_mask_as_alpha(image, mask), "mask.png", raw=True)
-    response = await _call(endpoint, "image edit", lambda c: c.images.edit(**options))
+    response = await _call(endpoint, "image edit", lambda c: c.images.edit(**options), model=model, text=prompt)
     return await _images_of(response, endpoint)
 
 
 async def image_variations(endpoint: Endpoint, image: Any, *, model: str, size: str = "1024x1024", n: int = 1) -> Any:
     picture = _png_upload(image, "image.png")
     response = await _call(endpoint, "image variation", lambda c: c.images.create_variation(
-        model=model, image=picture, n=n, size=size, response_format="b64_json"))
+        model=model, image=picture, n=n, size=size, response_format="b64_json"), model=model)
     return await _images_of(response, endpoint)
 
 
@@ -168,7 +189,8 @@ async def speak_api(endpoint: Endpoint, text: str, *, model: str, voice: str, sp
     if not text.strip():
         raise MediaServiceError("there is no text to speak")
     response = await _call(endpoint, "speech", lambda c: c.audio.speech.create(
-        model=model, voice=voice, input=text, response_format="wav", speed=speed))
+        model=model, voice=voice, input=text, response_format="wav", speed=speed), model=model, output="speech",
+        text=text)
     return decode_wav(response.content, endpoint.provider)
 
 
@@ -238,12 +260,14 @@ async def transcribe(endpoint: Endpoint, audio: dict[str, Any], *, model: str, l
     if prompt:
         options["prompt"] = prompt
     if translate:
-        response = await _call(endpoint, "translation", lambda c: c.audio.translations.create(**options))
+        response = await _call(endpoint, "translation", lambda c: c.audio.translations.create(**options),
+                               model=model, output="text")
     else:
         if language:
             options["language"] = language
         options["timestamp_granularities"] = ["segment"]
-        response = await _call(endpoint, "transcription", lambda c: c.audio.transcriptions.create(**options))
+        response = await _call(endpoint, "transcription", lambda c: c.audio.transcriptions.create(**options),
+                               model=model, output="text")
     segments = [{"start": float(s.start), "end": float(s.end), "text": s.text}
                 for s in (getattr(response, "segments", None) or ())]
     return {"text": response.text, "language": getattr(response, "language", None) or language,

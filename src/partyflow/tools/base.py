@@ -9,6 +9,7 @@ tool owning threads.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
 import json
@@ -71,7 +72,10 @@ class Tool:
         if self.is_async:
             return await self.fn(**checked)
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(executor, functools.partial(self.fn, **checked))
+        # in the caller's context, as asyncio.to_thread does: the current span (a tool's model calls are traced
+        # under it) and the host's context variables reach the worker thread
+        context = contextvars.copy_context()
+        result = await loop.run_in_executor(executor, functools.partial(context.run, self.fn, **checked))
         if inspect.isawaitable(result):  # a sync wrapper that returned a coroutine
             return await result
         return result

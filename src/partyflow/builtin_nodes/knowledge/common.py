@@ -63,6 +63,23 @@ def model_manager() -> Any:
     return getattr(host, "models", None) if host is not None else None
 
 
+def model_usage() -> dict[str, Any]:
+    """The running engine's usage ledger (labelled with this prompt and node) and routers' health book, for
+    provider and router embedders; empty outside a partyflow engine (embedders then open the home's ledger)."""
+    from partyflow.nodes.host import current_host_or_none, current_scope
+
+    host = current_host_or_none()
+    services = getattr(host, "usage", None) if host is not None else None
+    if services is None:
+        return {}
+    from partyflow.llm.usage.ledger import CallLabels
+
+    scope = current_scope()
+    labels = CallLabels() if scope is None else CallLabels(
+        prompt_id=scope.prompt_id, node_id=scope.node_id, user=scope.user, workflow=scope.workflow)
+    return {"meter": services.meter_for(current_home().config_file, labels), "health": services.health}
+
+
 @contextmanager
 def open_kb(handle: Any):
     """The knowledge base a handle names, closed when the block ends; errors become ValueErrors for the editor."""
@@ -70,7 +87,7 @@ def open_kb(handle: Any):
         raise TypeError(f"expected a knowledge base from the Knowledge Base node, got {type(handle).__name__}")
     knowledge = library()
     try:
-        kb = knowledge.KnowledgeBase.open(current_home(), handle.name, manager=model_manager())
+        kb = knowledge.KnowledgeBase.open(current_home(), handle.name, manager=model_manager(), **model_usage())
         if handle.llm and handle.llm != kb.config.llm:  # for this call only; the stored settings stay
             kb.config = dataclasses.replace(kb.config, llm=handle.llm)
     except knowledge.KnowledgeError as exc:

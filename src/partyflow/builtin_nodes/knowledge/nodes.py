@@ -24,6 +24,7 @@ from .common import (
     current_home,
     library,
     model_manager,
+    model_usage,
     open_kb,
     progress_bar,
 )
@@ -124,7 +125,7 @@ class Embed:
         if not texts:
             raise ValueError("nothing to embed: link chunks or enter text")
         try:
-            model = make_embedder(embedder, current_home(), manager=model_manager())
+            model = make_embedder(embedder, current_home(), manager=model_manager(), **model_usage())
             return ([row.tolist() for row in model.embed(texts)],)
         except knowledge.KnowledgeError as exc:
             raise ValueError(str(exc)) from None
@@ -160,7 +161,8 @@ class KnowledgeBaseNode:
         try:
             config = knowledge.KBConfig(embedder=embedder, graph=graph, llm=llm or None, chunk_tokens=chunk_tokens,
                                         overlap_tokens=overlap_tokens)
-            kb = knowledge.KnowledgeBase.create(home, name, config, exist_ok=True, manager=model_manager())
+            kb = knowledge.KnowledgeBase.create(home, name, config, exist_ok=True, manager=model_manager(),
+                                                **model_usage())
         except knowledge.KnowledgeError as exc:
             raise ValueError(str(exc)) from None
         with kb:
@@ -350,7 +352,7 @@ class KnowledgeSearchTool:
             """
             knowledge = library()
             try:
-                with knowledge.KnowledgeBase.open(home, handle.name, manager=manager) as kb:
+                with knowledge.KnowledgeBase.open(home, handle.name, manager=manager, **model_usage()) as kb:
                     result = kb.search(query, mode=mode, top_k=top_k)
             except knowledge.KnowledgeError as exc:
                 return {"error": str(exc)}

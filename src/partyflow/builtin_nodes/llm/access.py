@@ -122,11 +122,11 @@ def _provider_for(handle: ModelHandle, cache: bool) -> tuple[Any, bool, bool]:
     meter = current_meter()
     if handle.local is not None:
         if handle.live is not None:
-            return (meter.wrap(handle.live) if meter is not None else handle.live), False, cache
+            return _local_traced(meter.wrap(handle.live) if meter is not None else handle.live, handle), False, cache
         from .local import create_local  # a handle unpickled without its loaded model: load it for this call
 
         provider = create_local(handle)
-        return (meter.wrap(provider) if meter is not None else provider), True, cache
+        return _local_traced(meter.wrap(provider) if meter is not None else provider, handle), True, cache
     config = providers_config()
     entry = config.entry(handle.provider)
     # a local provider of config.toml borrows its weights from the engine's manager: loaded once, not per call
@@ -134,6 +134,15 @@ def _provider_for(handle: ModelHandle, cache: bool) -> tuple[Any, bool, bool]:
                                                                        "manager": model_manager()}
     provider = create(handle.provider, config, meter=meter, health=router_health(), **options)
     return provider, True, cache or entry.cache
+
+
+def _local_traced(provider: Any, handle: ModelHandle) -> Any:
+    """A local model's calls as spans when the engine traces (providers of config.toml get theirs in `create`)."""
+    from partyflow.llm.tracing import genai_provider, traced
+
+    assert handle.local is not None
+    return traced(provider, provider=handle.provider, system=genai_provider(handle.local.type, None, handle.provider),
+                  default_model=handle.model or Path(handle.local.path).name)
 
 
 async def _close(provider: Any) -> None:

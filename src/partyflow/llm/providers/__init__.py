@@ -15,6 +15,7 @@ from partyflow.llm.config import ProviderConfig, ProvidersConfig
 from partyflow.llm.errors import ProviderConfigError
 from partyflow.llm.routing.config import RouterConfig
 from partyflow.llm.types import ChatModel
+from partyflow.telemetry.tracing import active as active_tracing
 
 if TYPE_CHECKING:
     from partyflow.llm.routing.health import HealthBook
@@ -45,9 +46,35 @@ def create(name: str, config: ProvidersConfig | ProviderConfig, *, meter: Meter 
     if isinstance(entry, RouterConfig):
         if not isinstance(config, ProvidersConfig):
             raise ProviderConfigError("a router needs the whole providers configuration", provider=name)
-        return _router(entry, config, meter=meter, health=health, options=options)
+        return _traced_router(_router(entry, config, meter=meter, health=health, options=options), entry)
     provider: ChatModel = provider_class(entry.type, name)(entry, **options)
-    return meter.wrap(provider) if meter is not None else provider
+    provider = meter.wrap(provider) if meter is not None else provider
+    return _traced(provider, entry, options.get("environ"))
+
+
+def _traced(provider: ChatModel, entry: ProviderConfig, environ: Mapping[str, str] | None) -> ChatModel:
+    """`provider` with a span per call when the code creating it runs under a traced engine (issue 18, item 6)."""
+    if active_tracing() is None:
+        return provider
+    from partyflow.llm.tracing import genai_provider, server_of, traced
+
+    try:
+        secrets = (entry.api_key(environ),)
+    except ProviderConfigError:
+        secrets = ()
+    return traced(provider, provider=entry.name, system=genai_provider(entry.type, entry.base_url, entry.name),
+                  default_model=entry.model, secrets=(*secrets, *entry.extra_headers.values()),
+                  attributes=server_of(entry.base_url), embedding_model=entry.embedding_model or entry.model)
+
+
+def _traced_router(router: ChatModel, entry: RouterConfig) -> ChatModel:
+    """A router's call is a span too; its members' attempts (failed ones with ERROR status) are its children."""
+    if active_tracing() is None:
+        return router
+    from partyflow.llm.tracing import traced
+
+    return traced(router, provider=entry.name, system=entry.name, usage=False,
+                  attributes={"partyflow.router": entry.name, "partyflow.router.strategy": entry.strategy})
 
 
 def _router(router: RouterConfig, config: ProvidersConfig, *, meter: Meter | None, health: HealthBook | None,
@@ -72,6 +99,36 @@ def _router(router: RouterConfig, config: ProvidersConfig, *, meter: Meter | Non
     infos = {member: _member_info(member, config) for member in router.members}
     check = (lambda: meter.check(router=router.name)) if meter is not None else None
     return RouterModel(router, infos, build, health=book, check_budget=check)
+
+
+def embedding_model_of(name: str, config: ProvidersConfig, model: str | None = None, *,
+                       router: str | None = None) -> str:
+    """The embedding model that calls to provider or router `name` use (`model` when given).
+
+    A router embeds only when every member can: each serves embeddings (a chat-only member is named) and, without
+    an explicit `model`, all use the same embedding model, since vectors of different models cannot share an index.
+    Raises `ProviderConfigError` naming the router and the member.
+    """
+    entry = config.entry(name)
+    where = f"router {router!r}: member {name!r}" if router else f"provider {name!r}"
+    if isinstance(entry, RouterConfig):
+        found = {member: embedding_model_of(member, config, model, router=name) for member in entry.members}
+        if len(set(found.values())) > 1:
+            listed = ", ".join(f"{member}: {chosen}" for member, chosen in found.items())
+            raise ProviderConfigError(
+                f"router {name!r}: members embed with different models ({listed}); vectors of different models "
+                "cannot be compared", provider=name,
+                hint=f"Give the members the same embedding_model, or name the model: provider:{name}/MODEL")
+        return next(iter(found.values()))
+    if not callable(getattr(provider_class(entry.type, name), "embed", None)):
+        raise ProviderConfigError(f"{where} (type {entry.type}) offers no embeddings (chat only)", provider=name,
+                                  hint="Use an openai_compat provider with an embedding_model" +
+                                  (f", or remove {name!r} from router {router!r}" if router else ""))
+    chosen = model or entry.embedding_model or entry.model
+    if not chosen:
+        raise ProviderConfigError(f"{where} has no embedding_model", provider=name,
+                                  hint=f"Set embedding_model in [providers.{name}]")
+    return chosen
 
 
 def _member_info(name: str, config: ProvidersConfig) -> Any:

@@ -17,7 +17,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from partyflow.llm.errors import LLMError, ProviderConfigError
@@ -25,7 +25,8 @@ from partyflow.llm.routing.config import RouterConfig
 from partyflow.llm.routing.health import Admission, Circuit, HealthBook
 from partyflow.llm.routing.plan import Plan, Verdict
 from partyflow.llm.routing.strategy import Candidate, order
-from partyflow.llm.types import ChatChunk, ChatModel, ChatRequest, ChatResponse
+from partyflow.llm.types import ChatChunk, ChatModel, ChatRequest, ChatResponse, EmbeddingResponse
+from partyflow.telemetry.tracing import event
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +152,48 @@ class RouterModel:
             self._failed(member, admission, LLMError("the stream ended without a reply", provider=member), plan)
         raise plan.exhausted(self.name)
 
+    # --- embeddings (issue 18: routers wherever an embeddings provider is accepted) ----------------------------
+
+    def embed(self, texts: Sequence[str], *, model: str | None = None) -> EmbeddingResponse:
+        """Vectors from the first member that answers, with the same failover as chat. Without `model`, each
+        member embeds with its own `embedding_model` (check with `embedding_model_of` that they agree)."""
+        plan = self._plan()
+        tokens = _text_tokens(texts)
+        while (member := plan.next()) is not None:
+            admission = self._admit_tokens(member, tokens, plan)
+            if admission is None:
+                continue
+            started = time.perf_counter()
+            try:
+                response = self._embedder(member).embed(texts, model=model)
+            except LLMError as error:
+                self._failed(member, admission, error, plan)
+                continue
+            except BaseException:
+                self.health.released(member, admission)
+                raise
+            return self._embedded(member, admission, started, response)
+        raise plan.exhausted(self.name)
+
+    async def aembed(self, texts: Sequence[str], *, model: str | None = None) -> EmbeddingResponse:
+        plan = self._plan()
+        tokens = _text_tokens(texts)
+        while (member := plan.next()) is not None:
+            admission = self._admit_tokens(member, tokens, plan)
+            if admission is None:
+                continue
+            started = time.perf_counter()
+            try:
+                response = await self._embedder(member).aembed(texts, model=model)
+            except LLMError as error:
+                self._failed(member, admission, error, plan)
+                continue
+            except BaseException:
+                self.health.released(member, admission)
+                raise
+            return self._embedded(member, admission, started, response)
+        raise plan.exhausted(self.name)
+
     def close(self) -> None:
         with self._lock:
             built, self._built = list(self._built.values()), {}
@@ -172,10 +215,14 @@ class RouterModel:
     def _start(self, request: ChatRequest) -> tuple[ChatRequest, Plan]:
         """Members in this call's order; each member calls its own model, so a model name in the request is
         dropped (it would mean something else, or nothing, to the other members)."""
-        if self._check_budget is not None:
-            self._check_budget()
         if request.model is not None:
             request = request.model_copy(update={"model": None})
+        return request, self._plan()
+
+    def _plan(self) -> Plan:
+        """The budget checked, then the members in this call's order."""
+        if self._check_budget is not None:
+            self._check_budget()
         candidates = []
         for name in self.config.members:
             view = self.health.snapshot(name)
@@ -186,13 +233,18 @@ class RouterModel:
             turn = next(self._turns)
             ordered = order(self.config, candidates, turn=turn, rng=self._rng)
         windows = {name: (self._info.get(name) or MemberInfo(name)).window for name in self.config.members}
-        return request, Plan(ordered, windows, self.config.max_attempts)
+        return Plan(ordered, windows, self.config.max_attempts)
 
     def _admit(self, member: str, request: ChatRequest, plan: Plan) -> Admission | None:
+        return self._admit_tokens(member, estimate_tokens(request), plan)
+
+    def _admit_tokens(self, member: str, tokens: int, plan: Plan) -> Admission | None:
         info = self._info.get(member) or MemberInfo(member)
-        admission = self.health.admit(member, rpm=info.rpm, tpm=info.tpm, tokens=estimate_tokens(request))
+        admission = self.health.admit(member, rpm=info.rpm, tpm=info.tpm, tokens=tokens)
         if not admission.allowed:
             plan.skipped(member, admission.reason)
+            event("partyflow.router.skipped", {"partyflow.router.member": member,
+                                               "partyflow.router.reason": admission.reason})
             return None
         return admission
 
@@ -210,6 +262,22 @@ class RouterModel:
         with self._lock:
             return self._built.setdefault(name, made)
 
+    def _embedder(self, name: str) -> Any:
+        """A member's embeddings side. A member without one is a configuration mistake: a plain `LLMError`, which
+        the plan stops at (naming the member) rather than failing over and hiding it."""
+        built = self._member(name)
+        if not callable(getattr(built, "embed", None)):
+            raise LLMError(f"router {self.name!r}: member {name!r} offers no embeddings (chat only)",
+                           provider=name, hint="Route embeddings over members that serve them "
+                           "(openai_compat providers with an embedding_model)")
+        return built
+
+    def _embedded(self, member: str, admission: Admission, started: float,
+                  response: EmbeddingResponse) -> EmbeddingResponse:
+        tokens = response.usage.total_tokens if response.usage is not None else None
+        self.health.succeeded(member, admission, seconds=time.perf_counter() - started, tokens=tokens)
+        return response
+
     def _succeeded(self, member: str, admission: Admission, started: float, response: ChatResponse) -> ChatResponse:
         tokens = response.usage.total_tokens if response.usage is not None else None
         self.health.succeeded(member, admission, seconds=time.perf_counter() - started, tokens=tokens)
@@ -225,6 +293,9 @@ class RouterModel:
             self.health.released(member, admission)
         log.info("router %s: member %s failed (%s); %s", self.name, member, _short(error),
                  "stopping" if judgement.verdict is Verdict.STOP else "trying the next member")
+        event("partyflow.router.failover" if judgement.verdict is not Verdict.STOP else "partyflow.router.stop",
+              {"partyflow.router.member": member, "partyflow.router.reason": _short(error),
+               "partyflow.router.verdict": judgement.verdict.value})
         if judgement.verdict is Verdict.STOP:
             raise error
 
@@ -243,6 +314,11 @@ def estimate_tokens(request: ChatRequest) -> int:
         elif content:
             chars += sum(len(getattr(part, "text", "") or "") for part in content)
     return chars // 4 + 4 * len(request.messages) + (request.max_tokens or 256)
+
+
+def _text_tokens(texts: Sequence[str]) -> int:
+    """Texts' tokens before sending them, for the tpm bucket (~4 characters a token)."""
+    return sum(len(text) for text in texts) // 4 + len(texts)
 
 
 def _short(error: LLMError) -> str:

@@ -44,10 +44,12 @@ MIGRATIONS = [
     CREATE INDEX llm_calls_started ON llm_calls (started);
     CREATE INDEX llm_calls_prompt ON llm_calls (prompt_id);
     """,
+    # what kind of call: chat, or embeddings (issue 18: routers serve embeddings too)
+    "ALTER TABLE llm_calls ADD COLUMN operation TEXT NOT NULL DEFAULT 'chat';",
 ]
 GROUPINGS = {"provider": "provider", "model": "COALESCE(model, '')", "workflow": "COALESCE(workflow, '')",
              "user": "COALESCE(user, '')", "router": "COALESCE(router, '')",
-             "day": "date(started, 'unixepoch')"}
+             "day": "date(started, 'unixepoch')", "operation": "operation"}
 Outcome = Literal["ok", "error", "unfinished"]
 
 
@@ -106,14 +108,14 @@ class UsageLedger:
     # --- writing -----------------------------------------------------------------------------------------------
 
     def begin(self, provider: str, model: str | None, labels: CallLabels = CallLabels(), *,
-              router: str | None = None, now: float | None = None) -> int:
+              router: str | None = None, now: float | None = None, operation: str = "chat") -> int:
         """Record a call about to be sent; returns its id for `finish`."""
         with transaction(self._conn) as conn:
             cursor = conn.execute(
-                "INSERT INTO llm_calls (started, provider, router, model, workflow, prompt_id, node_id, user)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO llm_calls (started, provider, router, model, workflow, prompt_id, node_id, user,"
+                " operation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (time.time() if now is None else now, provider, router, model, labels.workflow, labels.prompt_id,
-                 labels.node_id, labels.user))
+                 labels.node_id, labels.user, operation))
             return int(cursor.lastrowid or 0)
 
     def finish(self, call_id: int, outcome: Outcome, *, prompt_tokens: int = 0, completion_tokens: int = 0,

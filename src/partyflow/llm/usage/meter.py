@@ -12,12 +12,12 @@ text (about 4 characters a token) and the row's `note` says so.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from partyflow.llm.errors import BudgetExceededError, LLMError
-from partyflow.llm.types import ChatChunk, ChatModel, ChatRequest, ChatResponse, Usage
+from partyflow.llm.types import ChatChunk, ChatModel, ChatRequest, ChatResponse, EmbeddingResponse, Usage
 from partyflow.llm.usage.budgets import Budget, period_end, period_start
 from partyflow.llm.usage.ledger import CallLabels, UsageLedger
 from partyflow.llm.usage.prices import PriceTable
@@ -67,10 +67,67 @@ class MeteredChatModel:
         self.default_model = inner.default_model
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+        value = getattr(self.inner, name)  # AttributeError for a provider without embeddings, as before
+        if name == "embed":
+            return self._metered_embed(value)
+        if name == "aembed":
+            return self._metered_aembed(value)
+        return value
 
     def __repr__(self) -> str:
         return f"MeteredChatModel({self.inner!r})"
+
+    # --- embeddings: budget-checked and in the ledger like chat, with operation "embeddings" --------------------
+
+    def _metered_embed(self, embed: Callable[..., EmbeddingResponse]) -> Callable[..., EmbeddingResponse]:
+        def metered(texts: Sequence[str], *, model: str | None = None) -> EmbeddingResponse:
+            call = self._begin_embedding(model)
+            try:
+                response = embed(texts, model=model)
+            except BaseException as exc:
+                self._failed(call, exc)
+                raise
+            return self._embedded(call, texts, response)
+        return metered
+
+    def _metered_aembed(self, aembed: Callable[..., Awaitable[EmbeddingResponse]]
+                        ) -> Callable[..., Awaitable[EmbeddingResponse]]:
+        async def metered(texts: Sequence[str], *, model: str | None = None) -> EmbeddingResponse:
+            call = self._begin_embedding(model)
+            try:
+                response = await aembed(texts, model=model)
+            except BaseException as exc:
+                self._failed(call, exc)
+                raise
+            return self._embedded(call, texts, response)
+        return metered
+
+    def _begin_embedding(self, model: str | None) -> tuple[int, float]:
+        self.meter.check(provider=self.name)
+        config = getattr(self.inner, "config", None)
+        model = model or getattr(config, "embedding_model", None) or self.default_model
+        call_id = self.meter.ledger.begin(self.name, model, self.meter.labels, router=self.meter.router,
+                                          operation="embeddings")
+        return call_id, time.perf_counter()
+
+    def _embedded(self, call: tuple[int, float], texts: Sequence[str],
+                  response: EmbeddingResponse) -> EmbeddingResponse:
+        call_id, started = call
+        usage, note = response.usage, None
+        if usage is None or usage.prompt_tokens <= 0:
+            tokens = sum(len(text) for text in texts) // 4 + len(texts)
+            note = "tokens estimated: the provider " + ("reported no usage" if usage is None or
+                                                         usage.prompt_tokens == 0 else "reported negative usage")
+        else:
+            tokens = usage.prompt_tokens
+        cost = usage.cost if usage is not None else None
+        if cost is None:
+            cost = self.meter.prices.cost(response.model, tokens, 0)
+        if usage is None or (tokens, cost) != (usage.prompt_tokens, usage.cost):
+            response = response.model_copy(update={"usage": Usage(prompt_tokens=tokens, cost=cost)})
+        self.meter.ledger.finish(call_id, "ok", prompt_tokens=tokens, cost=cost,
+                                 latency=time.perf_counter() - started, model=response.model, note=note)
+        return response
 
     def chat(self, request: ChatRequest) -> ChatResponse:
         call = self._begin(request)
