@@ -195,9 +195,8 @@ def test_interrupted_build_resumes_without_fetching_again(index: Index, gitpack:
     again = build_from_catalog(maker, catalog, out, platforms=[LINUX, "win_amd64"], python="3.11",
                                index_url=index.simple)
     assert again.packs_fetched == ["zippack"] and index.fetched("zippack-1.0.tar.gz") == 2
-    home, venv = target
-    installed = cli_json("bundle", "install", str(again.bundle.path), "--yes", home=home)
-    assert {p["name"] for p in installed["packs"]} == {"gitpack", "zippack"}
+    home, _ = target
+    assert cli_json("bundle", "verify", str(again.bundle.path), home=home)["digest"] == again.bundle.digest
 
 
 def test_host_version_is_checked_at_install(index: Index, gitpack: Path, maker: Home, target: tuple[Home, str],
@@ -210,3 +209,56 @@ def test_host_version_is_checked_at_install(index: Index, gitpack: Path, maker: 
     failed = cli_json("bundle", "install", str(built.bundle.path), "--yes", home=home, code=2)
     assert failed["reason"] == "wrong host" and ">=99" in failed["error"]
     assert not PackManager(home).installed()
+
+
+def test_registry_source_offline_copy_and_required_security_level(maker: Home, tmp_path: Path) -> None:
+    """A Comfy Registry entry (a loopback stand-in with the registry's JSON), an entry built from its local
+    offline copy while its URL is unreachable, and a pack whose scan fails the level its entry requires."""
+    import shutil
+    import tarfile
+
+    from tests.manager_catalog.helpers import make_pack, serve
+
+    src = tmp_path / "src"
+    make_pack(src, "regpack")
+    archive = tmp_path / "regpack.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(src / "regpack" / "__init__.py", "regpack/__init__.py")
+    blob = archive.read_bytes()
+    holder: list[str] = []
+
+    def registry(path: str) -> tuple[int, str, bytes] | None:
+        if path.startswith("/nodes/comfyui-regpack/install"):
+            body = {"id": "v1", "node_id": "comfyui-regpack", "version": "1.2.0",
+                    "downloadUrl": f"{holder[0]}/cdn/regpack-1.2.0.zip", "dependencies": [], "status":
+                    "NodeVersionStatusActive"}
+            return 200, "application/json", json.dumps(body).encode()
+        return (200, "application/zip", blob) if path == "/cdn/regpack-1.2.0.zip" else None
+
+    vendor = tmp_path / "vendor"
+    make_pack(tmp_path / "offline-src", "offpack")
+    vendor.mkdir()
+    with tarfile.open(vendor / "offpack-2.0.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "offline-src" / "offpack", arcname="offpack")
+    with serve(registry) as server:
+        holder.append(server.url)
+        maker.config_file.write_text(f'[manager]\nregistry_url = "{server.url}"\n', encoding="utf-8")
+        catalog = write_catalog(tmp_path / "c.yaml", [
+            {"name": "regpack", "source": "registry:comfyui-regpack", "version": "1.2.0",
+             "sha256": sha256_of(archive)},
+            {"name": "offpack", "source": "https://127.0.0.1:9/never/offpack-2.0.tar.gz", "version": "2.0",
+             "offline_path": "vendor/offpack-2.0.tar.gz", "sha256": sha256_of(vendor / "offpack-2.0.tar.gz")}])
+        built = build_from_catalog(maker, catalog, tmp_path / "dist", platforms=[LINUX], python="3.11")
+        assert "/nodes/comfyui-regpack/install?version=1.2.0" in server.requests
+    packs = {p.name: p for p in built.bundle.manifest.packs}
+    assert packs["regpack"].version == "1.2.0" and packs["offpack"].version == "2.0"
+    assert not built.bundle.manifest.wheels
+
+    corpus = Path(__file__).resolve().parents[1] / "security" / "corpus" / "malicious" / "m07_ssh_key_theft"
+    shutil.copytree(corpus, tmp_path / "thief")
+    strict = write_catalog(tmp_path / "s.yaml", [
+        {"name": "thief", "source": "https://127.0.0.1:9/thief.zip", "offline_path": "thief",
+         "security_level": "strong"}])
+    with pytest.raises(BundleError, match="catalog entry 'thief': its scan fails security level strong") as caught:
+        build_from_catalog(maker, strict, tmp_path / "dist2", platforms=[LINUX], python="3.11")
+    assert caught.value.reason == "security" and not list((tmp_path / "dist2").glob("*.pfb"))
