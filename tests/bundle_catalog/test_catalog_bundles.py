@@ -262,3 +262,22 @@ def test_registry_source_offline_copy_and_required_security_level(maker: Home, t
     with pytest.raises(BundleError, match="catalog entry 'thief': its scan fails security level strong") as caught:
         build_from_catalog(maker, strict, tmp_path / "dist2", platforms=[LINUX], python="3.11")
     assert caught.value.reason == "security" and not list((tmp_path / "dist2").glob("*.pfb"))
+
+
+def test_yaml_versions_stay_text_and_json_catalogs_read(tmp_path: Path) -> None:
+    from partyflow.manager.bundle_catalog import load_build_catalog
+
+    archive = tmp_path / "a.zip"
+    archive.write_bytes(b"")
+    (tmp_path / "c.yaml").write_text(f"packs:\n  - name: a\n    source: file://{archive}\n    version: 1.10\n",
+                                     encoding="utf-8")
+    loaded = load_build_catalog(tmp_path / "c.yaml")
+    assert loaded.name == "c" and loaded.entries[0].version == "1.10" and loaded.entries[0].kind == "archive"
+    (tmp_path / "c.json").write_text('{"name": "j", "packs": [{"name": "a", "source": "registry:a", "version": 2}]}',
+                                     encoding="utf-8")
+    assert load_build_catalog(tmp_path / "c.json").entries[0].version == "2"
+    (tmp_path / "bad.json").write_text('{"packs": [}', encoding="utf-8")
+    with pytest.raises(BundleError, match="not valid JSON"):
+        load_build_catalog(tmp_path / "bad.json")
+    with pytest.raises(BundleError, match="no such catalog file"):
+        load_build_catalog(tmp_path / "none.yaml")

@@ -30,6 +30,9 @@ def test_fast_and_slow_nodes_from_generated_inputs(fastslow: Path, tmp_path: Pat
     home = Home(tmp_path / "home").ensure()
     report = bench(str(fastslow), "--repeat", "3", home=home, code=0)
     assert report["schema"] == "partyflow-bench/1" and report["ok"] and report["sandboxed"]
+    assert set(report) == {"schema", "pack", "path", "ok", "repeat", "python", "sandboxed", "source", "workflow",
+                           "workflow_error", "import", "nodes", "counts"}  # the schema CI scripts rely on
+    assert set(report["nodes"][0]) == {"class_type", "status", "runs", "seconds", "reason"}
     assert report["source"] == "generated" and report["repeat"] == 3
     imported = report["import"]
     assert imported["ok"] and imported["seconds"] > 0 and isinstance(imported["rss_bytes"], int)
@@ -54,7 +57,7 @@ def test_sample_workflow_from_the_pack_and_from_a_file(fastslow: Path, tmp_path:
     assert nodes["NeedsImage"]["status"] == "skipped" and "not used" in nodes["NeedsImage"]["reason"]
     # the pack's own example_workflows/ is used when no --workflow is given
     write_json(fastslow / "example_workflows" / "demo.json", chain_workflow(ms=10))
-    own = bench(str(fastslow), "--repeat", "1", home=home, code=0)
+    own = bench_pack(home, str(fastslow), repeat=1).to_dict()
     assert own["source"] == "workflow" and own["workflow"].endswith("example_workflows/demo.json")
     assert by_class(own)["Slow"]["seconds"]["min"] >= 0.01
 
@@ -66,8 +69,9 @@ def test_broken_pack_and_failing_node_fail_the_run(tmp_path: Path) -> None:
     assert report["ok"] is False and report["import"]["ok"] is False and report["path"] == str(broken)
     assert "this pack is broken at import" in report["import"]["error"] and report["nodes"] == []
     boom = write_pack(tmp_path / "src", "boompack", BOOM)
-    failed = bench(str(boom), "--repeat", "2", home=home, code=1)
-    node = by_class(failed)["Boom"]
+    failed = bench_pack(home, str(boom), repeat=2)
+    assert not failed.ok
+    node = by_class(failed.to_dict())["Boom"]
     assert node["status"] == "error" and "boom at run time" in node["reason"]
 
 

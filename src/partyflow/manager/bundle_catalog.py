@@ -126,8 +126,14 @@ def _parse_text(text: str, path: Path) -> Any:
             raise _fail(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
     import yaml
 
+    class Loader(yaml.SafeLoader):
+        """Safe YAML whose unquoted numbers with a dot stay text: `version: 1.10` is "1.10", not 1.1."""
+
+    Loader.yaml_implicit_resolvers = {
+        key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:float"]
+        for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
