@@ -399,8 +399,14 @@ def _pip_download(home: Home, requirements: list[str], platform: str, target: Ta
         raise BundleError("download", f"pip download for {platform} / Python {target.python} failed: {tail}",
                           hint="check --index-url / [manager] index_url and that the index is reachable",
                           user_error=False)
-    names = [Path(m.group(1)).name for line in output.splitlines() if (m := _PIP_SAVED.match(line))]
-    return list(dict.fromkeys(names)) or sorted(p.name for p in dest.glob("*.whl"))
+    names = list(dict.fromkeys(Path(m.group(1)).name for line in output.splitlines()
+                               if (m := _PIP_SAVED.match(line))))
+    covered = {canonicalize_name(parse_wheel_filename(n)[0]) for n in names if (dest / n).is_file()}
+    if not names or not set(needed_by) <= covered:
+        # pip's wording changed, or it said less than it used: every wheel of this platform's cache (a superset,
+        # so the bundle still installs; an earlier catalog's leftovers may ride along)
+        return sorted(p.name for p in dest.glob("*.whl"))
+    return [n for n in names if (dest / n).is_file()]
 
 
 def _no_wheel(requirement: str, platform: str, target: Target, needed_by: dict[str, list[str]]) -> BundleError:
