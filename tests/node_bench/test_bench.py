@@ -86,3 +86,41 @@ def test_bad_input_is_refused(fastslow: Path, tmp_path: Path) -> None:
     bad = write_json(tmp_path / "bad.json", {"1": {"class_type": "NoSuchNode", "inputs": {}}})
     refused = bench_pack(home, str(fastslow), workflow=bad, repeat=1)
     assert refused.ok is False and refused.workflow_error and "NoSuchNode" in refused.workflow_error
+
+
+HANG = """
+import time
+
+class Quick:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {}}
+    RETURN_TYPES = ("INT",)
+    FUNCTION = "run"
+    CATEGORY = "bench"
+    def run(self):
+        return (1,)
+
+class Hang:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {}}
+    RETURN_TYPES = ("INT",)
+    FUNCTION = "run"
+    CATEGORY = "bench"
+    def run(self):
+        time.sleep(600)
+        return (1,)
+
+NODE_CLASS_MAPPINGS = {"Quick": Quick, "Hang": Hang}
+"""
+
+
+def test_a_node_that_hangs_is_blamed_and_the_rest_reported(tmp_path: Path) -> None:
+    home = Home(tmp_path / "home").ensure()
+    pack = write_pack(tmp_path / "src", "hangpack", HANG)
+    report = bench_pack(home, str(pack), repeat=1, timeout=2).to_dict()
+    assert report["ok"] is False and report["import"]["ok"]
+    nodes = by_class(report)
+    assert nodes["Quick"]["status"] == "ok" and nodes["Quick"]["runs"] == 1
+    assert nodes["Hang"]["status"] == "error" and "did not finish within 2 seconds" in nodes["Hang"]["reason"]

@@ -96,14 +96,13 @@ def bench_pack(home: Home, pack: str, *, workflow: Path | None = None, repeat: i
     except SandboxUnavailable as exc:
         raise ManagerError(f"nodes bench runs packs only inside the OS sandbox; {exc}", user_error=True) from None
     payload = _run_child(path, name, home, chosen, repeat, timeout)
-    error = payload.get("workflow_error")
-    if error and workflow is None and chosen is not None:
-        error = None  # the pack's own example did not run here; generated inputs stood in (reported below)
+    failed = payload.get("workflow_error")
+    own_example = workflow is None and chosen is not None  # its failure is reported, generated inputs stood in
     report = BenchReport(pack=name, path=str(path), repeat=repeat, source=str(payload.get("source", "generated")),
                          workflow=str(chosen) if chosen else None, import_result=payload["import"],
-                         nodes=list(payload.get("nodes", [])), workflow_error=error)
-    if payload.get("workflow_error") and error is None:
-        report.import_result = {**report.import_result, "sample_workflow_error": payload["workflow_error"]}
+                         nodes=list(payload.get("nodes", [])), workflow_error=None if own_example else failed)
+    if failed and own_example:
+        report.import_result = {**report.import_result, "sample_workflow_error": failed}
     return report
 
 
@@ -114,7 +113,7 @@ def _run_child(path: Path, name: str, home: Home, workflow: Path | None, repeat:
     from partyflow.security.sandbox import Limits, SandboxSpec, python_binds, run_sync
 
     source = Path(partyflow.__file__).resolve().parent.parent  # the child imports this very partyflow
-    limits = Limits(wall_seconds=timeout + 10, cpu_seconds=int(timeout) + 5, memory_bytes=None,
+    limits = Limits(wall_seconds=timeout + 5, cpu_seconds=int(timeout) + 5, memory_bytes=None,
                     file_bytes=256 * 1024 * 1024, open_files=1024, output_bytes=4 * 1024 * 1024, processes=True)
     binds = [path, *([workflow] if workflow is not None else [])]
     with tempfile.TemporaryDirectory(prefix="partyflow-bench-") as scratch:
@@ -132,5 +131,38 @@ def _run_child(path: Path, name: str, home: Home, workflow: Path | None, repeat:
     else:
         tail = (done.stderr.decode("utf-8", "replace").strip().splitlines() or ["(no output)"])[-1]
         why = f"the pack killed the benchmark process (exit {done.exit_code}): {tail}"
-    return {"import": {"ok": False, "seconds": None, "error": f"{name}: {why}", "rss_bytes": None,
-                       "peak_rss_bytes": None, "node_types": []}, "nodes": [], "source": "generated"}
+    return _partial(stdout, f"{name}: {why}", workflow is not None)
+
+
+def _partial(stdout: str, why: str, with_workflow: bool) -> dict[str, Any]:
+    """What a benchmark that was killed got to: its import result and the nodes it finished; the node it was
+    running is the one blamed. Without even an import result, the import is what failed."""
+    from partyflow.manager.bench_child import PROGRESS
+
+    imported: dict[str, Any] | None = None
+    rows: list[dict[str, Any]] = []
+    running: str | None = None
+    for line in stdout.splitlines():
+        if not line.startswith(PROGRESS):
+            continue
+        try:
+            event = json.loads(line[len(PROGRESS):])
+            kind, data = event["kind"], event["data"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        if kind == "import":
+            imported = dict(data)
+        elif kind == "start":
+            running = str(data.get("class_type"))
+        elif kind == "node":
+            rows.append(dict(data))
+            running = None
+    if imported is None or not imported.get("ok"):
+        return {"import": {**(imported or {"seconds": None, "rss_bytes": None, "peak_rss_bytes": None,
+                                           "node_types": []}), "ok": False, "error": why},
+                "nodes": [], "source": "generated"}
+    if with_workflow:
+        return {"import": imported, "nodes": rows, "source": "workflow", "workflow_error": why}
+    if running is not None:
+        rows.append({"class_type": running, "status": "error", "runs": 0, "seconds": None, "reason": why})
+    return {"import": imported, "nodes": rows, "source": "generated"}

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 MARKER = "PARTYFLOW-BENCH-RESULT "
+PROGRESS = "PARTYFLOW-BENCH-PROGRESS "  # import result, node started, node row: what a timeout leaves to report
 _HIDDEN = {"UNIQUE_ID": "1", "PROMPT": None, "EXTRA_PNGINFO": None, "DYNPROMPT": None, "AUTH_TOKEN_COMFY_ORG": None,
            "API_KEY_COMFY_ORG": None}
 
@@ -81,11 +82,14 @@ def _summary(samples: list[float]) -> dict[str, float]:
             "max": max(samples), "total": sum(samples)}
 
 
-def _bench_generated(engine: Any, node_types: tuple[str, ...], repeat: int) -> list[dict[str, Any]]:
+def _bench_generated(engine: Any, node_types: tuple[str, ...], repeat: int,
+                     emit: Any = None) -> list[dict[str, Any]]:
     from partyflow.nodes.host import host_context
 
+    emit = emit or (lambda kind, data: None)
     rows = []
     for class_type in node_types:
+        emit("start", {"class_type": class_type})
         row: dict[str, Any] = {"class_type": class_type, "status": "ok", "runs": 0, "seconds": None,
                                "reason": None}
         try:
@@ -97,6 +101,7 @@ def _bench_generated(engine: Any, node_types: tuple[str, ...], repeat: int) -> l
         if inputs is None:
             row.update(status="skipped", reason=why)
             rows.append(row)
+            emit("node", row)
             continue
         samples = []
         for _ in range(repeat):
@@ -113,6 +118,7 @@ def _bench_generated(engine: Any, node_types: tuple[str, ...], repeat: int) -> l
         if samples and row["status"] == "ok":
             row.update(runs=len(samples), seconds=_summary(samples))
         rows.append(row)
+        emit("node", row)
     return rows
 
 
@@ -160,6 +166,10 @@ def main(argv: list[str]) -> None:
     path, timeout, repeat = Path(argv[0]), float(argv[1]), max(int(argv[2]), 1)
     workflow = Path(argv[3]) if len(argv) > 3 and argv[3] else None
     out_fd = os.dup(1)  # the pack may replace sys.stdout; the result goes to the real one
+
+    def emit(kind: str, data: Any) -> None:
+        os.write(out_fd, ("\n" + PROGRESS + json.dumps({"kind": kind, "data": data}) + "\n").encode("utf-8"))
+
     home = Path.cwd() / "home"
     engine = Engine(home, cache="none", load_custom_nodes=False, builtin_packs=())
     rss_before, started = _rss(), time.perf_counter()
@@ -171,6 +181,7 @@ def main(argv: list[str]) -> None:
                    "rss_bytes": (rss_after - rss_before) if rss_after is not None and rss_before is not None
                    else None, "peak_rss_bytes": _peak_rss(), "node_types": list(loaded.node_types)},
         "nodes": [], "source": "generated", "workflow_error": None}
+    emit("import", payload["import"])
     if loaded.ok:
         try:
             if workflow is not None:
@@ -179,11 +190,11 @@ def main(argv: list[str]) -> None:
                 payload["source"] = "workflow"
                 payload["nodes"] = _bench_workflow(engine, workflow, loaded.node_types, repeat)
             else:
-                payload["nodes"] = _bench_generated(engine, loaded.node_types, repeat)
+                payload["nodes"] = _bench_generated(engine, loaded.node_types, repeat, emit)
         except Exception as exc:  # noqa: BLE001 - a workflow that cannot run is reported, then generated inputs
             payload["workflow_error"] = f"{type(exc).__name__}: {_first_line(exc)}"
             payload["source"] = "generated"
-            payload["nodes"] = _bench_generated(engine, loaded.node_types, repeat)
+            payload["nodes"] = _bench_generated(engine, loaded.node_types, repeat, emit)
     os.write(out_fd, ("\n" + MARKER + json.dumps(payload) + "\n").encode("utf-8"))
     os._exit(0)  # threads a pack left running must not keep the benchmark alive
 
