@@ -48,7 +48,7 @@ from partyflow.manager.bundles import (
     Progress,
     Target,
     WheelItem,
-    _pack_item,
+    pack_item,
     signing_key,
     write_signed,
 )
@@ -186,7 +186,7 @@ def _pack(home: Home, entry: BuildEntry, cache: Path, progress: Progress) -> tup
         fetched = _fetch(home, entry, scratch / "fetch")
         _scan(home, entry, fetched)
         members: dict[str, Path] = {}
-        item = _pack_item(fetched, entry.name, entry.version, entry.source, scratch / "work", members)
+        item = pack_item(fetched, entry.name, entry.version, entry.source, scratch / "work", members)
         own = list(item.requirements)
         item = replace(item, source=entry.source, requirements=tuple(dict.fromkeys([*own, *entry.dependencies])),
                        host_version=entry.host_version,

@@ -50,8 +50,8 @@ from partyflow.manager.staging import checkpoint
 
 __all__ = [
     "BundleError", "BundleInstall", "BundlePlan", "Manifest", "OpenedBundle", "PackItem", "Target", "WheelItem",
-    "audit_refusal", "create_bundle", "install_bundle", "installed_bundles", "open_bundle", "plan_install",
-    "verify_bundle",
+    "audit_refusal", "check_host", "create_bundle", "install_bundle", "installed_bundles", "open_bundle",
+    "pack_item", "plan_install", "signing_key", "verify_bundle", "write_signed",
 ]
 
 FORMAT = "partyflow-bundle/1"
@@ -508,7 +508,7 @@ def create_bundle(home: Home | Path | str | None, output: Path | str, *, packs: 
             progress(f"fetching {label}")
             (work / "fetch" / str(index)).mkdir(parents=True)
             fetched = fetch(dataclasses.replace(spec, name=name), work / "fetch" / str(index))
-            items.append(_pack_item(fetched.path, name, spec.version, label, work, members))
+            items.append(pack_item(fetched.path, name, spec.version, label, work, members))
         requirements = list(dict.fromkeys(r for item in items for r in item.requirements))
         wheels = _download_wheels(home, requirements, constraints, target, work / "wheelhouse", progress)
         for wheel in wheels:
@@ -593,8 +593,10 @@ def _no_duplicates(names: list[str]) -> None:
         raise BundleError("usage", f"packs named twice: {', '.join(sorted(seen))}")
 
 
-def _pack_item(path: Path, name: str, version: str | None, label: str, work: Path,
-               members: dict[str, Path]) -> PackItem:
+def pack_item(path: Path, name: str, version: str | None, label: str, work: Path,
+              members: dict[str, Path]) -> PackItem:
+    """A fetched pack as a bundle member: a reproducible zip under `work/packs/` (or the one .py file), hashed as
+    PackManager will see it once unpacked; `members` gets the member's file."""
     from partyflow.manager.archives import extract_archive
     from partyflow.manager.dependencies import read_requirements
 
