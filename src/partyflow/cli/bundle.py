@@ -35,15 +35,27 @@ def _steps(enabled: bool) -> Iterator[Any]:
 @app.command("create")
 def create(
     ctx: typer.Context,
-    output: Annotated[Path, typer.Option("--output", "-o", help="the bundle file to write (.pfb)",
-                                         show_default=False)],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="the bundle file to write (.pfb)",
+                                                show_default=False)] = None,
+    catalog: Annotated[Path | None, typer.Option("--catalog", help="a build catalog (YAML/JSON): bundle every pack "
+                                                                  "it lists (needs --out and --platform)",
+                                                 show_default=False)] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="with --catalog: the folder the bundle is written to "
+                                                          "(its .partyflow-build/ cache makes reruns resume)",
+                                             show_default=False)] = None,
+    index_url: Annotated[str | None, typer.Option("--index-url", help="with --catalog: the package index wheels "
+                                                                      "come from (default: [manager] index_url)")]
+    = None,
+    find_links: Annotated[list[str] | None, typer.Option("--find-links", help="with --catalog: a folder or URL of "
+                                                         "wheels (repeatable)")] = None,
     packs: Annotated[str | None, typer.Option("--packs", help="comma-separated catalog names, folders, archives or "
                                                               "git URLs (each with an optional @VERSION)")] = None,
     snapshot: Annotated[str | None, typer.Option("--snapshot", help="bundle a snapshot's packs (a name or file); "
                                                                     "its Python pins constrain the wheels")] = None,
     platform: Annotated[list[str] | None, typer.Option(
         "--platform", help="pip platform tag of the target (repeatable; default: this machine's)")] = None,
-    python: Annotated[str | None, typer.Option("--python", help="target Python version, e.g. 3.11")] = None,
+    python: Annotated[str | None, typer.Option("--python", "--python-version",
+                                               help="target Python version, e.g. 3.11")] = None,
     key: KeyOption = None,
     unsigned: Annotated[bool, typer.Option("--unsigned", help="write an unsigned bundle")] = False,
     sequence: Annotated[int | None, typer.Option("--sequence", help="the replay-protection number (default: one "
@@ -52,11 +64,21 @@ def create(
     as_json: JsonOption = False,
     home: HomeOption = None,
 ) -> None:
-    """Fetch packs and download their wheels for the target platform into one signed bundle."""
+    """Fetch packs and download their wheels for the target platform into one signed bundle.
+
+    With --catalog, every pack of a build catalog (docs/manager.md) and a wheelhouse for each --platform and
+    --python-version (wheels this machine could not install included) go into OUT/<catalog>-py<X.Y>-<platforms>.pfb;
+    a rerun after an interruption reuses what was already fetched and verified."""
     from partyflow.manager.bundles import create_bundle
 
     names = [p.strip() for p in (packs or "").split(",") if p.strip()]
     platforms = [t.strip() for item in platform or () for t in item.split(",") if t.strip()]
+    if catalog is not None:
+        _create_from_catalog(ctx, catalog, out, output, names, snapshot, platforms, python, key, unsigned, sequence,
+                             index_url, find_links or [], as_json, home)
+        return
+    if output is None:
+        _usage_error("give --output FILE.pfb (or --catalog FILE with --out DIR)", as_json)
     with failures(as_json), _steps(not as_json) as progress:
         opened = create_bundle(home_of(ctx, home), output, packs=names, snapshot=snapshot, platforms=platforms,
                                python=python, key=key, unsigned=unsigned, sequence=sequence, progress=progress)
@@ -68,6 +90,45 @@ def create(
     cli_console().print(f"wrote [bold]{escape(str(output))}[/]: {len(m.packs)} pack(s), {len(m.wheels)} wheel(s) for "
                     f"{escape(', '.join(m.target.platforms))} / Python {m.target.python}; {escape(signer)}",
                     highlight=False)
+
+
+def _usage_error(message: str, as_json: bool) -> None:
+    if as_json:
+        print_json({"ok": False, "error": message, "reason": "usage"})
+    else:
+        cli_console(stderr=True).print(f"[red]error:[/] {escape(message)}", highlight=False)
+    raise typer.Exit(EXIT_INVALID)
+
+
+def _create_from_catalog(ctx: typer.Context, catalog: Path, out: Path | None, output: Path | None, names: list[str],
+                         snapshot: str | None, platforms: list[str], python: str | None, key: str | None,
+                         unsigned: bool, sequence: int | None, index_url: str | None, find_links: list[str],
+                         as_json: bool, home: Path | None) -> None:
+    from partyflow.manager.bundle_build import build_from_catalog
+
+    if names or snapshot or output is not None:
+        _usage_error("--catalog builds from the catalog alone: leave out --packs, --snapshot and --output "
+                     "(the bundle is written into --out DIR)", as_json)
+    if out is None:
+        _usage_error("--catalog needs --out DIR, the folder the bundle is written to", as_json)
+    if not platforms or not python:
+        _usage_error("--catalog needs the target: --platform TAG (repeatable) and --python-version X.Y", as_json)
+    assert out is not None and python is not None
+    with failures(as_json), _steps(not as_json) as progress:
+        result = build_from_catalog(home_of(ctx, home), catalog, out, platforms=platforms, python=python, key=key,
+                                    unsigned=unsigned, sequence=sequence, index_url=index_url,
+                                    find_links=find_links, progress=progress)
+    if as_json:
+        print_json({"ok": True, **result.to_dict()})
+        return
+    m = result.bundle.manifest
+    signer = f"signed by {m.signer_name} ({m.signer}), sequence {m.sequence}" if m.signer else "UNSIGNED"
+    cli_console().print(f"wrote [bold]{escape(str(result.bundle.path))}[/]: {len(m.packs)} pack(s), "
+                        f"{len(m.wheels)} wheel(s) for {escape(', '.join(m.target.platforms))} / Python "
+                        f"{m.target.python}; {escape(signer)}", highlight=False)
+    if result.packs_reused or result.wheels_reused:
+        cli_console().print(f"[dim]reused from an earlier build: {len(result.packs_reused)} pack(s), "
+                            f"{len(result.wheels_reused)} wheel(s)[/]", highlight=False)
 
 
 @app.command("inspect")

@@ -17,6 +17,7 @@ from partyflow.cli import (  # noqa: F401 (nodes_catalog: adds to `nodes`)
     mcp,
     models,
     nodes,
+    nodes_bench,  # noqa: F401 (adds `nodes bench`, issue 14 item 4)
     nodes_catalog,
     nodes_stubs,  # noqa: F401 (adds `nodes stubs`)
     serve,

@@ -43,6 +43,10 @@ def serve(
                                                          "comfyui-frontend-package")] = None,
     trusted_host: Annotated[list[str] | None, typer.Option("--trusted-host", help="another Host name a loopback "
                                                            "server answers (e.g. behind a local proxy)")] = None,
+    health_interval: Annotated[float | None, typer.Option("--health-interval", help="import every enabled pack in "
+                                                          "the sandbox every N seconds and publish the result on "
+                                                          "/metrics (default: [server] health_check_interval; 0 "
+                                                          "is off)")] = None,
     home: HomeOption = None,
 ) -> None:
     """Serve ComfyUI's HTTP/WebSocket API (clients, node packs' routes and /metrics) until SIGTERM."""
@@ -65,7 +69,8 @@ def serve(
                               security_level=root.get("security_level") if isinstance(root, dict) else None,
                               max_upload_bytes=int(max_upload_mb * 1024 * 1024), multi_user=multi_user,
                               log_format=fmt, shutdown_grace_s=shutdown_grace,
-                              trusted_hosts=tuple(trusted_host or ())).check()
+                              trusted_hosts=tuple(trusted_host or ()),
+                              health_interval_s=health_interval).check()
     except ServerConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_INVALID) from None

@@ -50,8 +50,8 @@ from partyflow.manager.staging import checkpoint
 
 __all__ = [
     "BundleError", "BundleInstall", "BundlePlan", "Manifest", "OpenedBundle", "PackItem", "Target", "WheelItem",
-    "audit_refusal", "create_bundle", "install_bundle", "installed_bundles", "open_bundle", "plan_install",
-    "verify_bundle",
+    "audit_refusal", "check_host", "create_bundle", "install_bundle", "installed_bundles", "open_bundle",
+    "pack_item", "plan_install", "signing_key", "verify_bundle", "write_signed",
 ]
 
 FORMAT = "partyflow-bundle/1"
@@ -95,6 +95,8 @@ class PackItem:
     version: str | None = None
     source: str = ""                   # where the creator got it (a URL or a catalog name), for people
     requirements: tuple[str, ...] = ()
+    host_version: str | None = None    # partyflow versions the pack runs on (a build catalog's host_version)
+    security_level: str | None = None  # the level its scan passed when the bundle was built from a catalog
 
 
 @dataclass(frozen=True)
@@ -126,8 +128,7 @@ class Manifest:
             "signer": self.signer, "signer_name": self.signer_name,
             "target": {"platforms": list(self.target.platforms), "python": self.target.python,
                        "implementation": self.target.implementation},
-            "packs": [{"name": p.name, "member": p.member, "content_hash": p.content_hash, "version": p.version,
-                       "source": p.source, "requirements": list(p.requirements)} for p in self.packs],
+            "packs": [_pack_dict(p) for p in self.packs],
             "wheels": [{"member": w.member, "name": w.name, "version": w.version} for w in self.wheels],
             "files": {k: {"sha256": v[0], "size": v[1]} for k, v in sorted(self.files.items())},
             "constraints": list(self.constraints),
@@ -147,7 +148,8 @@ class Manifest:
                 target=Target(tuple(map(str, target["platforms"])), str(target["python"]),
                               str(target.get("implementation", "cp"))),
                 packs=tuple(PackItem(str(p["name"]), str(p["member"]), str(p["content_hash"]), p.get("version"),
-                                     str(p.get("source", "")), tuple(map(str, p.get("requirements", ()))))
+                                     str(p.get("source", "")), tuple(map(str, p.get("requirements", ()))),
+                                     _opt_str(p.get("host_version")), _opt_str(p.get("security_level")))
                             for p in data["packs"]),
                 wheels=tuple(WheelItem(str(w["member"]), str(w["name"]), str(w["version"]))
                              for w in data["wheels"]),
@@ -165,6 +167,21 @@ class Manifest:
             if wheel.member not in manifest.files or not wheel.member.endswith(".whl"):
                 raise BundleError("malformed manifest", f"wheel {wheel.member} is not a listed .whl file")
         return manifest
+
+
+def _pack_dict(p: PackItem) -> dict[str, Any]:
+    """A pack's manifest entry; the catalog fields appear only when set, so older bundles read the same."""
+    entry: dict[str, Any] = {"name": p.name, "member": p.member, "content_hash": p.content_hash,
+                             "version": p.version, "source": p.source, "requirements": list(p.requirements)}
+    if p.host_version is not None:
+        entry["host_version"] = p.host_version
+    if p.security_level is not None:
+        entry["security_level"] = p.security_level
+    return entry
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 @dataclass(frozen=True)
@@ -190,8 +207,7 @@ class OpenedBundle:
                            "trusted": self.signer is not None},
                 "signature_problem": self.signature_problem,
                 "target": dataclasses.asdict(m.target),
-                "packs": [{"name": p.name, "version": p.version, "source": p.source,
-                           "content_hash": p.content_hash, "requirements": list(p.requirements)} for p in m.packs],
+                "packs": [{k: v for k, v in _pack_dict(p).items() if k != "member"} for p in m.packs],
                 "wheels": [f"{w.name}=={w.version}" for w in m.wheels],
                 "files": len(m.files), "bytes": sum(size for _, size in m.files.values())}
 
@@ -417,10 +433,44 @@ def check_target(manifest: Manifest, where: Mapping[str, str]) -> None:
             tags = parse_wheel_filename(filename)[3]
         except InvalidWheelFilename:
             raise BundleError("malformed manifest", f"{filename} is not a valid wheel file name") from None
-        if not any(_fits_python(t.interpreter, t.abi, where["python"]) and _fits_platform(t.platform, where)
-                   for t in tags):
+        if any(_fits_python(t.interpreter, t.abi, where["python"]) and _fits_platform(t.platform, where)
+               for t in tags):
+            continue
+        # a multi-platform bundle carries each platform's wheels; pip picks this machine's from the wheelhouse
+        others = [p for p in manifest.target.platforms if not _fits_platform(p, where)]
+        if not any(_fits_python(t.interpreter, t.abi, where["python"]) and _same_platform(t.platform, p)
+                   for t in tags for p in others):
             raise BundleError("wrong platform", f"wheel {filename} does not run on {here}",
                               hint="create the bundle with this machine's --platform and --python")
+    check_host(manifest)
+
+
+def _same_platform(wheel_tag: str, target_tag: str) -> bool:
+    """Whether a wheel's platform tag is one the bundle's target tag names (same OS and machine)."""
+    family = _platform_family(wheel_tag)
+    return family is None or family == _platform_family(target_tag)
+
+
+def check_host(manifest: Manifest, version: str | None = None) -> None:
+    """Refuse a bundle whose packs declare partyflow versions that exclude this one (a catalog's host_version)."""
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
+    import partyflow
+
+    here = version or partyflow.__version__
+    for pack in manifest.packs:
+        if not pack.host_version:
+            continue
+        try:
+            fits = Version(here) in SpecifierSet(pack.host_version, prereleases=True)
+        except (InvalidSpecifier, InvalidVersion):
+            raise BundleError("malformed manifest", f"pack {pack.name}: host_version {pack.host_version!r} is not "
+                              "a version specifier") from None
+        if not fits:
+            raise BundleError("wrong host", f"pack {pack.name} runs on partyflow {pack.host_version}; this is "
+                              f"partyflow {here}", hint="upgrade partyflow here, or build the bundle from a "
+                              "catalog entry for this version")
 
 
 # ---- creating ----------------------------------------------------------------------------------------------
@@ -444,13 +494,7 @@ def create_bundle(home: Home | Path | str | None, output: Path | str, *, packs: 
     if bool(packs) == bool(snapshot):
         raise BundleError("usage", "give either packs or a snapshot")
     keyring = Keyring(home)
-    signer = None if unsigned else keyring.signer(key)
-    if signer is not None:
-        last = keyring.last_sequence(signer.key_id)
-        if sequence is not None and sequence <= last:
-            raise BundleError("usage", f"sequence {sequence} is not above {last}, the last one key {signer.name} "
-                              "signed; verifiers would refuse it as a replay", hint="leave --sequence out")
-        sequence = sequence if sequence is not None else last + 1
+    signer, sequence = signing_key(keyring, key, unsigned, sequence)
     target = Target(tuple(platforms) or (default_platform(),), python or _PY_HERE,
                     implementation)
     specs, constraints = (_specs_from_snapshot(home, Path(snapshot)) if snapshot
@@ -464,19 +508,41 @@ def create_bundle(home: Home | Path | str | None, output: Path | str, *, packs: 
             progress(f"fetching {label}")
             (work / "fetch" / str(index)).mkdir(parents=True)
             fetched = fetch(dataclasses.replace(spec, name=name), work / "fetch" / str(index))
-            items.append(_pack_item(fetched.path, name, spec.version, label, work, members))
+            items.append(pack_item(fetched.path, name, spec.version, label, work, members))
         requirements = list(dict.fromkeys(r for item in items for r in item.requirements))
         wheels = _download_wheels(home, requirements, constraints, target, work / "wheelhouse", progress)
         for wheel in wheels:
             members[wheel.member] = work / "wheelhouse" / wheel.member.split("/", 1)[1]
-        files = {m: (_sha256(p), p.stat().st_size) for m, p in members.items()}
-        manifest = Manifest(created=datetime.now(UTC).isoformat(timespec="seconds"), sequence=sequence or 0,
-                            signer=signer.key_id if signer else None, signer_name=signer.name if signer else None,
-                            target=target, packs=tuple(items), wheels=tuple(wheels), files=files,
-                            constraints=tuple(constraints))
-        data = manifest.to_dict()
-        progress(f"writing {output}")
-        _write_bundle(output, data, sign(signer, "bundle", data) if signer else None, members)
+        return write_signed(keyring, signer, sequence, output, target, items, wheels, members, constraints,
+                            progress)
+
+
+def signing_key(keyring: Keyring, key: str | None, unsigned: bool,
+                sequence: int | None) -> tuple[Any, int | None]:
+    """The key that signs a new bundle (None: unsigned) and its sequence number, checked before any work."""
+    signer = None if unsigned else keyring.signer(key)
+    if signer is not None:
+        last = keyring.last_sequence(signer.key_id)
+        if sequence is not None and sequence <= last:
+            raise BundleError("usage", f"sequence {sequence} is not above {last}, the last one key {signer.name} "
+                              "signed; verifiers would refuse it as a replay", hint="leave --sequence out")
+        sequence = sequence if sequence is not None else last + 1
+    return signer, sequence
+
+
+def write_signed(keyring: Keyring, signer: Any, sequence: int | None, output: Path, target: Target,
+                 items: Sequence[PackItem], wheels: Sequence[WheelItem], members: Mapping[str, Path],
+                 constraints: Sequence[str] = (), progress: Progress = _quiet) -> OpenedBundle:
+    """Hash every member, write the manifest, sign it and write the bundle (to a temporary file, renamed into
+    place, so `output` is either the old file or the whole new one)."""
+    files = {m: (_sha256(p), p.stat().st_size) for m, p in members.items()}
+    manifest = Manifest(created=datetime.now(UTC).isoformat(timespec="seconds"), sequence=sequence or 0,
+                        signer=signer.key_id if signer else None, signer_name=signer.name if signer else None,
+                        target=target, packs=tuple(items), wheels=tuple(wheels), files=files,
+                        constraints=tuple(constraints))
+    data = manifest.to_dict()
+    progress(f"writing {output}")
+    _write_bundle(output, data, sign(signer, "bundle", data) if signer else None, members)
     if signer is not None:
         keyring.note_sequence(signer.key_id, manifest.sequence)
     return OpenedBundle(output, manifest, hashlib.sha256(canonical_json(data)).hexdigest(),
@@ -527,8 +593,10 @@ def _no_duplicates(names: list[str]) -> None:
         raise BundleError("usage", f"packs named twice: {', '.join(sorted(seen))}")
 
 
-def _pack_item(path: Path, name: str, version: str | None, label: str, work: Path,
-               members: dict[str, Path]) -> PackItem:
+def pack_item(path: Path, name: str, version: str | None, label: str, work: Path,
+              members: dict[str, Path]) -> PackItem:
+    """A fetched pack as a bundle member: a reproducible zip under `work/packs/` (or the one .py file), hashed as
+    PackManager will see it once unpacked; `members` gets the member's file."""
     from partyflow.manager.archives import extract_archive
     from partyflow.manager.dependencies import read_requirements
 

@@ -93,7 +93,20 @@ def create_app(engine: Engine, config: ServerConfig, *, extensions: Sequence[Ext
 
     app.cleanup_ctx.append(_lifecycle)
     app.on_shutdown.append(_on_shutdown)
+    _health(app, engine, config, metrics)  # issue 14 item 4: scheduled pack health checks on /metrics
     return app
+
+
+def _health(app: web.Application, engine: Engine, config: ServerConfig, metrics: Metrics) -> None:
+    from partyflow.server.config import ServerConfigError
+    from partyflow.server.health import attach_health_checks, interval_from
+
+    try:
+        interval = interval_from(engine.settings.raw, config.health_interval_s)
+    except ValueError as exc:
+        raise ServerConfigError(str(exc)) from None
+    if interval > 0:
+        attach_health_checks(app, engine.home, metrics.registry, interval)
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:

@@ -31,6 +31,7 @@ class ServerConfig:
     ws_max_pending_bytes: int = 8 * 1024 * 1024  # per WebSocket client; a client further behind is dropped
     ws_max_pending_messages: int = 10_000
     trusted_hosts: tuple[str, ...] = field(default_factory=tuple)  # extra Host names accepted on loopback
+    health_interval_s: float | None = None  # pack health checks (server/health.py); None: config.toml, else off
 
     @property
     def loopback(self) -> bool:
