@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, cli_console, home_from, print_json
+from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, cli_console, print_json
 
 app = typer.Typer(help="Back up and restore a home: packs, manager state, config, user files, the database.",
                   no_args_is_help=True)
@@ -42,9 +42,9 @@ def _errors(as_json: bool) -> Iterator[None]:
 
 
 def _home(ctx: typer.Context, home: Path | None):  # -> Home
-    from partyflow.config import Home, resolve_home
+    from partyflow.cli.common import target_home
 
-    return Home(resolve_home(home_from(ctx, home)))
+    return target_home(ctx, home)  # the home, or the ComfyUI install chosen with --comfyui
 
 
 @app.command("create")

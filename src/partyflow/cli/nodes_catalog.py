@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, cli_console, home_from, print_json
+from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, cli_console, print_json
 from partyflow.cli.nodes import app
 
 JsonOption = Annotated[bool, typer.Option("--json", help="print JSON")]
@@ -36,9 +36,10 @@ def manager_errors(as_json: bool) -> Iterator[None]:
 
 
 def home_of(ctx: typer.Context, home: Path | None) -> Any:
-    from partyflow.config import Home, resolve_home
+    """The home, or the ComfyUI install chosen with --comfyui / [target] (a TargetHome)."""
+    from partyflow.cli.common import target_home
 
-    return Home(resolve_home(home_from(ctx, home)))
+    return target_home(ctx, home)
 
 
 @app.command("available")
