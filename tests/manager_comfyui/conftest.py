@@ -101,7 +101,7 @@ def serving(comfy: ComfyInstall, scratch: Path, *, limit: float = 240.0) -> Iter
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     process = subprocess.Popen(
         [str(comfy.python), "main.py", "--cpu", "--disable-auto-launch", "--listen", "127.0.0.1", "--port",
-         str(port), "--front-end-root", str(scratch / "frontend"), "--user-directory", str(scratch / "user"),
+         str(port), "--disable-api-nodes", "--front-end-root", str(scratch / "frontend"), "--user-directory", str(scratch / "user"),
          "--temp-directory", str(scratch / "temp"), "--database-url", "sqlite:///:memory:"],
         cwd=comfy.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         text=True, start_new_session=True)

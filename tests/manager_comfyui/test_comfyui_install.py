@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -189,6 +190,26 @@ def test_snapshots_are_comfyui_manager_files_and_its_snapshot_restores(
     assert (comfy.site / "pfcomfypin" / "__init__.py").is_file() and importlib.util.find_spec("pfcomfypin") is None
     changes = run_json(home, "snapshot", "diff", "from-manager")["packs"]  # the file vs the install now
     assert [(c["name"], c["change"]) for c in changes] == [("brokenpack", "added")]  # kept, disabled
+
+
+def test_a_registry_style_archive_is_seen_by_comfyui_manager_as_a_registry_pack(
+        comfy: ComfyInstall, setup: dict[str, Any], tmp_path: Path) -> None:
+    archive = tmp_path / "regpack.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("regpack/pyproject.toml", '[project]\nname = "regpack"\nversion = "1.2.0"\n'
+                                                  '[tool.comfy]\nPublisherId = "tester"\n')
+        zipped.writestr("regpack/__init__.py", "NODE_CLASS_MAPPINGS = {}\n")
+    home = setup["home"]
+    assert run_json(home, "nodes", "install", str(archive))["pack"] == "regpack"
+    tracking = (comfy.root / "custom_nodes" / "regpack" / ".tracking").read_text().split()
+    assert tracking == ["__init__.py", "pyproject.toml"]
+    identity = {p["name"]: p for p in run_json(home, "nodes", "list")}["regpack"]["comfyui_manager"]
+    assert (identity["kind"], identity["cnr_id"], identity["version"]) == ("cnr", "regpack", "1.2.0")
+    assert run_json(home, "nodes", "disable", "regpack")["changed"]
+    assert (comfy.root / "custom_nodes" / ".disabled" / "regpack@1_2_0" / ".tracking").is_file()
+    assert run_json(home, "nodes", "enable", "regpack")["changed"]
+    saved = json.loads(Path(run_json(home, "snapshot", "save", "with-registry")["path"]).read_text())
+    assert saved["cnr_custom_nodes"] == {"regpack": "1.2.0"}
 
 
 def test_report_and_backup_cover_the_comfyui_install(comfy: ComfyInstall, setup: dict[str, Any],

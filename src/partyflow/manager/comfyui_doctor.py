@@ -2,7 +2,8 @@
 
 A pack's health in ComfyUI depends on ComfyUI itself (its modules, its Python, the other packs loaded before it),
 so the only faithful check is ComfyUI's own start-up. A small stdlib-only launcher (run by ComfyUI's Python) starts
-`main.py --cpu --disable-auto-launch --listen 127.0.0.1 --port <free>`, passes its log through, and once ComfyUI
+`main.py --cpu --disable-auto-launch --listen 127.0.0.1 --port <free> --disable-api-nodes` (ComfyUI's paid-API
+nodes are built in, not packs, and cost seconds to import), passes its log through, and once ComfyUI
 says it serves, reads `/object_info` (which node classes each pack registered) and stops it with SIGINT (SIGKILL
 after a grace period). All of it runs in `partyflow.security.sandbox`: its own network namespace (loopback is
 private to it), the install and its Python visible read-only, the install's user/ folder (partyflow's own state,
@@ -199,7 +200,7 @@ def _start(target: ComfyUITarget, *, protected: tuple[Path, ...],
         port = str(_free_port())
         argv = [str(target.python), "-c", _LAUNCHER, port, _OBJECT_INFO,
                 str(target.python), str(target.root / "main.py"), "--cpu", "--disable-auto-launch",
-                "--listen", "127.0.0.1", "--port", port, "--user-directory", f"{SCRATCH}/user", "--input-directory", f"{SCRATCH}/input",
+                "--listen", "127.0.0.1", "--port", port, "--disable-api-nodes", "--user-directory", f"{SCRATCH}/user", "--input-directory", f"{SCRATCH}/input",
                 "--output-directory", f"{SCRATCH}/output", "--temp-directory", f"{SCRATCH}/temp",
                 "--front-end-root", f"{SCRATCH}/frontend", "--database-url", "sqlite:///:memory:"]
         try:

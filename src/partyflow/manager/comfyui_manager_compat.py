@@ -22,7 +22,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-__all__ = ["disabled_entry_name", "disabled_folder_name", "git_remote", "pack_identity", "snapshot_document"]
+__all__ = ["mark_registry_pack", "disabled_entry_name", "disabled_folder_name", "git_remote", "pack_identity", "snapshot_document"]
 
 _GITHUB = re.compile(r"github\.com[:/]+([^/\s]+)/([^/\s]+?)(?:\.git)?/?$")
 
@@ -78,6 +78,23 @@ def pack_identity(path: Path) -> dict[str, Any]:
     aux_id = f"{github.group(1)}/{github.group(2)}" if github else remote.rstrip("/").rsplit("/", 1)[-1]
     return {"kind": "nightly", "cnr_id": cnr_id, "aux_id": aux_id.removesuffix(".git"), "version": "nightly",
             "url": remote, "commit": _git(path, "rev-parse", "HEAD")}
+
+
+def mark_registry_pack(path: Path, source_kind: str) -> bool:
+    """Write ComfyUI-Manager's `.tracking` file into a staged pack unpacked from an archive whose `pyproject.toml`
+    names it (`[project] name` = the folder name, and a version), as a registry install does, so that
+    ComfyUI-Manager sees a registry pack of that id and version rather than an unknown folder."""
+    if source_kind not in ("url", "archive") or not path.is_dir() or (path / ".tracking").exists():
+        return False
+    try:
+        project = tomllib.loads((path / "pyproject.toml").read_text(encoding="utf-8")).get("project", {})
+    except (FileNotFoundError, tomllib.TOMLDecodeError, UnicodeDecodeError, OSError):
+        return False
+    if str(project.get("name") or "").strip().lower() != path.name.lower() or not project.get("version"):
+        return False
+    files = sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file())
+    (path / ".tracking").write_text("".join(f"{name}\n" for name in files), encoding="utf-8")
+    return True
 
 
 def disabled_folder_name(path: Path, name: str) -> str:

@@ -25,7 +25,11 @@ from partyflow.config import ConfigError, Home, resolve_home
 from partyflow.manager import gitsource
 from partyflow.manager.archives import ArchiveLimits
 from partyflow.manager.audit import AuditLog
-from partyflow.manager.comfyui_manager_compat import disabled_entry_name, disabled_folder_name
+from partyflow.manager.comfyui_manager_compat import (
+    disabled_entry_name,
+    disabled_folder_name,
+    mark_registry_pack,
+)
 from partyflow.manager.errors import ManagerError, UnknownPackError
 from partyflow.manager.install_script import run_install_script
 from partyflow.manager.journal import Operation, Recovered, recover
@@ -268,6 +272,8 @@ class PackManager:
         staged_env = None
         try:
             fetched = fetch(spec, operation.workdir, limits=self.limits, progress=self.progress)
+            if self._comfyui_manager:  # a registry archive gets ComfyUI-Manager's .tracking, as its installs do
+                mark_registry_pack(fetched.path, spec.kind)
             checkpoint("fetched")
             security = self._security_gate(fetched.path, origin, force, pack_name,
                                            signature)  # # security policy (issue 6, item 5)
@@ -425,6 +431,8 @@ class PackManager:
         staged_env = None
         try:
             fetched, spec = self._fetch_update(pack, old, version, operation.workdir)
+            if self._comfyui_manager:
+                mark_registry_pack(fetched.path, spec.kind)
             new_hash = tree_hash(fetched.path)
             if new_hash == old.content_hash and fetched.commit == old.commit:
                 operation.abort()
