@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tarfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,9 @@ import pytest
 from tests.manager.helpers import git
 from tests.manager_catalog.helpers import make_wheel
 from tests.manager_comfyui.conftest import ComfyInstall, serving
+from typer.testing import CliRunner
+
+from partyflow.cli.main import app
 
 PACK = '''import folder_paths  # ComfyUI's own module: only importable inside ComfyUI
 import pfcomfydep
@@ -45,10 +49,24 @@ NODE_CLASS_MAPPINGS = {"PfComfyHello": PfComfyHello}
 '''
 
 
-def run_cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PARTYFLOW_")}
-    return subprocess.run([sys.executable, "-m", "partyflow", "--home", str(home), *args], capture_output=True,
-                          text=True, env=env, timeout=600, check=False)
+@dataclass(frozen=True)
+class Outcome:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(home: Path, *args: str, subprocess_: bool = False) -> Outcome:
+    """`partyflow --home HOME ARGS`: in this process by default (the suite makes many calls; each new interpreter
+    would import partyflow again), or as `python -m partyflow` in a child process."""
+    if subprocess_:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PARTYFLOW_")}
+        done = subprocess.run([sys.executable, "-m", "partyflow", "--home", str(home), *args], capture_output=True,
+                              text=True, env=env, timeout=600, check=False)
+        return Outcome(done.returncode, done.stdout, done.stderr)
+    result = CliRunner().invoke(app, ["--home", str(home), *args], catch_exceptions=False,
+                                env={k: None for k in os.environ if k.startswith("PARTYFLOW_")})
+    return Outcome(result.exit_code, result.stdout, result.stderr)
 
 
 def run_json(home: Path, *args: str, code: int = 0) -> Any:
@@ -87,7 +105,9 @@ def test_bad_targets_are_refused_before_anything_changes(comfy: ComfyInstall, tm
     home.mkdir()
     plain = tmp_path / "not-comfy"
     plain.mkdir()
-    error = run_json(home, "--comfyui", str(plain), "nodes", "list", code=2)
+    done = run_cli(home, "--comfyui", str(plain), "nodes", "list", "--json", subprocess_=True)  # as users run it
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    error = json.loads(done.stdout)
     assert error["ok"] is False and "not a ComfyUI install" in error["error"] and "main.py" in error["hint"]
     assert list(plain.iterdir()) == []
 
