@@ -173,11 +173,11 @@ def save(home: Home, name: str | None = None, *, python: str | None | bool = Tru
         raise SnapshotError(f"{name!r} is not a usable snapshot name", user_error=True,
                             hint="letters, digits and . _ - only")
     path = home.snapshots / f"{name}.json"
-    atomic_write_json(path, _document(home, snapshot))
+    atomic_write_json(path, _document(home, snapshot, bool(python)))
     return path
 
 
-def _document(home: Home, snapshot: Snapshot) -> dict[str, Any]:
+def _document(home: Home, snapshot: Snapshot, with_python: bool) -> dict[str, Any]:
     """Our format; for a ComfyUI target, ComfyUI-Manager's, with ours under its `partyflow` key (both tools read
     the same file from ComfyUI-Manager's snapshot folder)."""
     target = getattr(home, "target", None)
@@ -187,7 +187,7 @@ def _document(home: Home, snapshot: Snapshot) -> dict[str, Any]:
     from partyflow.manager.dependencies import installed_packages, target_python
     from partyflow.manager.packs import PackManager
 
-    pips = dict(snapshot.python) if snapshot.python else installed_packages(target_python(home))
+    pips = (dict(snapshot.python) or installed_packages(target_python(home))) if with_python else {}
     return snapshot_document(snapshot, PackManager(home).installed(), pips, target.root)
 
 
