@@ -14,15 +14,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from partyflow.cli.common import (
-    EXIT_FAILED,
-    EXIT_INVALID,
-    HomeOption,
-    YesOption,
-    cli_console,
-    home_from,
-    print_json,
-)
+from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, YesOption, cli_console, print_json
 
 app = typer.Typer(help="Back up and restore a home: packs, manager state, config, user files, the database.",
                   no_args_is_help=True)
@@ -32,6 +24,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="print the outcome as J
 
 @contextlib.contextmanager
 def _errors(as_json: bool) -> Iterator[None]:
+    from partyflow.config import ConfigError
     from partyflow.manager.errors import ManagerError
     from partyflow.store.sqlite import StoreError
 
@@ -44,15 +37,18 @@ def _errors(as_json: bool) -> Iterator[None]:
             hint = f"\n  hint: {escape(exc.hint)}" if exc.hint else ""
             cli_console(stderr=True).print(f"[bold red]error:[/] {escape(exc.message)}{hint}", highlight=False)
         raise typer.Exit(EXIT_INVALID if exc.user_error else EXIT_FAILED) from None
+    except ConfigError as exc:  # e.g. a malformed [target] table
+        cli_console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(EXIT_INVALID) from None
     except (StoreError, OSError) as exc:
         cli_console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(EXIT_FAILED) from None
 
 
 def _home(ctx: typer.Context, home: Path | None):  # -> Home
-    from partyflow.config import Home, resolve_home
+    from partyflow.cli.common import target_home
 
-    return Home(resolve_home(home_from(ctx, home)))
+    return target_home(ctx, home)  # the home, or the ComfyUI install chosen with --comfyui
 
 
 @app.command("create")
@@ -111,7 +107,8 @@ def restore(
     Stop a server using the home before restoring."""
     from partyflow.manager.backup import restore_backup
 
-    target = _home(ctx, home)
+    with _errors(as_json):
+        target = _home(ctx, home)
     if target.root.exists() and not (yes or as_json) and sys.stdin.isatty():
         if not typer.confirm(f"Replace {target.root} with the backup?", default=False, err=True):
             raise typer.Exit(EXIT_INVALID)

@@ -67,6 +67,17 @@ def home_from(ctx: typer.Context, home: Path | None) -> Path | None:
     return obj.get("home") if isinstance(obj, dict) else None
 
 
+def target_home(ctx: typer.Context, home: Path | None) -> Any:  # -> partyflow.config.Home
+    """The installation a manager command acts on: the ComfyUI chosen by the global `--comfyui` (or
+    $PARTYFLOW_COMFYUI, or config.toml's [target] table), else the home. Raises ManagerError for a path that is not
+    ComfyUI or a Python that does not run, before anything changes."""
+    from partyflow.manager.targets import resolve
+
+    obj = ctx.find_root().obj
+    obj = obj if isinstance(obj, dict) else {}
+    return resolve(home_from(ctx, home), obj.get("comfyui"), obj.get("comfyui_python"))
+
+
 def open_engine(home: Path | None, **options: Any):  # -> Engine (imported lazily: keeps --help fast)
     from partyflow.engine.engine import Engine
 

@@ -93,9 +93,17 @@ def main_options(
         "--security-level", help="strong, normal, normal- or weak for this command (default: "
         "PARTYFLOW_SECURITY_LEVEL, then config.toml's security_level, then normal)", show_default=False,
         callback=_check_level)] = None,
+    comfyui: Annotated[Path | None, typer.Option(  # issue 14: a ComfyUI install as the manager's target
+        "--comfyui", envvar="PARTYFLOW_COMFYUI", show_default=False,
+        help="manage this ComfyUI install's custom_nodes and Python instead of the home's (default: config.toml "
+             "[target] comfyui)")] = None,
+    comfyui_python: Annotated[str | None, typer.Option(
+        "--comfyui-python", envvar="PARTYFLOW_COMFYUI_PYTHON", show_default=False,
+        help="the Python that ComfyUI runs in (default: its venv/ or .venv/, else [target] python)")] = None,
 ) -> None:
     _check_level_env()  # a bogus level is refused here, for every command, not only those that install
-    ctx.obj = {"home": Path(home) if home else None, "security_level": security_level}
+    ctx.obj = {"home": Path(home) if home else None, "security_level": security_level,
+               "comfyui": comfyui, "comfyui_python": comfyui_python}
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
 

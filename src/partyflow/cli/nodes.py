@@ -26,6 +26,7 @@ from partyflow.cli.common import (
     home_from,
     open_engine,
     print_json,
+    target_home,
     user_errors,
 )
 
@@ -55,7 +56,7 @@ def list_nodes(
         else:
             nodes_catalog.outdated(ctx, git=False, as_json=as_json, home=home)
         return
-    if installed or disabled:
+    if installed or disabled or _acts_on_comfyui(ctx):  # a ComfyUI install's node classes are ComfyUI's to list
         _list_packs(ctx, home, disabled_only=disabled, as_json=as_json)
         return
     with user_errors():
@@ -248,20 +249,60 @@ def _list_packs(ctx: typer.Context, home: Path | None, *, disabled_only: bool, a
     with _manager(ctx, home, as_json, progress=False) as manager:
         manager.recover()
         packs = [p for p in manager.installed() if not (disabled_only and p.enabled)]
+        comfyui = getattr(manager.home, "target", None) is not None
     if as_json:
-        print_json([p.to_dict() for p in packs])
+        print_json([_pack_dict(p, comfyui) for p in packs])
         return
     table = Table("pack", "state", "source", "version", "content hash", "installed")
     for pack in packs:
         record = pack.record
-        table.add_row(pack.name, "enabled" if pack.enabled else "[yellow]disabled[/]",
-                      escape(record.source.location) if record else "[dim](not managed)[/]",
-                      escape(_version_text(pack)), record.content_hash[7:19] if record else "",
+        table.add_row(escape(pack.name), "enabled" if pack.enabled else "[yellow]disabled[/]",
+                      escape(record.source.location) if record else _unmanaged_text(pack, comfyui),
+                      escape(_version_text(pack) or (_identity(pack, comfyui).get("version") or "")), record.content_hash[7:19] if record else "",
                       record.updated_at or record.installed_at if record else "")
     if packs:
         cli_console().print(table)
     else:
         cli_console(stderr=True).print("no packs installed" if not disabled_only else "no disabled packs")
+
+
+def _acts_on_comfyui(ctx: typer.Context) -> bool:
+    """Whether a ComfyUI install was chosen (--comfyui, $PARTYFLOW_COMFYUI or [target]); errors surface later."""
+    from partyflow.config import ConfigError
+    from partyflow.manager.errors import ManagerError
+
+    obj = ctx.find_root().obj
+    if isinstance(obj, dict) and obj.get("comfyui"):
+        return True
+    try:
+        return getattr(target_home(ctx, None), "target", None) is not None
+    except (ManagerError, ConfigError):
+        return True  # the pack listing reports the error properly
+
+
+def _identity(pack: InstalledPack, comfyui: bool) -> dict[str, Any]:
+    """ComfyUI-Manager's view of a pack (cnr_id, aux_id, version), for ComfyUI targets only."""
+    if not comfyui:
+        return {}
+    from partyflow.manager.comfyui_manager_compat import pack_identity
+
+    return pack_identity(pack.path)
+
+
+def _pack_dict(pack: InstalledPack, comfyui: bool) -> dict[str, Any]:
+    data = pack.to_dict()
+    if comfyui:
+        data["comfyui_manager"] = _identity(pack, comfyui)
+    return data
+
+
+def _unmanaged_text(pack: InstalledPack, comfyui: bool) -> str:
+    identity = _identity(pack, comfyui)
+    if identity.get("kind") == "cnr":
+        return f"registry: {escape(identity['cnr_id'])} (ComfyUI-Manager)"
+    if identity.get("kind") == "nightly":
+        return f"git: {escape(identity.get('url') or identity.get('aux_id') or '')} (ComfyUI-Manager)"
+    return "[dim](not managed)[/]"
 
 
 def _show_pack(ctx: typer.Context, home: Path | None, name: str, as_json: bool) -> bool:
@@ -328,7 +369,7 @@ def _manager(ctx: typer.Context, home: Path | None, as_json: bool, *, progress: 
     err = cli_console(stderr=True)
     with _progress(err, enabled=progress and not as_json) as sink:
         try:
-            yield PackManager(home_from(ctx, home), progress=sink, security_level=_security_level(ctx))
+            yield PackManager(target_home(ctx, home), progress=sink, security_level=_security_level(ctx))
         except ManagerError as exc:
             _fail(exc, as_json)
         except (ConfigError, StoreError) as exc:

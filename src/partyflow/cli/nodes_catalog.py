@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, cli_console, home_from, print_json
+from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, cli_console, print_json
 from partyflow.cli.nodes import app
 
 JsonOption = Annotated[bool, typer.Option("--json", help="print JSON")]
@@ -36,9 +36,10 @@ def manager_errors(as_json: bool) -> Iterator[None]:
 
 
 def home_of(ctx: typer.Context, home: Path | None) -> Any:
-    from partyflow.config import Home, resolve_home
+    """The home, or the ComfyUI install chosen with --comfyui / [target] (a TargetHome)."""
+    from partyflow.cli.common import target_home
 
-    return Home(resolve_home(home_from(ctx, home)))
+    return target_home(ctx, home)
 
 
 @app.command("available")
@@ -135,16 +136,25 @@ def which(
 def doctor(
     ctx: typer.Context,
     include_disabled: Annotated[bool, typer.Option("--all", help="check disabled packs too")] = False,
-    timeout: Annotated[float, typer.Option(help="seconds one pack may take to import")] = 60.0,
+    timeout: Annotated[float | None, typer.Option(help="seconds one pack may take to import (default 60); for a "
+                                                       "ComfyUI install, ComfyUI's whole start (default 300)",
+                                                  show_default=False)] = None,
     as_json: JsonOption = False,
     home: HomeOption = None,
 ) -> None:
     """Import each pack in a sandboxed subprocess; report failures, missing dependencies, import time and what it
-    tried (installs, writes, network: none of it happens)."""
+    tried (installs, writes, network: none of it happens). For a ComfyUI install (--comfyui), start that ComfyUI
+    headless in the sandbox and report each pack's import failure from its log."""
     from partyflow.manager.doctor import diagnose
 
     with manager_errors(as_json):
-        results = diagnose(home_of(ctx, home), include_disabled=include_disabled, timeout=timeout)
+        where = home_of(ctx, home)
+        if getattr(where, "target", None) is not None:
+            from partyflow.manager.comfyui_doctor import diagnose_comfyui
+
+            results = diagnose_comfyui(where, timeout=timeout or 300.0)
+        else:
+            results = diagnose(where, include_disabled=include_disabled, timeout=timeout or 60.0)
     if as_json:
         print_json([r.to_dict() for r in results])
     else:
@@ -152,7 +162,8 @@ def doctor(
         for r in results:
             state = "[green]ok[/]" if r.ok else "[red]failed[/]"
             seconds = f"{r.seconds:.2f}s" if r.seconds is not None else ""
-            problem = "; ".join(filter(None, [r.error, *r.hints]))
+            error = r.error.strip().splitlines()[-1] if r.error else None  # a traceback's last line; --json has all
+            problem = "; ".join(filter(None, [error, *r.hints]))
             table.add_row(escape(r.name), state, seconds, str(len(r.node_types)), escape(problem))
         cli_console().print(table if results else "no packs to check")
     if any(not r.ok for r in results):

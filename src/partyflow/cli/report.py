@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, cli_console, home_from, writing
+from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, cli_console, target_home, writing
 
 FORMATS = ("json", "html")
 
@@ -29,13 +29,13 @@ def report(
     if fmt not in FORMATS:
         err.print(f"[bold red]error:[/] --format must be json or html, got {escape(fmt)!r}", highlight=False)
         raise typer.Exit(EXIT_INVALID)
-    from partyflow.config import ConfigError, Home, resolve_home
+    from partyflow.config import ConfigError
     from partyflow.manager.errors import ManagerError
     from partyflow.manager.report import build_report, render_html, render_json
     from partyflow.store.sqlite import StoreError
 
     try:
-        built = build_report(Home(resolve_home(home_from(ctx, home))), scan=not no_scan)
+        built = build_report(target_home(ctx, home), scan=not no_scan)
     except (ManagerError, ConfigError, StoreError) as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(EXIT_FAILED) from None

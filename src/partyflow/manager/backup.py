@@ -137,15 +137,15 @@ def _link_escapes(relative: str, target: str) -> bool:
 def _walk(home: Home) -> Iterator[tuple[str, Path]]:
     """(relative posix path, full path) of what is backed up, folders before their contents, sorted."""
     for top in INCLUDED:
-        root = home.root / top
-        if not os.path.lexists(root):
+        root = _top(home, top)
+        if root is None or not os.path.lexists(root):
             continue
         yield top, root
         if not root.is_dir() or root.is_symlink():
             continue
         for folder, dirs, files in os.walk(root):
             base = Path(folder)
-            rel_base = base.relative_to(home.root).as_posix()
+            rel_base = (PurePosixPath(top) / base.relative_to(root).as_posix()).as_posix().removesuffix("/.")
             dirs[:] = sorted(d for d in dirs if d not in SKIPPED_NAMES
                              and not (rel_base == "manager" and d in SKIPPED_MANAGER))
             for name in dirs:
@@ -154,6 +154,18 @@ def _walk(home: Home) -> Iterator[tuple[str, Path]]:
                 if name.endswith(".pyc") or (rel_base == "manager" and name in SKIPPED_MANAGER):
                     continue
                 yield f"{rel_base}/{name}", base / name
+
+
+def _top(home: Home, top: str) -> Path | None:
+    """Where a backed-up top-level entry lives. For a ComfyUI target (manager.target_home) custom_nodes and the
+    snapshots are the install's own (ComfyUI-Manager's snapshot folder); its user/ folder, which holds partyflow's
+    state folder itself, is not walked a second time."""
+    if getattr(home, "target", None) is not None:
+        if top == "user":
+            return None
+        if top in ("custom_nodes", "snapshots"):
+            return getattr(home, top)
+    return home.root / top
 
 
 def _add(archive: tarfile.TarFile, relative: str, full: Path) -> dict[str, Any]:
@@ -222,6 +234,11 @@ def restore_backup(archive: Path, home: Home) -> RestoreSummary:
     Stop a server using the home first: it would keep writing to the database file that is replaced.
     """
     archive = Path(archive)
+    if getattr(home, "target", None) is not None:
+        raise BackupError("restoring a backup into a ComfyUI install is not supported: it would replace the "
+                          "install's custom_nodes wholesale", user_error=True,
+                          hint="restore into a partyflow home (--home), or bring the packs back with "
+                               "'partyflow --comfyui PATH snapshot restore'")
     if not archive.is_file():
         raise BackupError(f"{archive}: no such backup file", user_error=True)
     root = home.root

@@ -249,7 +249,16 @@ def protected_packages(home: Home) -> dict[str, SpecifierSet]:
     for item in conf.get("protected", DEFAULT_PROTECTED):
         req = Requirement(str(item))
         found[canonicalize_name(req.name)] = req.specifier
-    if conf.get("protect_host", True):
+    host_requirements = getattr(home, "host_requirements", None)
+    if conf.get("protect_host", True) and host_requirements is not None:  # a ComfyUI target: ComfyUI's own needs
+        for line in host_requirements():
+            try:
+                req = Requirement(line)
+            except InvalidRequirement:
+                continue
+            name = canonicalize_name(req.name)
+            found[name] = found.get(name, SpecifierSet()) & req.specifier
+    elif conf.get("protect_host", True):
         try:
             host = importlib.metadata.requires("partyflow") or []
         except importlib.metadata.PackageNotFoundError:
@@ -335,6 +344,9 @@ def target_python(home: Home, python: str | None = None) -> str:
     (pointing the manager at a ComfyUI install's venv), else the one running partyflow."""
     if python:
         return python
+    target = getattr(home, "python", None)  # a ComfyUI target (manager.target_home): the Python ComfyUI runs in
+    if isinstance(target, str) and target:
+        return target
     return str(Settings.load(home).raw.get("manager", {}).get("python") or sys.executable)
 
 

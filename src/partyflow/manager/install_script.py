@@ -17,16 +17,19 @@ from partyflow.manager.errors import ManagerError
 __all__ = ["run_install_script"]
 
 
-def run_install_script(pack_dir: Path, log_file: Path, *, home_root: Path, timeout: float = 600.0) -> None:
-    """Run `pack_dir/install.py` with the host's Python; its output goes to `log_file`. Raises ManagerError."""
+def run_install_script(pack_dir: Path, log_file: Path, *, home_root: Path, timeout: float = 600.0,
+                       python: str | None = None, comfyui_path: Path | None = None) -> None:
+    """Run `pack_dir/install.py` with the host's Python (or `python`: a ComfyUI target's, whose root is then
+    `COMFYUI_PATH`, as ComfyUI-Manager sets it); its output goes to `log_file`. Raises ManagerError."""
     name = pack_dir.name
+    python = python or sys.executable
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PARTYFLOW_HOME": str(home_root), "COMFYUI_PATH": str(home_root)}
+    env = {**os.environ, "PARTYFLOW_HOME": str(home_root), "COMFYUI_PATH": str(comfyui_path or home_root)}
     with open(log_file, "ab") as log:
-        log.write(f"--- {name}: {sys.executable} install.py\n".encode())
+        log.write(f"--- {name}: {python} install.py\n".encode())
         log.flush()
         start = log.tell()
-        process = subprocess.Popen([sys.executable, "install.py"], cwd=pack_dir, env=env, stdout=log,
+        process = subprocess.Popen([python, "install.py"], cwd=pack_dir, env=env, stdout=log,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         try:
             code = process.wait(timeout=timeout)

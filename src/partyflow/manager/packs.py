@@ -25,6 +25,11 @@ from partyflow.config import ConfigError, Home, resolve_home
 from partyflow.manager import gitsource
 from partyflow.manager.archives import ArchiveLimits
 from partyflow.manager.audit import AuditLog
+from partyflow.manager.comfyui_manager_compat import (
+    disabled_entry_name,
+    disabled_folder_name,
+    mark_registry_pack,
+)
 from partyflow.manager.errors import ManagerError, UnknownPackError
 from partyflow.manager.install_script import run_install_script
 from partyflow.manager.journal import Operation, Recovered, recover
@@ -120,8 +125,19 @@ class PackManager:
         for folder, enabled in ((self.home.custom_nodes, True), (self.home.disabled_nodes, False)):
             for entry in _pack_entries(folder):
                 name = entry.stem if entry.is_file() else entry.name
+                if self._comfyui_manager and not enabled:  # `.disabled/<id>@<version>` is pack <id>
+                    name = disabled_entry_name(entry, True) or name
                 found.append(InstalledPack(name, enabled, entry, entry.is_file(), records.get(name)))
+        if self._comfyui_manager:  # ComfyUI-Manager's older convention: `<name>.disabled` beside the others
+            for entry in _old_style_disabled(self.home.custom_nodes):
+                name = disabled_entry_name(entry, False) or entry.name
+                found.append(InstalledPack(name, False, entry, entry.is_file(), records.get(name)))
         return found
+
+    @property
+    def _comfyui_manager(self) -> bool:
+        """A ComfyUI target: read and write ComfyUI-Manager's conventions (comfyui_manager_compat)."""
+        return getattr(self.home, "target", None) is not None
 
     def info(self, name: str) -> InstalledPack:
         return self._find(name)
@@ -234,6 +250,10 @@ class PackManager:
     def _install(self, target: str | SourceSpec, name: str | None, allow_conflicts: bool,
                  skip_install_script: bool, isolate: bool = False, force: bool = False,
                  origin: Any = None, signature: Any = None, replace: bool = False) -> OperationResult:
+        if isolate and getattr(self.home, "target", None) is not None:
+            raise ManagerError("--isolate is not available for a ComfyUI install: ComfyUI loads every pack into "
+                               "its own process, so the pack would not run in an environment of its own",
+                               pack=name or str(target), user_error=True, hint="install it without --isolate")
         spec, catalog_name = self._resolve_target(target, name)
         policy, caller = self._policy(), self._caller()  # # security policy (issue 6, item 5)
         origin = origin if origin is not None else _origin(spec, catalog_name)
@@ -252,6 +272,8 @@ class PackManager:
         staged_env = None
         try:
             fetched = fetch(spec, operation.workdir, limits=self.limits, progress=self.progress)
+            if self._comfyui_manager:  # a registry archive gets ComfyUI-Manager's .tracking, as its installs do
+                mark_registry_pack(fetched.path, spec.kind)
             checkpoint("fetched")
             security = self._security_gate(fetched.path, origin, force, pack_name,
                                            signature)  # # security policy (issue 6, item 5)
@@ -302,7 +324,7 @@ class PackManager:
         """Dependencies, install.py, then the import check: the order ComfyUI-Manager uses, because a pack often
         cannot import before its requirements are installed."""
         if pack.is_dir() and not (pack / "__init__.py").is_file():
-            verify_pack(pack, self.home.root, timeout=self.verify_timeout)  # raises the clear "no __init__.py"
+            self._verify(pack)  # raises the clear "no __init__.py"
         script = self._check_install_script(pack, skip_install_script)
         report = None
         if pack.is_dir():
@@ -313,11 +335,23 @@ class PackManager:
                 checkpoint("dependencies")
         if script == "ran":
             self.progress(f"running {pack.name}/install.py", None, None)
+            target = getattr(self.home, "target", None)  # a ComfyUI target: its Python, COMFYUI_PATH its root
             run_install_script(pack, self.paths.logs / f"{pack.name}.install.log", home_root=self.home.root,
-                               timeout=self.install_script_timeout)
+                               timeout=self.install_script_timeout,
+                               python=str(target.python) if target else None,
+                               comfyui_path=target.root if target else None)
         self.progress(f"checking that {pack.name} imports", None, None)
-        verified = verify_pack(pack, self.home.root, timeout=self.verify_timeout)
+        verified = self._verify(pack)
         return report, verified.node_types, script
+
+    def _verify(self, pack: Path) -> Any:
+        """Import the staged pack where it will run: partyflow's host, or a ComfyUI target's own Python."""
+        target = getattr(self.home, "target", None)
+        if target is not None:
+            from partyflow.manager.comfyui_verify import verify_in_comfyui
+
+            return verify_in_comfyui(pack, target, timeout=self.verify_timeout)
+        return verify_pack(pack, self.home.root, timeout=self.verify_timeout)
 
     def _prepare_isolated(self, pack: Path, name: str, skip_install_script: bool) -> tuple[Any, tuple[Any, ...]]:
         """Isolated packs (issue 6, item 8): a staged venv with the pack's requirements, the pack imported in it."""
@@ -397,6 +431,8 @@ class PackManager:
         staged_env = None
         try:
             fetched, spec = self._fetch_update(pack, old, version, operation.workdir)
+            if self._comfyui_manager:
+                mark_registry_pack(fetched.path, spec.kind)
             new_hash = tree_hash(fetched.path)
             if new_hash == old.content_hash and fetched.commit == old.commit:
                 operation.abort()
@@ -477,6 +513,8 @@ class PackManager:
         if pack.enabled == enabled:
             return OperationResult(action, name, False, f"{name} is already {action}d", pack.record)
         target = (self.paths.enabled_path if enabled else self.paths.disabled_path)(name, pack.single_file)
+        if self._comfyui_manager and not enabled:  # `.disabled/<id>@<version>`, as ComfyUI-Manager names them
+            target = self.home.disabled_nodes / disabled_folder_name(pack.path, name)
         if os.path.lexists(target):
             raise ManagerError(f"cannot {action} {name}: {target} already exists", pack=name, user_error=True,
                                hint="uninstall one of the two copies first")
@@ -516,6 +554,17 @@ def _pack_entries(folder: Path) -> Iterator[Path]:
         if entry.name.startswith(".") or entry.name == "__pycache__" or entry.name.endswith(".disabled"):
             continue
         if entry.is_dir() or entry.suffix == ".py":
+            yield entry
+
+
+def _old_style_disabled(folder: Path) -> Iterator[Path]:
+    """`<pack>.disabled` folders and `<file>.py.disabled` files in custom_nodes (ComfyUI skips both)."""
+    if not folder.is_dir():
+        return
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith(".") or not entry.name.endswith(".disabled"):
+            continue
+        if entry.is_dir() or entry.name.endswith(".py.disabled"):
             yield entry
 
 

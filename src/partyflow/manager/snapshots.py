@@ -81,7 +81,10 @@ class Snapshot:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Snapshot:
-        """Our format, or ComfyUI-Manager's (recognised by its `git_custom_nodes`/`cnr_custom_nodes` keys)."""
+        """Our format, or ComfyUI-Manager's (recognised by its `git_custom_nodes`/`cnr_custom_nodes` keys); a
+        ComfyUI-Manager file that partyflow wrote carries ours under `partyflow`, which is preferred."""
+        if isinstance(data.get("partyflow"), Mapping) and data["partyflow"].get("format") == FORMAT:
+            data = data["partyflow"]
         if data.get("format") == FORMAT:
             packs = {p["name"]: PackState.from_dict(p) for p in data.get("packs", [])}
             return cls(packs=packs, python=dict(data.get("python", {})), created=str(data.get("created", "")),
@@ -170,8 +173,22 @@ def save(home: Home, name: str | None = None, *, python: str | None | bool = Tru
         raise SnapshotError(f"{name!r} is not a usable snapshot name", user_error=True,
                             hint="letters, digits and . _ - only")
     path = home.snapshots / f"{name}.json"
-    atomic_write_json(path, snapshot.to_dict())
+    atomic_write_json(path, _document(home, snapshot, bool(python)))
     return path
+
+
+def _document(home: Home, snapshot: Snapshot, with_python: bool) -> dict[str, Any]:
+    """Our format; for a ComfyUI target, ComfyUI-Manager's, with ours under its `partyflow` key (both tools read
+    the same file from ComfyUI-Manager's snapshot folder)."""
+    target = getattr(home, "target", None)
+    if target is None:
+        return snapshot.to_dict()
+    from partyflow.manager.comfyui_manager_compat import snapshot_document
+    from partyflow.manager.dependencies import installed_packages, target_python
+    from partyflow.manager.packs import PackManager
+
+    pips = (dict(snapshot.python) or installed_packages(target_python(home))) if with_python else {}
+    return snapshot_document(snapshot, PackManager(home).installed(), pips, target.root)
 
 
 def list_snapshots(home: Home) -> list[Path]:
@@ -219,6 +236,9 @@ def diff(before: Snapshot, after: Snapshot) -> SnapshotDiff:
         old, new = before.packs.get(name), after.packs.get(name)
         if old is None:
             changes.append(PackChange(name, "added", None, new))
+        elif new is None and after.origin == "comfyui-manager":  # restore disables what such a file leaves out
+            if old.enabled:
+                changes.append(PackChange(name, "disabled", old, replace(old, enabled=False)))
         elif new is None:
             changes.append(PackChange(name, "removed", old, None))
         else:
@@ -249,6 +269,10 @@ def restore(snapshot: Snapshot, home: Home, *, python: str | None | bool = True,
                         allow_conflicts, result)
     current = capture(home, python=None)
     for name in sorted(set(current.packs) - set(snapshot.packs)):
+        if snapshot.origin == "comfyui-manager":  # as ComfyUI-Manager restores: packs it did not list are disabled
+            if current.packs[name].enabled:
+                _step(result, f"disable {name}", lambda n=name: pm.disable(n))
+            continue
         _step(result, f"uninstall {name}", lambda n=name: pm.uninstall(n))
     for name, want in sorted(snapshot.packs.items()):
         have = current.packs.get(name)
