@@ -1,4 +1,4 @@
-"""One private Ray cluster on 127.0.0.1 per test module, started and stopped by a fixture (2 CPUs, a small
+"""One private Ray cluster on 127.0.0.1 for the test session, started and stopped by a fixture (2 CPUs, a small
 object store, no dashboard), with a home holding the test pack; and the backend's two prompt workers on it."""
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class RayRig:
         return self.loop.run_until_complete(coro)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayRig]:
     home = tmp_path_factory.mktemp("rayhome")
     shutil.copytree(PACKS / "raytest", home / "custom_nodes" / "raytest", ignore=shutil.ignore_patterns("__pycache__"))

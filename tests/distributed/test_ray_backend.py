@@ -254,3 +254,51 @@ def test_an_interrupt_reaches_the_worker_running_the_prompt(rig: RayRig) -> None
         stop_forwarding()
     assert result.status == "interrupted"
     assert rig.engine.queue.history(item.prompt_id)[item.prompt_id]["status"]["status_str"] == "error"
+
+
+def run_on_worker(rig: RayRig, backend: Any, index: int, workflow: Any):
+    """Run a prompt on the backend's `index`th worker (the dispatcher would pick the least busy one)."""
+    item = submit_and_claim(rig, workflow)
+    result = rig.run(backend._run_on(backend._workers[index], item, lambda e: None))
+    rig.engine.queue.finish(item, outputs=result.outputs, status=result.history_status())
+    return result
+
+
+def counted_workflow(folder: Path, text: str) -> dict[str, Any]:
+    folder.mkdir()
+    return {"1": node("CountRuns", folder=str(folder), text=text), "2": node("DisplayText", text=["1", 0])}
+
+
+def test_a_result_computed_on_one_worker_is_reused_by_another(rig: RayRig) -> None:
+    folder = rig.engine.home.temp / "shared-cache"
+    workflow = counted_workflow(folder, "computed once")
+    first = run_on_worker(rig, rig.backend, 0, workflow)
+    second = run_on_worker(rig, rig.backend, 1, workflow)
+    assert first.meta["backend"]["worker"] != second.meta["backend"]["worker"]
+    assert (folder / "runs").read_text().splitlines() == [str(first.meta["backend"]["pid"])]  # ran once, on worker 0
+    assert "1" in first.executed and second.executed == [] and "2" in second.cached  # a hit spares its inputs
+    assert second.outputs == first.outputs == {"2": {"text": ["COMPUTED ONCE"]}}
+    assert second.meta["backend"]["shared_cache_hits"] >= 1
+    stats = rig.run(rig.backend.status())["shared_cache"]
+    assert stats["alive"] and stats["hits"] >= 1 and stats["entries"] >= 1 and stats["bytes"] <= stats["max_bytes"]
+
+
+def test_without_the_shared_cache_each_worker_computes_for_itself(rig: RayRig) -> None:
+    import dataclasses
+
+    from partyflow.distributed.ray_backend import RayBackend
+
+    settings = dataclasses.replace(rig.backend.settings, shared_cache=False, namespace="nocache")
+    backend = RayBackend(rig.engine, settings)
+    rig.run(backend.start())
+    try:
+        folder = rig.engine.home.temp / "no-shared-cache"
+        workflow = counted_workflow(folder, "computed twice")
+        first = run_on_worker(rig, backend, 0, workflow)
+        second = run_on_worker(rig, backend, 1, workflow)
+        assert len((folder / "runs").read_text().splitlines()) == 2
+        assert "1" in second.executed and "shared_cache_hits" not in second.meta["backend"]
+        assert second.outputs == first.outputs
+        assert rig.run(backend.status())["shared_cache"] is None
+    finally:
+        rig.run(backend.close())

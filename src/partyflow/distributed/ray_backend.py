@@ -48,7 +48,10 @@ class _Worker:
     id: str
     handle: Any
     running: set[str] = field(default_factory=set)
-    failures: int = 0
+    failures: int = 0    # times it died under a prompt
+    done: int = 0        # prompts it ran to success
+    failed: int = 0      # prompts it ended with an error or interrupted
+    cache_hits: int = 0  # node results it took from the shared cache
 
 
 class RayBackend:
@@ -104,6 +107,7 @@ class RayBackend:
         from partyflow.distributed.actors import PromptWorker
 
         remote = ray.remote(PromptWorker)
+        store = self._shared_cache(ray) if self.settings.shared_cache else None
         workers = []
         for index in range(self.settings.workers):
             worker_id = f"{WORKER_PREFIX}{index}"
@@ -112,10 +116,19 @@ class RayBackend:
                 max_task_retries=0, num_cpus=self.settings.worker_cpus,
                 max_concurrency=self.settings.prompts_per_worker + 8,
             ).remote(self.home, worker_id, {k: dict(v) for k, v in self.settings.pack_resources.items()},
-                     self.settings.namespace)
+                     self.settings.namespace, store)
             workers.append(_Worker(worker_id, handle))
         await asyncio.gather(*(w.handle.info.remote() for w in workers))  # engines loaded: ready for prompts
         self._workers = workers
+
+    def _shared_cache(self, ray: Any) -> Any:
+        """The pool's node-result cache: one named actor, owned by this server (it goes when the server goes)."""
+        from partyflow.distributed.shared_cache import CACHE_ACTOR, SharedCacheStore
+
+        return ray.remote(SharedCacheStore).options(
+            name=CACHE_ACTOR, namespace=self.settings.namespace, get_if_exists=True, num_cpus=0,
+            max_restarts=-1, max_concurrency=1,
+        ).remote(self.settings.shared_cache_bytes)
 
     async def close(self) -> None:
         ray = import_ray()
@@ -123,6 +136,11 @@ class RayBackend:
             return
         for worker in self._workers:
             ray.kill(worker.handle)
+        if self.settings.shared_cache:
+            from partyflow.distributed.shared_cache import CACHE_ACTOR
+
+            with contextlib.suppress(ValueError):
+                ray.kill(ray.get_actor(CACHE_ACTOR, namespace=self.settings.namespace))
         for name in _named_actors(ray, NODE_ACTOR_PREFIX, self.settings.namespace):  # detached: they would outlive us
             try:
                 ray.kill(ray.get_actor(name, namespace=self.settings.namespace))
@@ -168,6 +186,11 @@ class RayBackend:
             finally:
                 await self._release(worker, item.prompt_id)
             result.meta.setdefault("backend", {})["attempts"] = attempts + 1
+            if result.status == "success":
+                worker.done += 1
+            else:
+                worker.failed += 1
+            worker.cache_hits += int(result.meta["backend"].get("shared_cache_hits") or 0)
             return result
 
     async def _run_on(self, worker: _Worker, item: QueueItem, emit: EventSink) -> RunResult:
@@ -255,11 +278,23 @@ class RayBackend:
         infos = await asyncio.gather(*(_info(w.handle) for w in self._workers))
         for worker, info in zip(self._workers, infos, strict=True):
             data["workers"].append({**info, "id": worker.id, "dispatched": sorted(worker.running),
-                                    "failures": worker.failures})
+                                    "failures": worker.failures, "done": worker.done, "failed": worker.failed})
         names = await asyncio.to_thread(_named_actors, ray, NODE_ACTOR_PREFIX, self.settings.namespace)
         handles = [ray.get_actor(name, namespace=self.settings.namespace) for name in names]
         data["node_actors"] = list(await asyncio.gather(*(_info(h) for h in handles)))
+        data["shared_cache"] = await self._cache_stats(ray) if self.settings.shared_cache else None
         return data
+
+    async def _cache_stats(self, ray: Any) -> dict[str, Any]:
+        from ray.exceptions import RayError
+
+        from partyflow.distributed.shared_cache import CACHE_ACTOR
+
+        try:
+            handle = ray.get_actor(CACHE_ACTOR, namespace=self.settings.namespace)
+            return {**await asyncio.wait_for(handle.stats.remote(), timeout=10), "alive": True}
+        except (RayError, ValueError, TimeoutError) as exc:
+            return {"alive": False, "error": _first_line(exc)}
 
 
 async def _info(handle: Any) -> dict[str, Any]:

@@ -38,6 +38,8 @@ class BackendSettings:
     runtime_env: Mapping[str, Any] = field(default_factory=dict)  # shipped to workers (pip, env_vars, working_dir)
     worker_home: str | None = None   # the home path as workers see it (default: the server's own)
     pack_resources: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # [packs.X] resources
+    shared_cache: bool = True        # workers reuse each other's node results (same signatures as the engine cache)
+    shared_cache_bytes: int = 256 * 2**20  # the shared cache's memory bound (least recently used evicted)
 
     @property
     def max_in_flight(self) -> int:
@@ -75,6 +77,8 @@ class BackendSettings:
             runtime_env=dict(_table(values.get("ray_runtime_env", {}), "[engine] ray_runtime_env")),
             worker_home=str(values["ray_worker_home"]) if values.get("ray_worker_home") else None,
             pack_resources=_pack_resources(raw.get("packs", {})),
+            shared_cache=_bool(values, "ray_shared_cache", cls.shared_cache),
+            shared_cache_bytes=_size(values, "ray_shared_cache_bytes", cls.shared_cache_bytes),
         )
 
 
@@ -117,6 +121,29 @@ def _positive(values: Mapping[str, Any], key: str, default: int) -> int:
     if number < 1 or number != int(number):
         raise ConfigError(f"[engine] {key} must be a whole number of at least 1, not {values.get(key)!r}")
     return int(number)
+
+
+def _bool(values: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = values.get(key, default)
+    if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "false", "0", "no"):
+        return value.strip().lower() in ("true", "1", "yes")
+    if not isinstance(value, bool):
+        raise ConfigError(f"[engine] {key} must be true or false, not {value!r}")
+    return value
+
+
+def _size(values: Mapping[str, Any], key: str, default: int) -> int:
+    """Bytes as a number or with a unit ("512MB", "2 GiB")."""
+    from partyflow.llm.models import parse_size
+
+    value = values.get(key, default)
+    try:
+        size = parse_size(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"[engine] {key} must be a size like 268435456 or '256MB', not {value!r}") from exc
+    if size < 1024:
+        raise ConfigError(f"[engine] {key} must be at least 1 KiB")
+    return size
 
 
 def _optional_int(values: Mapping[str, Any], key: str) -> int | None:
