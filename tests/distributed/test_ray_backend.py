@@ -44,6 +44,14 @@ WORKFLOWS: dict[str, Any] = {
 }
 
 
+def parse_metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Prometheus text as {(name, sorted labels): value}, read with prometheus_client's own parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
 def submit_and_claim(rig: RayRig, workflow: Any):
     item = rig.engine.submit(workflow)
     claimed = rig.engine.queue.claim()
@@ -216,6 +224,17 @@ def test_the_server_runs_prompts_on_ray_with_the_same_websocket_messages(rig: Ra
             assert sorted(w["id"] for w in status["workers"]) == ["partyflow-worker-0", "partyflow-worker-1"]
             assert {w["home"] for w in status["workers"]} == {str(engine.home.root)}
             assert await (await http.get("/prompt")).json() == {"exec_info": {"queue_remaining": 0}}
+            metrics = parse_metrics(await (await http.get("/metrics")).text())
+            assert metrics[("partyflow_ray_up", ())] == 1.0
+            workers = ("partyflow-worker-0", "partyflow-worker-1")
+            done = [metrics[("partyflow_ray_worker_prompts_total", (("status", "done"), ("worker", w)))]
+                    for w in workers]
+            assert sum(done) == 3
+            for w in workers:
+                assert metrics[("partyflow_ray_worker_prompts_running", (("worker", w),))] == 0
+                assert metrics[("partyflow_ray_worker_prompts_total", (("status", "failed"), ("worker", w)))] == 0
+                assert ("partyflow_ray_worker_cache_hits_total", (("worker", w),)) in metrics
+                assert metrics[("partyflow_ray_worker_deaths_total", (("worker", w),))] == 0
             shown = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "partyflow", "ray", "status",
                                                              "--url", live.url], capture_output=True, text=True,
                                             timeout=60, env={**os.environ, "COLUMNS": "200"})

@@ -66,6 +66,7 @@ class RayBackend:
         self.last_error: str | None = None
         self.retried = 0
         self._workers: list[_Worker] = []
+        self._model_actors_seen: set[tuple[str, str]] = set()
         self._started_cluster = False
         self._slots = asyncio.Condition()
         self._connect_lock = asyncio.Lock()
@@ -266,6 +267,14 @@ class RayBackend:
         return hit
 
     # ---- status ----------------------------------------------------------------------------------------------
+
+    def workers_snapshot(self) -> list[_Worker]:
+        """The workers as the dispatcher knows them (for /metrics: no call to the cluster)."""
+        return list(self._workers)
+
+    def loaded_model_actors(self) -> list[tuple[str, str]]:
+        """(actor, model) pairs seen in the model actors at the last status or model call."""
+        return sorted(self._model_actors_seen)
 
     async def status(self) -> dict[str, Any]:
         ray = import_ray()

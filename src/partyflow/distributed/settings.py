@@ -47,13 +47,14 @@ class BackendSettings:
 
     @classmethod
     def from_raw(cls, raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -> BackendSettings:
-        """From a parsed config.toml; `PARTYFLOW_BACKEND` and `PARTYFLOW_RAY_ADDRESS` override the file."""
+        """From a parsed config.toml; `PARTYFLOW_BACKEND`, `PARTYFLOW_RAY_ADDRESS`, `PARTYFLOW_RAY_WORKERS`,
+        `PARTYFLOW_RAY_WORKER_CPUS` and `PARTYFLOW_RAY_SHARED_CACHE` override the file (container deployments)."""
         env = os.environ if env is None else env
         engine = raw.get("engine", {})
         if not isinstance(engine, Mapping):
             raise ConfigError("[engine] must be a table")
         values = dict(engine)
-        for key in ("backend", "ray_address", "ray_workers"):
+        for key in ("backend", "ray_address", "ray_workers", "ray_worker_cpus", "ray_shared_cache"):
             if f"PARTYFLOW_{key.upper()}" in env:
                 values[key] = env[f"PARTYFLOW_{key.upper()}"]
         backend = str(values.get("backend", "local"))
