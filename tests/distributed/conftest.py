@@ -1,9 +1,11 @@
 """One private Ray cluster on 127.0.0.1 for the test session, started and stopped by a fixture (2 CPUs, a small
-object store, no dashboard), with a home holding the test pack; and the backend's two prompt workers on it."""
+object store, no dashboard), with a home holding the test pack and a tiny transformers model; and the backend's two
+prompt workers on it."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from tests.support.tiny_model import TinyModelSpec, build_tiny_model
 
 from partyflow import Engine
 from partyflow.distributed import BackendSettings
@@ -45,6 +48,8 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayRig]:
     home = tmp_path_factory.mktemp("rayhome")
     shutil.copytree(PACKS / "raytest", home / "custom_nodes" / "raytest", ignore=shutil.ignore_patterns("__pycache__"))
     (home / "config.toml").write_text(CONFIG, encoding="utf-8")
+    os.environ["HF_HUB_OFFLINE"] = "1"  # a stray hub lookup must fail loudly, not download
+    build_tiny_model(home / "models" / "llm" / "tiny", TinyModelSpec(seed=0))  # for the model actors
     engine = Engine(home)
     backend = RayBackend(engine, BackendSettings.from_raw(engine.settings.raw))
     loop = asyncio.new_event_loop()

@@ -321,3 +321,43 @@ def test_without_the_shared_cache_each_worker_computes_for_itself(rig: RayRig) -
         assert rig.run(backend.status())["shared_cache"] is None
     finally:
         rig.run(backend.close())
+
+
+def chat_workflow(user: str, *, stream: bool) -> dict[str, Any]:
+    return {"model": node("LocalModelLoader", folder="tiny", device="cpu", dtype="float32"),
+            "chat": node("LLMChat", model=["model", 0], system_prompt="Answer briefly.", user_prompt=user,
+                         temperature=0.0, max_tokens=8, stream=stream),
+            "show": node("DisplayText", text=["chat", 0])}
+
+
+def test_a_model_actor_loads_the_model_once_and_serves_both_workers(rig: RayRig) -> None:
+    workflows = [chat_workflow("Hello there", stream=True), chat_workflow("How are you?", stream=False)]
+    local = [rig.engine.run(w) for w in workflows]  # the local backend, greedy: the reference replies
+    assert all(r.ok for r in local), [r.error for r in local]
+    items = [submit_and_claim(rig, w) for w in workflows]
+    streamed: list[Event] = []
+
+    async def both() -> list[Any]:  # at the same time, one prompt per worker
+        return await asyncio.gather(*(rig.backend._run_on(w, item, streamed.append)
+                                      for w, item in zip(rig.backend._workers, items, strict=True)))
+
+    remote = rig.run(both())
+    for item, result in zip(items, remote, strict=True):
+        rig.engine.queue.finish(item, outputs=result.outputs, status=result.history_status())
+    assert [r.status for r in remote] == ["success", "success"], [r.error for r in remote]
+    assert [r.outputs for r in remote] == [r.outputs for r in local]
+    assert {r.meta["backend"]["worker"] for r in remote} == {"partyflow-worker-0", "partyflow-worker-1"}
+    assert sum(isinstance(e, ExecutionSuccess) for e in streamed) == 2
+    status = rig.run(rig.backend.status())
+    actors = status["model_actors"]
+    assert len(actors) == 1 and actors[0]["alive"]
+    assert actors[0]["loads"] == 1 and actors[0]["calls"] >= 2  # one load served both workers
+    assert actors[0]["models"][0]["name"] == "tiny" and actors[0]["models"][0]["bytes"] > 0
+    assert actors[0]["pid"] not in {r.meta["backend"]["pid"] for r in remote}  # the workers hold no weights
+    assert all(w["models"] == [] for w in status["workers"])
+    assert rig.backend.loaded_model_actors() == [(actors[0]["id"], "tiny")]
+    from partyflow.distributed.metrics import RayWorkerCollector
+
+    series = {(s.name, tuple(sorted(s.labels.items()))): s.value
+              for family in RayWorkerCollector(rig.backend).collect() for s in family.samples}
+    assert series[("partyflow_ray_model_actors_loaded", (("actor", actors[0]["id"]), ("model", "tiny")))] == 1

@@ -20,6 +20,7 @@ import traceback
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from partyflow.distributed.models import ModelActors
 from partyflow.distributed.results import to_wire
 from partyflow.distributed.shared_cache import SharedOutputCache
 from partyflow.engine.events import CustomMessage, Event
@@ -46,6 +47,8 @@ class PromptWorker:
         self.worker_id = worker_id
         self.engine = Engine(home)
         self.engine.place_nodes(RayNodePlacement(self.engine, pack_resources, namespace))
+        self.model_actors = ModelActors(home, namespace)
+        self.engine.host.local_models = self.model_actors  # local models load once, in model actors
         self.shared: SharedOutputCache | None = None
         if shared_cache is not None:
             # the executor's cache lookups are synchronous: a local miss waits (bounded) for the store's answer,
@@ -86,6 +89,7 @@ class PromptWorker:
                     yield ("events", out)
             wire = to_wire(task.result())
             wire["meta"]["backend"] = {"name": "ray", "worker": self.worker_id, "pid": os.getpid()}
+            wire["meta"]["backend"]["model_actors"] = self.model_actors.take_used()
             if self.shared is not None:  # the server counts them per worker for /metrics
                 wire["meta"]["backend"]["shared_cache_hits"] = self.shared.hits - hits_before
             yield ("result", wire)

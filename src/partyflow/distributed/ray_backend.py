@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from partyflow.distributed.backend import BackendUnavailable
+from partyflow.distributed.models import MODEL_ACTOR_PREFIX
 from partyflow.distributed.placement import NODE_ACTOR_PREFIX
 from partyflow.distributed.results import failed, from_wire
 from partyflow.distributed.settings import BackendSettings
@@ -142,7 +143,9 @@ class RayBackend:
 
             with contextlib.suppress(ValueError):
                 ray.kill(ray.get_actor(CACHE_ACTOR, namespace=self.settings.namespace))
-        for name in _named_actors(ray, NODE_ACTOR_PREFIX, self.settings.namespace):  # detached: they would outlive us
+        detached = [*_named_actors(ray, NODE_ACTOR_PREFIX, self.settings.namespace),
+                    *_named_actors(ray, MODEL_ACTOR_PREFIX, self.settings.namespace)]
+        for name in detached:  # detached: they would outlive us
             try:
                 ray.kill(ray.get_actor(name, namespace=self.settings.namespace))
             except ValueError:
@@ -192,6 +195,7 @@ class RayBackend:
             else:
                 worker.failed += 1
             worker.cache_hits += int(result.meta["backend"].get("shared_cache_hits") or 0)
+            self._model_actors_seen.update((a, m) for a, m in result.meta["backend"].get("model_actors") or ())
             return result
 
     async def _run_on(self, worker: _Worker, item: QueueItem, emit: EventSink) -> RunResult:
@@ -280,7 +284,7 @@ class RayBackend:
         ray = import_ray()
         data: dict[str, Any] = {"backend": "ray", "address": self.settings.ray_address, "healthy": self.healthy,
                                 "last_error": self.last_error, "retried": self.retried, "workers": [],
-                                "node_actors": []}
+                                "node_actors": [], "model_actors": []}
         if not self.healthy:
             return data
         data["cluster_resources"] = await asyncio.to_thread(ray.cluster_resources)
@@ -291,6 +295,10 @@ class RayBackend:
         names = await asyncio.to_thread(_named_actors, ray, NODE_ACTOR_PREFIX, self.settings.namespace)
         handles = [ray.get_actor(name, namespace=self.settings.namespace) for name in names]
         data["node_actors"] = list(await asyncio.gather(*(_info(h) for h in handles)))
+        names = await asyncio.to_thread(_named_actors, ray, MODEL_ACTOR_PREFIX, self.settings.namespace)
+        handles = [ray.get_actor(name, namespace=self.settings.namespace) for name in names]
+        data["model_actors"] = list(await asyncio.gather(*(_info(h) for h in handles)))
+        self._model_actors_seen = {(a["id"], m["name"]) for a in data["model_actors"] for m in a.get("models", ())}
         data["shared_cache"] = await self._cache_stats(ray) if self.settings.shared_cache else None
         return data
 
