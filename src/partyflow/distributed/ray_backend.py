@@ -14,7 +14,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -58,11 +58,15 @@ class _Worker:
 class RayBackend:
     name = "ray"
 
-    def __init__(self, engine: Engine, settings: BackendSettings) -> None:
-        self.engine = engine
+    def __init__(self, engine: Engine | str, settings: BackendSettings,
+                 on_down: Callable[[str], None] | None = None) -> None:
+        """`engine`: the server's engine, or just its home path (the driver process has no engine). `on_down` is
+        told when the cluster stops answering (the driver process reports it and exits)."""
         self.settings = settings
         self.max_in_flight = settings.max_in_flight
-        self.home = settings.worker_home or str(engine.home.root)
+        self.home = settings.worker_home or (engine if isinstance(engine, str) else str(engine.home.root))
+        self.on_down = on_down
+        self.on_change: Callable[[], None] | None = None  # a worker's prompts changed (the driver process tells)
         self.healthy = False
         self.last_error: str | None = None
         self.retried = 0
@@ -98,6 +102,9 @@ class RayBackend:
                              resources=dict(self.settings.resources) or None,
                              object_store_memory=self.settings.object_store_bytes, **common)
                 self._started_cluster = True
+            elif _is_loopback(address):  # a cluster on this machine's loopback: join it on loopback too
+                with _loopback_only():
+                    ray.init(address=address, **common)
             else:
                 ray.init(address=address, **common)
         except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -160,7 +167,7 @@ class RayBackend:
 
     async def run(self, item: QueueItem, emit: EventSink) -> RunResult:
         import_ray()
-        from ray.exceptions import RayActorError, RayError
+        from ray.exceptions import ActorUnavailableError, RayActorError, RayError
 
         attempts = 0
         tried: set[str] = set()
@@ -171,6 +178,9 @@ class RayBackend:
             try:
                 result = await self._run_on(worker, item, emit)
             except RayActorError as exc:
+                if isinstance(exc, ActorUnavailableError) and not await self._cluster_answers():
+                    self._mark_down(exc)  # the head went away, not the worker: wait for it, not a retry
+                    continue
                 attempts += 1
                 worker.failures += 1
                 tried.add(worker.id)
@@ -228,6 +238,8 @@ class RayBackend:
                 if choice:
                     worker = min(choice, key=lambda w: (len(w.running), w.failures))
                     worker.running.add(prompt_id)
+                    if self.on_change is not None:
+                        self.on_change()
                     return worker
                 await self._slots.wait()
 
@@ -235,12 +247,25 @@ class RayBackend:
         async with self._slots:
             worker.running.discard(prompt_id)
             self._slots.notify_all()
+        if self.on_change is not None:
+            self.on_change()
 
     def _mark_down(self, exc: BaseException) -> None:
         if self.healthy:
             logger.error("Ray cluster unreachable (%s); queued prompts wait and resume when it is back",
                          _first_line(exc))
         self.healthy, self.last_error = False, _first_line(exc)
+        if self.on_down is not None:
+            self.on_down(self.last_error)
+
+    async def _cluster_answers(self) -> bool:
+        """Whether the head (its GCS) still answers: tells a lost worker from a lost cluster."""
+        ray = import_ray()
+        try:
+            await asyncio.wait_for(asyncio.to_thread(ray.nodes), timeout=5)
+            return True
+        except Exception:
+            return False
 
     async def _reconnect(self) -> None:
         """Until the cluster answers again. Every prompt that saw it go waits here; the first one in reconnects
@@ -346,6 +371,11 @@ def _loopback_only() -> Iterator[None]:
             os.environ.pop(_CLUSTER_ENV, None)
         else:
             os.environ[_CLUSTER_ENV] = saved_env
+
+
+def _is_loopback(address: str) -> bool:
+    host = address.removeprefix("ray://").rpartition(":")[0]
+    return host in ("127.0.0.1", "localhost")
 
 
 def _named_actors(ray: Any, prefix: str, namespace: str) -> list[str]:

@@ -38,6 +38,9 @@ class BackendSettings:
     runtime_env: Mapping[str, Any] = field(default_factory=dict)  # shipped to workers (pip, env_vars, working_dir)
     worker_home: str | None = None   # the home path as workers see it (default: the server's own)
     pack_resources: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # [packs.X] resources
+    driver: str = "inline"           # "process": Ray's driver runs in a child process the server restarts, so the
+    # server outlives the head going away (Ray ends a driver that loses its head); default for a cluster it joins
+    head_timeout_s: float = 30.0     # how long the driver waits for a lost head before it is restarted
     shared_cache: bool = True        # workers reuse each other's node results (same signatures as the engine cache)
     shared_cache_bytes: int = 256 * 2**20  # the shared cache's memory bound (least recently used evicted)
 
@@ -78,6 +81,8 @@ class BackendSettings:
             runtime_env=dict(_table(values.get("ray_runtime_env", {}), "[engine] ray_runtime_env")),
             worker_home=str(values["ray_worker_home"]) if values.get("ray_worker_home") else None,
             pack_resources=_pack_resources(raw.get("packs", {})),
+            driver=_driver(values, address),
+            head_timeout_s=max(_number(values, "ray_head_timeout_s", cls.head_timeout_s), 1.0),
             shared_cache=_bool(values, "ray_shared_cache", cls.shared_cache),
             shared_cache_bytes=_size(values, "ray_shared_cache_bytes", cls.shared_cache_bytes),
         )
@@ -122,6 +127,15 @@ def _positive(values: Mapping[str, Any], key: str, default: int) -> int:
     if number < 1 or number != int(number):
         raise ConfigError(f"[engine] {key} must be a whole number of at least 1, not {values.get(key)!r}")
     return int(number)
+
+
+def _driver(values: Mapping[str, Any], address: str) -> str:
+    """A private cluster lives and dies with the server: its driver stays inline. A cluster the server joins
+    can go away without it, so by default its driver runs in a child process the server restarts."""
+    driver = str(values.get("ray_driver", "inline" if address == "local" else "process"))
+    if driver not in ("inline", "process"):
+        raise ConfigError(f"[engine] ray_driver must be 'inline' or 'process', not {driver!r}")
+    return driver
 
 
 def _bool(values: Mapping[str, Any], key: str, default: bool) -> bool:
