@@ -74,9 +74,11 @@ def test_the_kuberay_manifests() -> None:
 
     # the server joins the head's service as a Ray node that takes no work, then serves as a Ray driver
     server = containers(deployment["spec"]["template"])[0]
-    script = " ".join(server["args"])
-    ray_start, _, serve = script.partition("&&")
+    lines = [line.strip() for line in "\n".join(server["args"]).splitlines()]
+    ray_start = next(line for line in lines if line.startswith("ray start"))
+    serve = next(line for line in lines if line.startswith("exec partyflow"))
     start_flags = flags(ray_start)
+    assert "block" in start_flags and lines[0].startswith("(while true")  # rejoins after a head restart
     assert start_flags["address"] == f"{cluster['metadata']['name']}-head-svc:6379"  # KubeRay's head service
     assert start_flags["num-cpus"] == "0"
     assert serve.split()[:2] == ["exec", "partyflow"] and flags(serve)["listen"] == "0.0.0.0"
