@@ -52,6 +52,11 @@ def render(data: dict[str, Any]) -> None:
     if data.get("backend") == "ray":
         health = "[green]healthy[/green]" if data.get("healthy") else f"[red]unreachable[/red] ({data.get('last_error')})"
         head += f" at {data.get('address')}: {health}; prompts retried after a worker died: {data.get('retried', 0)}"
+        driver = data.get("driver")
+        if driver:
+            head += f"; driver process {driver.get('pid') or '-'} (restarted {driver.get('restarts', 0)} times)"
+        if "queue_remaining" in data:
+            head += f"; queue: {data['queue_remaining']}"
     console.print(head)
     console.print(f"running prompts: {', '.join(data.get('running', [])) or 'none'}")
     workers = Table("worker", "alive", "pid", "node", "running", "finished", "models")

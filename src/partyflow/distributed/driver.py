@@ -83,8 +83,13 @@ class DriverProcessBackend:
             sys.executable, "-m", "partyflow.distributed.agent", stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, env=env, limit=2**26)
         assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(frame(("init", self.home, self.settings)))
-        first = await read_frame(proc.stdout)
+        try:
+            proc.stdin.write(frame(("init", self.home, self.settings)))
+            first = await read_frame(proc.stdout)
+        except BaseException:  # cancelled (the server is stopping): no driver may outlive it
+            proc.kill()
+            await asyncio.shield(proc.wait())
+            raise
         if first is None or first[0] != "started":
             code = await proc.wait()
             reason = first[1] if first and first[0] == "unavailable" else \
