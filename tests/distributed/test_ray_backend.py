@@ -361,3 +361,25 @@ def test_a_model_actor_loads_the_model_once_and_serves_both_workers(rig: RayRig)
     series = {(s.name, tuple(sorted(s.labels.items()))): s.value
               for family in RayWorkerCollector(rig.backend).collect() for s in family.samples}
     assert series[("partyflow_ray_model_actors_loaded", (("actor", actors[0]["id"]), ("model", "tiny")))] == 1
+
+
+def test_a_local_provider_of_config_toml_runs_in_a_model_actor_too(rig: RayRig) -> None:
+    config = rig.engine.home.config_file
+    saved = config.read_text(encoding="utf-8")
+    config.write_text(saved + '\n[providers.tinycfg]\ntype = "transformers"\npath = "tiny"\n', encoding="utf-8")
+    try:
+        workflow = {"model": node("APIModelLoader", provider="tinycfg", model=""),
+                    "chat": node("LLMChat", model=["model", 0], system_prompt="", user_prompt="Configured?",
+                                 temperature=0.0, max_tokens=6, stream=False),
+                    "show": node("DisplayText", text=["chat", 0])}
+        local = rig.engine.run(workflow)
+        assert local.ok, local.error
+        remote = rig.run(rig.backend.run(submit_and_claim(rig, workflow), lambda e: None))
+        assert remote.status == "success", remote.error
+        assert remote.outputs == local.outputs
+        used = remote.meta["backend"]["model_actors"]
+        assert len(used) == 1
+        actors = {a["id"]: a for a in rig.run(rig.backend.status())["model_actors"]}
+        assert actors[used[0][0]]["provider"] == "tinycfg" and actors[used[0][0]]["loads"] == 1
+    finally:
+        config.write_text(saved, encoding="utf-8")

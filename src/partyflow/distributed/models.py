@@ -81,24 +81,31 @@ class ModelActor:
         self.loaded_at: float | None = None
 
     async def load(self) -> dict[str, Any]:
-        """Load the model if it is not loaded yet (once, however many workers ask at the same time)."""
+        """Load the model if it is not loaded yet (once, however many workers ask at the same time); a loader
+        node calls it through `ModelActorClient.model`, so a model that cannot load fails the loader."""
         async with self._lock:
             if self.provider is None:
                 from partyflow.config import Home
                 from partyflow.llm.providers import create
 
-                provider = create(self.config.name, self.config, home=Home(self.home), manager=None,
+                provider = create(self.config.name, self.config, home=Home(Path(self.home)), manager=None,
                                   **self.options)
                 await asyncio.to_thread(provider.model)
                 self.provider, self.loads, self.loaded_at = provider, self.loads + 1, time.time()
                 logger.info("model actor %s loaded %s", self.key, self.config.path)
         return {"model": self.provider.default_model, "loads": self.loads}
 
+    async def ensure_loaded(self) -> tuple[str, Any]:
+        try:
+            return ("ok", await self.load())
+        except Exception as exc:
+            return ("error", _portable(exc, self.config.name))
+
     async def chat(self, request: ChatRequest) -> tuple[str, Any]:
-        await self.load()
         self.calls += 1
         self.active += 1
         try:
+            await self.load()
             return ("ok", await self.provider.achat(request))
         except Exception as exc:
             return ("error", _portable(exc, self.config.name))
@@ -106,10 +113,10 @@ class ModelActor:
             self.active -= 1
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[tuple[str, Any]]:
-        await self.load()
         self.calls += 1
         self.active += 1
         try:
+            await self.load()
             async for chunk in self.provider.astream(request):
                 yield ("ok", chunk)
         except Exception as exc:
@@ -125,9 +132,11 @@ class ModelActor:
         if self.provider is not None:
             models.append({"name": self.provider.default_model, "path": str(self.config.path),
                            "type": self.config.type, "bytes": _loaded_bytes(self.provider)})
+        batcher = getattr(getattr(self.provider, "_own", None), "batcher", None)  # transformers' batch queue
+        batching = {"batches": batcher.batches, "largest": batcher.largest} if batcher is not None else None
         return {"id": self.key, "pid": os.getpid(), "node_id": context.get_node_id(),
                 "resources": dict(context.get_assigned_resources()), "loads": self.loads, "calls": self.calls,
-                "active": self.active, "models": models, "provider": self.config.name}
+                "active": self.active, "models": models, "provider": self.config.name, "batching": batching}
 
 
 class ModelActorClient:
@@ -152,7 +161,7 @@ class ModelActorClient:
         """Load the model in its actor now (a loader node's errors belong to the loader)."""
         import ray
 
-        return _unwrap(ray.get(self.actor.load.remote(), timeout=_LOAD_TIMEOUT_S))
+        return _unwrap(ray.get(self.actor.ensure_loaded.remote(), timeout=_LOAD_TIMEOUT_S))
 
     def chat(self, request: ChatRequest) -> ChatResponse:
         import ray
@@ -209,7 +218,7 @@ class ModelActors:
                 from partyflow.distributed.placement import actor_options, check_feasible
 
                 try:
-                    path: Path | None = config.model_path(Home(self.home))
+                    path: Path | None = config.model_path(Home(Path(self.home)))
                 except Exception:  # the actor's provider reports a bad path when it loads
                     path = None
                 resources = model_resources(config, options, path)

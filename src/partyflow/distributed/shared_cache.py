@@ -53,6 +53,18 @@ class SharedCacheStore:
         self.hits += 1
         return data
 
+    def get_many(self, keys: list[str]) -> dict[str, bytes]:
+        """The entries of `keys` this store holds (one round trip for a whole prompt)."""
+        found = {}
+        for key in keys:
+            data = self.get(key)
+            if data is not None:
+                found[key] = data
+        return found
+
+    def put_many(self, items: list[tuple[str, bytes]]) -> int:
+        return sum(self.put(key, data) for key, data in items)
+
     def put(self, key: str, data: bytes) -> bool:
         if len(data) > self.max_bytes // 4:
             self.refused += 1
@@ -82,9 +94,11 @@ class SharedCacheStore:
 class SharedOutputCache:
     """An engine `OutputCache` in a prompt worker: its own cache first, then the pool's store.
 
-    `get` is synchronous (the executor asks while deciding what must run), so a local miss waits for one call to
-    the store; puts are sent without waiting and flushed when the prompt ends, so a prompt's results are in the
-    store before its result reaches the server (the next prompt, on any worker, finds them).
+    Round trips are what this costs, so there are two per prompt: the executor hands `prefetch` every signature of
+    the prompt before its walk (the store's hits land in the local cache, its misses are remembered, so the walk
+    never waits on the store), and the prompt's new results go to the store in one call when it ends, before its
+    result reaches the server (the next prompt, on any worker, finds them). `get` asks the store itself only for
+    signatures it was not given (nodes a prompt creates as it runs).
     """
 
     def __init__(self, inner: OutputCache, store: Any, worker_id: str) -> None:
@@ -93,26 +107,50 @@ class SharedOutputCache:
         self.worker_id = worker_id
         self.hits = 0
         self.unshareable = 0
-        self._pending: list[Any] = []
+        self._pending: list[tuple[str, bytes]] = []
+        self._missing: set[str] = set()  # asked this prompt, not in the store then
+        self._fetched: set[str] = set()  # prefetched from the store, not used yet
+        self._running = 0
         self._lock = threading.Lock()
         self._warned = False
 
     def begin_prompt(self) -> None:
         self.inner.begin_prompt()
+        with self._lock:
+            self._running += 1
+
+    def prefetch(self, keys: list[str]) -> None:
+        wanted = [key for key in keys if self.inner.get(key) is None]
+        if not wanted:
+            return
+        found = self._call("get_many", wanted)
+        if found is None:
+            return
+        fetched = []
+        for key, data in found.items():
+            value = self._decode(data)
+            if value is not None:
+                self.inner.put(key, value)
+                fetched.append(key)
+        with self._lock:
+            self._fetched.update(fetched)
+            self._missing.update(key for key in wanted if key not in found)
 
     def get(self, key: str) -> NodeResult | None:
         value = self.inner.get(key)
         if value is not None:
+            if key in self._fetched:  # prefetched from the store: a shared hit once the walk uses it
+                with self._lock:
+                    self._fetched.discard(key)
+                self.hits += 1
             return value
-        data = self._remote("get", key)
-        if data is None:
+        if key in self._missing:
             return None
-        try:
-            value = pickle.loads(data)
-        except Exception:  # written by another partyflow version, or a class this worker lacks: a miss
-            return None
-        self.inner.put(key, value)
-        self.hits += 1
+        data = self._call("get", key)
+        value = self._decode(data) if data is not None else None
+        if value is not None:
+            self.inner.put(key, value)
+            self.hits += 1
         return value
 
     def put(self, key: str, value: NodeResult) -> None:
@@ -122,30 +160,25 @@ class SharedOutputCache:
         except Exception:  # open clients, locks, generators: the result stays on this worker
             self.unshareable += 1
             return
-        try:
-            ref = self.store.put.remote(key, data)
-        except Exception as exc:
-            self._warn(exc)
-            return
         with self._lock:
-            self._pending.append(ref)
+            self._pending.append((key, data))
 
     def end_prompt(self, used: Iterable[str], *, unchanged: bool = False) -> None:
         self.inner.end_prompt(used, unchanged=unchanged)
         self.flush()
+        with self._lock:
+            self._running = max(self._running - 1, 0)
+            if self._running == 0:  # misses go stale as other workers compute: forget them between prompts
+                self._missing.clear()
+                self._fetched.clear()
 
     def flush(self) -> None:
-        """Wait until the store has every result put so far (bounded: a stuck store only loses sharing)."""
+        """Send every result put so far to the store and wait until it has them (bounded: a stuck store only
+        loses sharing)."""
         with self._lock:
             pending, self._pending = self._pending, []
-        if not pending:
-            return
-        import ray
-
-        try:
-            ray.wait(pending, num_returns=len(pending), timeout=_FLUSH_TIMEOUT_S, fetch_local=False)
-        except Exception as exc:
-            self._warn(exc)
+        if pending:
+            self._call("put_many", pending, timeout=_FLUSH_TIMEOUT_S)
 
     def clear(self) -> None:
         self.inner.clear()
@@ -157,14 +190,21 @@ class SharedOutputCache:
     def __len__(self) -> int:
         return len(self.inner)  # type: ignore[arg-type]
 
-    def _remote(self, method: str, key: str) -> bytes | None:
+    def _call(self, method: str, argument: Any, timeout: float = _LOOKUP_TIMEOUT_S) -> Any:
         import ray
 
         try:
-            return ray.get(getattr(self.store, method).remote(key), timeout=_LOOKUP_TIMEOUT_S)
+            return ray.get(getattr(self.store, method).remote(argument), timeout=timeout)
         except Exception as exc:
             self._warn(exc)
             return None
+
+    def _decode(self, data: bytes) -> NodeResult | None:
+        try:
+            value = pickle.loads(data)
+        except Exception:  # written by another partyflow version, or a class this worker lacks: a miss
+            return None
+        return value
 
     def _warn(self, exc: BaseException) -> None:
         if not self._warned:  # once per worker: the log is for the operator, not one line per node
