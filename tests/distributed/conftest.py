@@ -1,5 +1,5 @@
 """One private Ray cluster on 127.0.0.1 for the test session, started and stopped by a fixture (2 CPUs, a small
-object store, no dashboard), with a home holding the test pack and a tiny transformers model; and the backend's two
+object store, no dashboard), with a home holding the test pack and tiny transformers and GGUF models; and the backend's two
 prompt workers on it."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from tests.support.tiny_gguf import build_tiny_gguf
 from tests.support.tiny_model import TinyModelSpec, build_tiny_model
 
 from partyflow import Engine
@@ -50,6 +51,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayRig]:
     (home / "config.toml").write_text(CONFIG, encoding="utf-8")
     os.environ["HF_HUB_OFFLINE"] = "1"  # a stray hub lookup must fail loudly, not download
     build_tiny_model(home / "models" / "llm" / "tiny", TinyModelSpec(seed=0))  # for the model actors
+    build_tiny_gguf(home / "models" / "gguf" / "tiny.gguf", source=tmp_path_factory.mktemp("tiny-hf") / "tiny")
     engine = Engine(home)
     backend = RayBackend(engine, BackendSettings.from_raw(engine.settings.raw))
     loop = asyncio.new_event_loop()

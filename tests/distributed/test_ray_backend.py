@@ -383,3 +383,30 @@ def test_a_local_provider_of_config_toml_runs_in_a_model_actor_too(rig: RayRig) 
         assert actors[used[0][0]]["provider"] == "tinycfg" and actors[used[0][0]]["loads"] == 1
     finally:
         config.write_text(saved, encoding="utf-8")
+
+
+def test_a_gguf_model_runs_in_one_model_actor_for_both_workers(rig: RayRig) -> None:
+    def workflow(user: str) -> dict[str, Any]:
+        return {"model": node("GGUFModelLoader", gguf_file="tiny.gguf", n_ctx=256, threads=1),
+                "chat": node("LLMChat", model=["model", 0], system_prompt="", user_prompt=user, temperature=0.0,
+                             max_tokens=6, stream=False),
+                "show": node("DisplayText", text=["chat", 0])}
+
+    workflows = [workflow("llama one"), workflow("llama two")]
+    local = [rig.engine.run(w) for w in workflows]
+    assert all(r.ok for r in local), [r.error for r in local]
+    items = [submit_and_claim(rig, w) for w in workflows]
+
+    async def both() -> list[Any]:
+        return await asyncio.gather(*(rig.backend._run_on(w, item, lambda e: None)
+                                      for w, item in zip(rig.backend._workers, items, strict=True)))
+
+    remote = rig.run(both())
+    for item, result in zip(items, remote, strict=True):
+        rig.engine.queue.finish(item, outputs=result.outputs, status=result.history_status())
+    assert [r.outputs for r in remote] == [r.outputs for r in local], [r.error for r in remote]
+    keys = {tuple(pair) for r in remote for pair in r.meta["backend"]["model_actors"]}
+    assert len(keys) == 1  # both workers called the same actor
+    actor = {a["id"]: a for a in rig.run(rig.backend.status())["model_actors"]}[next(iter(keys))[0]]
+    assert actor["loads"] == 1 and actor["calls"] >= 2 and actor["models"][0]["name"] == "tiny"
+    assert actor["resources"].get("memory", 0) > 0  # sized by the GGUF file
