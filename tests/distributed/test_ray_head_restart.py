@@ -45,7 +45,7 @@ class Head:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [RAY, "start", "--head", f"--port={self.port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
-                 "--include-dashboard=false", "--disable-usage-stats", "--block"],
+                 "--include-dashboard=false", "--include-log-monitor=false", "--disable-usage-stats", "--block"],
                 env={**os.environ, **HEAD_ENV}, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
     def kill(self) -> None:

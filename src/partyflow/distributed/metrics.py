@@ -8,20 +8,30 @@ actors the backend last saw), so a scrape never waits on the cluster.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from partyflow.distributed.ray_backend import RayBackend
+    from partyflow.distributed.ray_backend import _Worker
+
+
+class WorkerBook(Protocol):
+    """What both Ray backends (inline driver, driver process) know locally about their workers."""
+
+    healthy: bool
+
+    def workers_snapshot(self) -> list[_Worker]: ...
+
+    def loaded_model_actors(self) -> list[tuple[str, str]]: ...
 
 
 class RayWorkerCollector(Collector):
     """Per-worker prompts running, done and failed, worker deaths, shared-cache hits; cluster reachability and
     model actors loaded."""
 
-    def __init__(self, backend: RayBackend) -> None:
+    def __init__(self, backend: WorkerBook) -> None:
         self.backend = backend
 
     def collect(self) -> Iterator[Metric]:

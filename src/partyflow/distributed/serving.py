@@ -42,7 +42,7 @@ class BackendQueueWorker(QueueWorker):
         if backend.name == "ray":  # remote workers' series on the server's /metrics
             from partyflow.distributed.metrics import RayWorkerCollector
 
-            metrics.registry.register(RayWorkerCollector(backend))  # type: ignore[arg-type]
+            metrics.registry.register(RayWorkerCollector(backend))  # type: ignore[arg-type]  # a WorkerBook
 
     async def _serve(self) -> None:
         stop_forwarding = self.engine.forward_interrupts(self.backend.interrupt)  # POST /interrupt reaches workers
