@@ -69,6 +69,7 @@ class DriverProcessBackend:
         self._models: list[tuple[str, str]] = []
         self._closing = False
         self._was_up = False
+        self._reviver: asyncio.Task[None] | None = None
 
     # ---- the child ---------------------------------------------------------------------------------------------
 
@@ -142,13 +143,15 @@ class DriverProcessBackend:
         for call in self._calls.values():
             if not call.future.done():
                 call.future.set_exception(DriverLost(reason))
+        if self._reviver is None or self._reviver.done():  # back as soon as the head is, prompts waiting or not
+            self._reviver = asyncio.create_task(self._reconnect(), name="partyflow-ray-reconnect")
 
     async def _reconnect(self) -> None:
         """Until a new driver process reaches the cluster; every waiting prompt waits here, the first one in
         starts the driver and the others find it healthy."""
         for attempt in itertools.count():
             async with self._lock:
-                if self.healthy:
+                if self.healthy or self._closing:
                     return
                 try:
                     await self._spawn()
@@ -184,6 +187,8 @@ class DriverProcessBackend:
         while True:
             if not self.healthy:
                 await self._reconnect()
+            if self._closing:  # the server stops before the cluster is back: wait to be cancelled, unrecorded
+                await asyncio.get_running_loop().create_future()
             try:
                 reply = await self._call(lambda rid: ("run", rid, wire_item), emit, item.prompt_id)
             except DriverLost:
@@ -221,6 +226,9 @@ class DriverProcessBackend:
 
     async def close(self) -> None:
         self._closing = True
+        if self._reviver is not None:
+            self._reviver.cancel()
+            await asyncio.gather(self._reviver, return_exceptions=True)
         proc = self._proc
         if proc is None:
             return
