@@ -1,13 +1,14 @@
 """The head of a joined Ray cluster going away: a real head (`ray start --head` on 127.0.0.1, started and killed by
 the test), a real server with `ray_driver = "process"`. The server survives, says the cluster is unreachable
-(status route, /metrics, its log), keeps a prompt submitted meanwhile in the queue, and runs it once when the head
-is back."""
+(status route, /metrics, its log), keeps the prompt that was running and one submitted meanwhile in the queue, and
+runs each once when the head is back."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,6 +25,7 @@ from partyflow import Engine
 from partyflow.server import ServerConfig
 
 RAY = str(Path(sys.executable).with_name("ray"))
+PACKS = Path(__file__).parent / "packs"
 # a head on loopback only, and no token: the driver process gets the same environment (set by the test)
 HEAD_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}
 
@@ -80,12 +82,17 @@ def test_the_head_going_away_is_reported_and_a_prompt_waits_for_it(
         monkeypatch.setenv(name, value)
     caplog.set_level(logging.WARNING, logger="partyflow.distributed")
     home = tmp_path / "home"
-    home.mkdir()
+    (home / "custom_nodes").mkdir(parents=True)
+    shutil.copytree(PACKS / "raytest", home / "custom_nodes" / "raytest", ignore=shutil.ignore_patterns("__pycache__"))
+    marker = tmp_path / "marker"
+    marker.mkdir()
     (home / "config.toml").write_text(
         f'[engine]\nbackend = "ray"\nray_address = "127.0.0.1:{head.port}"\nray_workers = 1\n'
         'ray_head_timeout_s = 3\nray_namespace = "restart"\n', encoding="utf-8")
     head.start()
     engine = Engine(home, builtin_packs=("core",))
+    blocking = {"1": {"class_type": "BlockFirstRun", "inputs": {"folder": str(marker), "text": "rerun"}},
+                "2": {"class_type": "DisplayText", "inputs": {"text": ["1", 0]}}}
     live = start_server(engine, ServerConfig(port=0, shutdown_grace_s=5.0))
 
     async def scenario() -> None:
@@ -97,6 +104,8 @@ def test_the_head_going_away_is_reported_and_a_prompt_waits_for_it(
             assert status["driver"]["mode"] == "process" and status["driver"]["restarts"] == 0
 
             driver_pid = status["driver"]["pid"]
+            running = await (await http.post("/prompt", json={"prompt": blocking, "client_id": "c1"})).json()
+            await receive_until(ws, lambda m: m["type"] == "raytest.blocking", timeout=60)  # it runs on a worker
             await asyncio.to_thread(head.kill)
             down = await wait_for_status(http, False)
             assert "unreachable" in down["last_error"] or "exited" in down["last_error"]
@@ -106,16 +115,27 @@ def test_the_head_going_away_is_reported_and_a_prompt_waits_for_it(
             second = await (await http.post("/prompt", json={"prompt": hello_prompt("after"),
                                                              "client_id": "c1"})).json()
             waiting = await (await http.get("/partyflow/backend")).json()
-            assert waiting["healthy"] is False and waiting["queue_remaining"] == 1
-            assert await (await http.get(f"/history/{second['prompt_id']}")).json() == {}
+            assert waiting["healthy"] is False and waiting["queue_remaining"] == 2  # the running one and this one
+            for prompt in (running, second):
+                assert await (await http.get(f"/history/{prompt['prompt_id']}")).json() == {}
 
             await asyncio.to_thread(head.start)
-            messages = await receive_until(ws, finished(second["prompt_id"]), timeout=120)
+            ids = {running["prompt_id"], second["prompt_id"]}
+            done: set[str] = set()
+
+            def both_finished(message: dict[str, Any]) -> bool:
+                done.update(p for p in ids if finished(p)(message))
+                return done == ids
+
+            messages = await receive_until(ws, both_finished, timeout=120)
             mine = [m["type"] for m in messages if m["data"].get("prompt_id") == second["prompt_id"]]
             assert "execution_success" in mine
             history = await (await http.get("/history")).json()
             assert history[second["prompt_id"]]["outputs"] == {"2": {"text": ["after"]}}
-            assert list(history).count(second["prompt_id"]) == 1
+            # the prompt that was running when the head went away ran again from the start, recorded once
+            assert history[running["prompt_id"]]["status"]["status_str"] == "success"
+            assert history[running["prompt_id"]]["outputs"]["2"]["text"][0].startswith("rerun from ")
+            assert list(history).count(second["prompt_id"]) == list(history).count(running["prompt_id"]) == 1
             back = await wait_for_status(http, True)
             assert back["driver"]["restarts"] == 1 and back["driver"]["pid"] != driver_pid
             assert await (await http.get("/prompt")).json() == {"exec_info": {"queue_remaining": 0}}
