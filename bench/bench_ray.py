@@ -172,7 +172,8 @@ async def measure(engine: Engine, args: argparse.Namespace) -> int:
     local_latency = await latency(engine, local, trivial, args.runs, "lat-local")
 
     base = BackendSettings.from_raw({"engine": {"backend": "ray", "ray_address": "local", "ray_num_cpus": 2,
-                                                "ray_object_store_bytes": 100_000_000}})
+                                                "ray_object_store_bytes": 100_000_000,
+                                                "ray_shared_cache": not args.no_shared_cache}})
     backends: list[RayBackend] = []
     ray_latency = None
     try:
@@ -218,6 +219,8 @@ def main() -> int:
     parser.add_argument("--workers", default="1,2,4", help="worker counts to measure (default 1,2,4)")
     parser.add_argument("--runs", type=int, default=30, help="trivial prompts timed for the latency (median)")
     parser.add_argument("--no-check", action="store_true", help="only print; exit 0 even if a goal is missed")
+    parser.add_argument("--no-shared-cache", action="store_true",
+                        help="workers without the shared node cache (its cost: two calls to the store per prompt)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="partyflow-bench-ray-") as home:
         pack = Path(home, "custom_nodes", "bench_nodes")

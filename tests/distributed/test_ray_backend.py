@@ -44,6 +44,14 @@ WORKFLOWS: dict[str, Any] = {
 }
 
 
+def parse_metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Prometheus text as {(name, sorted labels): value}, read with prometheus_client's own parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
 def submit_and_claim(rig: RayRig, workflow: Any):
     item = rig.engine.submit(workflow)
     claimed = rig.engine.queue.claim()
@@ -216,6 +224,17 @@ def test_the_server_runs_prompts_on_ray_with_the_same_websocket_messages(rig: Ra
             assert sorted(w["id"] for w in status["workers"]) == ["partyflow-worker-0", "partyflow-worker-1"]
             assert {w["home"] for w in status["workers"]} == {str(engine.home.root)}
             assert await (await http.get("/prompt")).json() == {"exec_info": {"queue_remaining": 0}}
+            metrics = parse_metrics(await (await http.get("/metrics")).text())
+            assert metrics[("partyflow_ray_up", ())] == 1.0
+            workers = ("partyflow-worker-0", "partyflow-worker-1")
+            done = [metrics[("partyflow_ray_worker_prompts_total", (("status", "done"), ("worker", w)))]
+                    for w in workers]
+            assert sum(done) == 3
+            for w in workers:
+                assert metrics[("partyflow_ray_worker_prompts_running", (("worker", w),))] == 0
+                assert metrics[("partyflow_ray_worker_prompts_total", (("status", "failed"), ("worker", w)))] == 0
+                assert ("partyflow_ray_worker_cache_hits_total", (("worker", w),)) in metrics
+                assert metrics[("partyflow_ray_worker_deaths_total", (("worker", w),))] == 0
             shown = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "partyflow", "ray", "status",
                                                              "--url", live.url], capture_output=True, text=True,
                                             timeout=60, env={**os.environ, "COLUMNS": "200"})
@@ -254,3 +273,140 @@ def test_an_interrupt_reaches_the_worker_running_the_prompt(rig: RayRig) -> None
         stop_forwarding()
     assert result.status == "interrupted"
     assert rig.engine.queue.history(item.prompt_id)[item.prompt_id]["status"]["status_str"] == "error"
+
+
+def run_on_worker(rig: RayRig, backend: Any, index: int, workflow: Any):
+    """Run a prompt on the backend's `index`th worker (the dispatcher would pick the least busy one)."""
+    item = submit_and_claim(rig, workflow)
+    result = rig.run(backend._run_on(backend._workers[index], item, lambda e: None))
+    rig.engine.queue.finish(item, outputs=result.outputs, status=result.history_status())
+    return result
+
+
+def counted_workflow(folder: Path, text: str) -> dict[str, Any]:
+    folder.mkdir()
+    return {"1": node("CountRuns", folder=str(folder), text=text), "2": node("DisplayText", text=["1", 0])}
+
+
+def test_a_result_computed_on_one_worker_is_reused_by_another(rig: RayRig) -> None:
+    folder = rig.engine.home.temp / "shared-cache"
+    workflow = counted_workflow(folder, "computed once")
+    first = run_on_worker(rig, rig.backend, 0, workflow)
+    second = run_on_worker(rig, rig.backend, 1, workflow)
+    assert first.meta["backend"]["worker"] != second.meta["backend"]["worker"]
+    assert (folder / "runs").read_text().splitlines() == [str(first.meta["backend"]["pid"])]  # ran once, on worker 0
+    assert "1" in first.executed and second.executed == [] and "2" in second.cached  # a hit spares its inputs
+    assert second.outputs == first.outputs == {"2": {"text": ["COMPUTED ONCE"]}}
+    assert second.meta["backend"]["shared_cache_hits"] >= 1
+    stats = rig.run(rig.backend.status())["shared_cache"]
+    assert stats["alive"] and stats["hits"] >= 1 and stats["entries"] >= 1 and stats["bytes"] <= stats["max_bytes"]
+
+
+def test_without_the_shared_cache_each_worker_computes_for_itself(rig: RayRig) -> None:
+    import dataclasses
+
+    from partyflow.distributed.ray_backend import RayBackend
+
+    settings = dataclasses.replace(rig.backend.settings, shared_cache=False, namespace="nocache")
+    backend = RayBackend(rig.engine, settings)
+    rig.run(backend.start())
+    try:
+        folder = rig.engine.home.temp / "no-shared-cache"
+        workflow = counted_workflow(folder, "computed twice")
+        first = run_on_worker(rig, backend, 0, workflow)
+        second = run_on_worker(rig, backend, 1, workflow)
+        assert len((folder / "runs").read_text().splitlines()) == 2
+        assert "1" in second.executed and "shared_cache_hits" not in second.meta["backend"]
+        assert second.outputs == first.outputs
+        assert rig.run(backend.status())["shared_cache"] is None
+    finally:
+        rig.run(backend.close())
+
+
+def chat_workflow(user: str, *, stream: bool) -> dict[str, Any]:
+    return {"model": node("LocalModelLoader", folder="tiny", device="cpu", dtype="float32"),
+            "chat": node("LLMChat", model=["model", 0], system_prompt="Answer briefly.", user_prompt=user,
+                         temperature=0.0, max_tokens=8, stream=stream),
+            "show": node("DisplayText", text=["chat", 0])}
+
+
+def test_a_model_actor_loads_the_model_once_and_serves_both_workers(rig: RayRig) -> None:
+    workflows = [chat_workflow("Hello there", stream=True), chat_workflow("How are you?", stream=False)]
+    local = [rig.engine.run(w) for w in workflows]  # the local backend, greedy: the reference replies
+    assert all(r.ok for r in local), [r.error for r in local]
+    items = [submit_and_claim(rig, w) for w in workflows]
+    streamed: list[Event] = []
+
+    async def both() -> list[Any]:  # at the same time, one prompt per worker
+        return await asyncio.gather(*(rig.backend._run_on(w, item, streamed.append)
+                                      for w, item in zip(rig.backend._workers, items, strict=True)))
+
+    remote = rig.run(both())
+    for item, result in zip(items, remote, strict=True):
+        rig.engine.queue.finish(item, outputs=result.outputs, status=result.history_status())
+    assert [r.status for r in remote] == ["success", "success"], [r.error for r in remote]
+    assert [r.outputs for r in remote] == [r.outputs for r in local]
+    assert {r.meta["backend"]["worker"] for r in remote} == {"partyflow-worker-0", "partyflow-worker-1"}
+    assert sum(isinstance(e, ExecutionSuccess) for e in streamed) == 2
+    status = rig.run(rig.backend.status())
+    actors = status["model_actors"]
+    assert len(actors) == 1 and actors[0]["alive"]
+    assert actors[0]["loads"] == 1 and actors[0]["calls"] >= 2  # one load served both workers
+    assert actors[0]["models"][0]["name"] == "tiny" and actors[0]["models"][0]["bytes"] > 0
+    assert actors[0]["pid"] not in {r.meta["backend"]["pid"] for r in remote}  # the workers hold no weights
+    assert all(w["models"] == [] for w in status["workers"])
+    assert rig.backend.loaded_model_actors() == [(actors[0]["id"], "tiny")]
+    from partyflow.distributed.metrics import RayWorkerCollector
+
+    series = {(s.name, tuple(sorted(s.labels.items()))): s.value
+              for family in RayWorkerCollector(rig.backend).collect() for s in family.samples}
+    assert series[("partyflow_ray_model_actors_loaded", (("actor", actors[0]["id"]), ("model", "tiny")))] == 1
+
+
+def test_a_local_provider_of_config_toml_runs_in_a_model_actor_too(rig: RayRig) -> None:
+    config = rig.engine.home.config_file
+    saved = config.read_text(encoding="utf-8")
+    config.write_text(saved + '\n[providers.tinycfg]\ntype = "transformers"\npath = "tiny"\n', encoding="utf-8")
+    try:
+        workflow = {"model": node("APIModelLoader", provider="tinycfg", model=""),
+                    "chat": node("LLMChat", model=["model", 0], system_prompt="", user_prompt="Configured?",
+                                 temperature=0.0, max_tokens=6, stream=False),
+                    "show": node("DisplayText", text=["chat", 0])}
+        local = rig.engine.run(workflow)
+        assert local.ok, local.error
+        remote = rig.run(rig.backend.run(submit_and_claim(rig, workflow), lambda e: None))
+        assert remote.status == "success", remote.error
+        assert remote.outputs == local.outputs
+        used = remote.meta["backend"]["model_actors"]
+        assert len(used) == 1
+        actors = {a["id"]: a for a in rig.run(rig.backend.status())["model_actors"]}
+        assert actors[used[0][0]]["provider"] == "tinycfg" and actors[used[0][0]]["loads"] == 1
+    finally:
+        config.write_text(saved, encoding="utf-8")
+
+
+def test_a_gguf_model_runs_in_one_model_actor_for_both_workers(rig: RayRig) -> None:
+    def workflow(user: str) -> dict[str, Any]:
+        return {"model": node("GGUFModelLoader", gguf_file="tiny.gguf", n_ctx=256, threads=1),
+                "chat": node("LLMChat", model=["model", 0], system_prompt="", user_prompt=user, temperature=0.0,
+                             max_tokens=6, stream=False),
+                "show": node("DisplayText", text=["chat", 0])}
+
+    workflows = [workflow("llama one"), workflow("llama two")]
+    local = [rig.engine.run(w) for w in workflows]
+    assert all(r.ok for r in local), [r.error for r in local]
+    items = [submit_and_claim(rig, w) for w in workflows]
+
+    async def both() -> list[Any]:
+        return await asyncio.gather(*(rig.backend._run_on(w, item, lambda e: None)
+                                      for w, item in zip(rig.backend._workers, items, strict=True)))
+
+    remote = rig.run(both())
+    for item, result in zip(items, remote, strict=True):
+        rig.engine.queue.finish(item, outputs=result.outputs, status=result.history_status())
+    assert [r.outputs for r in remote] == [r.outputs for r in local], [r.error for r in remote]
+    keys = {tuple(pair) for r in remote for pair in r.meta["backend"]["model_actors"]}
+    assert len(keys) == 1  # both workers called the same actor
+    actor = {a["id"]: a for a in rig.run(rig.backend.status())["model_actors"]}[next(iter(keys))[0]]
+    assert actor["loads"] == 1 and actor["calls"] >= 2 and actor["models"][0]["name"] == "tiny"
+    assert actor["resources"].get("memory", 0) > 0  # sized by the GGUF file

@@ -26,7 +26,8 @@ def status(
                                               help="API token, if the server needs one")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the raw status as JSON")] = False,
 ) -> None:
-    """Workers (alive, process, node, prompts running and finished), node actors, loaded models."""
+    """Workers (alive, process, node, prompts running and finished), node actors, model actors and the models
+    they hold, the shared cache."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         response = httpx.get(url.rstrip("/") + "/partyflow/backend", headers=headers, timeout=30)
@@ -51,6 +52,11 @@ def render(data: dict[str, Any]) -> None:
     if data.get("backend") == "ray":
         health = "[green]healthy[/green]" if data.get("healthy") else f"[red]unreachable[/red] ({data.get('last_error')})"
         head += f" at {data.get('address')}: {health}; prompts retried after a worker died: {data.get('retried', 0)}"
+        driver = data.get("driver")
+        if driver:
+            head += f"; driver process {driver.get('pid') or '-'} (restarted {driver.get('restarts', 0)} times)"
+        if "queue_remaining" in data:
+            head += f"; queue: {data['queue_remaining']}"
     console.print(head)
     console.print(f"running prompts: {', '.join(data.get('running', [])) or 'none'}")
     workers = Table("worker", "alive", "pid", "node", "running", "finished", "models")
@@ -67,6 +73,20 @@ def render(data: dict[str, Any]) -> None:
                            str(actor.get("pid", "")), str(actor.get("node_id", ""))[:12], str(actor.get("calls", "")),
                            _models(actor.get("models", [])))
         console.print(actors)
+    if data.get("model_actors"):
+        models = Table("model actor", "provider", "models", "loads", "calls", "active", "pid", "resources")
+        for actor in data["model_actors"]:
+            models.add_row(str(actor.get("id", "")), str(actor.get("provider", "")),
+                           _models(actor.get("models", [])), str(actor.get("loads", "")), str(actor.get("calls", "")),
+                           str(actor.get("active", "")), str(actor.get("pid", "")),
+                           ", ".join(f"{k}={v:g}" for k, v in actor.get("resources", {}).items()))
+        console.print(models)
+    cache = data.get("shared_cache")
+    if cache:
+        console.print(f"shared cache: {cache.get('entries', 0)} results, {cache.get('bytes', 0) / 2**20:.1f} of "
+                      f"{cache.get('max_bytes', 0) / 2**20:.0f} MiB, {cache.get('hits', 0)} hits, "
+                      f"{cache.get('evicted', 0)} evicted" if cache.get("alive") else
+                      f"shared cache: [red]unreachable[/red] ({cache.get('error')})")
     if data.get("cluster_resources"):
         shown = {k: v for k, v in data["cluster_resources"].items() if not k.startswith("node:")}
         console.print("cluster resources: " + ", ".join(f"{k}={v:g}" for k, v in sorted(shown.items())))

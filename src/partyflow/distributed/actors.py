@@ -20,7 +20,9 @@ import traceback
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from partyflow.distributed.models import ModelActors
 from partyflow.distributed.results import to_wire
+from partyflow.distributed.shared_cache import SharedOutputCache
 from partyflow.engine.events import CustomMessage, Event
 from partyflow.engine.queue import QueueItem
 
@@ -38,13 +40,26 @@ class PromptWorker:
     """Runs whole prompts on its own engine and streams their events back in batches as they happen."""
 
     def __init__(self, home: str, worker_id: str, pack_resources: Mapping[str, Mapping[str, float]],
-                 namespace: str) -> None:
+                 namespace: str, shared_cache: Any = None) -> None:
         from partyflow.distributed.placement import RayNodePlacement
         from partyflow.engine.engine import Engine
 
         self.worker_id = worker_id
         self.engine = Engine(home)
         self.engine.place_nodes(RayNodePlacement(self.engine, pack_resources, namespace))
+        self.model_actors = ModelActors(home, namespace)
+        self.engine.host.local_models = self.model_actors  # local models load once, in model actors
+        self.shared: SharedOutputCache | None = None
+        if shared_cache is not None:
+            # the executor's cache lookups are synchronous: a local miss waits (bounded) for the store's answer,
+            # which Ray would warn about once per worker as a blocking get in an async actor
+            os.environ["RAY_WARN_BLOCKING_GET_INSIDE_ASYNC"] = "0"
+
+            def share(inner: Any) -> SharedOutputCache:
+                self.shared = SharedOutputCache(inner, shared_cache, worker_id)
+                return self.shared
+
+            self.engine.layer_cache(share)
         self.running: dict[str, float] = {}
         self.finished = 0
         self.started_at = time.time()
@@ -60,6 +75,7 @@ class PromptWorker:
             ready.set()
 
         self.running[queued.prompt_id] = time.time()
+        hits_before = self.shared.hits if self.shared is not None else 0
         task = asyncio.create_task(self.engine.execute_item(queued, [collect]))
         try:
             while not task.done() or batch:
@@ -73,6 +89,9 @@ class PromptWorker:
                     yield ("events", out)
             wire = to_wire(task.result())
             wire["meta"]["backend"] = {"name": "ray", "worker": self.worker_id, "pid": os.getpid()}
+            wire["meta"]["backend"]["model_actors"] = self.model_actors.take_used()
+            if self.shared is not None:  # the server counts them per worker for /metrics
+                wire["meta"]["backend"]["shared_cache_hits"] = self.shared.hits - hits_before
             yield ("result", wire)
         finally:
             if not task.done():  # the server went away or cancelled: stop the prompt here too
@@ -89,7 +108,8 @@ class PromptWorker:
         models = [{"name": m.name, "bytes": m.bytes} for m in self.engine.loaded_models()]
         return {"id": self.worker_id, "pid": os.getpid(), **_ray_context(), "running": sorted(self.running),
                 "finished": self.finished, "models": models, "node_classes": len(self.engine.registry),
-                "home": str(self.engine.home.root)}
+                "home": str(self.engine.home.root),
+                "shared_cache_hits": self.shared.hits if self.shared is not None else None}
 
     def clear_cache(self) -> None:
         self.engine.clear_cache()

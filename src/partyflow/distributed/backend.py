@@ -77,6 +77,10 @@ class LocalBackend:
 def make_backend(engine: Engine, settings: BackendSettings | None = None) -> ExecutionBackend:
     """The backend the home's config asks for; the Ray one is imported only when chosen."""
     settings = settings or BackendSettings.from_raw(engine.settings.raw)
+    if settings.backend == "ray" and settings.driver == "process":  # a joined cluster: survive losing it
+        from partyflow.distributed.driver import DriverProcessBackend
+
+        return DriverProcessBackend(engine, settings)
     if settings.backend == "ray":
         from partyflow.distributed.ray_backend import RayBackend
 

@@ -100,7 +100,7 @@ class RayNodePlacement:
         key = resource_key(resources)
         actor = self._actors.get(key)
         if actor is None:
-            _check_feasible(resources, ray.cluster_resources())
+            check_feasible(resources, ray.cluster_resources())
             remote = ray.remote(NodeActor).options(
                 name=key, namespace=self._namespace, get_if_exists=True, lifetime="detached",
                 max_restarts=-1, max_concurrency=64, **actor_options(resources))
@@ -108,7 +108,7 @@ class RayNodePlacement:
         return actor
 
 
-def _check_feasible(resources: Mapping[str, float], cluster: Mapping[str, float]) -> None:
+def check_feasible(resources: Mapping[str, float], cluster: Mapping[str, float]) -> None:
     for name, amount in resources.items():
         if amount > cluster.get(name, 0):
             offered = cluster.get(name, 0)

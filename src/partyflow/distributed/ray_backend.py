@@ -14,11 +14,12 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from partyflow.distributed.backend import BackendUnavailable
+from partyflow.distributed.models import MODEL_ACTOR_PREFIX
 from partyflow.distributed.placement import NODE_ACTOR_PREFIX
 from partyflow.distributed.results import failed, from_wire
 from partyflow.distributed.settings import BackendSettings
@@ -48,21 +49,29 @@ class _Worker:
     id: str
     handle: Any
     running: set[str] = field(default_factory=set)
-    failures: int = 0
+    failures: int = 0    # times it died under a prompt
+    done: int = 0        # prompts it ran to success
+    failed: int = 0      # prompts it ended with an error or interrupted
+    cache_hits: int = 0  # node results it took from the shared cache
 
 
 class RayBackend:
     name = "ray"
 
-    def __init__(self, engine: Engine, settings: BackendSettings) -> None:
-        self.engine = engine
+    def __init__(self, engine: Engine | str, settings: BackendSettings,
+                 on_down: Callable[[str], None] | None = None) -> None:
+        """`engine`: the server's engine, or just its home path (the driver process has no engine). `on_down` is
+        told when the cluster stops answering (the driver process reports it and exits)."""
         self.settings = settings
         self.max_in_flight = settings.max_in_flight
-        self.home = settings.worker_home or str(engine.home.root)
+        self.home = settings.worker_home or (engine if isinstance(engine, str) else str(engine.home.root))
+        self.on_down = on_down
+        self.on_change: Callable[[], None] | None = None  # a worker's prompts changed (the driver process tells)
         self.healthy = False
         self.last_error: str | None = None
         self.retried = 0
         self._workers: list[_Worker] = []
+        self._model_actors_seen: set[tuple[str, str]] = set()
         self._started_cluster = False
         self._slots = asyncio.Condition()
         self._connect_lock = asyncio.Lock()
@@ -93,6 +102,9 @@ class RayBackend:
                              resources=dict(self.settings.resources) or None,
                              object_store_memory=self.settings.object_store_bytes, **common)
                 self._started_cluster = True
+            elif _is_loopback(address):  # a cluster on this machine's loopback: join it on loopback too
+                with _loopback_only():
+                    ray.init(address=address, **common)
             else:
                 ray.init(address=address, **common)
         except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -104,6 +116,7 @@ class RayBackend:
         from partyflow.distributed.actors import PromptWorker
 
         remote = ray.remote(PromptWorker)
+        store = self._shared_cache(ray) if self.settings.shared_cache else None
         workers = []
         for index in range(self.settings.workers):
             worker_id = f"{WORKER_PREFIX}{index}"
@@ -112,10 +125,19 @@ class RayBackend:
                 max_task_retries=0, num_cpus=self.settings.worker_cpus,
                 max_concurrency=self.settings.prompts_per_worker + 8,
             ).remote(self.home, worker_id, {k: dict(v) for k, v in self.settings.pack_resources.items()},
-                     self.settings.namespace)
+                     self.settings.namespace, store)
             workers.append(_Worker(worker_id, handle))
         await asyncio.gather(*(w.handle.info.remote() for w in workers))  # engines loaded: ready for prompts
         self._workers = workers
+
+    def _shared_cache(self, ray: Any) -> Any:
+        """The pool's node-result cache: one named actor, owned by this server (it goes when the server goes)."""
+        from partyflow.distributed.shared_cache import CACHE_ACTOR, SharedCacheStore
+
+        return ray.remote(SharedCacheStore).options(
+            name=CACHE_ACTOR, namespace=self.settings.namespace, get_if_exists=True, num_cpus=0,
+            max_restarts=-1, max_concurrency=1,
+        ).remote(self.settings.shared_cache_bytes)
 
     async def close(self) -> None:
         ray = import_ray()
@@ -123,7 +145,14 @@ class RayBackend:
             return
         for worker in self._workers:
             ray.kill(worker.handle)
-        for name in _named_actors(ray, NODE_ACTOR_PREFIX, self.settings.namespace):  # detached: they would outlive us
+        if self.settings.shared_cache:
+            from partyflow.distributed.shared_cache import CACHE_ACTOR
+
+            with contextlib.suppress(ValueError):
+                ray.kill(ray.get_actor(CACHE_ACTOR, namespace=self.settings.namespace))
+        detached = [*_named_actors(ray, NODE_ACTOR_PREFIX, self.settings.namespace),
+                    *_named_actors(ray, MODEL_ACTOR_PREFIX, self.settings.namespace)]
+        for name in detached:  # detached: they would outlive us
             try:
                 ray.kill(ray.get_actor(name, namespace=self.settings.namespace))
             except ValueError:
@@ -138,7 +167,7 @@ class RayBackend:
 
     async def run(self, item: QueueItem, emit: EventSink) -> RunResult:
         import_ray()
-        from ray.exceptions import RayActorError, RayError
+        from ray.exceptions import ActorUnavailableError, RayActorError, RayError
 
         attempts = 0
         tried: set[str] = set()
@@ -149,6 +178,9 @@ class RayBackend:
             try:
                 result = await self._run_on(worker, item, emit)
             except RayActorError as exc:
+                if isinstance(exc, ActorUnavailableError) and not await self._cluster_answers():
+                    self._mark_down(exc)  # the head went away, not the worker: wait for it, not a retry
+                    continue
                 attempts += 1
                 worker.failures += 1
                 tried.add(worker.id)
@@ -168,6 +200,12 @@ class RayBackend:
             finally:
                 await self._release(worker, item.prompt_id)
             result.meta.setdefault("backend", {})["attempts"] = attempts + 1
+            if result.status == "success":
+                worker.done += 1
+            else:
+                worker.failed += 1
+            worker.cache_hits += int(result.meta["backend"].get("shared_cache_hits") or 0)
+            self._model_actors_seen.update((a, m) for a, m in result.meta["backend"].get("model_actors") or ())
             return result
 
     async def _run_on(self, worker: _Worker, item: QueueItem, emit: EventSink) -> RunResult:
@@ -200,6 +238,8 @@ class RayBackend:
                 if choice:
                     worker = min(choice, key=lambda w: (len(w.running), w.failures))
                     worker.running.add(prompt_id)
+                    if self.on_change is not None:
+                        self.on_change()
                     return worker
                 await self._slots.wait()
 
@@ -207,12 +247,25 @@ class RayBackend:
         async with self._slots:
             worker.running.discard(prompt_id)
             self._slots.notify_all()
+        if self.on_change is not None:
+            self.on_change()
 
     def _mark_down(self, exc: BaseException) -> None:
         if self.healthy:
             logger.error("Ray cluster unreachable (%s); queued prompts wait and resume when it is back",
                          _first_line(exc))
         self.healthy, self.last_error = False, _first_line(exc)
+        if self.on_down is not None:
+            self.on_down(self.last_error)
+
+    async def _cluster_answers(self) -> bool:
+        """Whether the head (its GCS) still answers: tells a lost worker from a lost cluster."""
+        ray = import_ray()
+        try:
+            await asyncio.wait_for(asyncio.to_thread(ray.nodes), timeout=5)
+            return True
+        except Exception:
+            return False
 
     async def _reconnect(self) -> None:
         """Until the cluster answers again. Every prompt that saw it go waits here; the first one in reconnects
@@ -244,22 +297,46 @@ class RayBackend:
 
     # ---- status ----------------------------------------------------------------------------------------------
 
+    def workers_snapshot(self) -> list[_Worker]:
+        """The workers as the dispatcher knows them (for /metrics: no call to the cluster)."""
+        return list(self._workers)
+
+    def loaded_model_actors(self) -> list[tuple[str, str]]:
+        """(actor, model) pairs seen in the model actors at the last status or model call."""
+        return sorted(self._model_actors_seen)
+
     async def status(self) -> dict[str, Any]:
         ray = import_ray()
         data: dict[str, Any] = {"backend": "ray", "address": self.settings.ray_address, "healthy": self.healthy,
                                 "last_error": self.last_error, "retried": self.retried, "workers": [],
-                                "node_actors": []}
+                                "node_actors": [], "model_actors": []}
         if not self.healthy:
             return data
         data["cluster_resources"] = await asyncio.to_thread(ray.cluster_resources)
         infos = await asyncio.gather(*(_info(w.handle) for w in self._workers))
         for worker, info in zip(self._workers, infos, strict=True):
             data["workers"].append({**info, "id": worker.id, "dispatched": sorted(worker.running),
-                                    "failures": worker.failures})
+                                    "failures": worker.failures, "done": worker.done, "failed": worker.failed})
         names = await asyncio.to_thread(_named_actors, ray, NODE_ACTOR_PREFIX, self.settings.namespace)
         handles = [ray.get_actor(name, namespace=self.settings.namespace) for name in names]
         data["node_actors"] = list(await asyncio.gather(*(_info(h) for h in handles)))
+        names = await asyncio.to_thread(_named_actors, ray, MODEL_ACTOR_PREFIX, self.settings.namespace)
+        handles = [ray.get_actor(name, namespace=self.settings.namespace) for name in names]
+        data["model_actors"] = list(await asyncio.gather(*(_info(h) for h in handles)))
+        self._model_actors_seen = {(a["id"], m["name"]) for a in data["model_actors"] for m in a.get("models", ())}
+        data["shared_cache"] = await self._cache_stats(ray) if self.settings.shared_cache else None
         return data
+
+    async def _cache_stats(self, ray: Any) -> dict[str, Any]:
+        from ray.exceptions import RayError
+
+        from partyflow.distributed.shared_cache import CACHE_ACTOR
+
+        try:
+            handle = ray.get_actor(CACHE_ACTOR, namespace=self.settings.namespace)
+            return {**await asyncio.wait_for(handle.stats.remote(), timeout=10), "alive": True}
+        except (RayError, ValueError, TimeoutError) as exc:
+            return {"alive": False, "error": _first_line(exc)}
 
 
 async def _info(handle: Any) -> dict[str, Any]:
@@ -294,6 +371,11 @@ def _loopback_only() -> Iterator[None]:
             os.environ.pop(_CLUSTER_ENV, None)
         else:
             os.environ[_CLUSTER_ENV] = saved_env
+
+
+def _is_loopback(address: str) -> bool:
+    host = address.removeprefix("ray://").rpartition(":")[0]
+    return host in ("127.0.0.1", "localhost")
 
 
 def _named_actors(ray: Any, prefix: str, namespace: str) -> list[str]:

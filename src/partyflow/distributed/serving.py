@@ -39,6 +39,10 @@ class BackendQueueWorker(QueueWorker):
         super().__init__(engine, hub, metrics)
         self.backend = backend
         self.dispatcher = Dispatcher(engine, backend, on_start=self._started, on_finish=self._finished)
+        if backend.name == "ray":  # remote workers' series on the server's /metrics
+            from partyflow.distributed.metrics import RayWorkerCollector
+
+            metrics.registry.register(RayWorkerCollector(backend))  # type: ignore[arg-type]  # a WorkerBook
 
     async def _serve(self) -> None:
         stop_forwarding = self.engine.forward_interrupts(self.backend.interrupt)  # POST /interrupt reaches workers
@@ -72,6 +76,7 @@ async def get_backend_status(request: web.Request) -> web.Response:
     if isinstance(worker, BackendQueueWorker):
         data: dict[str, Any] = await worker.backend.status()
         data["running"] = sorted(worker.dispatcher.running)
+        data["queue_remaining"] = context(request).engine.queue.known_remaining()  # e.g. waiting for the cluster
     else:
         models = [{"name": m.name, "bytes": m.bytes} for m in context(request).engine.loaded_models()]
         current = worker.current.prompt_id if worker.current else None

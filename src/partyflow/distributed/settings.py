@@ -38,6 +38,11 @@ class BackendSettings:
     runtime_env: Mapping[str, Any] = field(default_factory=dict)  # shipped to workers (pip, env_vars, working_dir)
     worker_home: str | None = None   # the home path as workers see it (default: the server's own)
     pack_resources: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # [packs.X] resources
+    driver: str = "inline"           # "process": Ray's driver runs in a child process the server restarts, so the
+    # server outlives the head going away (Ray ends a driver that loses its head); default for a cluster it joins
+    head_timeout_s: float = 30.0     # how long the driver waits for a lost head before it is restarted
+    shared_cache: bool = True        # workers reuse each other's node results (same signatures as the engine cache)
+    shared_cache_bytes: int = 256 * 2**20  # the shared cache's memory bound (least recently used evicted)
 
     @property
     def max_in_flight(self) -> int:
@@ -45,13 +50,14 @@ class BackendSettings:
 
     @classmethod
     def from_raw(cls, raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -> BackendSettings:
-        """From a parsed config.toml; `PARTYFLOW_BACKEND` and `PARTYFLOW_RAY_ADDRESS` override the file."""
+        """From a parsed config.toml; `PARTYFLOW_BACKEND`, `PARTYFLOW_RAY_ADDRESS`, `PARTYFLOW_RAY_WORKERS`,
+        `PARTYFLOW_RAY_WORKER_CPUS` and `PARTYFLOW_RAY_SHARED_CACHE` override the file (container deployments)."""
         env = os.environ if env is None else env
         engine = raw.get("engine", {})
         if not isinstance(engine, Mapping):
             raise ConfigError("[engine] must be a table")
         values = dict(engine)
-        for key in ("backend", "ray_address", "ray_workers"):
+        for key in ("backend", "ray_address", "ray_workers", "ray_worker_cpus", "ray_shared_cache"):
             if f"PARTYFLOW_{key.upper()}" in env:
                 values[key] = env[f"PARTYFLOW_{key.upper()}"]
         backend = str(values.get("backend", "local"))
@@ -75,6 +81,10 @@ class BackendSettings:
             runtime_env=dict(_table(values.get("ray_runtime_env", {}), "[engine] ray_runtime_env")),
             worker_home=str(values["ray_worker_home"]) if values.get("ray_worker_home") else None,
             pack_resources=_pack_resources(raw.get("packs", {})),
+            driver=_driver(values, address),
+            head_timeout_s=max(_number(values, "ray_head_timeout_s", cls.head_timeout_s), 1.0),
+            shared_cache=_bool(values, "ray_shared_cache", cls.shared_cache),
+            shared_cache_bytes=_size(values, "ray_shared_cache_bytes", cls.shared_cache_bytes),
         )
 
 
@@ -117,6 +127,38 @@ def _positive(values: Mapping[str, Any], key: str, default: int) -> int:
     if number < 1 or number != int(number):
         raise ConfigError(f"[engine] {key} must be a whole number of at least 1, not {values.get(key)!r}")
     return int(number)
+
+
+def _driver(values: Mapping[str, Any], address: str) -> str:
+    """A private cluster lives and dies with the server: its driver stays inline. A cluster the server joins
+    can go away without it, so by default its driver runs in a child process the server restarts."""
+    driver = str(values.get("ray_driver", "inline" if address == "local" else "process"))
+    if driver not in ("inline", "process"):
+        raise ConfigError(f"[engine] ray_driver must be 'inline' or 'process', not {driver!r}")
+    return driver
+
+
+def _bool(values: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = values.get(key, default)
+    if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "false", "0", "no"):
+        return value.strip().lower() in ("true", "1", "yes")
+    if not isinstance(value, bool):
+        raise ConfigError(f"[engine] {key} must be true or false, not {value!r}")
+    return value
+
+
+def _size(values: Mapping[str, Any], key: str, default: int) -> int:
+    """Bytes as a number or with a unit ("512MB", "2 GiB")."""
+    from partyflow.llm.models import parse_size
+
+    value = values.get(key, default)
+    try:
+        size = parse_size(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"[engine] {key} must be a size like 268435456 or '256MB', not {value!r}") from exc
+    if size < 1024:
+        raise ConfigError(f"[engine] {key} must be at least 1 KiB")
+    return size
 
 
 def _optional_int(values: Mapping[str, Any], key: str) -> int | None:

@@ -26,6 +26,9 @@ class NodeResult(NamedTuple):
 
 
 class OutputCache(Protocol):
+    """Where the executor keeps node results. A cache elsewhere (the Ray backend's shared one) may also offer
+    `prefetch(keys)`: the executor then hands it every signature of the prompt before it asks for any."""
+
     def begin_prompt(self) -> None: ...
     def get(self, key: str) -> NodeResult | None: ...
     def put(self, key: str, value: NodeResult) -> None: ...

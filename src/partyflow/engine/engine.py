@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from partyflow.config import Home, Settings, resolve_home
-from partyflow.engine.cache import make_cache
+from partyflow.engine.cache import NoCache, OutputCache, make_cache
 from partyflow.engine.events import (
     CustomMessage,
     Event,
@@ -358,6 +358,12 @@ class Engine:
     def place_nodes(self, placement: NodePlacement | None) -> None:
         """Send calls of resource-declaring nodes elsewhere (the Ray backend's node actors, issue 15); None: here."""
         self._services.placement = placement
+
+    def layer_cache(self, wrap: Callable[[OutputCache], OutputCache]) -> None:
+        """Put another cache around this engine's own, e.g. one shared by a pool of workers (issue 15). With the
+        `none` strategy nothing is cached, so nothing is wrapped."""
+        if not isinstance(self._services.cache, NoCache):
+            self._services.cache = wrap(self._services.cache)
 
     async def serve_queue(self, stop: asyncio.Event, sinks: Sequence[EventSink] = ()) -> None:
         """Run queued prompts one at a time, in queue order, until `stop` is set."""

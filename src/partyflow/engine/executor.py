@@ -257,6 +257,11 @@ class PromptExecution:
         with host_context(self.services.host):
             try:
                 self._recall_signatures()
+                prefetch = getattr(self.services.cache, "prefetch", None) if self._caching else None
+                if prefetch is not None:  # a remote cache (issue 15): ask for every signature in one round trip
+                    for target in self.targets:
+                        self._signature(target)  # the walk computes these anyway: ancestors included
+                    prefetch(list(self._sigs.values()))
                 for target in self.targets:
                     self._need(target)
             except NodeExecutionError as exc:

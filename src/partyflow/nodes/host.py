@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -92,6 +92,8 @@ class HostContext:
     source: PromptSource = field(default_factory=PromptSource)  # issue 10: set by the server for HTTP prompts
     usage: ModelServices | None = None  # issue 18: routers' member health and the usage ledger, kept between node
     # calls; None where no engine set it (calls then go unmetered and routers start with no history)
+    local_models: Callable[[Any, Mapping[str, Any]], Any] | None = None  # issue 15: (ProviderConfig, options) ->
+    # a ChatModel whose local model lives elsewhere (a Ray model actor); None: local models load in this process
 
     def __post_init__(self) -> None:
         if not self.folder_names_and_paths:

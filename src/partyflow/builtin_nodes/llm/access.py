@@ -45,6 +45,12 @@ def model_manager() -> ModelManager | None:
     return getattr(host, "models", None) if host is not None else None
 
 
+def model_actors() -> Any:
+    """Where this engine's local models live when not in this process (the Ray backend's model actors), or None."""
+    host = current_host_or_none()
+    return getattr(host, "local_models", None) if host is not None else None
+
+
 def providers_config() -> ProvidersConfig:
     """The providers configured now: read at each call, so edits to config.toml apply without a restart."""
     return ProvidersConfig.load(current_home())
@@ -129,6 +135,10 @@ def _provider_for(handle: ModelHandle, cache: bool) -> tuple[Any, bool, bool]:
         return _local_traced(meter.wrap(provider) if meter is not None else provider, handle), True, cache
     config = providers_config()
     entry = config.entry(handle.provider)
+    remote = model_actors()
+    if remote is not None and entry.type in ("transformers", "llamacpp"):  # loaded once for all workers
+        provider = remote(entry, {})
+        return (meter.wrap(provider) if meter is not None else provider), False, cache or entry.cache
     # a local provider of config.toml borrows its weights from the engine's manager: loaded once, not per call
     options: dict[str, Any] = {} if entry.type == "openai_compat" else {"home": current_home(),
                                                                        "manager": model_manager()}

@@ -20,7 +20,7 @@ from partyflow.llm import MissingExtraError, ProviderConfig, ProviderConfigError
 from partyflow.llm.models import ModelManager
 from partyflow.llm.providers import create
 
-from .access import current_home, model_manager
+from .access import current_home, model_actors, model_manager
 from .sockets import LLM_MODEL, LocalModelSpec, ModelHandle
 
 CATEGORY = "partyflow/llm"
@@ -75,6 +75,11 @@ def create_local(handle: ModelHandle) -> Any:
     if spec is None:
         raise ValueError(f"{handle} is not a local model")
     options = dict(spec.options)
+    remote = model_actors()
+    if remote is not None:  # the Ray backend: the model lives in a model actor shared by every worker
+        if spec.type == "llamacpp":
+            return remote(ProviderConfig(name=handle.provider, type="llamacpp", path=spec.path, **options), {})
+        return remote(ProviderConfig(name=handle.provider, type="transformers", path=spec.path), options)
     manager = model_manager()
     if spec.type == "llamacpp":
         config = ProviderConfig(name=handle.provider, type="llamacpp", path=spec.path, **options)

@@ -62,5 +62,22 @@ class NeedsAbsent(WhereSpecial):
     RESOURCES = {"absent_accelerator": 1}
 
 
+class CountRuns:
+    """Appends its process id to `folder`/runs each time it really executes (a cache hit leaves no line)."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"folder": ("STRING", {"default": ""}), "text": ("STRING", {"default": ""})}}
+
+    RETURN_TYPES = ("STRING",)
+    FUNCTION = "run"
+    CATEGORY = "raytest"
+
+    def run(self, folder, text):
+        with open(os.path.join(folder, "runs"), "a") as handle:
+            handle.write(f"{os.getpid()}\n")
+        return (text.upper(),)
+
+
 NODE_CLASS_MAPPINGS = {"BlockFirstRun": BlockFirstRun, "WhereSpecial": WhereSpecial, "WherePlain": WherePlain,
-                       "NeedsAbsent": NeedsAbsent}
+                       "NeedsAbsent": NeedsAbsent, "CountRuns": CountRuns}
