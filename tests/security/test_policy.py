@@ -13,7 +13,7 @@ from partyflow.config import ConfigError, Home
 from partyflow.manager.audit import AuditLog
 from partyflow.manager.errors import ManagerError
 from partyflow.manager.packs import PackManager
-from partyflow.manager.security import SecurityLevel
+from partyflow.security.levels import SecurityLevel
 from partyflow.security.policy import Caller, Origin, SecurityPolicy, SignatureStatus, resolve_level
 from partyflow.security.scanner import ScanReport, Severity
 from partyflow.security.scanner.model import Finding
