@@ -12,7 +12,6 @@ from partyflow.config import Home
 from partyflow.manager.errors import ManagerError
 from partyflow.security.levels import MANAGER_LEVEL_ENV as LEVEL_ENV
 from partyflow.security.levels import Risk, SecurityLevel, allowed, allows_install_script
-from partyflow.security.policy import resolve_level
 
 __all__ = ["LEVEL_ENV", "Risk", "SecurityLevel", "allowed", "allows_install_script", "require", "security_level"]
 
@@ -20,6 +19,9 @@ __all__ = ["LEVEL_ENV", "Risk", "SecurityLevel", "allowed", "allows_install_scri
 def security_level(home: Home) -> SecurityLevel:
     """The configured level (`security.policy.resolve_level`: the environment, then config.toml's top-level or
     `[manager] security_level`); an unknown value is a config error naming the valid ones."""
+    # imported here: the policy module loads the whole scanner, which only this function needs
+    from partyflow.security.policy import resolve_level
+
     return resolve_level(home)
 
 
