@@ -13,8 +13,8 @@ from tests.manager.helpers import ROOT, GitRemote, git, write_pack
 
 from partyflow.config import Home
 from partyflow.manager.packs import PackManager
-from partyflow.manager.security import LEVEL_ENV
 from partyflow.manager.staging import PAUSE_ENV
+from partyflow.security.levels import MANAGER_LEVEL_ENV as LEVEL_ENV
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from partyflow.config import Home
 from partyflow.manager.audit import AuditEntry, AuditLog
-from partyflow.manager.security import LEVEL_ENV
 from partyflow.manager.staging import PAUSE_ENV
+from partyflow.security.levels import MANAGER_LEVEL_ENV as LEVEL_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 

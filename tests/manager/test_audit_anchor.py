@@ -150,9 +150,12 @@ def test_a_head_taken_from_another_home_is_caught(home: Home) -> None:
 
 def test_an_anchor_file_catches_even_a_thief_of_the_key(home: Home, tmp_path: Path) -> None:
     fill(home)
-    done = cli("audit", "anchor", "--out", str(tmp_path / "anchor.json"), home=home)
+    done = cli("audit", "anchor", "--out", str(tmp_path / "anchor.json"), "--yes", "--json", home=home)
     assert done.returncode == 0, done.stderr
     anchor = tmp_path / "anchor.json"
+    result = json.loads(done.stdout)
+    assert result["ok"] is True and result["anchor"] == str(anchor) and result["records"] == result["last_id"] == 5
+    assert result["head"] == json.loads(anchor.read_text())["signed_head"]["head"]
     assert verify(home, anchor).ok and "records 1..5 match the anchor" in verify(home, anchor).anchor
     fill(home, 2)  # later records are fine
     assert verify(home, anchor).ok
@@ -202,3 +205,7 @@ def test_anchor_refuses_a_log_that_does_not_verify(home: Home, tmp_path: Path) -
     cut_newest(home, 3)
     done = cli("audit", "anchor", "--out", str(tmp_path / "a.json"), home=home)
     assert done.returncode == 2 and "refusing to anchor" in done.stderr and not (tmp_path / "a.json").exists()
+    done = cli("audit", "anchor", "--out", str(tmp_path / "a.json"), "--json", home=home)
+    error = json.loads(done.stdout)
+    assert done.returncode == 2 and error["ok"] is False and "refusing to anchor" in error["error"]
+    assert not (tmp_path / "a.json").exists()

@@ -139,7 +139,8 @@ def _rejected(args: list[str]) -> str:
 MUTATING = {
     "nodes install", "nodes uninstall", "nodes disable", "nodes enable", "nodes update", "nodes fix",
     "snapshot save", "snapshot restore", "bundle create", "bundle install", "backup create", "backup restore",
-    "env promote", "keys generate", "keys trust", "keys revoke", "keys sign",
+    "env promote", "keys generate", "keys trust", "keys revoke", "keys sign", "nodes refresh", "mirror build",
+    "vulndb import", "audit anchor",
 }
 
 
@@ -212,7 +213,9 @@ def test_refusals_exit_2_with_a_json_error_everywhere(tmp_path: Path) -> None:
     for args in (["nodes", "uninstall", "nope"], ["nodes", "disable", "nope"], ["snapshot", "restore", "nope"],
                  ["bundle", "install", missing + ".pfb"], ["backup", "restore", missing + ".tar.gz"],
                  ["env", "promote", "env:dev", "--to", "prod"], ["env", "promote", missing, "--to", "dev"],
-                 ["keys", "revoke", "nobody"]):
+                 ["keys", "revoke", "nobody"], ["vulndb", "import", missing + ".zip"],
+                 ["mirror", "build", str(tmp_path / "mirror"), "--bundle", missing + ".pfb"],
+                 ["audit", "anchor", "--out", str(tmp_path / "no" / "such" / "folder" / "a.json")]):
         result = runner.invoke(app, ["--home", str(home), *args, "--yes", "--json"])
         assert result.exit_code == 2, (args, result.output)
         assert result.stdout.strip(), (args, result.output)

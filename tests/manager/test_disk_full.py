@@ -17,8 +17,8 @@ from tests.manager.helpers import ROOT, cli, write_pack
 
 from partyflow.config import Home
 from partyflow.manager.audit import AuditLog
-from partyflow.manager.security import LEVEL_ENV
 from partyflow.manager.staging import PAUSE_ENV
+from partyflow.security.levels import MANAGER_LEVEL_ENV as LEVEL_ENV
 
 LIMIT = 2 << 20
 

@@ -17,7 +17,7 @@ from partyflow.manager import packs as packs_module
 from partyflow.manager.errors import ManagerError, UnknownPackError
 from partyflow.manager.packs import PackManager
 from partyflow.manager.provenance import tree_hash
-from partyflow.manager.security import LEVEL_ENV
+from partyflow.security.levels import MANAGER_LEVEL_ENV as LEVEL_ENV
 
 
 def installed_names(manager: PackManager) -> dict[str, bool]:

@@ -10,7 +10,8 @@ from tests.manager.helpers import GitRemote, write_pack
 from partyflow.config import Home
 from partyflow.manager.errors import ManagerError
 from partyflow.manager.packs import PackManager
-from partyflow.manager.security import Risk, SecurityLevel, allowed, allows_install_script, security_level
+from partyflow.manager.security import security_level
+from partyflow.security.levels import Risk, SecurityLevel, allowed, allows_install_script
 
 S, N, NM, W = SecurityLevel.STRONG, SecurityLevel.NORMAL, SecurityLevel.NORMAL_MINUS, SecurityLevel.WEAK
 

@@ -57,9 +57,16 @@ def test_vulndb_import(tmp_path: Path) -> None:
     corrupt.write_bytes(export.read_bytes()[:40])
     refused = runner.invoke(app, [*home, "vulndb", "import", str(corrupt)])
     assert refused.exit_code == 2 and "nothing was imported" in " ".join(refused.stderr.split())
+    as_json = runner.invoke(app, [*home, "vulndb", "import", str(corrupt), "--yes", "--json"])
+    error = json.loads(as_json.stdout)
+    assert as_json.exit_code == 2 and error["ok"] is False and error["error"] and "nothing" in error["hint"]
     not_osv = tmp_path / "x.json"
     not_osv.write_text('{"hello": 1}')
     message = runner.invoke(app, [*home, "vulndb", "import", str(not_osv)]).stderr
     assert "not an OSV record" in " ".join(message.split())
     still = runner.invoke(app, [*home, "scan", str(CORPUS / "malicious" / "m29_known_vulnerable_pin")])
     assert still.exit_code == 1  # the earlier database survived the refused imports
+    again = runner.invoke(app, [*home, "vulndb", "import", str(export), "--yes", "--json"])
+    result = json.loads(again.stdout)
+    assert again.exit_code == 0 and result["ok"] is True and result["pypi_records"] == 1 and result["records"] == 2
+    assert Path(result["path"]).is_file()

@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 from partyflow import Engine
 from partyflow.cli.main import app
 from partyflow.config import ConfigError, Home
-from partyflow.manager.security import SecurityLevel
 from partyflow.nodes.host import PromptSource
+from partyflow.security.levels import SecurityLevel
 from partyflow.security.policy import Caller, SecurityPolicy, code_tools_decision, server_allows_code_tools
 from partyflow.server import ServerConfig
 

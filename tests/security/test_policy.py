@@ -13,7 +13,7 @@ from partyflow.config import ConfigError, Home
 from partyflow.manager.audit import AuditLog
 from partyflow.manager.errors import ManagerError
 from partyflow.manager.packs import PackManager
-from partyflow.manager.security import SecurityLevel
+from partyflow.security.levels import SecurityLevel
 from partyflow.security.policy import Caller, Origin, SecurityPolicy, SignatureStatus, resolve_level
 from partyflow.security.scanner import ScanReport, Severity
 from partyflow.security.scanner.model import Finding
@@ -134,3 +134,43 @@ def test_cli_update_is_scanned_and_can_be_forced(home: Home, tmp_path: Path) -> 
     forced = update("--force")
     assert forced["code"] == 0 and forced["changed"] and forced["security"]["forced"] is True
     assert _audit(home)[-1]["details"]["security"]["forced"] is True
+
+
+def test_the_manager_computes_a_pack_signature_and_the_policy_judges_it(tmp_path: Path) -> None:
+    """The policy never checks signatures itself (it must not import the manager): the manager's
+    `pack_signature_status` does, and `enforce_staged` takes the result. A signed container stands in for an
+    unsigned pack, never for a broken one; a refusal is a ManagerError (exit code 2) for every interface."""
+    from partyflow.manager.keys import Keyring
+    from partyflow.manager.signing import pack_signature_status, sign_pack
+    from partyflow.security.policy import PolicyRefusal, enforce_staged
+
+    home = Home(tmp_path / "home")
+    ring = Keyring(home)
+    ring.generate("alice")
+    pack = tmp_path / "pack"
+    pack.mkdir()
+    (pack / "__init__.py").write_text("NODE_CLASS_MAPPINGS = {}\n")
+    assert pack_signature_status(pack, home).state == "unsigned"
+    assert pack_signature_status(pack / "__init__.py", home).reason == "single-file packs carry no signature"
+    sign_pack(pack, ring.signer())
+    signed = pack_signature_status(pack, home)
+    assert signed.state == "signed" and signed.signer is not None and signed.signer.startswith("alice (")
+
+    def gate(status: SignatureStatus, container: SignatureStatus | None = None) -> dict:
+        return enforce_staged(SecurityPolicy(S), pack, home=home, caller=ADMIN, origin=Origin.CATALOG,
+                              pack_signature=status, name="pack", signature=container)
+
+    assert gate(signed)["signature"]["state"] == "signed"
+    (pack / "__init__.py").write_text("NODE_CLASS_MAPPINGS = {'X': object}\n")
+    broken = pack_signature_status(pack, home)
+    assert broken.state == "invalid" and "changed after signing" in broken.reason
+    bundle = SignatureStatus("signed", signer="bob (k)", reason="in a bundle signed by bob (k)")
+    with pytest.raises(ManagerError) as refused:
+        gate(broken, bundle)
+    assert isinstance(refused.value, PolicyRefusal) and refused.value.user_error and refused.value.pack == "pack"
+    assert refused.value.details["signature"]["state"] == "invalid"
+    (pack / "partyflow-signature.json").unlink()
+    unsigned = pack_signature_status(pack, home)
+    with pytest.raises(PolicyRefusal, match="refuses unsigned packs"):
+        gate(unsigned)
+    assert gate(unsigned, bundle)["signature"]["signer"] == "bob (k)"

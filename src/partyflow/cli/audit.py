@@ -7,7 +7,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.markup import escape
@@ -17,6 +17,7 @@ from partyflow.cli.common import (
     EXIT_FAILED,
     EXIT_INVALID,
     HomeOption,
+    YesOption,
     cli_console,
     home_from,
     print_json,
@@ -29,8 +30,17 @@ if TYPE_CHECKING:
 app = typer.Typer(help="The audit log of node-pack changes: show, verify, export.", no_args_is_help=True)
 
 
+def _fail(message: str, code: int, as_json: bool) -> NoReturn:
+    """One error line on stderr, or (--json) one JSON object on stdout; then the exit code (2 refused, 1 failed)."""
+    if as_json:
+        print_json({"ok": False, "error": message, "hint": None})
+    else:
+        cli_console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    raise typer.Exit(code)
+
+
 @contextlib.contextmanager
-def _log(ctx: typer.Context, home: Path | None) -> Iterator[AuditLog]:
+def _log(ctx: typer.Context, home: Path | None, as_json: bool = False) -> Iterator[AuditLog]:
     from partyflow.config import Home, resolve_home
     from partyflow.manager.audit import AuditError, AuditLog
     from partyflow.store.sqlite import StoreError
@@ -38,14 +48,12 @@ def _log(ctx: typer.Context, home: Path | None) -> Iterator[AuditLog]:
     try:
         log = AuditLog(Home(resolve_home(home_from(ctx, home))))
     except StoreError as exc:
-        cli_console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(EXIT_INVALID) from None
+        _fail(str(exc), EXIT_INVALID, as_json)
     with log:
         try:
             yield log
         except AuditError as exc:  # a dropped table, an unreadable key or anchor: one clear line, no traceback
-            cli_console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-            raise typer.Exit(EXIT_INVALID if exc.user_error else EXIT_FAILED) from None
+            _fail(str(exc), EXIT_INVALID if exc.user_error else EXIT_FAILED, as_json)
 
 
 @app.command("show")
@@ -104,6 +112,8 @@ def verify(
 def anchor(
     ctx: typer.Context,
     out: Annotated[Path, typer.Option("--out", "-o", help="the anchor file to write", show_default=False)],
+    yes: YesOption = False,  # uniform --yes (issue 14 item 5): nothing is asked here
+    as_json: Annotated[bool, typer.Option("--json", help="print the result (or the error) as JSON")] = False,
     home: HomeOption = None,
 ) -> None:
     """Write the log's signed head to a file to keep elsewhere (another machine, a ticket, a backup):
@@ -111,11 +121,17 @@ def anchor(
     stole this home's audit key."""
     import json
 
-    with _log(ctx, home) as log:
+    with _log(ctx, home, as_json) as log:
         document = log.anchor()
-    with writing(out):
+    try:
         out.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:  # a missing folder, no permission, a full disk: refused, nothing else changed
+        _fail(f"cannot write {out}: {exc.strerror or exc}", EXIT_INVALID, as_json)
     head = document["signed_head"]
+    if as_json:
+        print_json({"ok": True, "anchor": str(out), "records": document["records"], "last_id": head["last_id"],
+                    "head": head["head"]})
+        return
     cli_console(stderr=True).print(f"anchored {document['records']} records (newest {head['last_id']}, head "
                                f"{head['head'][:16]}) in {out}", highlight=False)
 

@@ -35,10 +35,8 @@ from partyflow.cli import ray as ray_cli  # issue 15
 from partyflow.cli import report as report_cli  # issue 6 items 6-7
 from partyflow.cli import scan as scan_cli  # issue 6 items 4-5
 from partyflow.cli.common import HomeOption
-from partyflow.manager.security import LEVEL_ENV as MANAGER_LEVEL_ENV
-from partyflow.manager.security import SecurityLevel
+from partyflow.security.levels import LEVEL_ENV, MANAGER_LEVEL_ENV, SecurityLevel
 
-LEVEL_ENV = "PARTYFLOW_SECURITY_LEVEL"  # as partyflow.security.policy.LEVEL_ENV, without importing the policy
 LEVEL_NAMES = [level.value for level in SecurityLevel]
 
 app = typer.Typer(name="partyflow", help="Run LLM agent workflows as node graphs (ComfyUI-compatible).",

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from partyflow.cli.common import HomeOption, cli_console, print_json
+from partyflow.cli.common import HomeOption, YesOption, cli_console, print_json
 from partyflow.cli.keys import JsonOption, failures
 from partyflow.cli.nodes_catalog import home_of
 
@@ -26,6 +26,7 @@ def build(
                                                 show_default=False)],
     key: Annotated[str | None, typer.Option("--key", help="sign the mirror's catalog with this key")] = None,
     allow_unsigned: Annotated[bool, typer.Option("--allow-unsigned", help="accept unsigned bundles")] = False,
+    yes: YesOption = False,  # uniform --yes (issue 14 item 5): nothing is asked here
     as_json: JsonOption = False,
     home: HomeOption = None,
 ) -> None:

@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, cli_console, print_json
+from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, YesOption, cli_console, print_json
 from partyflow.cli.nodes import app
 
 JsonOption = Annotated[bool, typer.Option("--json", help="print JSON")]
@@ -101,7 +101,12 @@ def outdated(
 
 
 @app.command("refresh")
-def refresh(ctx: typer.Context, as_json: JsonOption = False, home: HomeOption = None) -> None:
+def refresh(
+    ctx: typer.Context,
+    yes: YesOption = False,  # uniform --yes (issue 14 item 5): nothing is asked here
+    as_json: JsonOption = False,
+    home: HomeOption = None,
+) -> None:
     """Fetch every catalog channel into the local cache."""
     from partyflow.manager import catalog
 

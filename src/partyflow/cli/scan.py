@@ -16,7 +16,16 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from partyflow.cli.common import EXIT_FAILED, EXIT_INVALID, HomeOption, cli_console, home_from, writing
+from partyflow.cli.common import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    HomeOption,
+    YesOption,
+    cli_console,
+    home_from,
+    print_json,
+    writing,
+)
 
 __all__ = ["register", "vulndb_app"]
 
@@ -100,6 +109,8 @@ def vulndb_import(
     source: Annotated[Path, typer.Argument(metavar="FILE", show_default=False,
                                            help="an OSV export: the PyPI all.zip, a folder of .json records, or "
                                                 "one .json file")],
+    yes: YesOption = False,  # uniform --yes (issue 14 item 5): nothing is asked here
+    as_json: Annotated[bool, typer.Option("--json", help="print the result (or the error) as JSON")] = False,
     home: HomeOption = None,
 ) -> None:
     """Replace the home's vulnerability database with an OSV export (validated first; nothing changes on error)."""
@@ -110,9 +121,16 @@ def vulndb_import(
     try:
         result = import_osv(source, target_home)
     except VulnDbError as exc:
-        cli_console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}\n  nothing was imported; the "
-                                   "previous database (if any) is unchanged", highlight=False)
+        unchanged = "nothing was imported; the previous database (if any) is unchanged"
+        if as_json:
+            print_json({"ok": False, "error": str(exc), "hint": unchanged})
+        else:
+            cli_console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}\n  {unchanged}", highlight=False)
         raise typer.Exit(EXIT_INVALID) from None
+    if as_json:
+        print_json({"ok": True, "records": result.records, "pypi_records": result.pypi_records,
+                    "packages": result.packages, "path": str(result.path)})
+        return
     cli_console().print(f"imported {result.pypi_records} PyPI records for {result.packages} packages "
                     f"({result.records} records read) into {escape(str(result.path))}", highlight=False)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from partyflow.config import Home
+from partyflow.manager.signing import pack_signature_status
 from partyflow.manager.sources import SourceSpec, fetch
 from partyflow.security.policy import Caller, Origin, SecurityPolicy, SignatureStatus, enforce_staged
 
@@ -61,5 +62,6 @@ def check_bundle(opened: OpenedBundle, work: Path, *, home: Home, policy: Securi
                 spec = SourceSpec(kind="archive", location=str(member), name=item.name)
                 staged = fetch(spec, Path(scratch)).path
             results[item.name] = enforce_staged(policy, staged, home=home, caller=caller, origin=trust.origin,
-                                                force=force, name=item.name, signature=trust.signature)
+                                                pack_signature=pack_signature_status(staged, home), force=force,
+                                                name=item.name, signature=trust.signature)
     return results

@@ -1,5 +1,6 @@
 """The manager's one error type: what failed, for which pack, and what the user can do about it.
 
+`ManagerError` is `partyflow.errors.OperationError`, shared with the security policy (see that module for why).
 `user_error` separates input the manager refused before touching anything (exit code 2 in the CLI) from an
 operation that was attempted and failed (exit code 1); both leave the home as it was.
 """
@@ -8,19 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from partyflow.errors import OperationError
+
 __all__ = ["ManagerError", "UnknownPackError"]
 
 
-class ManagerError(Exception):
-    """A manager operation that was refused or failed; nothing was left half done."""
-
-    def __init__(self, message: str, *, pack: str | None = None, hint: str | None = None,
-                 user_error: bool = False) -> None:
-        self.message = message
-        self.pack = pack
-        self.hint = hint
-        self.user_error = user_error
-        super().__init__(f"{message} ({hint})" if hint else message)
+ManagerError = OperationError
+"""A manager operation that was refused or failed: the neutral `partyflow.errors.OperationError` under the name
+the manager, the CLI and the server catch (so a `security.policy.PolicyRefusal` is one too)."""
 
 
 class UnknownPackError(ManagerError):

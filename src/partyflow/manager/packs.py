@@ -405,11 +405,13 @@ class PackManager:
     def _security_gate(self, staged: Path, origin: Any, force: bool, name: str,
                        signature: Any = None) -> dict[str, Any]:
         """Signature and scan of the staged pack, before anything of it runs; refusals carry audit details."""
+        from partyflow.manager.signing import pack_signature_status
         from partyflow.security.policy import enforce_staged
 
         self.progress(f"scanning {name}", None, None)
         return enforce_staged(self._policy(), staged, home=self.home, caller=self._caller(), origin=origin,
-                              force=force, name=name, signature=signature)
+                              pack_signature=pack_signature_status(staged, self.home), force=force, name=name,
+                              signature=signature)
 
     # --- update --------------------------------------------------------------------------------------------
 

@@ -298,6 +298,7 @@ def _precheck(manager: Any, want: Snapshot, changes: list[Change], scratch: Path
               trust: tuple[Any, Any] | None) -> list[dict[str, Any]]:
     """Fetch each pack to install, compare it with the snapshot's hash and pass it through the target's gate."""
     from partyflow.manager.packs import _origin
+    from partyflow.manager.signing import pack_signature_status
     from partyflow.manager.sources import fetch
     from partyflow.security.policy import enforce_staged
 
@@ -320,7 +321,8 @@ def _precheck(manager: Any, want: Snapshot, changes: list[Change], scratch: Path
             policy = manager.policy()
             policy.require(policy.source(origin, manager.caller()), pack=change.name)
             details = enforce_staged(policy, fetched.path, home=manager.home, caller=manager.caller(),
-                                     origin=origin, name=change.name, signature=vouched[1] if vouched else None)
+                                     origin=origin, pack_signature=pack_signature_status(fetched.path, manager.home),
+                                     name=change.name, signature=vouched[1] if vouched else None)
             results.append({"pack": change.name, "content_hash": actual, **details})
     finally:
         remove_path(scratch)

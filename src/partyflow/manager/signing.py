@@ -21,16 +21,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from partyflow.config import Home, Settings
 from partyflow.manager.errors import ManagerError
 from partyflow.manager.keys import KeyInfo, Keyring, Signer
 
+if TYPE_CHECKING:
+    from partyflow.security.policy import SignatureStatus
+
 __all__ = [
     "PACK_SIGNATURE_FILE", "CatalogTrust", "Reason", "SignatureError", "SignatureRef", "Verified", "canonical_json",
-    "check_channel", "pack_manifest", "sign", "sign_catalog", "sign_pack", "sign_snapshot", "verify",
-    "verify_catalog", "verify_pack", "verify_snapshot",
+    "check_channel", "pack_manifest", "pack_signature_status", "sign", "sign_catalog", "sign_pack", "sign_snapshot",
+    "verify", "verify_catalog", "verify_pack", "verify_snapshot",
 ]
 
 PACK_SIGNATURE_FILE = "partyflow-signature.json"
@@ -264,6 +267,30 @@ def verify_pack(pack: Path, keyring: Keyring, *, now: datetime | None = None) ->
         raise SignatureError(Reason.HASH_MISMATCH, f"pack {pack.name}: {relative} {problem}", key=verified.key,
                              path=relative)
     return verified
+
+
+_BROKEN = frozenset({Reason.BAD_SIGNATURE, Reason.HASH_MISMATCH, Reason.MALFORMED, Reason.REVOKED_KEY})
+
+
+def pack_signature_status(pack: Path, home: Home) -> SignatureStatus:
+    """A staged pack's own signature as the security policy judges it (`security.policy.enforce_staged`).
+
+    The manager computes it because keys and signature checking are the manager's; the policy only decides. A
+    broken signature (bad signature, changed file, malformed, revoked key) is evidence of tampering: "invalid",
+    refused at every level. A missing signature or one by a key nobody trusts (unknown, expired) is "unsigned":
+    refused only where signatures are required. A single-file pack has no folder to carry a signature.
+    """
+    from partyflow.security.policy import SignatureStatus  # loads the scanner: only when a pack is gated
+
+    if not pack.is_dir():
+        return SignatureStatus("unsigned", reason="single-file packs carry no signature")
+    try:
+        verified = verify_pack(pack, Keyring(home))
+    except SignatureError as exc:
+        return SignatureStatus("invalid" if exc.reason in _BROKEN else "unsigned", signer=exc.key_id,
+                               reason=exc.message)
+    key = verified.key
+    return SignatureStatus("signed", signer=f"{key.name} ({key.key_id})")
 
 
 # ---- snapshots (environment promotions) --------------------------------------------------------------------

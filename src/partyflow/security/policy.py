@@ -4,7 +4,7 @@ pip installs each level allows, for whom.
 Everything that installs (the CLI, the Python API, the server) asks a `SecurityPolicy`; nothing else decides.
 Two kinds of caller: a *trusted* one (a local administrator's explicit command, `PackManager(trusted=True)`) and
 an *untrusted* one (the HTTP API, `trusted=False`), to which ComfyUI-Manager's risk table applies unchanged
-(`manager.security.allowed`). The table of levels, per the design:
+(`security.levels.allowed`). The table of levels, per the design:
 
 | level   | trusted sources                 | untrusted (server) sources        | unsigned | refuse scan at | --force | install.py |
 |---------|---------------------------------|-----------------------------------|----------|----------------|---------|------------|
@@ -21,7 +21,6 @@ name), config.toml's top-level `security_level`, then `[manager] security_level`
 from __future__ import annotations
 
 import enum
-import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,16 +28,13 @@ from types import MappingProxyType
 from typing import Any
 
 from partyflow.config import ConfigError, Home, Settings
-from partyflow.manager.errors import ManagerError
-from partyflow.manager.security import LEVEL_ENV as MANAGER_LEVEL_ENV
-from partyflow.manager.security import Risk, SecurityLevel, allowed
+from partyflow.errors import OperationError
+from partyflow.security.levels import LEVEL_ENV, MANAGER_LEVEL_ENV, Risk, SecurityLevel, allowed
 from partyflow.security.scanner.model import ScanReport, Severity
 
 __all__ = ["CODE_TOOLS_SETTING", "LEVEL_ENV", "Caller", "code_tools_decision", "Decision", "LevelRules", "Origin", "PolicyRefusal", "SecurityPolicy",
-           "SignatureStatus", "enforce_staged", "parse_level", "resolve_level", "server_allows_code_tools",
-           "signature_status"]
+           "SignatureStatus", "enforce_staged", "parse_level", "resolve_level", "server_allows_code_tools"]
 
-LEVEL_ENV = "PARTYFLOW_SECURITY_LEVEL"
 CODE_TOOLS_SETTING = "[server] allow_code_tools = true"
 """The config.toml setting that lets a server's HTTP clients run workflows with code-running tools."""
 
@@ -105,6 +101,12 @@ class Decision:
 
 @dataclass(frozen=True)
 class SignatureStatus:
+    """What a pack's signature (or the signed container it came in) establishes. The policy only judges it; the
+    manager, which owns keys and signature checking, computes it (`manager.signing.pack_signature_status`).
+
+    "invalid": a broken signature, evidence of tampering, refused at every level. "unsigned": none, or one by a
+    key nobody trusts, refused only where signatures are required."""
+
     state: str                 # signed | unsigned | invalid
     signer: str | None = None
     reason: str = ""
@@ -117,8 +119,12 @@ class SignatureStatus:
         return {"state": self.state, "signer": self.signer, "reason": self.reason}
 
 
-class PolicyRefusal(ManagerError):
-    """A refusal by the security policy; `details` go to the audit log with it."""
+class PolicyRefusal(OperationError):
+    """A refusal by the security policy; `details` go to the audit log with it.
+
+    An `OperationError`, which the manager knows as `ManagerError`: every interface that catches the manager's
+    errors renders a refusal the same way (a user error: exit code 2, a 4xx), without this module knowing the
+    manager."""
 
     def __init__(self, message: str, *, pack: str | None = None, hint: str | None = None,
                  details: dict[str, Any] | None = None) -> None:
@@ -276,43 +282,20 @@ def server_allows_code_tools(home: Home) -> bool:
     return value
 
 
-def signature_status(pack: Path, home: Home) -> SignatureStatus:
-    """Ask the signing module (`partyflow.manager.signing.verify_pack` against the home's keyring) about a pack.
-
-    A broken signature (bad signature, changed file, malformed, revoked key) is evidence of tampering: "invalid",
-    refused at every level. A missing signature or one by a key nobody trusts (unknown, expired) is "unsigned":
-    refused only where signatures are required. Without the signing module every pack is unsigned.
-    """
-    try:
-        signing = importlib.import_module("partyflow.manager.signing")
-        keys = importlib.import_module("partyflow.manager.keys")
-    except ImportError:
-        return SignatureStatus("unsigned", reason="signature verification is not available")
-    if not pack.is_dir():
-        return SignatureStatus("unsigned", reason="single-file packs carry no signature")
-    try:
-        verified = signing.verify_pack(pack, keys.Keyring(home))
-    except signing.SignatureError as exc:
-        reason = getattr(exc.reason, "value", str(exc.reason))
-        broken = reason in ("bad signature", "hash mismatch", "malformed signature", "revoked key")
-        return SignatureStatus("invalid" if broken else "unsigned", signer=getattr(exc, "key_id", None),
-                               reason=exc.message)
-    key = verified.key
-    return SignatureStatus("signed", signer=f"{key.name} ({key.key_id})")
-
-
 def enforce_staged(policy: SecurityPolicy, pack: Path, *, home: Home, caller: Caller, origin: Origin,
-                   force: bool = False, name: str | None = None,
+                   pack_signature: SignatureStatus, force: bool = False, name: str | None = None,
                    signature: SignatureStatus | None = None) -> dict[str, Any]:
     """The gate between fetching a pack and running anything of it (dependencies, install.py, the import check):
     signature, then scan. Returns what the audit log keeps; raises PolicyRefusal (with the same details) to refuse.
 
-    `signature`: what the container the pack came in established (a verified signed bundle); it stands in for a
-    pack that carries no signature of its own, never for one whose own signature is broken.
+    `pack_signature`: the pack's own signature, as the manager verified it against the home's keyring
+    (`manager.signing.pack_signature_status`); required, so no caller can forget to check it.
+    `signature`: what the container the pack came in established (a verified signed bundle or snapshot); it
+    stands in for a pack that carries no signature of its own, never for one whose own signature is broken.
     """
     from partyflow.security.scanner import scan  # the scanner's rules load only when something is installed
 
-    status = signature_status(pack, home)
+    status = pack_signature
     if signature is not None and status.state == "unsigned":
         status = signature
     details: dict[str, Any] = {"security_level": policy.level.value, "caller": caller.label,
