@@ -80,13 +80,17 @@ def main(argv: list[str] | None = None) -> int:
 
     import lark_oapi as lark
     from lark_oapi.ws import client as ws_client
-    from lark_oapi.ws.exception import ClientException
+    from lark_oapi.ws.exception import ClientException, ServerUnreachableException
 
     def on_lost(loop: Any, context: dict[str, Any]) -> None:
-        """A task of the SDK died unretrieved (its reconnecting gave up): exit, so the parent restarts us."""
-        print(f"the long connection was lost: {context.get('exception') or context.get('message')}",
-              file=sys.stderr, flush=True)
-        os._exit(EXIT_LOST)
+        """An SDK task died unretrieved: when its reconnecting gave up (or the platform refused us while
+        reconnecting) exit, so the parent restarts us or reports the refusal; anything else is only logged."""
+        exc = context.get("exception")
+        print(f"the long connection reported: {exc or context.get('message')}", file=sys.stderr, flush=True)
+        if isinstance(exc, ClientException):
+            os._exit(EXIT_REFUSED)
+        if isinstance(exc, ServerUnreachableException):
+            os._exit(EXIT_LOST)
 
     handler = (lark.EventDispatcherHandler.builder("", "")
                .register_p2_customized_event(EVENT_TYPE, lambda data: emit({"event": event_record(data)}))
