@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 from tests.channels.feishu_ws import SERVICE_ID, FeishuAPI, receive_event
 from tests.server.test_access import _published
 
@@ -142,20 +143,8 @@ def test_events_are_acknowledged_deduplicated_filtered_and_answered_with_memory(
     assert session is not None and session.metadata["platform"] == "feishu" and session.metadata["user"] == "ou_ada"
 
 
-def test_a_crashed_child_is_restarted_and_refused_credentials_are_reported(running: Running) -> None:
-    feishu = running.feishu
-    feishu.wait_for("ws:connect", timeout=60)
-    [child] = _children("PF_FSWS_SECRET")
-    before = len(feishu.matching("ws:connect"))
-    os.kill(child, signal.SIGKILL)  # the lark client's process dies: the channel starts a new one (after 1 s)
-    feishu.wait_for("ws:connect", before + 1, timeout=60)
-    [restarted] = _children("PF_FSWS_SECRET")
-    assert restarted != child
-    count = len(feishu.matching(MESSAGES))
-    feishu.deliver(receive_event("ev-9", "still there?"), "m-9")
-    answer = feishu.wait_for(MESSAGES, count + 1)[-1]
-    assert json.loads(answer.body["content"]) == {"text": "You said: still there?"}
-
+def test_refused_credentials_end_that_channel_only_and_stop_ends_the_children(running: Running) -> None:
+    running.feishu.wait_for("ws:connect", timeout=60)
     running.loop.call_soon_threadsafe(running.stop.set)
     running.thread.join(30)
     assert not running.thread.is_alive()
@@ -163,6 +152,59 @@ def test_a_crashed_child_is_restarted_and_refused_credentials_are_reported(runni
     assert "refused the app credentials" in problems["wrongkey"] and "10014" in problems["wrongkey"]
     assert SECRETS["PF_FSWS_BAD"] not in problems["wrongkey"] and "lark" not in problems
     assert _children("PF_FSWS_SECRET") == [] and _children("PF_FSWS_BAD") == []  # stopped with the channels
+
+
+def test_serve_holds_the_long_connection_and_restarts_a_crashed_child(tmp_path: Path) -> None:
+    from tests.server.live import start_server
+
+    from partyflow.channels import channels_extension
+    from partyflow.server import ServerConfig
+
+    feishu = FeishuAPI(app_id=SECRETS["PF_FSWS_ID"], app_secret=SECRETS["PF_FSWS_SECRET"]).start()
+    (tmp_path / "config.toml").write_text(f"""
+[channels.served]
+type = "feishu"
+mode = "long_connection"
+model = "echo"
+app_id_env = "PF_FSWS_ID"
+app_secret_env = "PF_FSWS_SECRET"
+api_base = "{feishu.url}"
+""")
+    workflows = tmp_path / "user" / "default" / "workflows"
+    workflows.mkdir(parents=True)
+    (workflows / "echo.json").write_text(json.dumps(_published("echo")))
+    saved = {k: os.environ.get(k) for k in SECRETS}
+    os.environ.update(SECRETS)
+    engine = Engine(home=tmp_path, builtin_packs=("core",))
+    live = start_server(engine, ServerConfig(port=0, shutdown_grace_s=1.0), extensions=(channels_extension(engine),))
+    try:
+        feishu.wait_for("ws:connect", timeout=60)
+        refused = requests.post(live.url + "/channels/served/events", data=b"{}", timeout=30)
+        assert refused.status_code == 404  # no HTTP events for a long-connection channel
+        feishu.deliver(receive_event("sv-1", "first", chat="oc_served"), "s-1")
+        [first] = feishu.wait_for(MESSAGES)
+        assert json.loads(first.body["content"]) == {"text": "You said: first"}
+        [child] = _children("PF_FSWS_SECRET")
+        os.kill(child, signal.SIGKILL)  # the lark client's process dies: the channel starts a new one (after 1 s)
+        feishu.wait_for("ws:connect", 2, timeout=60)
+        [restarted] = _children("PF_FSWS_SECRET")
+        assert restarted != child
+        feishu.deliver(receive_event("sv-2", "still there?", chat="oc_served"), "s-2")
+        answer = feishu.wait_for(MESSAGES, 2)[1]
+        assert json.loads(answer.body["content"]) == {"text": "You said: still there?"}
+        with SessionStore.open(engine.home.state_db) as memory:
+            texts = [m.content for m in memory.messages("channel:served:oc_served")]
+        assert texts == ["first", "You said: first", "still there?", "You said: still there?"]
+    finally:
+        live.stop()
+        engine.close()
+        feishu.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    assert _children("PF_FSWS_SECRET") == []
 
 
 def test_long_connection_config_check_and_http_refusal(tmp_path: Path) -> None:
