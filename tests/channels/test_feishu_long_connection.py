@@ -218,6 +218,8 @@ def test_long_connection_config_check_and_http_refusal(tmp_path: Path) -> None:
     with pytest.raises(ChannelConfigError, match="mode is not a setting of slack"):
         parse_channel("x", {"type": "slack", "model": "m", "bot_token_env": "A", "signing_secret_env": "B",
                             "mode": "long_connection"})
+    assert parse_channel("x", {**base, "mode": "long_connection"}).missing_credentials({}) == [
+        "PF_FSWS_ID (app_id_env)", "PF_FSWS_SECRET (app_secret_env)"]  # `channels list`: no verification token
     feishu = FeishuAPI(app_id=SECRETS["PF_FSWS_ID"], app_secret=SECRETS["PF_FSWS_SECRET"]).start()
     saved = {k: os.environ.get(k) for k in SECRETS}
     os.environ.update(SECRETS)

@@ -69,7 +69,8 @@ class ChannelConfig:
         return environ.get(variable) or None if variable else None
 
     def missing_credentials(self, environ: Mapping[str, str] = os.environ) -> list[str]:
-        return [f"{self.credentials[k]} ({k})" for k in required_credentials(self.type, self.credentials)
+        table = {**self.credentials, "mode": self.mode}
+        return [f"{self.credentials[k]} ({k})" for k in required_credentials(self.type, table)
                 if not environ.get(self.credentials[k])]
 
 
