@@ -49,7 +49,7 @@ def _children(secret_variable: str) -> list[int]:
                 command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
             except FileNotFoundError:
                 continue
-            if b"partyflow.channels.feishu_ws_child" in command and secret_variable.encode() in command:
+            if any(arg.endswith(b"feishu_ws_child.py") for arg in command) and secret_variable.encode() in command:
                 found.append(int(pid))
     return found
 

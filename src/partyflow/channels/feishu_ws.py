@@ -66,23 +66,17 @@ class LongConnection:
             self.restarts += 1
 
     def _command(self) -> list[str]:
+        """The child runs as a script (`-P`: its folder is not put on the path), so that it imports lark-oapi
+        and nothing of partyflow (whose package imports would only slow its start)."""
         credentials = self.config.credentials
-        return [sys.executable, "-m", "partyflow.channels.feishu_ws_child", "--app-id-env",
+        return [sys.executable, "-P", str(Path(__file__).with_name("feishu_ws_child.py")), "--app-id-env",
                 credentials["app_id_env"], "--app-secret-env", credentials["app_secret_env"], "--domain", self.domain]
-
-    def _child_environment(self) -> dict[str, str]:
-        """Ours (the credentials are in it, by name), with this partyflow first on the path so the child runs the
-        same code as the parent."""
-        source = str(Path(__file__).resolve().parents[2])
-        path = self._environ.get("PYTHONPATH", "")
-        return {**self._environ, "PYTHONPATH": source + (os.pathsep + path if path else ""),
-                "PYTHONUNBUFFERED": "1"}
 
     async def _once(self, stop: asyncio.Event) -> tuple[int | None, str]:
         """Run one child until it exits or `stop`; its exit status and last line on stderr."""
         process = self.process = await asyncio.create_subprocess_exec(
             *self._command(), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env=self._child_environment(), limit=MAX_EVENT_LINE)
+            stderr=asyncio.subprocess.PIPE, env=dict(self._environ), limit=MAX_EVENT_LINE)
         logger.info("channel %s: Feishu long connection process %s started", self.config.name, process.pid)
         errors: list[str] = []
         pumps = [asyncio.create_task(self._events(process)), asyncio.create_task(self._log(process, errors))]

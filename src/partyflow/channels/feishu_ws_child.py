@@ -1,4 +1,5 @@
-"""The Feishu/Lark long connection in a process of its own: `python -m partyflow.channels.feishu_ws_child`.
+"""The Feishu/Lark long connection in a process of its own: `python -P feishu_ws_child.py ...` (or `python -m
+partyflow.channels.feishu_ws_child ...`).
 
 Why a process: lark-oapi's `lark_oapi.ws.Client` binds an event loop when its module is imported, blocks in
 `start()` with no way to stop it, and makes blocking HTTP calls inside its coroutines, so it cannot share
