@@ -1,8 +1,8 @@
 """Supervising the Feishu/Lark long connection (`mode = "long_connection"`), which runs in a child process.
 
 lark-oapi's websocket client cannot run inside partyflow's event loop (see `feishu_ws_child`), so each
-long-connection channel starts `python -m partyflow.channels.feishu_ws_child`, reads the events it forwards as
-JSON lines and hands them to the same path as the HTTP event subscription (dedup by event id, allow-lists,
+long-connection channel starts `feishu_ws_child.py` with this Python, reads the events it forwards as JSON
+lines and hands them to the same path as the HTTP event subscription (dedup by event id, allow-lists,
 memory sessions, answers through the Open API). The child is stopped by closing its stdin (terminated, then
 killed, if it lingers); a child that exits on its own is reported and restarted with backoff, except when
 Feishu refused the app credentials, which ends this channel (reported) and leaves the others running.
