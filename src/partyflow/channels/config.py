@@ -8,6 +8,7 @@ holding something that looks like a secret value is refused. Example:
     model = "support-bot"                # a published workflow (its model name)
     bot_token_env = "SLACK_BOT_TOKEN"
     signing_secret_env = "SLACK_SIGNING_SECRET"  # or app_token_env = "SLACK_APP_TOKEN" for Socket Mode
+    # feishu: mode = "long_connection" receives over lark's websocket (app id and secret only)
     allow_chats = ["C0123456"]           # optional: only these chats/channels/groups
     allow_users = ["U042"]               # optional: only these users
     session = "thread"                   # chat | thread | user: what one conversation (memory session) is
@@ -30,6 +31,7 @@ PLATFORMS: dict[str, tuple[str, ...]] = {  # the credentials each platform needs
 }
 OPTIONAL_CREDENTIALS = {"feishu": ("encrypt_key_env",), "slack": ("app_token_env",)}
 SESSIONS = ("chat", "thread", "user")
+MODES = {"feishu": ("event_subscription", "long_connection")}  # how events arrive; the first is the default
 _SECRETISH = ("token", "secret", "password", "key")
 
 
@@ -49,6 +51,7 @@ class ChannelConfig:
     rate_per_minute: int = 20
     owner: str = "default"  # whose published workflows (the user folder) the channel answers with
     api_base: str | None = None  # the platform's API address, for self-hosted or proxied platforms
+    mode: str | None = None  # feishu: "event_subscription" (HTTP, the default) or "long_connection" (websocket)
 
     def secret(self, key: str, environ: Mapping[str, str] = os.environ) -> str:
         """The value of a credential, or an error naming the variable to set."""
@@ -66,7 +69,8 @@ class ChannelConfig:
         return environ.get(variable) or None if variable else None
 
     def missing_credentials(self, environ: Mapping[str, str] = os.environ) -> list[str]:
-        return [f"{self.credentials[k]} ({k})" for k in required_credentials(self.type, self.credentials)
+        table = {**self.credentials, "mode": self.mode}
+        return [f"{self.credentials[k]} ({k})" for k in required_credentials(self.type, table)
                 if not environ.get(self.credentials[k])]
 
 
@@ -74,6 +78,8 @@ def required_credentials(kind: str, table: Mapping[str, Any]) -> tuple[str, ...]
     """Slack in Socket Mode (an `app_token_env`) needs the app-level token instead of the signing secret."""
     if kind == "slack" and "app_token_env" in table:
         return ("bot_token_env", "app_token_env")
+    if kind == "feishu" and table.get("mode") == "long_connection":  # the connection itself is authenticated
+        return ("app_id_env", "app_secret_env")
     return PLATFORMS[kind]
 
 
@@ -98,6 +104,11 @@ def parse_channel(name: str, table: Any) -> ChannelConfig:
                                      "of an environment variable holding it")
         if key.endswith("_env") and not (isinstance(value, str) and value.replace("_", "").isalnum()):
             raise ChannelConfigError(f"{where} {key} must name an environment variable (e.g. SLACK_BOT_TOKEN)")
+    mode = table.get("mode")
+    if mode is not None and mode not in MODES.get(kind, ()):
+        choices = " or ".join(f'"{m}"' for m in MODES.get(kind, ()))
+        raise ChannelConfigError(f"{where} mode must be {choices}" if choices else
+                                 f"{where} mode is not a setting of {kind} channels")
     known = set(PLATFORMS[kind]) | set(OPTIONAL_CREDENTIALS.get(kind, ()))
     missing = [key for key in required_credentials(kind, table) if key not in table]
     if missing:
@@ -117,7 +128,7 @@ def parse_channel(name: str, table: Any) -> ChannelConfig:
         allow_chats=_id_set(table.get("allow_chats"), where, "allow_chats"),
         allow_users=_id_set(table.get("allow_users"), where, "allow_users"),
         session=session, rate_per_minute=rate, owner=str(table.get("owner", "default")),
-        api_base=str(table["api_base"]).rstrip("/") if table.get("api_base") else None,
+        api_base=str(table["api_base"]).rstrip("/") if table.get("api_base") else None, mode=mode,
     )
 
 

@@ -237,20 +237,28 @@ class Telegram:
 
 
 class Feishu:
+    """The event subscription over HTTP (verification token, optional encryption), or the long connection
+    (`mode = "long_connection"`: lark-oapi's websocket client in a child process, see `feishu_ws`; no public
+    URL, no verification token). Answers go through the Open API either way."""
+
     limit = 4000
 
     def __init__(self, config: ChannelConfig) -> None:
         import lark_oapi as lark
 
         self.config = config
-        self._token = config.secret("verification_token_env")
-        self._encrypt_key = config.optional_secret("encrypt_key_env")
-        builder = lark.Client.builder().app_id(config.secret("app_id_env")).app_secret(config.secret("app_secret_env"))
+        self.socket = self.listens = config.mode == "long_connection"
+        self._token = None if self.socket else config.secret("verification_token_env")
+        self._encrypt_key = None if self.socket else config.optional_secret("encrypt_key_env")
+        self._app_id, self._app_secret = config.secret("app_id_env"), config.secret("app_secret_env")
+        builder = lark.Client.builder().app_id(self._app_id).app_secret(self._app_secret)
         if config.api_base:
             builder = builder.domain(config.api_base)
         self.client = builder.log_level(lark.LogLevel.ERROR).build()
 
     def verify(self, headers: Mapping[str, str], body: bytes, now: float | None = None) -> Verified:
+        if self._token is None:
+            raise Refused(404, "this Feishu channel uses the long connection: run `partyflow channels run`")
         event = _json(body)
         if self._encrypt_key:
             self._check_signature(headers, body, now or time.time())
@@ -261,20 +269,50 @@ class Feishu:
             raise Refused(401, "the Feishu verification token does not match")
         if event.get("type") == "url_verification":
             return Verified(reply={"challenge": event.get("challenge", "")})
+        return Verified(message=self.read(event))
+
+    def read(self, event: Mapping[str, Any]) -> Inbound | None:
+        """A v2 `im.message.receive_v1` text message (from either delivery); None for anything else."""
         header, body_event = event.get("header") or {}, event.get("event") or {}
-        if header.get("event_type") != "im.message.receive_v1":
-            return Verified()
+        if header.get("event_type") != "im.message.receive_v1" or not isinstance(body_event, Mapping):
+            return None
         message = body_event.get("message") or {}
         if message.get("message_type") != "text":
-            return Verified()
+            return None
         try:
             text = json.loads(message.get("content") or "{}").get("text", "")
-        except ValueError:
-            return Verified()
+        except (ValueError, AttributeError):
+            return None
+        if not isinstance(text, str):
+            return None
         sender = ((body_event.get("sender") or {}).get("sender_id") or {}).get("open_id", "")
-        return Verified(message=Inbound(event_id=str(header.get("event_id")), chat_id=str(message.get("chat_id")),
-                                        user_id=str(sender), text=text,
-                                        thread_id=message.get("thread_id") or message.get("root_id")))
+        return Inbound(event_id=str(header.get("event_id")), chat_id=str(message.get("chat_id")),
+                       user_id=str(sender), text=text, thread_id=message.get("thread_id") or message.get("root_id"))
+
+    async def check(self) -> None:
+        """A tenant access token for the app id and secret (auth/v3/tenant_access_token/internal)."""
+        from lark_oapi.api.auth.v3 import (
+            InternalTenantAccessTokenRequest,
+            InternalTenantAccessTokenRequestBody,
+        )
+
+        request = InternalTenantAccessTokenRequest.builder().request_body(
+            InternalTenantAccessTokenRequestBody.builder().app_id(self._app_id).app_secret(self._app_secret).build()
+        ).build()
+        response = await self.client.auth.v3.tenant_access_token.ainternal(request)
+        if not response.success():
+            raise RuntimeError(f"Feishu refused the app credentials: {response.code} {response.msg}")
+
+    async def run(self, accept: Any, stop: asyncio.Event) -> None:
+        """The long connection until `stop` (a supervised child process; see `feishu_ws`)."""
+        from partyflow.channels.feishu_ws import LongConnection
+
+        def on_event(event: dict[str, Any]) -> None:
+            message = self.read(event)
+            if message is not None:
+                accept(message)
+
+        await LongConnection(self.config, self.config.api_base or "https://open.feishu.cn", on_event).run(stop)
 
     def _check_signature(self, headers: Mapping[str, str], body: bytes, now: float) -> None:
         timestamp = headers.get("X-Lark-Request-Timestamp")

@@ -76,7 +76,8 @@ def start_channels(engine: Any, names: list[str] | None = None) -> Channels:
 
 def channels_extension(engine: Any) -> Callable[[web.Application], None]:
     """The `/channels/<name>/events` route (and `/channels/history`, admins only) for `create_app(extensions=...)`;
-    socket channels (Discord, Slack Socket Mode) are connected for as long as the server runs."""
+    socket channels (Discord, Slack Socket Mode, Feishu long connection) are connected for as long as the server
+    runs."""
 
     def install(app: web.Application) -> None:
         state: dict[str, Channels] = {}
@@ -85,7 +86,7 @@ def channels_extension(engine: Any) -> Callable[[web.Application], None]:
             channels = state["channels"] = start_channels(engine)
             stop, sockets = asyncio.Event(), []
             for name, channel in channels.running.items():
-                if getattr(channel.adapter, "socket", False):  # Discord gateway, Slack Socket Mode: connect out
+                if getattr(channel.adapter, "socket", False):  # Discord, Slack Socket Mode, Feishu: connect out
                     sockets.append(asyncio.create_task(_listen(name, channel, stop, channels), name=f"channel-{name}"))
                     logger.info("channel %s connecting to %s", name, channel.config.type)
                 else:
@@ -138,7 +139,7 @@ def channels_extension(engine: Any) -> Callable[[web.Application], None]:
 
 async def run_polling(engine: Any, names: list[str] | None, stop: asyncio.Event) -> Channels:
     """`partyflow channels run`: hold the connections of the channels that receive over a socket or long
-    polling (Discord gateway, Slack Socket Mode, Telegram getUpdates) until `stop`. A channel whose connection
+    polling (Discord gateway, Slack Socket Mode, Feishu long connection, Telegram getUpdates) until `stop`. A channel whose connection
     fails is reported in `problems`; the others keep running."""
     channels = start_channels(engine, names)
     listeners = []

@@ -94,7 +94,8 @@ def test(ctx: typer.Context, name: Annotated[str, typer.Argument(help="a [channe
 @app.command("run")
 def run(ctx: typer.Context, names: Annotated[list[str] | None, typer.Argument(help="channels (default: all)")] = None,
         home: HomeOption = None) -> None:
-    """Hold the Discord gateway, Slack Socket Mode and Telegram long-polling connections until Ctrl-C.
+    """Hold the Discord gateway, Slack Socket Mode, Feishu long-connection and Telegram long-polling connections
+    until Ctrl-C.
 
     Webhook platforms are served by `partyflow serve`."""
     from partyflow.channels import run_polling
