@@ -22,7 +22,7 @@ from partyflow.media.services import (
 )
 
 from ..agents.common import model_name, open_model
-from ..llm.access import provider_config
+from ..llm.access import current_meter, provider_config
 from ..llm.sockets import LLM_MODEL
 
 CATEGORY = "partyflow/media"
@@ -39,7 +39,7 @@ def _endpoint(handle: Any) -> tuple[Endpoint, str]:
     chosen = model_name(handle) or config.model
     if not chosen:
         raise ValueError(f"provider {provider!r} has no default model: name the media model in the loader")
-    return Endpoint.of(config), chosen
+    return Endpoint.of(config, current_meter()), chosen  # metered: budgets apply, the ledger records the cost
 
 
 class GenerateImage:
