@@ -18,8 +18,8 @@ from typing import Any
 import playwright.sync_api as playwright_api
 import pytest
 from tests.agents.scripted import calls, text
-from tests.media.test_examples import STORY, image_reply, install_inputs, streamed
 from tests.browser.test_frontend import ARTIFACTS, BOOT_TIMEOUT_MS, CHROMIUM, CHROMIUM_ARGS
+from tests.media.test_examples import STORY, image_reply, install_inputs, streamed
 from tests.server.live import make_home
 from tests.server.test_long_loops import countdown
 from tests.server_openai.live_server import LiveServer
