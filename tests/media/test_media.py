@@ -312,3 +312,23 @@ def test_media_calls_are_in_the_usage_ledger_with_their_cost(engine: Engine, ser
     totals = {row["key"]: row for row in json.loads(report.stdout)["rows"]}
     assert totals["gpt-image-1"]["cost"] >= 0.40 and totals["gpt-image-1"]["errors"] >= 1
     assert totals["whisper-1"]["calls"] >= 1 and totals["tts-1"]["cost"] > 0
+
+
+def test_a_spent_budget_refuses_a_media_call_before_it_is_sent(server: MediaServer, tmp_path: Path) -> None:
+    from partyflow.llm.errors import BudgetExceededError
+    from partyflow.llm.usage.budgets import Budget
+    from partyflow.llm.usage.ledger import UsageLedger
+    from partyflow.llm.usage.meter import Meter
+    from partyflow.llm.usage.prices import Price, PriceTable
+    from partyflow.media.services import generate_images
+
+    with UsageLedger(tmp_path / "state.sqlite") as ledger:
+        meter = Meter(ledger, budgets=(Budget("images", "provider", "media", "day", max_cost=0.05),),
+                      prices=PriceTable({"gpt-image-1": Price(per_image={"default": 0.04})}))
+        endpoint = Endpoint("media", server.url, KEY, meter=meter)
+        asyncio.run(generate_images(endpoint, "one", model="gpt-image-1", n=2))  # 0.08: the budget is now spent
+        sent = len(server.requests)
+        with pytest.raises(BudgetExceededError, match="spent"):
+            asyncio.run(generate_images(endpoint, "two", model="gpt-image-1"))
+        assert len(server.requests) == sent  # refused before anything was sent
+        assert [row["cost"] for row in ledger.rows()] == [pytest.approx(0.08)]
