@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import math
+import numbers
 import os
 import threading
 from dataclasses import dataclass, field
@@ -95,7 +96,8 @@ def prepared_audio(audio: Any) -> tuple[Any, float]:
 
     waveform = audio.get("waveform") if isinstance(audio, dict) else None
     rate = audio.get("sample_rate") if isinstance(audio, dict) else None
-    if waveform is None or not hasattr(waveform, "shape") or not isinstance(rate, int) or rate <= 0:
+    rate = int(rate) if isinstance(rate, numbers.Integral) and not isinstance(rate, bool) else None  # numpy ints too
+    if waveform is None or not hasattr(waveform, "shape") or rate is None or rate <= 0:
         raise LocalSpeechError("the input is not AUDIO ({\"waveform\": [B,C,T] tensor, \"sample_rate\": int})")
     if waveform.ndim != 3 or waveform.shape[-1] == 0:
         raise LocalSpeechError(f"the audio has no samples (waveform shape {tuple(waveform.shape)})")

@@ -128,7 +128,10 @@ def decode_image(part: ImagePart, provider: str, model: str, limits: ImageLimits
                 raise refuse(f"it has {width}x{height} pixels; the limit is {limits.max_pixels:,}",
                              "Scale the image down first")
             picture = opened.convert("RGB")
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError:  # far over the limit: Pillow refuses to open it at all
+        raise refuse(f"it has more pixels than the limit of {limits.max_pixels:,}", "Scale the image down first") \
+            from None
+    except (UnidentifiedImageError, OSError) as exc:
         raise refuse(f"it is not an image Pillow can read ({exc})", "Send PNG, JPEG, GIF or WebP") from None
     side = limits.side(part.detail)
     if max(picture.size) > side:
