@@ -110,6 +110,12 @@ def test_the_node_speaks_then_hears_and_names_itself_on_bad_audio(engine: Engine
     assert segments["language"] == "en" and segments["segments"]
     assert all(s["end"] <= segments["duration"] for s in segments["segments"])
     assert [m.path for m in engine.loaded_models()] == [home.models / "whisper" / "tiny"]  # the manager holds it
+    from partyflow.llm.usage.ledger import UsageLedger
+
+    with UsageLedger(home.state_db) as ledger:
+        row = next(r for r in ledger.rows() if r["prompt_id"] == result.prompt_id)
+    assert (row["provider"], row["model"], row["outcome"], row["node_id"]) == ("whisper:tiny", "tiny", "ok", heard.id)
+    assert row["note"] == f"transcription (local): {segments['duration']:.1f} s of audio" and row["cost"] is None
 
     _silent_wav(home.input / "silence.wav")
     quiet = Workflow(engine)

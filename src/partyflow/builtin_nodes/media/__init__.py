@@ -9,6 +9,7 @@ PreviewAudio and any pack's media nodes.
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -241,13 +242,28 @@ class TranscribeAudioLocal:
         path = _whisper_path(model)
         if path is None:
             raise ValueError(_missing_whisper(model))
+        meter = current_meter()  # like a local chat model's calls: a ledger row, priced when [prices] has the model
+        if meter is not None:
+            meter.check(provider=f"whisper:{model}")  # a budget on this provider name applies, as for chat models
+        call = meter.ledger.begin(f"whisper:{model}", model, meter.labels) if meter is not None else None
+        started = time.perf_counter()
         try:
             whisper = await asyncio.to_thread(self._load, path, device, compute_type)
             result = await asyncio.to_thread(transcribe_local, whisper, audio, language=language.strip() or None,
                                              translate=translate, prompt=prompt.strip() or None,
                                              beam_size=beam_size, vad=vad, fallback=fallback)
-        except LocalSpeechError as exc:
-            raise ValueError(f"Transcribe Audio (local): {exc}") from None
+        except BaseException as exc:
+            if meter is not None and call is not None:
+                meter.ledger.finish(call, "error" if isinstance(exc, Exception) else "unfinished",
+                                    latency=time.perf_counter() - started, error=f"transcription: {exc}"[:500])
+            if isinstance(exc, LocalSpeechError):
+                raise ValueError(f"Transcribe Audio (local): {exc}") from None
+            raise
+        if meter is not None and call is not None:
+            price = meter.prices.get(model)
+            meter.ledger.finish(call, "ok", latency=time.perf_counter() - started,
+                                cost=price.transcription_cost(result["duration"]) if price else None,
+                                note=f"transcription (local): {result['duration']:.1f} s of audio")
         return (result["text"], result)
 
     def _load(self, path: Path, device: str, compute_type: str) -> Any:
