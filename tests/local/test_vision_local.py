@@ -10,6 +10,7 @@ import io
 from typing import Any
 
 import pytest
+import torch
 from PIL import Image
 from tests.support.tiny_vlm import IMAGE_SIDE, IMAGE_TOKENS, build_tiny_vlm
 
@@ -146,3 +147,40 @@ def test_chat_and_agent_nodes_send_images_to_a_local_vlm(vlm_home: Home) -> None
         rows = [row for row in ledger.rows() if row["prompt_id"] == result.prompt_id]
     assert sorted(row["node_id"] for row in rows) == sorted([chat.id, agent.id])
     assert all(row["outcome"] == "ok" and row["prompt_tokens"] > IMAGE_TOKENS for row in rows)
+
+
+def test_models_loaded_at_once_leave_later_loads_intact(vlm_home: Home) -> None:
+    """transformers' loading swaps process-wide state; two loads in parallel threads (two loader nodes running at
+    once, as the Chat and Agent nodes above do) must not leave it broken: a model loaded afterwards computes what
+    it computed before."""
+    import threading
+
+    from tests.support.tiny_model import build_tiny_model
+
+    from partyflow.llm.providers.transformers_local import load_local_model
+
+    text_model = build_tiny_model(vlm_home.models / "llm" / "tiny-text")
+    probe = torch.tensor([[5, 6, 7, 8, 9]])
+
+    def logits() -> torch.Tensor:
+        with torch.no_grad():
+            return load_local_model(text_model, device="cpu", dtype="float32").model(input_ids=probe).logits
+
+    before = logits()
+    failures: list[BaseException] = []
+    together = threading.Barrier(3)
+
+    def load() -> None:
+        try:
+            together.wait()
+            load_local_model(vlm_home.models / "llm" / "tiny-vlm", device="cpu", dtype="float32")
+        except BaseException as exc:  # reported below, in the test's thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=load) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert torch.equal(logits(), before)

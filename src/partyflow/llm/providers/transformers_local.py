@@ -45,6 +45,11 @@ if TYPE_CHECKING:
     from partyflow.llm.models import ModelManager
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
+# transformers' from_pretrained swaps process-wide state while it builds a model (weight-init functions, the default
+# dtype) and puts it back after; two loads in different threads interleave those swaps and can leave them wrong
+# for every later model in the process. Loads are therefore one at a time, whatever the model (generation is not
+# affected: it runs under each model's own lock, in parallel across models).
+_LOADING = threading.Lock()
 
 
 # --- loading ---------------------------------------------------------------------------------------------------
@@ -104,13 +109,14 @@ def load_local_model(path: Path, *, device: str = "auto", dtype: str = "auto",
     dtype = pick_dtype(torch, device, dtype, provider)
     processor = None
     try:
-        if is_vision_folder(path):
-            processor = transformers.AutoProcessor.from_pretrained(path)
-            tokenizer = processor.tokenizer
-            model = transformers.AutoModelForImageTextToText.from_pretrained(path, dtype=getattr(torch, dtype))
-        else:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(path)
-            model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+        with _LOADING:
+            if is_vision_folder(path):
+                processor = transformers.AutoProcessor.from_pretrained(path)
+                tokenizer = processor.tokenizer
+                model = transformers.AutoModelForImageTextToText.from_pretrained(path, dtype=getattr(torch, dtype))
+            else:
+                tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+                model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
     except Exception as exc:  # transformers raises many types for a broken folder; all mean the same to a user
         raise ProviderConfigError(f"cannot load the model in {path}: {exc}", provider=provider,
                                   hint="Check that the folder holds a complete model and tokenizer (and, for a "
