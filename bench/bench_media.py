@@ -5,6 +5,7 @@
     and decoding into ComfyUI's IMAGE / AUDIO tensors). Calls alternate; the table shows medians and the ratio
     (goal <= 1.05x). The raw calls decode the payload too (PNG -> Pillow, WAV -> samples), so both sides end with
     pixels or samples in memory.
+    The metered rows add what a node call adds: a budget check and the usage-ledger row (two SQLite writes).
 (b) OCR: pages per second of `partyflow.media.ocr.ocr` against `pytesseract.image_to_string` on the same rendered
     page (goal <= 1.05x: the language check and conversion must cost nothing next to Tesseract).
 """
@@ -16,6 +17,7 @@ import base64
 import io
 import statistics
 import sys
+import tempfile
 import time
 import wave
 from pathlib import Path
@@ -28,6 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.media, whe
 
 from tests.media.test_media import KEY, MediaServer, _rendered  # noqa: E402
 
+from partyflow.llm.usage.budgets import Budget  # noqa: E402
+from partyflow.llm.usage.ledger import UsageLedger  # noqa: E402
+from partyflow.llm.usage.meter import Meter  # noqa: E402
+from partyflow.llm.usage.prices import Price, PriceTable  # noqa: E402
 from partyflow.media.ocr import ocr  # noqa: E402
 from partyflow.media.services import Endpoint, generate_images, speak_api  # noqa: E402
 
@@ -50,13 +56,21 @@ async def _raw_speech(client: openai.AsyncOpenAI) -> bytes:
         return reader.readframes(reader.getnframes())
 
 
-async def overhead(server: MediaServer, calls: int) -> tuple[list[list[str]], list[Goal]]:
+async def overhead(server: MediaServer, calls: int, ledger: UsageLedger) -> tuple[list[list[str]], list[Goal]]:
     endpoint = Endpoint("bench", server.url, KEY)
+    meter = Meter(ledger, budgets=(Budget("bench", "provider", "bench", "day", max_cost=1e9),),
+                  prices=PriceTable({"gpt-image-1": Price(per_image={"default": 0.04}),
+                                     "tts-1": Price(per_1k_characters=0.015)}))
+    metered = Endpoint("bench", server.url, KEY, meter=meter)
     raw = openai.AsyncOpenAI(base_url=server.url, api_key=KEY)
     cases = {
         "generate image": (lambda: _raw_image(raw),
                            lambda: generate_images(endpoint, "a cat", model="gpt-image-1")),
+        "generate image (metered)": (lambda: _raw_image(raw),
+                                     lambda: generate_images(metered, "a cat", model="gpt-image-1")),
         "speech": (lambda: _raw_speech(raw), lambda: speak_api(endpoint, "hello", model="tts-1", voice="nova")),
+        "speech (metered)": (lambda: _raw_speech(raw),
+                             lambda: speak_api(metered, "hello", model="tts-1", voice="nova")),
     }
     rows, goals = [], []
     for label, (plain, ours) in cases.items():
@@ -98,7 +112,8 @@ def main() -> int:
     args = parse_args(__doc__.splitlines()[0], runs=30)
     server = MediaServer().start()
     try:
-        rows, goals = asyncio.run(overhead(server, args.runs))
+        with tempfile.TemporaryDirectory() as folder, UsageLedger(Path(folder) / "state.sqlite") as ledger:
+            rows, goals = asyncio.run(overhead(server, args.runs, ledger))
     finally:
         server.stop()
     show_table(f"Media calls vs the raw openai client, loopback server (median of {args.runs} calls, ms)",

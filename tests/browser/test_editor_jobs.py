@@ -19,6 +19,7 @@ import playwright.sync_api as playwright_api
 import pytest
 from tests.agents.scripted import calls, text
 from tests.browser.test_frontend import ARTIFACTS, BOOT_TIMEOUT_MS, CHROMIUM, CHROMIUM_ARGS
+from tests.media.test_examples import STORY, image_reply, install_inputs, streamed
 from tests.server.live import make_home
 from tests.server.test_long_loops import countdown
 from tests.server_openai.live_server import LiveServer
@@ -53,6 +54,7 @@ command = "{python}"
 args = ["{ECHO_SERVER.as_posix()}"]
 timeout = 20
 """, encoding="utf-8")
+    install_inputs(home / "input")  # the media examples' screenshot and scanned page
     return home
 
 
@@ -156,12 +158,17 @@ SCRIPTS = {
         [calls(("fetch", {"url": "https://modelcontextprotocol.io/"})),
          text("MCP is an open protocol (source: https://modelcontextprotocol.io/).")],
         "MCP is an open protocol"),
+    "media/illustrated_story.json": ([streamed(STORY), image_reply()], STORY),
+    "media/screenshot_qa.json": ([streamed("Order 4711 has shipped and arrives on Friday.")],
+                                 "Order 4711 has shipped"),
 }
 EXPECTED = {
     "hello.json": "Hello, world! Welcome to partyflow.",
     "word_stats.json": "The Quick Brown Fox | Jumps Over | The Lazy Dog",
     "countdown_loop.json": "liftoff in: 5 4 3 2 1",
+    "media/scanned_page_to_kb.json": "Travel policy",
 }
+STREAMED = {"media/illustrated_story.json": STORY, "media/screenshot_qa.json": "Order 4711 has shipped"}
 ACTIVITY = {"agents/customer_service.json": "calls faq_lookup", "agents/debate.json": "proponent: Cars pollute."}
 EXAMPLE_FILES = sorted(p.relative_to(EXAMPLES).as_posix() for p in EXAMPLES.rglob("*.json"))
 
@@ -195,6 +202,11 @@ def test_every_example_loads_and_runs_from_the_editor(page: Any, openai: OpenAIS
             "(line) => [...document.querySelectorAll('textarea[data-partyflow-activity]')]"
             ".some(t => t.value.split('\\n').some(l => l.includes(line)))",
             arg=ACTIVITY[name], timeout=RUN_TIMEOUT_MS)
+    if name in STREAMED:  # a Chat node's reply shown on it as it streamed, then its tokens
+        page.wait_for_function(
+            "(start) => [...document.querySelectorAll('textarea[data-partyflow-stream]')]"
+            ".some(t => t.value.startsWith(start) && t.value.includes('completion tokens'))",
+            arg=STREAMED[name], timeout=RUN_TIMEOUT_MS)
     unknown = [m for m in page.console if "Unknown message type partyflow" in m]
     assert unknown == []
 

@@ -69,7 +69,9 @@ class MediaServer:
                                          status=400)
             n = int(body.get("n", 1))
             return web.json_response({"created": 1, "data": [
-                {"b64_json": base64.b64encode(png(64, 48, (200, 30 * i, 10))).decode()} for i in range(n)]})
+                {"b64_json": base64.b64encode(png(64, 48, (200, 30 * i, 10))).decode()} for i in range(n)],
+                "usage": {"input_tokens": 12, "output_tokens": 100 * n, "total_tokens": 12 + 100 * n,
+                          "input_tokens_details": {"text_tokens": 12, "image_tokens": 0}}})
         if path == "/v1/audio/speech":
             return web.Response(body=wav(), content_type="audio/wav")
         if path in ("/v1/audio/transcriptions", "/v1/audio/translations"):
@@ -113,13 +115,23 @@ def server() -> Iterator[MediaServer]:
     live.stop()
 
 
+PRICES = """
+[prices."gpt-image-1"]
+per_image = { "1024x1024/high" = 0.17, "1024x1024" = 0.04, "default" = 0.06 }
+[prices."tts-1"]
+per_1k_characters = 0.015
+[prices."whisper-1"]
+per_minute = 0.006
+"""
+
+
 @pytest.fixture(scope="module")
 def engine(server: MediaServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     import os
 
     home = tmp_path_factory.mktemp("media")
     (home / "config.toml").write_text(f'[providers.media]\ntype = "openai_compat"\nbase_url = "{server.url}"\n'
-                                      f'api_key_env = "PF_MEDIA_KEY"\nmodel = "gpt-image-1"\n')
+                                      f'api_key_env = "PF_MEDIA_KEY"\nmodel = "gpt-image-1"\n' + PRICES)
     os.environ["PF_MEDIA_KEY"] = KEY
     with Engine(home=home) as engine:
         yield engine
@@ -282,3 +294,74 @@ def test_media_calls_are_spans_of_the_runs_trace(server: MediaServer, tmp_path: 
         == [("GenerateImage", "image"), ("TextToSpeech", "speech"), ("TranscribeAudio", "text")]
     assert all(c.attributes["gen_ai.request.model"] and c.kind == 3 and not c.failed for c in calls.values())
     assert not any("gen_ai.input.messages" in c.attributes for c in calls.values())  # capture_content is off
+
+
+def test_media_calls_are_in_the_usage_ledger_with_their_cost(engine: Engine, server: MediaServer) -> None:
+    """Image, speech and transcription calls are rows of the usage ledger like chat calls: provider, model, prompt,
+    node, tokens where the API reports them, and the cost from the price table; `models usage` totals them."""
+    import subprocess
+    import sys
+
+    from partyflow.llm.usage.ledger import UsageLedger
+
+    wf = Workflow(engine)
+    painter = wf.APIModelLoader(provider="media", model="gpt-image-1")
+    drawn = wf.GenerateImage(model=painter.model, prompt="ledger test", size="1024x1024", n=2, quality="high")
+    varied = wf.ImageVariations(model=painter.model, image=drawn.images, size="512x512")
+    wf.PreviewImage(images=varied.images)
+    text = "x" * 200
+    tts = wf.TextToSpeech(model=wf.APIModelLoader(provider="media", model="tts-1").model, text=text)
+    heard = wf.TranscribeAudio(model=wf.APIModelLoader(provider="media", model="whisper-1").model, audio=tts.audio)
+    wf.DisplayText(text=heard.text)
+    result = engine.run(wf)
+    assert result.ok, result.error
+    with UsageLedger(engine.home.state_db) as ledger:
+        rows = [row for row in ledger.rows(1000) if row["prompt_id"] == result.prompt_id]
+    by_note = {row["note"].split(":")[0]: row for row in rows}
+    assert set(by_note) == {"image generation", "image variation", "speech", "transcription"}
+    image = by_note["image generation"]
+    assert (image["provider"], image["model"], image["outcome"]) == ("media", "gpt-image-1", "ok")
+    assert image["note"] == "image generation: 2 x 1024x1024 high" and image["cost"] == pytest.approx(0.34)
+    assert (image["prompt_tokens"], image["completion_tokens"]) == (12, 200)  # gpt-image-1 reports tokens
+    assert image["node_id"] == drawn.id and image["latency"] > 0
+    assert by_note["image variation"]["cost"] == pytest.approx(0.06)  # no 512x512 price: the default
+    assert by_note["speech"]["cost"] == pytest.approx(200 * 0.015 / 1000)
+    assert by_note["speech"]["note"] == "speech: 200 characters"
+    assert by_note["transcription"]["cost"] == pytest.approx(0.5 / 60 * 0.006)  # the scripted WAV is 0.5 s
+    assert by_note["transcription"]["note"] == "transcription: 0.5 s of audio"
+
+    refused = Workflow(engine)
+    refused.PreviewImage(images=refused.GenerateImage(model=refused.APIModelLoader(
+        provider="media", model="gpt-image-1").model, prompt="refuse").images)
+    failed = engine.run(refused)
+    assert not failed.ok
+    with UsageLedger(engine.home.state_db) as ledger:
+        row = next(r for r in ledger.rows(1000) if r["prompt_id"] == failed.prompt_id)
+    assert row["outcome"] == "error" and "content policy" in row["error"] and row["cost"] is None
+
+    report = subprocess.run([sys.executable, "-m", "partyflow", "models", "usage", "--by", "model", "--json",
+                             "--home", str(engine.home.root)], capture_output=True, text=True, timeout=120)
+    assert report.returncode == 0, report.stderr
+    totals = {row["key"]: row for row in json.loads(report.stdout)["rows"]}
+    assert totals["gpt-image-1"]["cost"] >= 0.40 and totals["gpt-image-1"]["errors"] >= 1
+    assert totals["whisper-1"]["calls"] >= 1 and totals["tts-1"]["cost"] > 0
+
+
+def test_a_spent_budget_refuses_a_media_call_before_it_is_sent(server: MediaServer, tmp_path: Path) -> None:
+    from partyflow.llm.errors import BudgetExceededError
+    from partyflow.llm.usage.budgets import Budget
+    from partyflow.llm.usage.ledger import UsageLedger
+    from partyflow.llm.usage.meter import Meter
+    from partyflow.llm.usage.prices import Price, PriceTable
+    from partyflow.media.services import generate_images
+
+    with UsageLedger(tmp_path / "state.sqlite") as ledger:
+        meter = Meter(ledger, budgets=(Budget("images", "provider", "media", "day", max_cost=0.05),),
+                      prices=PriceTable({"gpt-image-1": Price(per_image={"default": 0.04})}))
+        endpoint = Endpoint("media", server.url, KEY, meter=meter)
+        asyncio.run(generate_images(endpoint, "one", model="gpt-image-1", n=2))  # 0.08: the budget is now spent
+        sent = len(server.requests)
+        with pytest.raises(BudgetExceededError, match="spent"):
+            asyncio.run(generate_images(endpoint, "two", model="gpt-image-1"))
+        assert len(server.requests) == sent  # refused before anything was sent
+        assert [row["cost"] for row in ledger.rows()] == [pytest.approx(0.08)]

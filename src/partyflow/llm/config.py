@@ -37,7 +37,7 @@ ENV_PREFIX = "PARTYFLOW_PROVIDERS__"
 ProviderType = Literal["openai_compat", "transformers", "llamacpp"]
 _LOCAL_TYPES = ("transformers", "llamacpp")
 _REMOTE_ONLY_FIELDS = ("base_url", "api_key_env", "extra_headers")
-_LLAMACPP_ONLY_FIELDS = ("n_ctx", "n_threads", "n_gpu_layers", "chat_format")
+_LLAMACPP_ONLY_FIELDS = ("n_ctx", "n_threads", "n_gpu_layers", "chat_format", "mmproj")
 _SECRET_FIELDS = ("api_key", "key", "token", "secret", "password")
 
 
@@ -64,6 +64,7 @@ class ProviderConfig(BaseModel):
     n_threads: int | None = Field(default=None, ge=1)  # CPU threads for generation and prompt processing
     n_gpu_layers: int | None = Field(default=None, ge=-1)  # layers offloaded to a GPU; -1: all
     chat_format: str | None = None  # a template embedded in the GGUF, or a llama-cpp-python format name
+    mmproj: str | None = None  # a multimodal projector GGUF (images in), under models/gguf/ or absolute
     # issue 18: client-side limits (token buckets, enforced by routers) and the window a context fallback compares
     rpm: int | None = Field(default=None, ge=1)  # requests per minute this client may send
     tpm: int | None = Field(default=None, ge=1)  # tokens (prompt + completion) per minute
@@ -125,6 +126,19 @@ class ProviderConfig(BaseModel):
             return home.confine(base, self.path)
         except PermissionError:
             raise ProviderConfigError(f"'path' {self.path!r} leaves {base}", provider=self.name,
+                                      hint="Use a path inside the home's models directory") from None
+
+    def projector_path(self, home: Home) -> Path | None:
+        """A llamacpp provider's multimodal projector (`mmproj`), resolved like `path`; None when not set."""
+        if not self.mmproj:
+            return None
+        if Path(self.mmproj).is_absolute():
+            return Path(self.mmproj)
+        base = home.models / "gguf"
+        try:
+            return home.confine(base, self.mmproj)
+        except PermissionError:
+            raise ProviderConfigError(f"'mmproj' {self.mmproj!r} leaves {base}", provider=self.name,
                                       hint="Use a path inside the home's models directory") from None
 
 

@@ -3,6 +3,11 @@
 Each function takes a configured provider (its base URL and key variable, never a key in a workflow) and returns
 partyflow's media values: IMAGE batches and AUDIO dicts in ComfyUI's shapes. Errors name what to fix: a provider
 that refuses images or speech, an image too large, a format the API does not take, a missing espeak-ng.
+
+With a `Meter` on the endpoint every API call is budget-checked and written to the usage ledger like a chat call
+(issue 13): the row is `unfinished` before the request, then `ok` with its cost from the price table (per image by
+size and quality, per 1000 characters spoken, per minute transcribed) and a note saying what was bought, or
+`error` with the reason.
 """
 
 from __future__ import annotations
@@ -12,13 +17,19 @@ import base64
 import io
 import shutil
 import tempfile
+import time
 import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from partyflow.media.images import encode_png, load_image, require_torch
 from partyflow.telemetry.tracing import active as active_tracing
+
+if TYPE_CHECKING:
+    from partyflow.llm.usage.meter import Meter
+    from partyflow.llm.usage.prices import Price
 
 MAX_INPUT_IMAGE_BYTES = 50 * 1024 * 1024  # the Images API's own limit for edits
 SPEECH_FORMATS = ("wav", "mp3", "flac", "opus", "aac", "pcm")
@@ -36,10 +47,11 @@ class Endpoint:
     base_url: str | None
     api_key: str | None
     timeout: float = 120.0
+    meter: Meter | None = None  # budgets and the usage ledger; None: calls are not recorded
 
     @classmethod
-    def of(cls, config: Any) -> Endpoint:
-        return cls(config.name, config.base_url, config.api_key(), float(config.timeout))
+    def of(cls, config: Any, meter: Meter | None = None) -> Endpoint:
+        return cls(config.name, config.base_url, config.api_key(), float(config.timeout), meter)
 
     def client(self) -> Any:
         """One client per endpoint and event loop, kept with the loop: building one (an HTTP pool and TLS
@@ -60,13 +72,27 @@ class Endpoint:
 _CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], Any]] = weakref.WeakKeyDictionary()
 
 
-async def _call(endpoint: Endpoint, what: str, make: Any, *, model: str | None = None, output: str = "image",
-                text: str | None = None) -> Any:
+@dataclass(frozen=True)
+class Charge:
+    """What one media call bought, for its ledger row: the cost (None when the model has no such price), a note
+    saying what was bought, and tokens where the API reports them (gpt-image-1 does)."""
+
+    cost: float | None
+    note: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+Pricer = Callable[[Any, "Price | None"], Charge]
+
+
+async def _call(endpoint: Endpoint, what: str, make: Callable[[Any], Awaitable[Any]], *, model: str,
+                charge: Pricer, output: str = "image", text: str | None = None) -> Any:
     """One API call; a span (GenAI conventions: `generate_content`, with the output type) when the engine traces.
     `text` (a prompt, or words to speak) goes in the span only with `[telemetry] capture_content`."""
     tracing = active_tracing()
     if tracing is None:
-        return await _send(endpoint, what, make)
+        return await _send(endpoint, what, make, model=model, charge=charge)
     from partyflow.llm.tracing import CallTracer, genai_provider, server_of
 
     tracer = CallTracer(tracing, provider=endpoint.provider, secrets=(endpoint.api_key,),
@@ -76,19 +102,53 @@ async def _call(endpoint: Endpoint, what: str, make: Any, *, model: str | None =
         if text:
             tracer.content(span, "gen_ai.input.messages", [{"role": "user", "parts": [{"type": "text",
                                                                                         "content": text}]}])
-        return await _send(endpoint, what, make)
+        return await _send(endpoint, what, make, model=model, charge=charge)
 
 
-async def _send(endpoint: Endpoint, what: str, make: Any) -> Any:
+async def _send(endpoint: Endpoint, what: str, make: Callable[[Any], Awaitable[Any]], *, model: str,
+                charge: Pricer) -> Any:
+    """One API call, metered when the endpoint has a meter; the SDK's errors become `MediaServiceError`s."""
     import openai
 
+    meter = endpoint.meter
+    call_id = None
+    if meter is not None:
+        meter.check(provider=endpoint.provider)  # a spent budget refuses the call before anything is sent
+        call_id = meter.ledger.begin(endpoint.provider, model, meter.labels, router=meter.router)
+    started = time.perf_counter()
     try:
-        return await make(endpoint.client())
-    except openai.APIStatusError as exc:
-        raise MediaServiceError(f"provider {endpoint.provider!r} refused the {what} request "
-                                f"({exc.status_code}): {exc.message}") from None
-    except openai.APIConnectionError as exc:
-        raise MediaServiceError(f"provider {endpoint.provider!r} cannot be reached for {what}: {exc}") from None
+        response = await make(endpoint.client())
+    except BaseException as exc:
+        failure = exc
+        if isinstance(exc, openai.APIStatusError):
+            failure = MediaServiceError(f"provider {endpoint.provider!r} refused the {what} request "
+                                        f"({exc.status_code}): {exc.message}")
+        elif isinstance(exc, openai.APIConnectionError):
+            failure = MediaServiceError(f"provider {endpoint.provider!r} cannot be reached for {what}: {exc}")
+        if meter is not None and call_id is not None:
+            outcome = "error" if isinstance(exc, Exception) else "unfinished"  # cancelled: never completed
+            meter.ledger.finish(call_id, outcome, latency=time.perf_counter() - started,
+                                error=f"{what}: {failure}"[:500])
+        if failure is exc:
+            raise
+        raise failure from None
+    if meter is not None and call_id is not None:
+        bought = charge(response, meter.prices.get(model))
+        meter.ledger.finish(call_id, "ok", prompt_tokens=bought.prompt_tokens,
+                            completion_tokens=bought.completion_tokens, cost=bought.cost,
+                            latency=time.perf_counter() - started, note=bought.note)
+    return response
+
+
+def _image_charge(what: str, size: str, quality: str | None) -> Pricer:
+    def charge(response: Any, price: Price | None) -> Charge:
+        count = len(response.data or ())
+        usage = getattr(response, "usage", None)
+        tokens_in = int(getattr(usage, "input_tokens", 0) or 0)
+        tokens_out = int(getattr(usage, "output_tokens", 0) or 0)
+        label = f"{what}: {count} x {size}" + (f" {quality}" if quality else "")
+        return Charge(price.image_cost(count, size, quality) if price else None, label, tokens_in, tokens_out)
+    return charge
 
 
 # ---- images --------------------------------------------------------------------------------------------------
@@ -105,7 +165,7 @@ async def generate_images(endpoint: Endpoint, prompt: str, *, model: str, size: 
     if seed is not None:
         options["extra_body"] = {"seed": seed}  # honoured by providers that support seeds, ignored by others
     response = await _call(endpoint, "image generation", lambda c: c.images.generate(**options), model=model,
-                           text=prompt)
+                           charge=_image_charge("image generation", size, quality), text=prompt)
     return await _images_of(response, endpoint)
 
 
@@ -117,14 +177,16 @@ async def edit_images(endpoint: Endpoint, image: Any, prompt: str, *, model: str
                                "response_format": "b64_json"}
     if mask is not None:
         options["mask"] = _png_upload(_mask_as_alpha(image, mask), "mask.png", raw=True)
-    response = await _call(endpoint, "image edit", lambda c: c.images.edit(**options), model=model, text=prompt)
+    response = await _call(endpoint, "image edit", lambda c: c.images.edit(**options), model=model,
+                           charge=_image_charge("image edit", size, None), text=prompt)
     return await _images_of(response, endpoint)
 
 
 async def image_variations(endpoint: Endpoint, image: Any, *, model: str, size: str = "1024x1024", n: int = 1) -> Any:
     picture = _png_upload(image, "image.png")
     response = await _call(endpoint, "image variation", lambda c: c.images.create_variation(
-        model=model, image=picture, n=n, size=size, response_format="b64_json"), model=model)
+        model=model, image=picture, n=n, size=size, response_format="b64_json"), model=model,
+        charge=_image_charge("image variation", size, None))
     return await _images_of(response, endpoint)
 
 
@@ -188,9 +250,11 @@ async def speak_api(endpoint: Endpoint, text: str, *, model: str, voice: str, sp
     """`audio.speech` as WAV -> AUDIO."""
     if not text.strip():
         raise MediaServiceError("there is no text to speak")
+    characters = len(text)
     response = await _call(endpoint, "speech", lambda c: c.audio.speech.create(
-        model=model, voice=voice, input=text, response_format="wav", speed=speed), model=model, output="speech",
-        text=text)
+        model=model, voice=voice, input=text, response_format="wav", speed=speed), model=model,
+        charge=lambda _, price: Charge(price.speech_cost(characters) if price else None,
+                                       f"speech: {characters} characters"), output="speech", text=text)
     return decode_wav(response.content, endpoint.provider)
 
 
@@ -255,19 +319,25 @@ async def transcribe(endpoint: Endpoint, audio: dict[str, Any], *, model: str, l
     if float(waveform.abs().max()) < 1e-4:
         raise MediaServiceError("the audio is silent: there is nothing to transcribe")
     data, _ = encode_audio(waveform[0], int(audio["sample_rate"]), "wav")
+    seconds = waveform.shape[-1] / int(audio["sample_rate"])
+    kind = "translation" if translate else "transcription"
+
+    def charge(_: Any, price: Price | None) -> Charge:
+        return Charge(price.transcription_cost(seconds) if price else None, f"{kind}: {seconds:.1f} s of audio")
+
     upload = ("audio.wav", data, "audio/wav")
     options: dict[str, Any] = {"model": model, "file": upload, "response_format": "verbose_json"}
     if prompt:
         options["prompt"] = prompt
     if translate:
         response = await _call(endpoint, "translation", lambda c: c.audio.translations.create(**options),
-                               model=model, output="text")
+                               model=model, charge=charge, output="text")
     else:
         if language:
             options["language"] = language
         options["timestamp_granularities"] = ["segment"]
         response = await _call(endpoint, "transcription", lambda c: c.audio.transcriptions.create(**options),
-                               model=model, output="text")
+                               model=model, charge=charge, output="text")
     segments = [{"start": float(s.start), "end": float(s.end), "text": s.text}
                 for s in (getattr(response, "segments", None) or ())]
     return {"text": response.text, "language": getattr(response, "language", None) or language,

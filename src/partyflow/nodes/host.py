@@ -103,7 +103,7 @@ class HostContext:
                     "checkpoints", "configs", "loras", "vae", "text_encoders", "clip", "unet",
                     "diffusion_models", "clip_vision", "style_models", "embeddings", "diffusers", "vae_approx",
                     "controlnet", "gligen", "upscale_models", "hypernetworks", "photomaker", "classifiers",
-                    "llm", "gguf")
+                    "llm", "gguf", "whisper")
             }
             self.folder_names_and_paths["custom_nodes"] = ([str(self.home.custom_nodes)], set())
 

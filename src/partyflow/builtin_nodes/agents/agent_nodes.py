@@ -9,6 +9,8 @@ from partyflow.agents import AgentResult, delegation_tool
 from partyflow.llm import dump_messages, load_messages
 from partyflow.memory import SessionMemory, SessionStore
 
+from ..llm.chat import user_turn
+from ..llm.images import DETAILS, image_parts
 from .common import AGENT, CATEGORY, JSON, LLM_HISTORY, LLM_MODEL, TOOL, collect_tools, current_home
 from .spec import AgentSpec, limits_from, step_reporter
 
@@ -86,6 +88,10 @@ class AgentNode:
                 "fail_on_error": ("BOOLEAN", {"default": True, "tooltip": "Fail the node when the model errors or "
                                                                           "the answer breaks the schema; off: report "
                                                                           "it in steps."}),
+                # new widgets go last: saved UI workflows list widget values by position
+                "images": ("IMAGE", {"tooltip": "Images shown to the model with the task (a vision model)."}),
+                "image_detail": (DETAILS, {"default": "auto", "tooltip": (
+                    "How closely the model looks: low is cheaper, high reads small print.")}),
             },
             "hidden": {"unique_id": "UNIQUE_ID"},
         }
@@ -98,7 +104,7 @@ class AgentNode:
 
     async def run(self, model, system_prompt, task, tools=None, session_id="", memory_window=20, history=None,
                   output_schema="", max_steps=10, max_tokens=0, max_cost=0.0, timeout=0.0, tool_timeout=60.0,
-                  temperature=-1.0, fail_on_error=True, unique_id=None):
+                  temperature=-1.0, fail_on_error=True, images=None, image_detail="auto", unique_id=None):
         spec = spec_from(model, "agent", system_prompt, tools, output_schema, max_steps, max_tokens, max_cost,
                          timeout, tool_timeout, temperature)
         past = list(_history(history))
@@ -108,7 +114,9 @@ class AgentNode:
             if memory is not None:
                 past = [*memory.load().as_messages(), *past]
             async with spec.open() as agent:
-                result = await agent.run(task, history=past, on_step=step_reporter(unique_id, agent.name))
+                pictures = image_parts(images, "", image_detail)
+                turn = list(user_turn(task, pictures)) if pictures else task  # the task's text, then its images
+                result = await agent.run(turn, history=past, on_step=step_reporter(unique_id, agent.name))
             if memory is not None:
                 memory.save(result.new_messages)
         finally:

@@ -176,16 +176,25 @@ class GGUFModelLoader(_LocalLoader):
                                   "tooltip": "Context window in tokens; 0: what the model was trained for."}),
                 "threads": ("INT", {"default": 0, "min": 0, "max": 512,
                                     "tooltip": "CPU threads; 0: llama.cpp's default."}),
+                # new widgets go last: saved UI workflows list widget values by position
+                "mmproj": (["none", *gguf_files()], {"default": "none", "tooltip": (
+                    "The model's multimodal projector (an mmproj .gguf under models/gguf/), so Chat and Agent "
+                    "nodes can show it images; none: text only.")}),
             },
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, gguf_file):
-        return True if locate("gguf", gguf_file) is not None else missing_message("gguf", gguf_file, gguf_files())
+    def VALIDATE_INPUTS(cls, gguf_file, mmproj="none"):
+        for name in (gguf_file, *([mmproj] if mmproj not in ("none", "") else [])):
+            if locate("gguf", name) is None:
+                return missing_message("gguf", name, gguf_files())
+        return True
 
-    def load(self, gguf_file, n_ctx=4096, threads=0):
+    def load(self, gguf_file, n_ctx=4096, threads=0, mmproj="none"):
         path = _model_path("gguf", gguf_file, gguf_files())
         options: tuple[tuple[str, Any], ...] = (("n_ctx", n_ctx),) + ((("n_threads", threads),) if threads else ())
+        if mmproj not in ("none", ""):
+            options += (("mmproj", str(_model_path("gguf", mmproj, gguf_files()))),)
         spec = LocalModelSpec("llamacpp", str(path), options)
         return (_loaded(ModelHandle(f"gguf:{gguf_file}", None, spec)),)
 

@@ -8,7 +8,12 @@ PreviewAudio and any pack's media nodes.
 
 from __future__ import annotations
 
+import asyncio
+import time
+from pathlib import Path
 from typing import Any
+
+import folder_paths
 
 from partyflow.media.ocr import ocr_async, vision_ocr
 from partyflow.media.services import (
@@ -20,9 +25,10 @@ from partyflow.media.services import (
     speak_offline,
     transcribe,
 )
+from partyflow.media.whisper_local import LocalSpeechError, is_whisper_folder, load_whisper, transcribe_local
 
 from ..agents.common import model_name, open_model
-from ..llm.access import provider_config
+from ..llm.access import current_meter, model_manager, provider_config
 from ..llm.sockets import LLM_MODEL
 
 CATEGORY = "partyflow/media"
@@ -39,7 +45,7 @@ def _endpoint(handle: Any) -> tuple[Endpoint, str]:
     chosen = model_name(handle) or config.model
     if not chosen:
         raise ValueError(f"provider {provider!r} has no default model: name the media model in the loader")
-    return Endpoint.of(config), chosen
+    return Endpoint.of(config, current_meter()), chosen  # metered: budgets apply, the ledger records the cost
 
 
 class GenerateImage:
@@ -166,6 +172,114 @@ class TranscribeAudio:
         return (result["text"], result)
 
 
+def whisper_dirs() -> list[Path]:
+    """Where local speech models live: models/whisper/ (plus paths a ComfyUI install registered for it)."""
+    try:
+        return [Path(p) for p in folder_paths.get_folder_paths("whisper")]
+    except KeyError:  # a host that does not know the folder kind
+        return [Path(folder_paths.models_dir) / "whisper"]
+
+
+def whisper_folders() -> list[str]:
+    """Converted Whisper models (folders with model.bin, config.json and tokenizer.json), by name."""
+    return sorted({entry.name for base in whisper_dirs() if base.is_dir() for entry in base.iterdir()
+                   if not entry.name.startswith(".") and is_whisper_folder(entry)})
+
+
+def _whisper_path(name: str) -> Path | None:
+    for base in whisper_dirs():
+        joined = folder_paths.confined_join(base, name)  # a name from a workflow never leaves the folder
+        if joined is not None and is_whisper_folder(Path(joined)):
+            return Path(joined)
+    return None
+
+
+def _missing_whisper(name: str) -> str:
+    found = ", ".join(whisper_folders()[:10]) or "none"
+    return (f"no Whisper model {name!r} under models/whisper/ (found: {found}); convert one with "
+            "ct2-transformers-converter --model openai/whisper-small --output_dir models/whisper/small "
+            "--copy_files tokenizer.json preprocessor_config.json")
+
+
+class TranscribeAudioLocal:
+    DESCRIPTION = ("Speech to text on this machine with faster-whisper: the text, its language and timed segments, "
+                   "or a translation into English. The model is a converted Whisper folder in models/whisper/.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("STRING", "JSON")
+    RETURN_NAMES = ("text", "segments")
+    FUNCTION = "transcribe"
+
+    def __init__(self) -> None:
+        self._own: dict[tuple[str, str, str], Any] = {}  # outside a partyflow engine: this node keeps its model
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"audio": ("AUDIO", {"tooltip": "Speech, e.g. from Load Audio or a speech node."}),
+                             "model": (whisper_folders(), {"tooltip": "A converted Whisper model under "
+                                                                      "models/whisper/."})},
+                "optional": {"language": ("STRING", {"default": "", "tooltip": "ISO-639-1 code; empty: detect."}),
+                             "translate": ("BOOLEAN", {"default": False, "tooltip": "Translate into English."}),
+                             "prompt": ("STRING", {"default": "", "tooltip": "Words to expect (names, terms)."}),
+                             "beam_size": ("INT", {"default": 5, "min": 1, "max": 10,
+                                                   "tooltip": "Hypotheses kept while decoding; 1: greedy."}),
+                             "vad": ("BOOLEAN", {"default": False, "tooltip": "Skip silent stretches (Silero VAD, "
+                                                                               "bundled with faster-whisper)."}),
+                             "fallback": ("BOOLEAN", {"default": True, "tooltip": "Decode a doubtful window again at "
+                                                                                  "higher temperatures; off: "
+                                                                                  "repeatable output."}),
+                             "device": (["auto", "cpu", "cuda"], {"default": "auto", "tooltip": "auto: CUDA when "
+                                                                                                 "present."}),
+                             "compute_type": (["default", "float32", "float16", "int8", "int8_float16"],
+                                              {"default": "default", "tooltip": "default: the type the model was "
+                                                                                "converted with."})}}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, model):
+        return True if _whisper_path(model) is not None else _missing_whisper(model)
+
+    async def transcribe(self, audio, model, language="", translate=False, prompt="", beam_size=5, vad=False,
+                         fallback=True, device="auto", compute_type="default"):
+        path = _whisper_path(model)
+        if path is None:
+            raise ValueError(_missing_whisper(model))
+        meter = current_meter()  # like a local chat model's calls: a ledger row, priced when [prices] has the model
+        if meter is not None:
+            meter.check(provider=f"whisper:{model}")  # a budget on this provider name applies, as for chat models
+        call = meter.ledger.begin(f"whisper:{model}", model, meter.labels) if meter is not None else None
+        started = time.perf_counter()
+        try:
+            whisper = await asyncio.to_thread(self._load, path, device, compute_type)
+            result = await asyncio.to_thread(transcribe_local, whisper, audio, language=language.strip() or None,
+                                             translate=translate, prompt=prompt.strip() or None,
+                                             beam_size=beam_size, vad=vad, fallback=fallback)
+        except BaseException as exc:
+            if meter is not None and call is not None:
+                meter.ledger.finish(call, "error" if isinstance(exc, Exception) else "unfinished",
+                                    latency=time.perf_counter() - started, error=f"transcription: {exc}"[:500])
+            if isinstance(exc, LocalSpeechError):
+                raise ValueError(f"Transcribe Audio (local): {exc}") from None
+            raise
+        if meter is not None and call is not None:
+            price = meter.prices.get(model)
+            meter.ledger.finish(call, "ok", latency=time.perf_counter() - started,
+                                cost=price.transcription_cost(result["duration"]) if price else None,
+                                note=f"transcription (local): {result['duration']:.1f} s of audio")
+        return (result["text"], result)
+
+    def _load(self, path: Path, device: str, compute_type: str) -> Any:
+        def loader(folder: Path) -> Any:
+            return load_whisper(folder, device=device, compute_type=compute_type)
+
+        manager = model_manager()
+        if manager is not None:  # the engine's manager keeps it within the memory budget, shared by every node
+            return manager.get(f"whisper:{path.name}", path, loader, variant=f"{device}/{compute_type}",
+                               estimate_bytes=(path / "model.bin").stat().st_size)
+        key = (str(path), device, compute_type)
+        if key not in self._own:
+            self._own[key] = loader(path)
+        return self._own[key]
+
+
 class OCRImage:
     DESCRIPTION = ("Read the text in an image with Tesseract, offline: plain text, or words with their boxes, or "
                    "hOCR. Languages are Tesseract codes joined with + (eng, deu+eng).")
@@ -212,11 +326,11 @@ class VisionOCR:
 NODE_CLASS_MAPPINGS = {
     "GenerateImage": GenerateImage, "EditImage": EditImage, "ImageVariations": ImageVariations,
     "TextToSpeech": TextToSpeech, "SpeakOffline": SpeakOffline, "TranscribeAudio": TranscribeAudio,
-    "OCRImage": OCRImage, "VisionOCR": VisionOCR,
+    "TranscribeAudioLocal": TranscribeAudioLocal, "OCRImage": OCRImage, "VisionOCR": VisionOCR,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "GenerateImage": "Generate Image", "EditImage": "Edit Image", "ImageVariations": "Image Variations",
     "TextToSpeech": "Text to Speech", "SpeakOffline": "Speak (offline)", "TranscribeAudio": "Transcribe Audio",
-    "OCRImage": "Read Text (OCR)", "VisionOCR": "Read Text (vision model)",
+    "TranscribeAudioLocal": "Transcribe Audio (local)", "OCRImage": "Read Text (OCR)", "VisionOCR": "Read Text (vision model)",
 }
 

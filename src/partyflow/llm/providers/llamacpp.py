@@ -7,6 +7,7 @@
     n_threads = 8         # CPU threads (default: llama-cpp-python's, half the cores)
     n_gpu_layers = -1     # layers offloaded to a GPU build of llama.cpp (default 0; -1 = all)
     chat_format = "chatml"   # default: the chat template embedded in the GGUF
+    mmproj = "qwen2.5-vl-3b-mmproj-f16.gguf"   # optional: a multimodal projector, so requests may carry images
 
 llama_cpp is imported when the model is first used, so the CLI stays fast and a missing extra is reported for the
 provider that needs it. A loaded model carries its own lock: one llama.cpp context serves one generation at a time.
@@ -16,6 +17,8 @@ it against the context window, count its tokens and attach a tool-call grammar, 
 stand-in whose `create_completion` records its arguments instead of generating (`_render`); we then generate
 ourselves. Tool calls come from the model's text through the shared parser, as with the transformers provider;
 a forced tool choice ("required" or a tool's name) constrains that text with a grammar so the call is well formed.
+With an `mmproj`, images are encoded by llama.cpp's `mtmd` library into the context before generating
+(`llamacpp_vision`); without one, a request with images is refused.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from partyflow.config import Home
+from partyflow.config import Home, resolve_home
 from partyflow.llm.config import ProviderConfig
 from partyflow.llm.errors import (
     BadResponseError,
@@ -48,6 +51,7 @@ from partyflow.llm.providers.local_common import (
     template_tools,
     text_messages,
 )
+from partyflow.llm.providers.vision_local import has_images
 from partyflow.llm.types import ChatChunk, ChatRequest, ChatResponse, FinishReason, Tool
 
 if TYPE_CHECKING:
@@ -70,16 +74,18 @@ class LlamaSettings:
     n_ctx: int = DEFAULT_N_CTX
     n_threads: int | None = None
     n_gpu_layers: int = 0
+    mmproj: Path | None = None  # the multimodal projector loaded with the model
 
     @classmethod
-    def from_config(cls, config: ProviderConfig) -> LlamaSettings:
+    def from_config(cls, config: ProviderConfig, projector: Path | None = None) -> LlamaSettings:
         return cls(n_ctx=DEFAULT_N_CTX if config.n_ctx is None else config.n_ctx, n_threads=config.n_threads,
-                   n_gpu_layers=config.n_gpu_layers or 0)
+                   n_gpu_layers=config.n_gpu_layers or 0, mmproj=projector)
 
     @property
     def variant(self) -> str:
         """The model manager's key suffix: loads of one file with different settings are different models."""
-        return f"n_ctx={self.n_ctx}/threads={self.n_threads}/gpu_layers={self.n_gpu_layers}"
+        base = f"n_ctx={self.n_ctx}/threads={self.n_threads}/gpu_layers={self.n_gpu_layers}"
+        return base + (f"/mmproj={self.mmproj}" if self.mmproj else "")
 
 
 @dataclass(eq=False)
@@ -90,11 +96,15 @@ class LoadedGGUF:
     llama: Any
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     handlers: dict[str | None, Any] = field(default_factory=dict, repr=False)  # chat_format -> handler, under lock
+    projector: Any = None  # a llamacpp_vision.Projector when an mmproj was loaded
+    images_in_context: bool = False  # the context holds image embeddings: text requests must not reuse it
 
     @property
     def nbytes(self) -> int:
-        """Memory held by the weights: the file size (llama.cpp maps the tensors as they are stored)."""
-        return self.path.stat().st_size
+        """Memory held by the weights: the file size (llama.cpp maps the tensors as they are stored), with the
+        projector's."""
+        extra = self.projector.path.stat().st_size if self.projector is not None else 0
+        return self.path.stat().st_size + extra
 
     @property
     def n_ctx(self) -> int:
@@ -119,7 +129,17 @@ def load_gguf(path: Path, settings: LlamaSettings = LlamaSettings(), *, provider
         reason, hint = _load_failure(path)
         raise ProviderConfigError(f"llama.cpp cannot load the GGUF file {path}: {reason}", provider=provider,
                                   hint=hint) from None
-    return LoadedGGUF(path=path, llama=llama)
+    loaded = LoadedGGUF(path=path, llama=llama)
+    if settings.mmproj is not None:
+        from partyflow.llm.providers.llamacpp_vision import load_projector
+
+        check_gguf_file(settings.mmproj, provider)
+        try:
+            loaded.projector = load_projector(llama, settings.mmproj, provider=provider)
+        except BaseException:
+            llama.close()
+            raise
+    return loaded
 
 
 def check_gguf_file(path: Path, provider: str | None = None) -> None:
@@ -182,7 +202,7 @@ class LlamaCppProvider(LocalProvider[LoadedGGUF]):
                  environ: Mapping[str, str] | None = None) -> None:
         del environ  # accepted for a uniform `create(...)` signature; local models need no key
         super().__init__(config, home=home, manager=manager)
-        self.settings = LlamaSettings.from_config(config)
+        self.settings = LlamaSettings.from_config(config, config.projector_path(home or Home(resolve_home())))
 
     def chat(self, request: ChatRequest) -> ChatResponse:
         loaded = self.model()
@@ -226,8 +246,11 @@ class LlamaCppProvider(LocalProvider[LoadedGGUF]):
 
     def _from_manager(self, manager: ModelManager) -> LoadedGGUF:
         """The manager's copy, keyed by the load settings too; its size estimate is the file's."""
+        size = self.path.stat().st_size if self.path.is_file() else None
+        if size is not None and self.settings.mmproj is not None and self.settings.mmproj.is_file():
+            size += self.settings.mmproj.stat().st_size
         return manager.get(self.default_model, self.path, self._loader, variant=self.settings.variant,
-                           estimate_bytes=self.path.stat().st_size if self.path.is_file() else None)
+                           estimate_bytes=size)
 
     def _prepare(self, loaded: LoadedGGUF, request: ChatRequest) -> _Run:
         model = request.model or self.default_model
@@ -244,7 +267,31 @@ class LlamaCppProvider(LocalProvider[LoadedGGUF]):
                     tool_names=tuple(tool.name for tool in tools), model=model)
 
     def _render(self, loaded: LoadedGGUF, request: ChatRequest, tools: Sequence[Tool]) -> _Rendered:
-        """The prompt tokens, stop strings and format grammar, as the chat handler would pass them to llama.cpp."""
+        """The prompt tokens, stop strings and format grammar, as the chat handler would pass them to llama.cpp;
+        with images, the prompt is evaluated with them into the context here (the caller holds the lock)."""
+        if not has_images(request):
+            if loaded.images_in_context:  # the cached prefix holds image embeddings: start the context afresh
+                loaded.llama.reset()
+                loaded.images_in_context = False
+            return self._render_text(loaded, request, tools)
+        if loaded.projector is None:
+            raise ProviderConfigError(f"the model {loaded.path.name} takes text only; the request has images",
+                                      provider=self.name, model=request.model or self.default_model,
+                                      hint="Set 'mmproj' to the model's multimodal projector GGUF (or pick one in "
+                                           "the GGUF Model Loader)")
+        from partyflow.llm.providers import llamacpp_vision
+
+        model = request.model or self.default_model
+        marked, images = llamacpp_vision.marked_request(request, loaded.projector.marker, provider=self.name,
+                                                        model=model)
+        rendered = self._render_text(loaded, marked, tools)
+        loaded.images_in_context = True
+        prompt = llamacpp_vision.evaluate(loaded.projector, loaded.llama, rendered.prompt, images,
+                                          provider=self.name, model=model)
+        return _Rendered(prompt=prompt, stop=rendered.stop, stopping_criteria=rendered.stopping_criteria,
+                         grammar=rendered.grammar)
+
+    def _render_text(self, loaded: LoadedGGUF, request: ChatRequest, tools: Sequence[Tool]) -> _Rendered:
         handler = self._handler(loaded)
         capture = _CompletionCapture(loaded.llama)
         options: dict[str, Any] = {"messages": text_messages(request, self.name, self.default_model),

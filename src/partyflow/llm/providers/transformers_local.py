@@ -4,6 +4,10 @@ torch and transformers are imported when the model is first used, never at impor
 and a missing extra is reported for the provider that needs it. Each loaded model carries its own lock: a model
 on one device serves one generation at a time, even when several providers (or a `ModelManager`) share it.
 
+A folder holding a vision-language model (its config has a `vision_config`: LLaVA, Idefics3/SmolVLM, Qwen2-VL,
+Gemma 3, ...) is loaded with its processor, and requests with images go through the processor's chat template
+(`vision_local` checks, decodes and scales the images); text-only models refuse images with a clear error.
+
 Sampling with a temperature uses the Gumbel-max trick with a private `torch.Generator`, so a seeded request gives
 the same reply whatever other threads do with torch's global random state.
 """
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import random
 import threading
 from collections.abc import Iterator, Mapping
@@ -33,25 +38,33 @@ from partyflow.llm.providers.local_common import (
     template_tools,
     text_messages,
 )
+from partyflow.llm.providers.vision_local import has_images, vision_messages
 from partyflow.llm.types import ChatChunk, ChatRequest, ChatResponse, FinishReason
 
 if TYPE_CHECKING:
     from partyflow.llm.models import ModelManager
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
+# transformers' from_pretrained swaps process-wide state while it builds a model (weight-init functions, the default
+# dtype) and puts it back after; two loads in different threads interleave those swaps and can leave them wrong
+# for every later model in the process. Loads are therefore one at a time, whatever the model (generation is not
+# affected: it runs under each model's own lock, in parallel across models).
+_LOADING = threading.Lock()
 
 
 # --- loading ---------------------------------------------------------------------------------------------------
 
 @dataclass(eq=False)
 class LocalModel:
-    """A loaded tokenizer and model; `lock` makes the model serve one generation at a time."""
+    """A loaded tokenizer and model; `lock` makes the model serve one generation at a time. A vision-language
+    model also has its `processor` (image preprocessing and the multimodal chat template)."""
 
     path: Path
     tokenizer: Any
     model: Any
     device: str
     dtype: str
+    processor: Any = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     batcher: BatchRunner | None = field(default=None, repr=False)  # created on the first batched request
     _batcher_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -76,6 +89,7 @@ class LocalModel:
     def max_positions(self) -> int | None:
         """The context window from the model's config, None when the architecture does not say."""
         config = self.model.config
+        config = config.get_text_config() if hasattr(config, "get_text_config") else config  # a VLM's LM part
         for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
             if isinstance(value := getattr(config, name, None), int):
                 return value
@@ -93,16 +107,36 @@ def load_local_model(path: Path, *, device: str = "auto", dtype: str = "auto",
     transformers = _import("transformers", provider)
     device = pick_device(torch, device)
     dtype = pick_dtype(torch, device, dtype, provider)
+    processor = None
     try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(path)
-        model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+        with _LOADING:
+            if is_vision_folder(path):
+                processor = transformers.AutoProcessor.from_pretrained(path)
+                tokenizer = processor.tokenizer
+                model = transformers.AutoModelForImageTextToText.from_pretrained(path, dtype=getattr(torch, dtype))
+            else:
+                tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+                model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
     except Exception as exc:  # transformers raises many types for a broken folder; all mean the same to a user
         raise ProviderConfigError(f"cannot load the model in {path}: {exc}", provider=provider,
-                                  hint="Check that the folder holds a complete model and tokenizer") from None
-    if getattr(tokenizer, "chat_template", None) is None:
-        raise ProviderConfigError(f"the tokenizer in {path} has no chat template", provider=provider,
+                                  hint="Check that the folder holds a complete model and tokenizer (and, for a "
+                                       "vision model, its processor)") from None
+    template = getattr(processor, "chat_template", None) or getattr(tokenizer, "chat_template", None)
+    if template is None:
+        raise ProviderConfigError(f"the {'processor' if processor else 'tokenizer'} in {path} has no chat template",
+                                  provider=provider,
                                   hint="Use an instruct/chat model, or add a chat_template to its tokenizer")
-    return LocalModel(path=path, tokenizer=tokenizer, model=model.to(device).eval(), device=device, dtype=dtype)
+    return LocalModel(path=path, tokenizer=tokenizer, model=model.to(device).eval(), device=device, dtype=dtype,
+                      processor=processor)
+
+
+def is_vision_folder(path: Path) -> bool:
+    """Whether the model in `path` takes images: its config has a vision tower (`vision_config`)."""
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and isinstance(config.get("vision_config"), dict)
 
 
 def pick_device(torch: Any, device: str = "auto") -> str:
@@ -152,7 +186,7 @@ class TransformersProvider(LocalProvider[LocalModel]):
 
     def chat(self, request: ChatRequest) -> ChatResponse:
         local = self.model()
-        if self._batchable(request):
+        if self._batchable(request, local):
             run, item = self._batch_item(local, request)
             output = local.batch_runner(self._max_batch).submit(item).result()
             return self._response(request, run, output)
@@ -167,6 +201,8 @@ class TransformersProvider(LocalProvider[LocalModel]):
         if not self._batchable(request):
             return await asyncio.to_thread(self.chat, request)
         local = await asyncio.to_thread(self.model)
+        if not self._batchable(request, local):
+            return await asyncio.to_thread(self.chat, request)
         run, item = self._batch_item(local, request)
         output = await asyncio.wrap_future(local.batch_runner(self._max_batch).submit(item))
         return self._response(request, run, output)
@@ -195,9 +231,12 @@ class TransformersProvider(LocalProvider[LocalModel]):
     def _max_batch(self) -> int:
         return self.config.max_batch or DEFAULT_MAX_ROWS
 
-    def _batchable(self, request: ChatRequest) -> bool:
+    def _batchable(self, request: ChatRequest, local: LocalModel | None = None) -> bool:
         """Whether a batch reproduces this request exactly: not with stop strings (they end a run mid-way) or
-        extra generate options, and not when batching is switched off (`max_batch = 1`)."""
+        extra generate options, not when batching is switched off (`max_batch = 1`), and not for a vision model
+        (its inputs are more than token ids)."""
+        if local is not None and local.processor is not None:
+            return False
         return self._max_batch > 1 and not request.stop and not self._generate_options
 
     def _batch_item(self, local: LocalModel, request: ChatRequest) -> tuple[_Generation, BatchItem]:
@@ -239,16 +278,38 @@ class TransformersProvider(LocalProvider[LocalModel]):
                            max_new_tokens=max_new, stop=request.stop)
 
     def _encode(self, local: LocalModel, request: ChatRequest) -> Any:
-        messages = text_messages(request, self.name, self.default_model)
         tools = template_tools(request.tools)
+        if local.processor is not None:
+            return self._encode_vision(local, request, tools)
+        if has_images(request):
+            raise ProviderConfigError(f"the model in {local.path} takes text only; the request has images",
+                                      provider=self.name, model=self.default_model,
+                                      hint="Use a vision-language model folder (its config has a vision_config), "
+                                           "or a vision model through an openai_compat provider")
+        messages = text_messages(request, self.name, self.default_model)
         try:
             encoded = local.tokenizer.apply_chat_template(messages, tools=tools or None, add_generation_prompt=True,
                                                           return_tensors="pt", return_dict=True)
         except Exception as exc:  # a Jinja error in the model's own template
-            raise BadResponseError(f"the chat template of {local.path} failed: {exc}", provider=self.name,
-                                   model=self.default_model,
-                                   hint="The model's chat template does not accept these messages") from None
+            raise self._template_failed(local, exc) from None
         return encoded.to(local.device)
+
+    def _encode_vision(self, local: LocalModel, request: ChatRequest, tools: list[dict[str, Any]]) -> Any:
+        """Text and images through the processor: its chat template places the image tokens, its image
+        processor makes the pixel values (cast to the model's dtype, on its device)."""
+        messages = vision_messages(request, provider=self.name, model=self.default_model)
+        try:
+            encoded = local.processor.apply_chat_template(messages, tools=tools or None, add_generation_prompt=True,
+                                                          tokenize=True, return_dict=True, return_tensors="pt")
+        except Exception as exc:  # a Jinja error, or images the processor cannot take
+            raise self._template_failed(local, exc) from None
+        torch = _import("torch", self.name)
+        return encoded.to(device=local.device, dtype=getattr(torch, local.dtype))
+
+    def _template_failed(self, local: LocalModel, exc: Exception) -> BadResponseError:
+        return BadResponseError(f"the chat template of {local.path} failed: {exc}", provider=self.name,
+                                model=self.default_model,
+                                hint="The model's chat template does not accept these messages")
 
     def _max_new_tokens(self, local: LocalModel, request: ChatRequest, prompt_tokens: int) -> int:
         """The completion budget; an unset max_tokens shrinks to what is left of the context window."""
