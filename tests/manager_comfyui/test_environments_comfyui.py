@@ -231,3 +231,30 @@ def test_a_failing_health_check_rolls_the_comfyui_install_back_exactly(comfy: Co
     assert drift["only_in_a"] == ["gpupack"]
     assert {c["name"] for c in drift["changed"]} == {"deppack", "goodpack"}
     shutil.rmtree(gpu)
+
+
+def test_a_comfyui_environment_takes_nothing_from_the_shell(comfy: ComfyInstall, world: dict[str, Any],
+                                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its interpreter is the table's `python` or the install's venv, its level the table's or its config's; the
+    $PARTYFLOW_COMFYUI_PYTHON and $PARTYFLOW_SECURITY_LEVEL of whoever runs the promotion do not apply."""
+    from partyflow.manager.environments import EnvError, environment, open_environment
+
+    ctl = Home(world["ctl"])
+    monkeypatch.setenv("PARTYFLOW_COMFYUI_PYTHON", str(tmp_path / "no-such-python"))
+    monkeypatch.setenv("PARTYFLOW_SECURITY_LEVEL", "weak")
+    manager = open_environment(environment(ctl, "prod"))
+    assert manager.home.python == str(comfy.python) and manager.policy().level.value == "normal"
+    config = ctl.config_file.read_text()
+    try:
+        ctl.config_file.write_text(config.replace('security_level = "normal"\n', "").replace(
+            "[manager]\n", '[manager]\nsecurity_level = "strong"\n'))
+        assert open_environment(environment(ctl, "prod")).policy().level.value == "strong"  # its settings
+        plain = tmp_path / "not-comfy"
+        plain.mkdir()
+        ctl.config_file.write_text(config.replace(f'comfyui = "{comfy.root}"', f'comfyui = "{plain}"'))
+        with pytest.raises(EnvError) as refused:
+            open_environment(environment(ctl, "prod"))
+        assert refused.value.user_error and "environment 'prod'" in refused.value.message
+        assert "not a ComfyUI install" in refused.value.message and list(plain.iterdir()) == []
+    finally:
+        ctl.config_file.write_text(config)
