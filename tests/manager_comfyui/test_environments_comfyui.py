@@ -18,17 +18,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.manager.helpers import git
+from tests.manager.helpers import audit_entries, git
 from tests.manager_catalog.helpers import make_wheel
 from tests.manager_comfyui.conftest import ComfyInstall
 from tests.manager_comfyui.test_comfyui_install import run_cli, run_json
 
 from partyflow.config import Home
+from partyflow.manager.comfyui_target import open_target
 from partyflow.manager.keys import Keyring
 from partyflow.manager.packs import PackManager
 from partyflow.manager.promotion import snapshot_of
 from partyflow.manager.provenance import tree_hash
 from partyflow.manager.signing import sign_snapshot
+from partyflow.manager.target_home import TargetHome
 
 GOOD = '''import folder_paths  # ComfyUI's own module
 
@@ -133,6 +135,9 @@ def test_list_and_diff_see_the_comfyui_environment(comfy: ComfyInstall, world: d
     assert drift["changed"] == []  # ComfyUI's own websocket_image_save.py is not drift
     back = run_json(ctl, "env", "diff", "prod", "dev", code=1)
     assert back["only_in_a"] == ["oldpack"]
+    reverse = run_json(ctl, "env", "promote", "env:prod", "--to", "dev", "--dry-run")  # ComfyUI as the source
+    assert [(c["action"], c["name"]) for c in reverse["changes"]] == [
+        ("uninstall", "deppack"), ("uninstall", "goodpack"), ("install", "oldpack")]
     python = run_json(ctl, "env", "diff", "dev", "prod", "--python", code=1)["python"]  # ComfyUI's interpreter
     assert "torch" in python["only_in_b"] or "torch" in python["changed"] or "torch" in python["only_in_a"]
 
@@ -199,6 +204,11 @@ def test_promote_home_into_comfyui(comfy: ComfyInstall, world: dict[str, Any]) -
     assert {"git_custom_nodes", "file_custom_nodes", "pips"} <= set(document) and "partyflow" in document
     assert run_json(ctl, "env", "diff", "dev", "prod")["different"] is False
     assert not list((comfy.root / "user" / "__partyflow" / "manager" / "promotions").glob("*/state.json"))
+    target = TargetHome.of(open_target(comfy.root))  # the audit log is the install's own
+    actions = [(e.action, e.result) for e in audit_entries(target)]
+    for step in ("promote.verify", "promote.plan", "promote.apply", "promote.health"):
+        assert (step, "ok") in actions
+    assert actions[-1] == ("promote", "ok")
 
 
 def test_a_failing_health_check_rolls_the_comfyui_install_back_exactly(comfy: ComfyInstall,
