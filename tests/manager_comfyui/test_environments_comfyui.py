@@ -5,8 +5,9 @@ custom_nodes/ with ComfyUI-Manager's conventions and their dependencies in Comfy
 that ComfyUI headless in the sandbox (once per promotion), so a pack that imports on its own but fails in ComfyUI's
 real start (it needs a GPU; the check runs `--cpu`) rolls the install back exactly. `env diff` reports the drift in
 both directions, leaving out the file ComfyUI itself ships in custom_nodes/. A signed snapshot must be signed by a
-key that the ComfyUI install's own keyring (user/__partyflow/keys) trusts. Tests build on each other, in file order;
-ComfyUI starts twice.
+key that the ComfyUI install's own keyring (user/__partyflow/keys) trusts. A smoke workflow (API format) runs in the
+ComfyUI the health check started; its failure rolls back too. Tests build on each other, in file order; ComfyUI
+starts three times (once per promotion that applies).
 """
 
 from __future__ import annotations
@@ -61,10 +62,13 @@ class PfEnvDep:
 
     RETURN_TYPES = ("STRING",)
     FUNCTION = "run"
+    OUTPUT_NODE = True
     CATEGORY = "partyflow-test"
 
     def run(self, text):
-        return (text,)
+        if text == "boom":
+            raise RuntimeError("smoke says no")
+        return {"ui": {"text": [text]}, "result": (text,)}
 
 
 NODE_CLASS_MAPPINGS = {"PfEnvDep": PfEnvDep}
@@ -145,11 +149,11 @@ def test_list_and_diff_see_the_comfyui_environment(comfy: ComfyInstall, world: d
 def test_refusals_come_before_any_change(comfy: ComfyInstall, world: dict[str, Any]) -> None:
     ctl, base = world["ctl"], world["base"]
     before = _comfy_state(comfy)
-    smoke = base / "smoke.json"
-    smoke.write_text(json.dumps({"1": {"class_type": "PfEnvGood", "inputs": {}}}))
-    refused = run_json(ctl, "env", "promote", "env:dev", "--to", "prod", "--smoke-workflow", str(smoke), "--yes",
-                       code=2)
-    assert "ComfyUI install" in refused["error"] and "--smoke-workflow" in refused["hint"]
+    ui_format = base / "ui-workflow.json"  # what ComfyUI's Save writes: nodes and links, not /prompt's format
+    ui_format.write_text(json.dumps({"last_node_id": 1, "nodes": [{"id": 1, "type": "PfEnvDep"}], "links": []}))
+    refused = run_json(ctl, "env", "promote", "env:dev", "--to", "prod", "--smoke-workflow", str(ui_format),
+                       "--yes", code=2)
+    assert "API format" in refused["error"] and "Export (API)" in refused["hint"]
 
     # a snapshot signed by a key only the controlling home trusts: prod trusts its own keyring, not ctl's
     signer = Keyring(ctl).generate("release")
@@ -184,9 +188,12 @@ def test_refusals_come_before_any_change(comfy: ComfyInstall, world: dict[str, A
 
 def test_promote_home_into_comfyui(comfy: ComfyInstall, world: dict[str, Any]) -> None:
     ctl = world["ctl"]
-    result = run_json(ctl, "env", "promote", "env:dev", "--to", "prod", "--yes")
+    smoke = world["base"] / "smoke-api.json"  # run by that same ComfyUI once it serves
+    smoke.write_text(json.dumps({"1": {"class_type": "PfEnvDep", "inputs": {"text": "hello"}}}))
+    result = run_json(ctl, "env", "promote", "env:dev", "--to", "prod", "--smoke-workflow", str(smoke), "--yes")
     assert result["status"] == "promoted", result["reason"]
     assert result["health"]["checker"] == "comfyui"  # ComfyUI itself started, with its own Python
+    assert result["health"]["smoke"]["ok"] and result["health"]["smoke"]["status"] == "success"
     imports = {h["name"]: h for h in result["health"]["imports"]}
     assert imports["deppack"]["ok"] and imports["goodpack"]["ok"]
     assert "websocket_image_save" in imports  # ComfyUI loaded its own file too, and kept it
@@ -209,6 +216,23 @@ def test_promote_home_into_comfyui(comfy: ComfyInstall, world: dict[str, Any]) -
     for step in ("promote.verify", "promote.plan", "promote.apply", "promote.health"):
         assert (step, "ok") in actions
     assert actions[-1] == ("promote", "ok")
+
+
+def test_a_failing_smoke_workflow_in_comfyui_fails_the_promotion(comfy: ComfyInstall,
+                                                                  world: dict[str, Any]) -> None:
+    ctl = world["ctl"]
+    before = _comfy_state(comfy)
+    smoke = world["base"] / "smoke-boom.json"
+    smoke.write_text(json.dumps({"7": {"class_type": "PfEnvDep", "inputs": {"text": "boom"}}}))
+    done = run_cli(ctl, "env", "promote", "env:dev", "--to", "prod", "--smoke-workflow", str(smoke), "--yes",
+                   "--json")
+    assert done.returncode == 1, done.stdout + done.stderr
+    result = json.loads(done.stdout)
+    assert result["status"] == "rolled back" and result["changes"] == [] and result["rollback"]["exact"]
+    assert all(h["ok"] for h in result["health"]["imports"])
+    assert result["health"]["smoke"]["status"] == "error"
+    assert "node 7 (PfEnvDep): smoke says no" in result["reason"]
+    assert _comfy_state(comfy) == before
 
 
 def test_a_failing_health_check_rolls_the_comfyui_install_back_exactly(comfy: ComfyInstall,

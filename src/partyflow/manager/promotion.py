@@ -145,11 +145,7 @@ def promote(home: Home, source: str, target: str, *, smoke_workflow: Path | None
             if smoke_workflow is not None and not smoke_workflow.is_file():
                 raise PromotionError(f"smoke workflow {smoke_workflow} does not exist", user_error=True)
             if smoke_workflow is not None and _comfyui(manager) is not None:
-                raise PromotionError(f"environment {env.name!r} is a ComfyUI install, and smoke workflows run "
-                                     "only against a partyflow home", user_error=True,
-                                     hint="promote without --smoke-workflow (the health check starts that "
-                                          "ComfyUI and reports every pack it fails to import), or run the "
-                                          "workflow against a home environment first")
+                _api_workflow(smoke_workflow, env.name)
             if report.changes:
                 _require_sandbox()
                 step("fetching and scanning the packs to install")
@@ -551,12 +547,18 @@ def _health(manager: Any, report: PromotionReport, smoke: Path | None, import_ti
     pack (`comfyui_doctor`): a pack's health there depends on ComfyUI's modules and Python, not partyflow's."""
     from partyflow.manager.doctor import diagnose
 
+    outcome: dict[str, Any] | None = None
     try:
         if _comfyui(manager) is not None:
-            from partyflow.manager.comfyui_doctor import diagnose_comfyui
+            from partyflow.manager.comfyui_doctor import check_comfyui
 
             report.health["checker"] = "comfyui"
-            results = diagnose_comfyui(manager.home, timeout=max(import_timeout, COMFYUI_START_SECONDS))
+            if smoke is not None:
+                step(f"health check: starting ComfyUI, then running {smoke.name} in it")
+            workflow = _api_workflow(smoke, report.target) if smoke is not None else None
+            results, outcome = check_comfyui(manager.home, workflow=workflow,
+                                             timeout=max(import_timeout, COMFYUI_START_SECONDS)
+                                             + (smoke_timeout if smoke is not None else 0))
         else:
             results = diagnose(manager.home, timeout=import_timeout)
     except ManagerError as exc:
@@ -571,10 +573,23 @@ def _health(manager: Any, report: PromotionReport, smoke: Path | None, import_ti
                 f"{(first.error or '').strip().splitlines()[-1] if first.error else 'unknown error'}")
     if smoke is None:
         return None
-    step(f"health check: running {smoke.name}")
-    outcome = run_smoke(manager.home, smoke, smoke_timeout)
+    if outcome is None:  # a home: a fresh partyflow process runs it
+        step(f"health check: running {smoke.name}")
+        outcome = run_smoke(manager.home, smoke, smoke_timeout)
     report.health["smoke"] = outcome
     return None if outcome["ok"] else f"smoke workflow {smoke.name} failed: {outcome['error']}"
+
+
+def _api_workflow(path: Path, environment_name: str) -> dict[str, Any]:
+    """A ComfyUI environment's smoke workflow, which ComfyUI's /prompt runs: API format ({id: {class_type,
+    inputs}}). The UI format (nodes and links) is refused before anything changes."""
+    document = _document(path)
+    if not document or not all(isinstance(n, Mapping) and isinstance(n.get("class_type"), str)
+                               for n in document.values()):
+        raise PromotionError(f"{path}: environment {environment_name!r} is a ComfyUI install, which runs smoke "
+                             "workflows in API format ({id: {class_type, inputs}}), and this file is not one",
+                             user_error=True, hint="export the workflow with ComfyUI's 'Export (API)'")
+    return dict(document)
 
 
 def run_smoke(home: Home, workflow: Path, timeout: float) -> dict[str, Any]:
