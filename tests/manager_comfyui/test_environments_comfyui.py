@@ -181,7 +181,7 @@ def test_refusals_come_before_any_change(comfy: ComfyInstall, world: dict[str, A
                                                     'security_level = "normal"\ntrusted_keys = ["0123456789abcdef"]\n'))
     try:
         refused = run_json(ctl, "env", "promote", str(signed), "--to", "prod", "--dry-run", code=2)
-        assert "trusted_keys" in refused["error"]
+        assert "trusted_keys" in refused["error"] and signer.key_id in refused["hint"]
     finally:
         (ctl / "config.toml").write_text(config)
 

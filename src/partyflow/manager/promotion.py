@@ -12,7 +12,8 @@
 4. **apply** (not with `dry_run`): save a snapshot of the target (`pre-promote-<id>`) and a copy of every pack the
    change set touches, then carry out each change through `PackManager` (each one journaled and atomic).
 5. **health**: import every enabled pack in the OS sandbox (as `nodes doctor` does) and run the smoke workflow,
-   if given, headless in a fresh process.
+   if given, headless in a fresh process. In a ComfyUI environment both happen in that ComfyUI, started once,
+   headless and sandboxed, with its own interpreter (`comfyui_doctor.check_comfyui`).
 6. **rollback** when a change or a check fails: one journaled operation moves the saved copies back and restores
    their records, so the target's packs return to exactly their previous tree hashes and enabled states.
 
@@ -218,6 +219,9 @@ def _read_source(home: Home, source: str, env: Environment, manager: Any) -> tup
         target = _comfyui(manager)
         if target is None:
             raise
+        if env.trusted_keys and exc.key is not None and exc.key.key_id not in env.trusted_keys:
+            raise PromotionError(exc.message, user_error=True,
+                                 hint=f"add {exc.key.key_id} to trusted_keys in [environments.{env.name}]") from None
         raise PromotionError(f"{exc.message} (environment {env.name!r} trusts the keyring of its ComfyUI install, "
                              f"{keyring.root})", user_error=True,
                              hint=f"trust the signer there: partyflow --comfyui {target.root} keys trust "
