@@ -16,8 +16,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from partyflow.cli.common import EXIT_FAILED, HomeOption, cli_console, print_json
-from partyflow.cli.nodes_catalog import JsonOption, home_of, manager_errors
+from partyflow.cli.common import EXIT_FAILED, HomeOption, cli_console, home_from, print_json
+from partyflow.cli.nodes_catalog import JsonOption, manager_errors
 
 app = typer.Typer(help="Named environments (dev, test, prod): list them, find drift, promote packs.",
                   no_args_is_help=True)
@@ -115,6 +115,14 @@ def promote(
         _print_report(report)
     if not report.ok:
         raise typer.Exit(EXIT_FAILED)
+
+
+def home_of(ctx: typer.Context, home: Path | None) -> Any:
+    """The partyflow home whose config.toml defines the environments. Never a ComfyUI target (`--comfyui`,
+    [target]): an environment names its own ComfyUI, and the command acts on environments, not on the target."""
+    from partyflow.config import Home, resolve_home
+
+    return Home(resolve_home(home_from(ctx, home)))
 
 
 # ---- printing ----------------------------------------------------------------------------------------------

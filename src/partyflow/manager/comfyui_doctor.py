@@ -20,6 +20,7 @@ import re
 import socket
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,23 +30,66 @@ from partyflow.manager.dependencies import DependencyError, installed_packages, 
 from partyflow.manager.doctor import PackHealth
 from partyflow.manager.errors import ManagerError
 
-__all__ = ["ComfyUILog", "diagnose_comfyui", "parse_log"]
+__all__ = ["ComfyUILog", "check_comfyui", "diagnose_comfyui", "parse_log"]
 
 _TIMES = re.compile(r"^\s*(\d+(?:\.\d+)?) seconds( \(IMPORT FAILED\))?: (.+?)\s*$")
 _CANNOT = re.compile(r"^Cannot import (.+?) module for custom nodes: (.*)$")
 _NO_MODULE = re.compile(r"No module named '([^']+)'")
 _OBJECT_INFO = "PARTYFLOW-OBJECT-INFO "
+_SMOKE = "PARTYFLOW-SMOKE "
 _LAUNCHER = r"""
-import json, os, signal, subprocess, sys, urllib.request
-port, marker, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
+import json, os, signal, subprocess, sys, threading, time, urllib.error, urllib.request
+port, marker, smoke_marker, workflow, argv = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
+url = "http://127.0.0.1:%s" % port
 child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 modules = None
+
+
+def smoke(path):
+    # queue the workflow (API format) and follow /history until ComfyUI reports it done or failed
+    body = json.dumps({"prompt": json.load(open(path)), "client_id": "partyflow-health"}).encode()
+    request = urllib.request.Request(url + "/prompt", data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as reply:
+            prompt_id = json.load(reply)["prompt_id"]
+    except urllib.error.HTTPError as exc:
+        try:
+            data = json.loads(exc.read())
+            error = data.get("error", {})
+            nodes = data.get("node_errors") or {}
+            detail = "; ".join("node %s (%s): %s" % (k, v.get("class_type"), ", ".join(
+                e.get("details") or e.get("message", "") for e in v.get("errors", []))) for k, v in nodes.items())
+            message = (error.get("message") or "refused") + (": " + detail if detail else "")
+        except Exception:
+            message = "HTTP %s" % exc.code
+        return {"ok": False, "status": "invalid", "error": "ComfyUI refused the workflow: " + message}
+    while True:
+        with urllib.request.urlopen(url + "/history/" + prompt_id, timeout=60) as reply:
+            entry = json.load(reply).get(prompt_id)
+        status = (entry or {}).get("status") or {}
+        if status.get("completed") or status.get("status_str") == "error":
+            break
+        time.sleep(0.1)
+    if status.get("status_str") == "success":
+        return {"ok": True, "status": "success", "prompt_id": prompt_id}
+    error = "failed"
+    for event, data in status.get("messages", []):
+        if event == "execution_error":
+            error = "node %s (%s): %s" % (data.get("node_id"), data.get("node_type"), data.get("exception_message"))
+    return {"ok": False, "status": "error", "prompt_id": prompt_id, "error": error}
+
+
+def drain():
+    for raw in child.stdout:
+        sys.stderr.buffer.write(raw)
+
+
 for raw in child.stdout:
     sys.stderr.buffer.write(raw)
     if b"To see the GUI go to:" in raw and modules is None:
         sys.stderr.flush()
         try:
-            with urllib.request.urlopen("http://127.0.0.1:%s/object_info" % port, timeout=120) as reply:
+            with urllib.request.urlopen(url + "/object_info", timeout=120) as reply:
                 info = json.load(reply)
             modules = {}
             for name, entry in info.items():
@@ -54,6 +98,15 @@ for raw in child.stdout:
             modules = {"": [], "error": [repr(exc)]}
         sys.stdout.write("\n" + marker + json.dumps(modules) + "\n")
         sys.stdout.flush()
+        if workflow:
+            pump = threading.Thread(target=drain, daemon=True)
+            pump.start()  # ComfyUI keeps logging while the workflow runs: its pipe must not fill up
+            try:
+                outcome = smoke(workflow)
+            except Exception as exc:
+                outcome = {"ok": False, "status": "error", "error": "running the workflow: %r" % (exc,)}
+            sys.stdout.write("\n" + smoke_marker + json.dumps(outcome) + "\n")
+            sys.stdout.flush()
         child.send_signal(signal.SIGINT)
         break
 try:
@@ -105,6 +158,14 @@ def parse_log(text: str) -> ComfyUILog:
 def diagnose_comfyui(home: Any, *, timeout: float = 300.0) -> list[PackHealth]:
     """Start the target's ComfyUI once in the sandbox and report each enabled pack from its log. Refuses
     (ManagerError) without the OS sandbox."""
+    return check_comfyui(home, timeout=timeout)[0]
+
+
+def check_comfyui(home: Any, *, timeout: float = 300.0,
+                  workflow: Mapping[str, Any] | None = None) -> tuple[list[PackHealth], dict[str, Any] | None]:
+    """`diagnose_comfyui`, and with `workflow` (API format, as ComfyUI's /prompt takes it) also run it in that
+    same ComfyUI once it serves: the outcome is {ok, status, error?} (None without a workflow). A promotion's
+    health check, so ComfyUI starts once for both."""
     from partyflow.manager.packs import PackManager
     from partyflow.security.sandbox import SandboxUnavailable, check
 
@@ -115,7 +176,11 @@ def diagnose_comfyui(home: Any, *, timeout: float = 300.0) -> list[PackHealth]:
                            f"installs or writes change nothing; {exc}", user_error=True) from None
     target: ComfyUITarget = home.target
     packs = [p for p in PackManager(home).installed() if p.enabled]
-    log, modules, exit_code, timed_out = _start(target, protected=(home.root, *_settings(home)), timeout=timeout)
+    log, modules, exit_code, timed_out, smoke = _start(target, protected=(home.root, *_settings(home)),
+                                                        timeout=timeout, workflow=workflow)
+    if workflow is not None and smoke is None:
+        smoke = {"ok": False, "status": "not run", "error": "ComfyUI did not serve within the time limit" if
+                 timed_out else f"ComfyUI stopped before the workflow could run (exit {exit_code})"}
     installed = installed_packages(str(target.python))
     by_path = {str(Path(p).resolve()) if Path(p).is_absolute() else p: v for p, v in log.times.items()}
     errors = {str(Path(p).resolve()) if Path(p).is_absolute() else p: v for p, v in log.errors.items()}
@@ -153,7 +218,7 @@ def diagnose_comfyui(home: Any, *, timeout: float = 300.0) -> list[PackHealth]:
         results.append(PackHealth(pack.name, True, False, seconds=timing[0] if timing else None,
                                   error=error, missing_module=module.group(1) if module else None,
                                   missing_requirements=missing, hints=tuple(hints)))
-    return results
+    return results, smoke
 
 
 def _settings(home: Any) -> tuple[Path, ...]:
@@ -176,8 +241,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _start(target: ComfyUITarget, *, protected: tuple[Path, ...],
-           timeout: float) -> tuple[ComfyUILog, dict[str, list[str]], int, bool]:
+def _start(target: ComfyUITarget, *, protected: tuple[Path, ...], timeout: float,
+           workflow: Mapping[str, Any] | None = None,
+           ) -> tuple[ComfyUILog, dict[str, list[str]], int, bool, dict[str, Any] | None]:
     from partyflow.security.sandbox import SCRATCH, Limits, SandboxError, SandboxSpec, run_sync
 
     info = _interpreter(target.python)
@@ -194,11 +260,14 @@ def _start(target: ComfyUITarget, *, protected: tuple[Path, ...],
         for folder in ("user", "input", "output", "temp", "frontend"):
             (Path(scratch) / folder).mkdir()
         (Path(scratch) / "frontend" / "index.html").write_text("<!doctype html><title>doctor</title>\n")
+        if workflow is not None:
+            (Path(scratch) / "smoke.json").write_text(json.dumps(workflow), encoding="utf-8")
         spec = SandboxSpec(scratch=Path(scratch), limits=limits, proc=True, protected=tuple(guarded),
                            read_only=tuple(read_only),
                            env={"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"})
         port = str(_free_port())
-        argv = [str(target.python), "-c", _LAUNCHER, port, _OBJECT_INFO,
+        argv = [str(target.python), "-c", _LAUNCHER, port, _OBJECT_INFO, _SMOKE,
+                f"{SCRATCH}/smoke.json" if workflow is not None else "",
                 str(target.python), str(target.root / "main.py"), "--cpu", "--disable-auto-launch",
                 "--listen", "127.0.0.1", "--port", port, "--disable-api-nodes", "--user-directory", f"{SCRATCH}/user", "--input-directory", f"{SCRATCH}/input",
                 "--output-directory", f"{SCRATCH}/output", "--temp-directory", f"{SCRATCH}/temp",
@@ -209,8 +278,11 @@ def _start(target: ComfyUITarget, *, protected: tuple[Path, ...],
             raise ManagerError(f"cannot start ComfyUI in the sandbox: {exc}") from None
     stdout = done.stdout.decode("utf-8", "replace")
     modules: dict[str, list[str]] = {}
+    smoke: dict[str, Any] | None = None
     for line in stdout.splitlines():
         if line.startswith(_OBJECT_INFO):
             modules = json.loads(line[len(_OBJECT_INFO):])
+        elif line.startswith(_SMOKE):
+            smoke = json.loads(line[len(_SMOKE):])
     text = done.stderr.decode("utf-8", "replace") + "\n" + stdout
-    return parse_log(text), modules, done.exit_code, done.timed_out
+    return parse_log(text), modules, done.exit_code, done.timed_out, smoke

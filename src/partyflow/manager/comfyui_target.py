@@ -19,6 +19,16 @@ from partyflow.manager.errors import ManagerError
 
 # Files every ComfyUI checkout has at its root (ComfyUI-Manager relies on the same layout).
 _MARKERS = ("main.py", "nodes.py", "folder_paths.py")
+# Single-file packs ComfyUI's own repository keeps in custom_nodes/ (0.3.x: the websocket image output node).
+_SHIPPED = frozenset({"websocket_image_save.py"})
+
+
+def ships_with_comfyui(target: ComfyUITarget, path: Path) -> bool:
+    """Whether the pack at `path` is one ComfyUI itself ships in custom_nodes/ (part of the ComfyUI version, not of
+    the set of packs an environment promotes; `.disabled` copies of it included)."""
+    name = path.name.removesuffix(".disabled")
+    return name in _SHIPPED and path.parent.resolve() in (target.custom_nodes.resolve(),
+                                                          (target.custom_nodes / ".disabled").resolve())
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,6 @@ constructor (`partyflow.manager.targets.open_manager`), not a different code pat
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from partyflow.config import ConfigError, Home, Settings
 from partyflow.manager.errors import ManagerError
 
 __all__ = ["EnvState", "Environment", "EnvError", "PackFacts", "diff", "environment", "environments",
-           "open_environment", "state"]
+           "managed_packs", "open_environment", "pack_hash", "state"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _KEY_ID = re.compile(r"^[0-9a-f]{16}$")
@@ -54,6 +53,7 @@ class Environment:
     trusted_keys: tuple[str, ...] = ()         # empty: every key its keyring trusts
     require_signed: bool | None = None         # None: only at security level "strong"
     description: str = ""
+    controller: Path | None = field(default=None, compare=False)  # the home whose config.toml defines it
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "path": str(self.path), "python": self.python,
@@ -83,7 +83,12 @@ def environment(home: Home, name: str) -> Environment:
 
 
 def open_environment(env: Environment, **options: Any) -> Any:
-    """The `PackManager` acting on `env` (options as PackManager's). The only place that knows the kinds."""
+    """The `PackManager` acting on `env` (options as PackManager's). The only place that knows the kinds.
+
+    A ComfyUI environment is validated (`comfyui_target.open_target`: the folder is ComfyUI, its interpreter runs)
+    and opened as a `TargetHome` whose settings fall back to the config.toml that defines the environment. Nothing
+    of the shell leaks in: not $PARTYFLOW_COMFYUI_PYTHON (the interpreter is the table's `python`, else the
+    install's own venv), not $PARTYFLOW_SECURITY_LEVEL (see `_configured_level`)."""
     from partyflow.manager.packs import PackManager
 
     if not env.path.is_dir():
@@ -93,25 +98,21 @@ def open_environment(env: Environment, **options: Any) -> Any:
         home = Home(env.path)
         options.setdefault("security_level", env.security_level or _configured_level(home))
         return PackManager(home, **options)
-    options.setdefault("security_level", env.security_level)
+    from partyflow.manager.comfyui_target import open_target
+    from partyflow.manager.target_home import TargetHome
+
     try:
-        open_manager = importlib.import_module("partyflow.manager.targets").open_manager
-    except (ModuleNotFoundError, AttributeError) as exc:
-        if isinstance(exc, ModuleNotFoundError) and exc.name != "partyflow.manager.targets":
-            raise  # the module is there but broken: not the same as missing
-        raise EnvError(f"environment {env.name!r} is a ComfyUI install, and this partyflow cannot manage "
-                               "ComfyUI installs yet (partyflow.manager.targets.open_manager is missing)",
-                               user_error=True, hint="use a partyflow home (home = \"PATH\") for this "
-                                                     "environment, or upgrade partyflow") from None
-    manager = open_manager(comfyui=env.path, python=env.python)
-    for key, value in options.items():  # the same knobs a home's manager gets
-        if hasattr(manager, key):
-            setattr(manager, key, value)
-    return manager
+        target = TargetHome.of(open_target(env.path, env.python), settings_home=env.controller)
+    except ManagerError as exc:
+        raise EnvError(f"environment {env.name!r}: {exc.message}", user_error=exc.user_error,
+                       hint=exc.hint) from None
+    options.setdefault("security_level", env.security_level or _configured_level(target))
+    return PackManager(target, **options)
 
 
 def _configured_level(home: Home) -> str:
-    """The level an environment's home configures for itself (default normal). The shell's
+    """The level an environment's home (for a ComfyUI install: its `user/__partyflow/config.toml`, else the
+    config.toml that defines the environment) configures for itself (default normal). The shell's
     PARTYFLOW_SECURITY_LEVEL is deliberately not read: it belongs to whoever runs the command, not to the
     environment, and must not loosen prod for a promotion started from a dev shell."""
     raw = Settings.load(home).raw
@@ -159,7 +160,8 @@ def _parse(name: str, table: Any, where: Path) -> Environment:
     return Environment(name=str(name), kind=kind, path=path,
                        python=str(_path(python, f"{label} python", where)) if python else None,
                        security_level=level.strip().lower() if level else None,
-                       trusted_keys=tuple(k.lower() for k in keys), require_signed=signed, description=description)
+                       trusted_keys=tuple(k.lower() for k in keys), require_signed=signed, description=description,
+                       controller=where.parent)
 
 
 def _path(value: Any, label: str, where: Path) -> Path:
@@ -170,6 +172,30 @@ def _path(value: Any, label: str, where: Path) -> Path:
 
 
 # ---- state and drift ---------------------------------------------------------------------------------------
+
+# ComfyUI-Manager's `.tracking` (the file list of a registry archive) is bookkeeping that partyflow writes into
+# registry packs it installs into a ComfyUI, and not into a home: the same pack must compare equal in both.
+BOOKKEEPING = frozenset({".tracking"})
+
+
+def pack_hash(path: Path) -> str:
+    """A pack's content as environments compare it: its tree hash without tools' bookkeeping files."""
+    from partyflow.manager.provenance import tree_hash
+
+    return tree_hash(path, ignore=BOOKKEEPING)
+
+
+def managed_packs(manager: Any) -> list[Any]:
+    """The packs an environment is made of: every installed pack, except, in a ComfyUI install, the files that
+    ComfyUI itself ships in custom_nodes/ (they belong to the ComfyUI version, not to the environment's set, so
+    drift never reports them and a promotion never removes them)."""
+    target = getattr(manager.home, "target", None)
+    if target is None:
+        return list(manager.installed())
+    from partyflow.manager.comfyui_target import ships_with_comfyui
+
+    return [p for p in manager.installed() if not (p.record is None and ships_with_comfyui(target, p.path))]
+
 
 @dataclass(frozen=True)
 class PackFacts:
@@ -199,17 +225,16 @@ class EnvState:
 def state(name: str, manager: Any, *, python: bool = False) -> EnvState:
     """The packs of the environment `manager` acts on (and, with `python`, its interpreter's packages)."""
     from partyflow.manager.dependencies import DependencyError, read_requirements
-    from partyflow.manager.provenance import tree_hash
 
     packs: dict[str, PackFacts] = {}
-    for pack in manager.installed():
+    for pack in managed_packs(manager):
         record = pack.record
         try:
             requirements = tuple(sorted(read_requirements(pack.path)[0])) if pack.path.is_dir() else ()
         except DependencyError as exc:
             requirements = (f"(unreadable: {exc.message})",)
         packs[pack.name] = PackFacts(
-            name=pack.name, enabled=pack.enabled, content_hash=tree_hash(pack.path),
+            name=pack.name, enabled=pack.enabled, content_hash=pack_hash(pack.path),
             version=record.version if record else None, commit=record.commit if record else None,
             source=record.source.describe() if record else None, requirements=requirements)
     installed: dict[str, str] = {}
@@ -244,12 +269,15 @@ _COMPARED = ("content_hash", "version", "commit", "enabled", "requirements")
 
 
 def diff(a: EnvState, b: EnvState) -> Drift:
-    """Packs missing on either side; for shared packs every compared field that differs (content first)."""
+    """Packs missing on either side; for shared packs every compared field that differs (content first). A git
+    pack's version is its ref's name on one side and the pinned commit on the other after a promotion (promotions
+    install the exact commit): with the same commit, the version label is not drift."""
     changed: list[dict[str, Any]] = []
     for name in sorted(set(a.packs) & set(b.packs)):
         left, right = a.packs[name], b.packs[name]
+        same_commit = left.commit is not None and left.commit == right.commit
         fields = {f: {"a": _plain(getattr(left, f)), "b": _plain(getattr(right, f))} for f in _COMPARED
-                  if getattr(left, f) != getattr(right, f)}
+                  if getattr(left, f) != getattr(right, f) and not (f == "version" and same_commit)}
         if fields:
             changed.append({"name": name, "fields": fields})
     python: dict[str, Any] = {"only_in_a": {}, "only_in_b": {}, "changed": {}}

@@ -12,7 +12,8 @@
 4. **apply** (not with `dry_run`): save a snapshot of the target (`pre-promote-<id>`) and a copy of every pack the
    change set touches, then carry out each change through `PackManager` (each one journaled and atomic).
 5. **health**: import every enabled pack in the OS sandbox (as `nodes doctor` does) and run the smoke workflow,
-   if given, headless in a fresh process.
+   if given, headless in a fresh process. In a ComfyUI environment both happen in that ComfyUI, started once,
+   headless and sandboxed, with its own interpreter (`comfyui_doctor.check_comfyui`).
 6. **rollback** when a change or a check fails: one journaled operation moves the saved copies back and restores
    their records, so the target's packs return to exactly their previous tree hashes and enabled states.
 
@@ -38,7 +39,13 @@ from typing import Any
 
 from partyflow.config import ConfigError, Home
 from partyflow.manager.audit import AuditLog
-from partyflow.manager.environments import Environment, environment, open_environment
+from partyflow.manager.environments import (
+    Environment,
+    environment,
+    managed_packs,
+    open_environment,
+    pack_hash,
+)
 from partyflow.manager.errors import ManagerError
 from partyflow.manager.journal import Operation
 from partyflow.manager.provenance import RecordStore, atomic_write_json, tree_hash
@@ -49,6 +56,7 @@ from partyflow.manager.staging import operation_lock, remove_path
 __all__ = ["Change", "PromotionError", "PromotionReport", "plan_changes", "promote", "snapshot_of"]
 
 ENV_PREFIX = "env:"
+COMFYUI_START_SECONDS = 300.0  # the least a ComfyUI environment's health check gives ComfyUI's whole start
 STATE_FILE = "state.json"
 Step = Callable[[str], None]
 
@@ -137,6 +145,8 @@ def promote(home: Home, source: str, target: str, *, smoke_workflow: Path | None
             report.changes = plan_changes(snapshot, snapshot_of(manager))
             if smoke_workflow is not None and not smoke_workflow.is_file():
                 raise PromotionError(f"smoke workflow {smoke_workflow} does not exist", user_error=True)
+            if smoke_workflow is not None and _comfyui(manager) is not None:
+                _api_workflow(smoke_workflow, env.name)
             if report.changes:
                 _require_sandbox()
                 step("fetching and scanning the packs to install")
@@ -200,10 +210,22 @@ def _read_source(home: Home, source: str, env: Environment, manager: Any) -> tup
                                  "snapshots", user_error=True, hint="sign it with 'partyflow keys sign FILE'")
         return snapshot, {"state": "unsigned"}
     from partyflow.manager.keys import Keyring
-    from partyflow.manager.signing import verify_snapshot
+    from partyflow.manager.signing import SignatureError, verify_snapshot
 
-    verified = verify_snapshot(document, Keyring(manager.home), allowed=env.trusted_keys,
-                               what=f"snapshot {path.name}")
+    keyring = Keyring(manager.home)  # the target's own keys: a ComfyUI install's are in user/__partyflow/keys
+    try:
+        verified = verify_snapshot(document, keyring, allowed=env.trusted_keys, what=f"snapshot {path.name}")
+    except SignatureError as exc:
+        target = _comfyui(manager)
+        if target is None:
+            raise
+        if env.trusted_keys and exc.key is not None and exc.key.key_id not in env.trusted_keys:
+            raise PromotionError(exc.message, user_error=True,
+                                 hint=f"add {exc.key.key_id} to trusted_keys in [environments.{env.name}]") from None
+        raise PromotionError(f"{exc.message} (environment {env.name!r} trusts the keyring of its ComfyUI install, "
+                             f"{keyring.root})", user_error=True,
+                             hint=f"trust the signer there: partyflow --comfyui {target.root} keys trust "
+                                  "PUBLIC-KEY --name NAME") from None
     return snapshot, {"state": "signed", "key_id": verified.key.key_id, "key": verified.key.name,
                       "digest": verified.digest}
 
@@ -230,12 +252,12 @@ def snapshot_of(manager: Any) -> Snapshot:
     """The packs of the environment `manager` acts on, as a snapshot (no Python packages). A pack put there by
     hand is given its own folder as the source, so promoting it copies exactly that content."""
     packs: dict[str, PackState] = {}
-    for pack in manager.installed():
+    for pack in managed_packs(manager):
         record = pack.record
         source = record.source if record else SourceSpec("dir", str(pack.path), name=pack.name)
         packs[pack.name] = PackState(name=pack.name, enabled=pack.enabled, source=source,
                                      version=record.version if record else None,
-                                     commit=record.commit if record else None, content_hash=tree_hash(pack.path),
+                                     commit=record.commit if record else None, content_hash=pack_hash(pack.path),
                                      single_file=pack.single_file)
     return Snapshot(packs=packs, python={}, created=datetime.now(UTC).isoformat(timespec="seconds"))
 
@@ -311,7 +333,7 @@ def _precheck(manager: Any, want: Snapshot, changes: list[Change], scratch: Path
             workdir.mkdir(parents=True)
             fetched = fetch(change.spec, workdir, limits=manager.limits)
             expected = want.packs[change.name].content_hash
-            actual = tree_hash(fetched.path)
+            actual = pack_hash(fetched.path)
             if expected and actual != expected:
                 raise PromotionError(f"{change.name}: its source now gives content {actual[:19]}..., not the "
                                      f"{expected[:19]}... the snapshot recorded", pack=change.name, user_error=True,
@@ -405,7 +427,7 @@ def _content_check(manager: Any, want: Snapshot, report: PromotionReport) -> str
     for change in report.changes:
         expected = want.packs[change.name].content_hash if change.name in want.packs else None
         pack = installed.get(change.name)
-        if change.spec is not None and expected and pack is not None and tree_hash(pack.path) != expected:
+        if change.spec is not None and expected and pack is not None and pack_hash(pack.path) != expected:
             wrong.append(change.name)
     report.health["content"] = {"checked": sum(1 for c in report.changes if c.spec is not None), "wrong": wrong}
     return f"content check: {', '.join(wrong)} differ from the snapshot's content hash" if wrong else None
@@ -418,8 +440,16 @@ def _venv(manager: Any, name: str) -> Path:
 
 
 def _save_before(manager: Any, promotion_id: str) -> Path:
+    """The target's state before the promotion, as a snapshot file; in a ComfyUI install, in ComfyUI-Manager's
+    format in its snapshot folder (with ours inside), so either tool can restore it."""
     path = manager.home.snapshots / f"pre-promote-{promotion_id}.json"
-    atomic_write_json(path, snapshot_of(manager).to_dict())
+    snapshot = snapshot_of(manager)
+    if _comfyui(manager) is None:
+        atomic_write_json(path, snapshot.to_dict())
+    else:
+        from partyflow.manager.snapshots import _document
+
+        atomic_write_json(path, _document(manager.home, snapshot, with_python=False))
     return path
 
 
@@ -518,10 +548,25 @@ def _recover(manager: Any, area: Path) -> list[str]:
 
 def _health(manager: Any, report: PromotionReport, smoke: Path | None, import_timeout: float,
             smoke_timeout: float, step: Step) -> str | None:
+    """Import every enabled pack where it will run. In a home: each pack in its own sandboxed subprocess. In a
+    ComfyUI install: that ComfyUI started once, headless and sandboxed, with its own interpreter, its log read per
+    pack (`comfyui_doctor`): a pack's health there depends on ComfyUI's modules and Python, not partyflow's."""
     from partyflow.manager.doctor import diagnose
 
+    outcome: dict[str, Any] | None = None
     try:
-        results = diagnose(manager.home, timeout=import_timeout)
+        if _comfyui(manager) is not None:
+            from partyflow.manager.comfyui_doctor import check_comfyui
+
+            report.health["checker"] = "comfyui"
+            if smoke is not None:
+                step(f"health check: starting ComfyUI, then running {smoke.name} in it")
+            workflow = _api_workflow(smoke, report.target) if smoke is not None else None
+            results, outcome = check_comfyui(manager.home, workflow=workflow,
+                                             timeout=max(import_timeout, COMFYUI_START_SECONDS)
+                                             + (smoke_timeout if smoke is not None else 0))
+        else:
+            results = diagnose(manager.home, timeout=import_timeout)
     except ManagerError as exc:
         report.health.update({"imports": [], "error": exc.message})
         return f"health check could not run: {exc.message}"
@@ -534,10 +579,23 @@ def _health(manager: Any, report: PromotionReport, smoke: Path | None, import_ti
                 f"{(first.error or '').strip().splitlines()[-1] if first.error else 'unknown error'}")
     if smoke is None:
         return None
-    step(f"health check: running {smoke.name}")
-    outcome = run_smoke(manager.home, smoke, smoke_timeout)
+    if outcome is None:  # a home: a fresh partyflow process runs it
+        step(f"health check: running {smoke.name}")
+        outcome = run_smoke(manager.home, smoke, smoke_timeout)
     report.health["smoke"] = outcome
     return None if outcome["ok"] else f"smoke workflow {smoke.name} failed: {outcome['error']}"
+
+
+def _api_workflow(path: Path, environment_name: str) -> dict[str, Any]:
+    """A ComfyUI environment's smoke workflow, which ComfyUI's /prompt runs: API format ({id: {class_type,
+    inputs}}). The UI format (nodes and links) is refused before anything changes."""
+    document = _document(path)
+    if not document or not all(isinstance(n, Mapping) and isinstance(n.get("class_type"), str)
+                               for n in document.values()):
+        raise PromotionError(f"{path}: environment {environment_name!r} is a ComfyUI install, which runs smoke "
+                             "workflows in API format ({id: {class_type, inputs}}), and this file is not one",
+                             user_error=True, hint="export the workflow with ComfyUI's 'Export (API)'")
+    return dict(document)
 
 
 def run_smoke(home: Home, workflow: Path, timeout: float) -> dict[str, Any]:
@@ -565,6 +623,11 @@ def run_smoke(home: Home, workflow: Path, timeout: float) -> dict[str, Any]:
 
 
 # ---- small helpers -----------------------------------------------------------------------------------------
+
+def _comfyui(manager: Any) -> Any:
+    """The ComfyUI install a manager acts on (`comfyui_target.ComfyUITarget`), or None for a home."""
+    return getattr(manager.home, "target", None)
+
 
 def _area(manager: Any) -> Path:
     """Where saved copies wait: on the same filesystem as custom_nodes, so a rollback is renames only, and not

@@ -117,13 +117,16 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def tree_hash(path: Path) -> str:
+def tree_hash(path: Path, *, ignore: frozenset[str] = frozenset()) -> str:
     """sha256 over the pack's files: relative paths, executable bits, link targets and contents.
 
-    `.git` and `__pycache__` are left out, so the hash names the content a user runs, however it was fetched.
+    `.git` and `__pycache__` are left out, so the hash names the content a user runs, however it was fetched;
+    `ignore` leaves out more top-level files by name (bookkeeping a tool writes into the pack folder).
     """
     digest = hashlib.sha256()
     for relative, full in _entries(path):
+        if relative in ignore:
+            continue
         info = full.lstat()
         if stat.S_ISLNK(info.st_mode):
             digest.update(f"L\0{relative}\0{os.readlink(full)}\n".encode())
