@@ -74,6 +74,25 @@ def outside(url: str) -> bool:
     return registry or host.endswith((".algolia.net", ".algolianet.com"))
 
 
+def open_missing_nodes(page: Any, attempts: int = 3) -> None:
+    """Open the dialog's "Missing Nodes" tab and wait for its "Install All" button.
+
+    Once in a full CI run (never alone, nor in repeated runs of this folder) the tab stayed empty for a minute: the
+    frontend infers a missing node's pack once per visit of the tab, and a lookup lost then is not retried. A user
+    would open the tab again, so the test does too (bounded); each empty visit is kept in the artifacts to diagnose.
+    """
+    for attempt in range(1, attempts + 1):
+        page.get_by_text("Missing Nodes").click()
+        try:
+            page.get_by_text("Install All").wait_for(timeout=TIMEOUT_MS // attempts)
+            return
+        except playwright_api.TimeoutError:
+            page.screenshot(path=str(ARTIFACTS / f"manager_missing_empty_{attempt}.png"))
+            if attempt == attempts:
+                raise
+            page.get_by_text("All installed").click()
+
+
 def installed(server: LiveServer) -> dict[str, Any]:
     with urllib.request.urlopen(f"{server.url}/api/v2/customnode/installed", timeout=10) as answer:
         return json.loads(answer.read())
@@ -99,8 +118,7 @@ def test_install_and_disable_a_pack_from_the_manager_dialog(server: LiveServer, 
             page.get_by_label("Extensions").click()  # the manager button the editor shows with --enable-manager
             page.get_by_text("Tidy Nodes").wait_for(timeout=TIMEOUT_MS)  # from the channel, through the server
             page.screenshot(path=str(ARTIFACTS / "manager_browse.png"))
-            page.get_by_text("Missing Nodes").click()  # "install missing nodes": the pack that provides TidyHello
-            page.get_by_text("Install All").wait_for(timeout=TIMEOUT_MS)
+            open_missing_nodes(page)  # "install missing nodes": the pack that provides TidyHello
             page.get_by_text("Tidy Nodes").wait_for(timeout=TIMEOUT_MS)
 
             page.get_by_role("button", name="Install", exact=True).click()
