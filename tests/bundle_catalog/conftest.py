@@ -6,18 +6,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
-import http.server
 import json
 import subprocess
 import tarfile
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
-from tests.manager_catalog.helpers import make_pack, make_venv
+from tests.manager_catalog.helpers import make_pack, make_venv, serve
 
 from partyflow.config import Home
 from partyflow.manager.keys import Keyring
@@ -87,45 +84,20 @@ def _simple_pages(files: Path) -> dict[str, bytes]:
 def serve_index(root: Path) -> Iterator[Index]:
     """Serve `root/files/*.whl` as a simple index and `root/archives/*` as plain files."""
     pages = _simple_pages(root / "files")
-    index = Index(url="", root=root)
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            index.requests.append(self.path)
-            path = self.path.split("?", 1)[0]
-            body: bytes | None = None
-            ctype = "application/octet-stream"
-            if path in pages:
-                body, ctype = pages[path], "text/html"
-            elif path.rstrip("/") + "/" in pages:
-                body, ctype = pages[path.rstrip("/") + "/"], "text/html"
-            elif path.startswith(("/files/", "/archives/")) and "/.." not in path:
-                local = root / path.lstrip("/")
-                body = local.read_bytes() if local.is_file() else None
-            if body is None:
-                self.send_response(404)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def route(raw: str) -> tuple[int, str, bytes] | None:
+        path = raw.split("?", 1)[0]
+        page = pages.get(path) or pages.get(path.rstrip("/") + "/")
+        if page is not None:
+            return 200, "text/html", page
+        if path.startswith(("/files/", "/archives/")) and "/.." not in path:
+            local = root / path.lstrip("/")
+            if local.is_file():
+                return 200, "application/octet-stream", local.read_bytes()
+        return None
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        index.url = f"http://127.0.0.1:{server.server_address[1]}"
-        yield index
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serve(route) as served:
+        yield Index(url=served.url, root=root, requests=served.requests)
 
 
 def git(*args: str, cwd: Path) -> str:
